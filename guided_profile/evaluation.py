@@ -1,0 +1,143 @@
+"""Run methods over examples into a run folder that survives interruption.
+
+A run folder holds `config.json` (what was asked), `records.jsonl` (one line per method and
+example, appended and flushed as each finishes) and `summary.json`.  Re-running the same command
+skips every (method, example) already recorded, so a killed run loses at most the example in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from guided_profile.datasets.example import Example
+from guided_profile.errors import ConfigError
+from guided_profile.lm.accounting import Usage, UsageMeter
+from guided_profile.metrics.stats import bootstrap_ci
+from guided_profile.programs.adapter import PersonalAdapter
+from guided_profile.tasks.base import Task
+
+RECORDS = "records.jsonl"
+
+
+@dataclass
+class RunFolder:
+    path: Path
+    config: dict[str, Any]
+    done: dict[tuple[str, str], dict] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, path: Path, config: dict[str, Any]) -> RunFolder:
+        """Create the folder, or reopen it to resume if it was made by the same configuration."""
+        path.mkdir(parents=True, exist_ok=True)
+        config_file = path / "config.json"
+        if config_file.exists():
+            old = json.loads(config_file.read_text())
+            keys = ("task", "split", "seed", "lm", "data", "task_options")
+            changed = [k for k in keys if old.get(k) != config.get(k)]
+            if changed:
+                raise ConfigError(f"{path} holds a run with different {', '.join(changed)}; "
+                                  "use another --out folder to start a new run")
+            config = old | {"methods": sorted(set(old.get("methods", [])) | set(config["methods"]))}
+        config_file.write_text(json.dumps(config, indent=2))
+        run = cls(path, config)
+        records = path / RECORDS
+        if records.exists():
+            for line_no, line in enumerate(records.read_text(encoding="utf-8").splitlines(), 1):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    # A line cut by a kill mid-write: the example is simply run again.
+                    print(f"note: {records} line {line_no} is incomplete and will be redone")
+                    continue
+                if record.get("error") is None:
+                    run.done[(record["method"], record["example_id"])] = record
+        return run
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path / RECORDS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.flush()
+        if record.get("error") is None:
+            self.done[(record["method"], record["example_id"])] = record
+
+
+def run_example(program: dspy.Module, task: Task, example: Example, lm: dspy.BaseLM,
+                adapter: PersonalAdapter) -> dict[str, Any]:
+    """One program on one example: the reply, its score and its cost, or the error."""
+    history, was_cut = task.history_text(example)
+    inputs = {"history": history, "question": task.question_text(example)}
+    record: dict[str, Any] = {"example_id": example.example_id, "user_id": example.user_id,
+                              "history_cut": was_cut, "inputs": inputs, "gold": example.gold}
+    start = time.perf_counter()
+    with UsageMeter(lm) as meter, dspy.context(lm=lm, adapter=adapter):
+        try:
+            prediction = program(**inputs)
+            error = None
+        except Exception as exc:  # one failing call must not end the run
+            prediction, error = None, f"{type(exc).__name__}: {exc}"
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    record["usage"] = meter.usage.to_dict()
+    record["steps"] = meter.steps
+    record["error"] = error
+    if prediction is not None:
+        for key in ("guidance", "profile"):
+            record[key] = prediction.get(key)
+        record["reply"] = prediction.answer
+        record["metrics"] = task.score(example, prediction.answer)
+    return record
+
+
+def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Example], lm: dspy.BaseLM,
+             run: RunFolder, *, progress: Callable[[Iterable, str, int], Iterable] | None = None) -> dict[str, dict]:
+    """Every program on every example not yet in `run`; returns each method's summary."""
+    adapter = PersonalAdapter()
+    for method, program in programs.items():
+        todo = [ex for ex in examples if (method, ex.example_id) not in run.done]
+        iterator = progress(todo, method, len(todo)) if progress else todo
+        for example in iterator:
+            run.append({"method": method, **run_example(program, task, example, lm, adapter)})
+    summaries = {method: summarize(task, [run.done.get((method, ex.example_id)) for ex in examples],
+                                   run.path / RECORDS, method)
+                 for method in programs}
+    summaries_file = run.path / "summary.json"
+    (summaries_file).write_text(json.dumps({"config": run.config, "methods": summaries}, indent=2))
+    return summaries
+
+
+def summarize(task: Task, records: list[dict | None], records_path: Path, method: str) -> dict[str, Any]:
+    """The task's table row for one method, plus interval, failures and mean cost per example."""
+    failures = _count_failures(records_path, method, {r["example_id"] for r in records if r})
+    ok = [r for r in records if r is not None]
+    row = task.summarize([r["metrics"] for r in ok])
+    values = [r["metrics"][task.objective] for r in ok]
+    row["ci95"] = bootstrap_ci(values) if values else None
+    row["failed"] = failures
+    row["history_cut"] = sum(r["history_cut"] for r in ok)
+    total = Usage()
+    for r in ok:
+        total.add(Usage(**r["usage"]))
+    n = max(1, len(ok))
+    row["per_example"] = {k: round(v / n, 1) for k, v in total.to_dict().items()}
+    row["seconds_per_example"] = round(sum(r["seconds"] for r in ok) / n, 2)
+    return row
+
+
+def _count_failures(records_path: Path, method: str, succeeded: set[str]) -> int:
+    """Examples of `method` whose last attempt failed (a later success clears an earlier failure)."""
+    failed = set()
+    if records_path.exists():
+        for line in records_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("method") == method and record.get("error") is not None:
+                failed.add(record["example_id"])
+    return len(failed - succeeded)

@@ -1,0 +1,50 @@
+"""What each example cost: LM calls, prompt / cached / generated tokens, read from DSPy's LM history."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import dspy
+
+
+@dataclass
+class Usage:
+    calls: int = 0                # requests the program made (DSPy cache hits included)
+    cache_hits: int = 0           # answered from DSPy's answer cache: no model time spent
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # prompt tokens whose KV entries the server reused
+    completion_tokens: int = 0
+
+    def add(self, other: Usage) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class UsageMeter:
+    """Measures the LM calls made inside a `with` block (one example at a time, one thread)."""
+
+    def __init__(self, lm: dspy.BaseLM):
+        self.lm = lm
+        self.usage = Usage()
+        self.steps: list[dict[str, int]] = []
+
+    def __enter__(self) -> UsageMeter:
+        self.lm.history.clear()  # we own this LM; clearing keeps the slice below exact and memory flat
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for entry in self.lm.history:
+            usage = entry.get("usage") or {}
+            details = usage.get("prompt_tokens_details") or {}
+            step = Usage(
+                calls=1,
+                cache_hits=int(not usage),
+                prompt_tokens=usage.get("prompt_tokens") or 0,
+                cached_prompt_tokens=details.get("cached_tokens") or 0,
+                completion_tokens=usage.get("completion_tokens") or 0,
+            )
+            self.usage.add(step)
+            self.steps.append(step.to_dict())

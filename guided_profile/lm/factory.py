@@ -1,0 +1,89 @@
+"""One place that knows how each `--lm` value becomes a `dspy.LM`."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import dspy
+
+from guided_profile.errors import ConfigError
+from guided_profile.lm.embedded import DEFAULT_CONTEXT, EmbeddedEngine
+from guided_profile.lm.weights import EMBEDDED_MODELS, cache_dir, ensure_model_file, sha256_file
+
+
+@dataclass(frozen=True)
+class LMSpec:
+    """What identifies a model in records and caches. Never holds an API key."""
+
+    spec: str
+    model: str
+    sha256: str | None = None
+    api_base: str | None = None
+    context: int = DEFAULT_CONTEXT
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _cached_sha256(path: Path) -> str:
+    """sha256 of a user-supplied GGUF, remembered per (path, size, mtime): hashing 1 GB takes seconds."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    index_file = cache_dir() / "gguf-hashes.json"
+    try:
+        index = json.loads(index_file.read_text())
+    except (OSError, ValueError):
+        index = {}
+    if key not in index:
+        index[key] = sha256_file(path)
+        index_file.parent.mkdir(parents=True, exist_ok=True)
+        index_file.write_text(json.dumps(index, indent=1))
+    return index[key]
+
+
+def resolve_spec(spec: str, api_base: str | None = None, context: int = DEFAULT_CONTEXT) -> tuple[LMSpec, Path | None]:
+    """Identity of the model behind `spec`, and the GGUF path when it runs in process."""
+    if spec in EMBEDDED_MODELS:
+        model = EMBEDDED_MODELS[spec]
+        return LMSpec(spec, model.name, model.sha256, context=context), ensure_model_file(spec)
+    if spec.startswith("gguf:"):
+        path = Path(spec[len("gguf:"):]).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"--lm {spec}: no such GGUF file {path}")
+        return LMSpec(spec, path.stem, _cached_sha256(path), context=context), path
+    if "/" not in spec:
+        choices = ", ".join([*EMBEDDED_MODELS, "fake", "gguf:PATH", "provider/model (e.g. openai/gpt-4o-mini)"])
+        raise ConfigError(f"--lm {spec!r} is not a model I know; use one of: {choices}")
+    return LMSpec(spec, spec, None, api_base=api_base, context=context), None
+
+
+def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CONTEXT, n_parallel: int = 1,
+            threads: int | None = None, max_tokens: int = 512, temperature: float = 0.0,
+            cache: bool = True) -> tuple[dspy.LM, LMSpec]:
+    """A `dspy.LM` for `spec` plus its identity.
+
+    Greedy decoding by default, as in the paper.  For in-process models the DSPy model string
+    carries the weights' hash, so DSPy's answer cache never mixes two models' answers.
+    """
+    if spec == "fake":
+        from guided_profile.lm.fake import FakeEngine
+
+        lm = dspy.LM("fake/scripted", engine=FakeEngine(), temperature=temperature, max_tokens=max_tokens,
+                     cache=False)
+        return lm, LMSpec(spec, "scripted-fake")
+    identity, gguf = resolve_spec(spec, api_base, context)
+    if gguf is not None:
+        engine = EmbeddedEngine(gguf, n_ctx=context, n_parallel=n_parallel, threads=threads,
+                                model_name=identity.model)
+        model_string = f"embedded/{identity.model}@{identity.sha256[:16]}"
+        lm = dspy.LM(model_string, engine=engine, temperature=temperature, max_tokens=max_tokens, cache=cache)
+    else:
+        api_key = os.environ.get("OPENAI_API_KEY") if spec.startswith("openai/") else None
+        if api_base and not api_key:
+            api_key = "not-needed"  # local OpenAI-compatible servers ignore the key
+        lm = dspy.LM(spec, api_base=api_base, api_key=api_key, temperature=temperature,
+                     max_tokens=max_tokens, cache=cache)
+    return lm, identity

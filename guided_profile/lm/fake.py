@@ -1,0 +1,48 @@
+"""A scripted engine for tests and dry runs: no model, deterministic replies, every request kept.
+
+`--lm fake` uses the default rule, which answers each GPG step with a recognisable text and
+every question with the first option, so a whole pipeline can be run and inspected in seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from dspy.lm15 import Message, Response, TextPart, Usage
+
+Rule = Callable[[str, str], str]  # (system, user message) -> reply
+
+
+def default_rule(system: str, user: str) -> str:
+    tail = user.rsplit("\n\n", 1)[-1].lower()
+    if "reply with only the guidance" in tail:
+        return "guidance: tools, lab supplies"
+    if "reply with only the profile" in tail:
+        return "A shopper who buys tools and lab supplies."
+    return "A"
+
+
+class FakeEngine:
+    """Replies by `rule`; counts prompt tokens as whitespace words so accounting can be tested."""
+
+    def __init__(self, rule: Rule = default_rule):
+        self.rule = rule
+        self.requests: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+
+    def complete(self, request) -> Response:
+        system = request.system if isinstance(request.system, str) else ""
+        user = "\n".join(m.text or "" for m in request.messages)
+        reply = self.rule(system, user)
+        with self._lock:
+            self.requests.append({"system": system, "user": user, "reply": reply})
+        return Response(id=None, model="fake", message=Message.assistant((TextPart(reply),)), finish_reason="stop",
+                        usage=Usage(input_tokens=len((system + " " + user).split()),
+                                    output_tokens=len(reply.split()), cache_read_tokens=0))
+
+    def stream(self, request):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass

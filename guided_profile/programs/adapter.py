@@ -1,0 +1,82 @@
+"""An adapter for small local models: history first, plain replies, robust parsing.
+
+DSPy's ChatAdapter asks for `[[ ## field ## ]]` markers, which 0.5-1.5B models often drop; then
+it retries through JSONAdapter, paying a second call for a reply that was usually fine.  Every
+step of our programs has exactly one output field, so here the whole reply *is* that field.
+
+The layout also puts the long part every step shares first: a fixed system preamble, then the
+person's history, and only then the step's own fields and instruction.  llama.cpp (and remote
+APIs with prefix caching) can then reuse the history's KV entries from one step to the next.
+Signatures with several outputs (e.g. an optimizer's own proposal programs) fall back to
+ChatAdapter's format unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from dspy.adapters.chat_adapter import ChatAdapter
+from dspy.signatures.signature import Signature
+
+PREAMBLE = "You are a careful assistant who studies one person's history and answers briefly and exactly."
+HISTORY_FIELD = "history"
+_MARKER = re.compile(r"\[\[\s*##\s*\w+\s*##\s*\]\]")
+
+
+def _title(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
+class PersonalAdapter(ChatAdapter):
+    """History-first prompts and whole-reply parsing for single-output signatures."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("use_json_adapter_fallback", False)
+        super().__init__(**kwargs)
+        self.unparseable = 0
+
+    @staticmethod
+    def _single_output(signature: type[Signature]) -> str | None:
+        outputs = list(signature.output_fields)
+        return outputs[0] if len(outputs) == 1 else None
+
+    def format(self, signature: type[Signature], demos: list[dict[str, Any]], inputs: dict[str, Any]):
+        output = self._single_output(signature)
+        if output is None:
+            return super().format(signature, demos, inputs)
+        messages = [{"role": "system", "content": PREAMBLE}]
+        for demo in demos:
+            if all(k in demo for k in signature.input_fields) and output in demo:
+                messages.append({"role": "user", "content": self.user_content(signature, demo)})
+                messages.append({"role": "assistant", "content": str(demo[output])})
+        messages.append({"role": "user", "content": self.user_content(signature, inputs)})
+        return messages
+
+    def user_content(self, signature: type[Signature], inputs: dict[str, Any]) -> str:
+        """History block first (shared by every step), then the step's fields and instruction."""
+        names = sorted(signature.input_fields, key=lambda n: n != HISTORY_FIELD)
+        blocks = []
+        for name in names:
+            field = signature.input_fields[name]
+            desc = field.json_schema_extra.get("desc", "") if field.json_schema_extra else ""
+            header = _title(name) + (f" ({desc})" if desc and not desc.startswith("${") else "")
+            blocks.append(f"{header}:\n{inputs.get(name, '')}")
+        output = self._single_output(signature)
+        out_field = signature.output_fields[output]
+        out_desc = out_field.json_schema_extra.get("desc", "") if out_field.json_schema_extra else ""
+        request = f"Reply with only the {_title(output).lower()}"
+        request += f" ({out_desc})." if out_desc and not out_desc.startswith("${") else "."
+        blocks.append(f"{signature.instructions.strip()}\n{request}")
+        return "\n\n".join(blocks)
+
+    def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
+        output = self._single_output(signature)
+        if output is None:
+            return super().parse(signature, completion)
+        text = _MARKER.sub("", completion).strip()
+        # A reply that echoes the field's name ("Profile: ...") still carries the value after it.
+        text = re.sub(rf"^\s*{re.escape(_title(output))}\s*:\s*", "", text, flags=re.IGNORECASE)
+        if not text:
+            self.unparseable += 1
+        return {output: text}

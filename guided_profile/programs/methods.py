@@ -1,0 +1,52 @@
+"""Method names as the CLI and result tables spell them.
+
+`dg-no-pc`, `dg-pc`, `pg` and `gpg` are the paper's four methods (`gpg` uses the task's main
+switches).  Any ablation row of the paper's Table 3 is `gpg:` plus the parts the final step sees,
+joined by '+': `gpg:pc+g+pp`, `gpg:g`, `gpg:pp`, ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import dspy
+
+from guided_profile.errors import ConfigError
+from guided_profile.programs.modules import DirectAnswer, GuidedProfile, ProfileThenAnswer
+from guided_profile.tasks.base import Task
+
+METHODS: dict[str, Callable[[Task], dspy.Module]] = {
+    "dg-no-pc": lambda task: DirectAnswer(task, with_context=False),
+    "dg-pc": lambda task: DirectAnswer(task, with_context=True),
+    "pg": ProfileThenAnswer,
+    "gpg": lambda task: GuidedProfile(task, **task.gpg_switches),
+}
+
+_PARTS = {"pc": "include_context", "g": "include_guidance", "pp": "include_profile"}
+
+
+def ablation_switches(method: str) -> dict[str, bool]:
+    """Switches of a `gpg:...` name, e.g. 'gpg:pc+pp' -> context and profile on, guidance off."""
+    parts = [p.strip() for p in method.split(":", 1)[1].split("+") if p.strip()]
+    unknown = [p for p in parts if p not in _PARTS]
+    if unknown or not parts:
+        raise ConfigError(f"method {method!r}: parts must be some of {'+'.join(_PARTS)}, e.g. gpg:pc+g+pp")
+    if not {"g", "pp"} & set(parts):
+        raise ConfigError(f"method {method!r} uses neither guidance nor profile: that is dg-pc / dg-no-pc")
+    return {switch: part in parts for part, switch in _PARTS.items()}
+
+
+def build_program(method: str, task: Task) -> dspy.Module:
+    """A fresh program for `method` on `task`."""
+    if method in METHODS:
+        return METHODS[method](task)
+    if method.startswith("gpg:"):
+        return GuidedProfile(task, **ablation_switches(method))
+    raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)} or gpg:PARTS (e.g. gpg:pc+g+pp)")
+
+
+def describe_method(method: str, task: Task) -> dict:
+    """What a result record says about the method: its name and the final step's inputs."""
+    program = build_program(method, task)
+    return {"method": method, "program": type(program).__name__,
+            "switches": getattr(program, "switches", None)}

@@ -1,0 +1,45 @@
+"""Tables people can read: the terminal table and its markdown twin, from method summaries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guided_profile.tasks.base import Task
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def summary_rows(task: Task, summaries: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """Columns: method, the task's metrics (objective with its 95% interval), n, failures, cost."""
+    metric_keys = [k for k in next(iter(summaries.values()), {}) if k not in
+                   ("n", "ci95", "failed", "history_cut", "per_example", "seconds_per_example")]
+    header = ["method", *metric_keys, "95% CI", "n", "failed", "cut", "calls/ex", "prompt tok/ex",
+              "cached/ex", "gen tok/ex", "s/ex"]
+    rows = []
+    for method, s in summaries.items():
+        ci = s.get("ci95")
+        per = s["per_example"]
+        rows.append([method, *[_fmt(s[k]) for k in metric_keys],
+                     f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-", str(s["n"]), str(s["failed"]),
+                     str(s["history_cut"]), _fmt(per["calls"]), _fmt(per["prompt_tokens"]),
+                     _fmt(per["cached_prompt_tokens"]), _fmt(per["completion_tokens"]),
+                     _fmt(s["seconds_per_example"])])
+    return header, rows
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(out)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)

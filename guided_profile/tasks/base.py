@@ -1,0 +1,160 @@
+"""What a task declares, and the registry that maps task names to tasks.
+
+A task is data for the programs: instructions (the guidance question among them), how an
+`Example` becomes the two text inputs every program takes, how a reply is scored, and where its
+data lives.  Programs, the runner and optimizers only ever talk to this interface, so adding a
+task is adding one module under `tasks/` with `@register_task`.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from guided_profile.datasets.example import Example
+from guided_profile.errors import ConfigError
+
+DEFAULT_MAX_HISTORY_CHARS = 6000  # about 1,500 tokens: leaves room for profile, question and reply
+
+
+def cut_history(items: Iterable[str], max_chars: int) -> tuple[list[str], bool]:
+    """Keep the most recent items whose lines fit in `max_chars`; older items are dropped first.
+
+    The newest item is always kept (shortened to `max_chars` if it alone is too long), so no
+    example ever goes to the model without history.  Returns the kept items and whether any cut
+    happened.
+    """
+    items = list(items)
+    kept: list[str] = []
+    used = 0
+    for item in reversed(items):
+        cost = len(item) + 6  # numbering and newline
+        if kept and used + cost > max_chars:
+            break
+        kept.append(item if cost <= max_chars else item[: max(1, max_chars - 6)])
+        used += cost
+    kept.reverse()
+    return kept, len(kept) < len(items) or any(a != b for a, b in zip(kept, items[-len(kept):], strict=True))
+
+
+class Task(ABC):
+    """One personalization task. Subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    guidance: ClassVar[str]                      # the paper's hand-written guidance question
+    profile_instruction: ClassVar[str]           # unguided profile (PG)
+    guided_profile_instruction: ClassVar[str]    # profile steered by the guidance (GPG)
+    answer_instruction: ClassVar[str]
+    answer_desc: ClassVar[str] = ""
+    gpg_switches: ClassVar[dict[str, bool]]      # the final step's inputs in the paper's main GPG row
+    objective: ClassVar[str]                     # the summary metric optimizers maximise
+    data_subdir: ClassVar[str]                   # real data, relative to the data root
+    sample_subdir: ClassVar[str]                 # committed sample, relative to datasets/
+
+    def __init__(self, seed: int = 0, max_history_chars: int = DEFAULT_MAX_HISTORY_CHARS):
+        self.seed = seed
+        self.max_history_chars = max_history_chars
+
+    @abstractmethod
+    def load(self, path: Path) -> tuple[list[Example], dict[str, int]]:
+        """All examples built from the data at `path`, and counts of what was skipped and why."""
+
+    def history_text(self, example: Example) -> tuple[str, bool]:
+        """The history as numbered lines, cut by `cut_history`; also says whether it was cut."""
+        kept, was_cut = cut_history(example.history, self.max_history_chars)
+        return "\n".join(f"{i}. {item}" for i, item in enumerate(kept, 1)), was_cut
+
+    def question_text(self, example: Example) -> str:
+        return example.query
+
+    def inputs(self, example: Example) -> dict[str, Any]:
+        """The keyword arguments every program's forward takes."""
+        history, _ = self.history_text(example)
+        return {"history": history, "question": self.question_text(example)}
+
+    @abstractmethod
+    def score(self, example: Example, answer: str) -> dict[str, Any]:
+        """Per-example metrics for a reply; must hold the objective's per-example value."""
+
+    @abstractmethod
+    def summarize(self, scores: list[dict[str, Any]]) -> dict[str, Any]:
+        """Aggregate per-example metrics (each a dict from `score`) into the task's table row."""
+
+    def metric(self, example: Example, answer: str) -> float:
+        """The objective for one example, as optimizers use it."""
+        return float(self.score(example, answer)[self.objective])
+
+
+class ChoiceTask(Task):
+    """A task whose answer is one of a few lettered options (the paper's preference prediction)."""
+
+    objective = "accuracy"
+    answer_desc = "the letter of one option"
+
+    @staticmethod
+    def letters(n: int) -> list[str]:
+        return [chr(ord("A") + i) for i in range(n)]
+
+    def question_text(self, example: Example) -> str:
+        options = "\n".join(f"{letter}. {text}" for letter, text in zip(self.letters(len(example.options)),
+                                                                           example.options, strict=True))
+        return f"{example.query}\n{options}"
+
+    def parse_choice(self, example: Example, reply: str) -> tuple[str | None, str]:
+        """(label, how) from a free reply.
+
+        `how` is "letter" (a leading letter such as "B", "(B)", "B. ...", "Answer: B", or "the
+        answer is B"), "text" (the reply quotes exactly one option), "abstain" (it apologises, as
+        the paper counts it, or names no option) or "unparseable" (empty, or names several options).
+        """
+        text = reply.strip()
+        if not text:
+            return None, "unparseable"
+        if "sorry" in text.lower():
+            return None, "abstain"
+        letters = "".join(self.letters(len(example.options)))
+        for pattern in (rf"^\W*(?:answer|option)?\s*:?\s*\(?([{letters}])(?:[.):,]|\s*$)",
+                        rf"\b(?:answer is|option)\s*:?\s*\(?([{letters}])\b"):
+            match = re.search(pattern, text, re.IGNORECASE)
+            if match and match.group(1).isupper():
+                return match.group(1), "letter"
+        named = {letter for letter, option in zip(letters, example.options, strict=True)
+                 if option.lower() in text.lower()}
+        if len(named) == 1:
+            return named.pop(), "text"
+        return (None, "unparseable") if named else (None, "abstain")
+
+    def score(self, example: Example, answer: str) -> dict[str, Any]:
+        label, how = self.parse_choice(example, answer)
+        correct = label == example.gold
+        if how in ("abstain", "unparseable"):
+            outcome = how
+        else:
+            outcome = "correct" if correct else "incorrect"
+        return {"parsed": label, "parse": how, "outcome": outcome, "accuracy": float(correct)}
+
+    def summarize(self, scores: list[dict[str, Any]]) -> dict[str, Any]:
+        n = len(scores)
+        counts = {k: sum(s["outcome"] == k for s in scores) for k in ("correct", "incorrect", "abstain", "unparseable")}
+        return {"n": n, "accuracy": counts["correct"] / n if n else float("nan"), **counts}
+
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a task available by its `name`."""
+    TASKS[cls.name] = cls
+    return cls
+
+
+def get_task(name: str, **kwargs: Any) -> Task:
+    import guided_profile.tasks  # noqa: F401  (registers the built-in tasks)
+
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; registered tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name](**kwargs)

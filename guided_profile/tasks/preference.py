@@ -1,0 +1,37 @@
+"""Purchase-preference prediction (the paper's Amazon task): which of four products will this
+person buy, given their past purchases?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from guided_profile.datasets.amazon import build_preference_examples, load_amazon
+from guided_profile.datasets.example import Example
+from guided_profile.tasks.base import ChoiceTask, register_task
+
+
+@register_task
+class PreferenceTask(ChoiceTask):
+    name = "preference"
+    description = "Amazon purchase-preference prediction (4 options, one held-out purchase)"
+    guidance = ("Provide the product category of above one by one, each of them use less than 10 words, "
+                "split by a comma:")
+    profile_instruction = ("Write a short profile of this shopper: what kinds of products they buy and "
+                           "what they seem to need them for. Use at most 60 words.")
+    guided_profile_instruction = ("Using the product categories in the guidance, write a short profile of this "
+                                  "shopper: which categories they buy from most and what they seem to need. "
+                                  "Use at most 60 words.")
+    answer_instruction = "Choose the product this person is most likely to buy next."
+    gpg_switches = {"include_context": True, "include_guidance": False, "include_profile": True}
+    data_subdir = "amazon_scientific"
+    sample_subdir = "amazon_sample"
+
+    def __init__(self, seed: int = 0, category_level: int = 1, min_categories: int = 5, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.category_level = category_level
+        self.min_categories = min_categories
+
+    def load(self, path: Path) -> tuple[list[Example], dict[str, int]]:
+        catalog, histories = load_amazon(path)
+        return build_preference_examples(catalog, histories, seed=self.seed, category_level=self.category_level,
+                                         min_categories=self.min_categories, source=str(path))
