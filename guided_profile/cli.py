@@ -133,8 +133,9 @@ def cmd_run(args: argparse.Namespace) -> int:
               "command": "guided-profile " + " ".join(sys.argv[1:])}
     run = RunFolder.open(out, config)
 
-    def progress(items, method, total):
-        return tqdm(items, desc=method, total=total, disable=args.no_progress, unit="ex")
+    def progress(items, total):
+        return tqdm(items, desc=f"{task.name} x {len(methods)} methods", total=total, disable=args.no_progress,
+                    unit="run")
 
     summaries = evaluate(programs, task, selected, lm, run, progress=progress)
     header, rows = summary_rows(task, summaries)

@@ -49,7 +49,11 @@ class RunFolder:
         run = cls(path, config)
         records = path / RECORDS
         if records.exists():
-            for line_no, line in enumerate(records.read_text(encoding="utf-8").splitlines(), 1):
+            text = records.read_text(encoding="utf-8")
+            if text and not text.endswith("\n"):
+                with open(records, "a", encoding="utf-8") as f:
+                    f.write("\n")  # end the line a kill cut short, so the next record starts clean
+            for line_no, line in enumerate(text.splitlines(), 1):
                 try:
                     record = json.loads(line)
                 except ValueError:
@@ -95,19 +99,20 @@ def run_example(program: dspy.Module, task: Task, example: Example, lm: dspy.Bas
 
 
 def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Example], lm: dspy.BaseLM,
-             run: RunFolder, *, progress: Callable[[Iterable, str, int], Iterable] | None = None) -> dict[str, dict]:
-    """Every program on every example not yet in `run`; returns each method's summary."""
+             run: RunFolder, *, progress: Callable[[Iterable, int], Iterable] | None = None) -> dict[str, dict]:
+    """Every program on every example not yet in `run`; returns each method's summary.
+
+    Example-major order: all methods of one user run back to back, so the model's prompt cache
+    still holds that user's history, and a run cut short has every method on the same users.
+    """
     adapter = PersonalAdapter()
-    for method, program in programs.items():
-        todo = [ex for ex in examples if (method, ex.example_id) not in run.done]
-        iterator = progress(todo, method, len(todo)) if progress else todo
-        for example in iterator:
-            run.append({"method": method, **run_example(program, task, example, lm, adapter)})
+    todo = [(method, ex) for ex in examples for method in programs if (method, ex.example_id) not in run.done]
+    for method, example in progress(todo, len(todo)) if progress else todo:
+        run.append({"method": method, **run_example(programs[method], task, example, lm, adapter)})
     summaries = {method: summarize(task, [run.done.get((method, ex.example_id)) for ex in examples],
                                    run.path / RECORDS, method)
                  for method in programs}
-    summaries_file = run.path / "summary.json"
-    (summaries_file).write_text(json.dumps({"config": run.config, "methods": summaries}, indent=2))
+    (run.path / "summary.json").write_text(json.dumps({"config": run.config, "methods": summaries}, indent=2))
     return summaries
 
 

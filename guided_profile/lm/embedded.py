@@ -13,8 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from dspy.lm15 import Message, Response, TextPart, Usage
 from dspy._vendor.lm15.types import TokenLogprob, TopLogprob
+from dspy.lm15 import Message, Response, TextPart, Usage
 
 DEFAULT_CONTEXT = 8192
 

@@ -12,6 +12,15 @@ import dspy
 from guided_profile.programs.signatures import Digest, WriteProfile, respond_signature
 from guided_profile.tasks.base import Task
 
+STEP_MAX_TOKENS = 256  # digestion and profile: the paper's are a line or two; this only stops run-on replies
+
+
+def _respond(task: Task, *, history: bool, guidance: bool, profile: bool) -> dspy.Predict:
+    """The final step, seeing only the parts it is switched to see."""
+    signature = respond_signature(task.answer_instruction, history=history, guidance=guidance, profile=profile,
+                                  answer_desc=task.answer_desc)
+    return dspy.Predict(signature, max_tokens=task.answer_max_tokens)
+
 
 class DirectAnswer(dspy.Module):
     """DG: answer the question directly, with or without the raw history (the paper's baselines)."""
@@ -19,9 +28,7 @@ class DirectAnswer(dspy.Module):
     def __init__(self, task: Task, with_context: bool = True):
         super().__init__()
         self.with_context = with_context
-        self.respond = dspy.Predict(respond_signature(
-            task.answer_instruction, history=with_context, guidance=False, profile=False,
-            answer_desc=task.answer_desc))
+        self.respond = _respond(task, history=with_context, guidance=False, profile=False)
 
     def forward(self, history: str, question: str) -> dspy.Prediction:
         inputs = {"question": question} | ({"history": history} if self.with_context else {})
@@ -34,9 +41,8 @@ class ProfileThenAnswer(dspy.Module):
     def __init__(self, task: Task):
         super().__init__()
         self.write_profile = dspy.Predict(
-            WriteProfile.delete("guidance").with_instructions(task.profile_instruction))
-        self.respond = dspy.Predict(respond_signature(
-            task.answer_instruction, history=True, guidance=False, profile=True, answer_desc=task.answer_desc))
+            WriteProfile.delete("guidance").with_instructions(task.profile_instruction), max_tokens=STEP_MAX_TOKENS)
+        self.respond = _respond(task, history=True, guidance=False, profile=True)
 
     def forward(self, history: str, question: str) -> dspy.Prediction:
         profile = self.write_profile(history=history).profile
@@ -55,11 +61,10 @@ class GuidedProfile(dspy.Module):
         self.include_context = include_context
         self.include_guidance = include_guidance
         self.include_profile = include_profile
-        self.digest = dspy.Predict(Digest.with_instructions(task.guidance))
-        self.write_profile = dspy.Predict(WriteProfile.with_instructions(task.guided_profile_instruction))
-        self.respond = dspy.Predict(respond_signature(
-            task.answer_instruction, history=include_context, guidance=include_guidance,
-            profile=include_profile, answer_desc=task.answer_desc))
+        self.digest = dspy.Predict(Digest.with_instructions(task.guidance), max_tokens=STEP_MAX_TOKENS)
+        self.write_profile = dspy.Predict(WriteProfile.with_instructions(task.guided_profile_instruction),
+                                          max_tokens=STEP_MAX_TOKENS)
+        self.respond = _respond(task, history=include_context, guidance=include_guidance, profile=include_profile)
 
     @property
     def switches(self) -> dict[str, bool]:

@@ -50,6 +50,7 @@ class Task(ABC):
     guided_profile_instruction: ClassVar[str]    # profile steered by the guidance (GPG)
     answer_instruction: ClassVar[str]
     answer_desc: ClassVar[str] = ""
+    answer_max_tokens: ClassVar[int] = 128
     gpg_switches: ClassVar[dict[str, bool]]      # the final step's inputs in the paper's main GPG row
     objective: ClassVar[str]                     # the summary metric optimizers maximise
     data_subdir: ClassVar[str]                   # real data, relative to the data root
@@ -94,6 +95,7 @@ class ChoiceTask(Task):
 
     objective = "accuracy"
     answer_desc = "the letter of one option"
+    answer_max_tokens = 32
 
     @staticmethod
     def letters(n: int) -> list[str]:

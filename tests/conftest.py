@@ -1,0 +1,33 @@
+import os
+import tempfile
+
+# Keep every cache of the test session away from the user's (DSPy reads DSPY_CACHEDIR at import).
+_tmp = tempfile.mkdtemp(prefix="guided-profile-tests-")
+os.environ.setdefault("GUIDED_PROFILE_CACHE", os.path.join(_tmp, "cache"))
+os.environ["DSPY_CACHEDIR"] = os.path.join(_tmp, "dspy")
+
+import dspy  # noqa: E402
+import pytest  # noqa: E402
+
+from guided_profile.datasets.example import Example  # noqa: E402
+from guided_profile.lm.fake import FakeEngine  # noqa: E402
+
+
+@pytest.fixture
+def example() -> Example:
+    return Example(
+        example_id="u1", user_id="u1",
+        history=("Stanley staples 1/2 inch (category: Fasteners)", "Glass beaker 250 ml (category: Lab)",
+                 "Nitrile gloves, size M (category: Lab, Safety & Cleaning)"),
+        query="Which of the following products is the user most likely to buy next?",
+        gold="B", options=("Drill bit set", "Pipette tips 200 ul", "Garden hose", "Wall clock"),
+    )
+
+
+@pytest.fixture
+def fake_lm():
+    """A dspy.LM over a scripted engine; `fake_lm.engine_impl.requests` holds every prompt."""
+    engine = FakeEngine()
+    lm = dspy.LM("fake/scripted", engine=engine, temperature=0.0, max_tokens=64, cache=False)
+    lm.engine_impl = engine
+    return lm

@@ -1,0 +1,86 @@
+"""The runner: records, failures that do not stop a run, and resume without repeated calls."""
+
+import json
+
+import dspy
+import pytest
+
+from guided_profile.datasets.example import Example
+from guided_profile.errors import ConfigError
+from guided_profile.evaluation import RunFolder, evaluate
+from guided_profile.lm.fake import FakeEngine
+from guided_profile.programs import build_program
+from guided_profile.tasks import get_task
+
+TASK = get_task("preference")
+
+
+def examples(n=4):
+    return [Example(f"u{i}", f"u{i}", (f"item {i}", "Glass beaker"), "Which next?", "A",
+                    ("Drill bit", "Pipette tips", "Hose", "Clock")) for i in range(n)]
+
+
+def make_lm(rule):
+    engine = FakeEngine(rule)
+    return dspy.LM("fake/scripted", engine=engine, cache=False), engine
+
+
+def config(methods):
+    return {"task": "preference", "split": "test", "seed": 0, "lm": {"model": "fake"}, "data": "x",
+            "task_options": {}, "methods": methods}
+
+
+def test_records_scores_and_costs(tmp_path):
+    lm, engine = make_lm(lambda system, user: "A" if "item 0" in user or "item 1" in user else "B")
+    run = RunFolder.open(tmp_path, config(["dg-pc"]))
+    summary = evaluate({"dg-pc": build_program("dg-pc", TASK)}, TASK, examples(), lm, run)["dg-pc"]
+    assert summary["n"] == 4 and summary["correct"] == 2 and summary["accuracy"] == 0.5
+    assert summary["per_example"]["calls"] == 1 and summary["per_example"]["prompt_tokens"] > 0
+    lo, hi = summary["ci95"]
+    assert 0 <= lo <= 0.5 <= hi <= 1
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert [r["example_id"] for r in records] == ["u0", "u1", "u2", "u3"]
+    assert records[0]["reply"] == "A" and records[0]["metrics"]["outcome"] == "correct"
+    assert "1. item 0" in records[0]["inputs"]["history"]
+    assert json.loads((tmp_path / "summary.json").read_text())["methods"]["dg-pc"]["n"] == 4
+
+
+def test_failure_is_recorded_and_run_goes_on_then_resume_retries_only_it(tmp_path):
+    def flaky(system, user):
+        if "item 2" in user:
+            raise RuntimeError("server went away")
+        return "A"
+
+    lm, engine = make_lm(flaky)
+    run = RunFolder.open(tmp_path, config(["gpg"]))
+    summary = evaluate({"gpg": build_program("gpg", TASK)}, TASK, examples(), lm, run)["gpg"]
+    assert summary["n"] == 3 and summary["failed"] == 1
+    calls_before = len(engine.requests)
+
+    lm2, engine2 = make_lm(lambda system, user: "A")
+    run2 = RunFolder.open(tmp_path, config(["gpg"]))
+    summary2 = evaluate({"gpg": build_program("gpg", TASK)}, TASK, examples(), lm2, run2)["gpg"]
+    assert calls_before > 0
+    assert len(engine2.requests) == 3  # only the failed example is redone: 3 GPG steps
+    assert all("item 2" in r["user"] for r in engine2.requests)
+    assert summary2["n"] == 4 and summary2["failed"] == 0
+
+
+def test_resume_after_a_kill_mid_line(tmp_path):
+    lm, engine = make_lm(lambda s, u: "A")
+    run = RunFolder.open(tmp_path, config(["dg-pc"]))
+    evaluate({"dg-pc": build_program("dg-pc", TASK)}, TASK, examples(2), lm, run)
+    with open(tmp_path / "records.jsonl", "a") as f:
+        f.write('{"method": "dg-pc", "example_id": "u2", "repl')  # the process died here
+    lm2, engine2 = make_lm(lambda s, u: "A")
+    run2 = RunFolder.open(tmp_path, config(["dg-pc"]))
+    summary = evaluate({"dg-pc": build_program("dg-pc", TASK)}, TASK, examples(4), lm2, run2)["dg-pc"]
+    assert len(engine2.requests) == 2 and summary["n"] == 4
+    assert len(RunFolder.open(tmp_path, config(["dg-pc"])).done) == 4  # nothing written after the cut is lost
+
+
+def test_reopening_with_another_configuration_is_refused(tmp_path):
+    RunFolder.open(tmp_path, config(["dg-pc"]))
+    other = config(["dg-pc"]) | {"split": "dev"}
+    with pytest.raises(ConfigError, match="different split"):
+        RunFolder.open(tmp_path, other)

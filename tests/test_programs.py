@@ -1,0 +1,107 @@
+"""What each method sends to the model, for every switch of the final step, and save/load."""
+
+import dspy
+import pytest
+
+from guided_profile.errors import ConfigError
+from guided_profile.programs import PersonalAdapter, build_program
+from guided_profile.programs.methods import ablation_switches
+from guided_profile.tasks import get_task
+
+TASK = get_task("preference")
+
+# method -> (number of LM calls, blocks the final prompt must contain)
+EXPECTED = {
+    "dg-no-pc": (1, set()),
+    "dg-pc": (1, {"History"}),
+    "pg": (2, {"History", "Profile"}),
+    "gpg": (3, {"History", "Profile"}),  # the paper's main row for preference: PC + PP
+    "gpg:pc+g+pp": (3, {"History", "Guidance", "Profile"}),
+    "gpg:pc+g": (2, {"History", "Guidance"}),
+    "gpg:g+pp": (3, {"Guidance", "Profile"}),
+    "gpg:pc+pp": (3, {"History", "Profile"}),
+    "gpg:g": (2, {"Guidance"}),
+    "gpg:pp": (3, {"Profile"}),
+}
+BLOCKS = {"History": "History (", "Guidance": "Guidance (", "Profile": "Profile ("}
+
+
+def run(method, lm, example):
+    program = build_program(method, TASK)
+    with dspy.context(lm=lm, adapter=PersonalAdapter()):
+        prediction = program(**TASK.inputs(example))
+    return prediction, lm.engine_impl.requests
+
+
+@pytest.mark.parametrize("method", sorted(EXPECTED))
+def test_final_prompt_holds_exactly_the_switched_parts(method, fake_lm, example):
+    calls, blocks = EXPECTED[method]
+    prediction, requests = run(method, fake_lm, example)
+    assert len(requests) == calls
+    final = requests[-1]["user"]
+    for name, marker in BLOCKS.items():
+        assert (marker in final) == (name in blocks), (method, name)
+    assert "A. Drill bit set" in final and "D. Wall clock" in final
+    assert prediction.answer == "A"
+
+
+def test_digest_prompt_asks_the_guidance_question_and_profile_sees_its_answer(fake_lm, example):
+    prediction, requests = run("gpg", fake_lm, example)
+    digest, profile, _ = requests
+    assert TASK.guidance in digest["user"]
+    assert prediction.guidance == "tools, lab supplies"  # "guidance:" echo stripped by the adapter
+    assert "Guidance (" in profile["user"] and "tools, lab supplies" in profile["user"]
+    assert TASK.guided_profile_instruction in profile["user"]
+
+
+def test_unguided_profile_never_sees_guidance(fake_lm, example):
+    _, requests = run("pg", fake_lm, example)
+    assert "Guidance (" not in requests[0]["user"]
+    assert TASK.profile_instruction in requests[0]["user"]
+
+
+def test_every_step_starts_with_the_same_history_prefix(fake_lm, example):
+    _, requests = run("gpg:pc+g+pp", fake_lm, example)
+    history_block = TASK.inputs(example)["history"]
+    prefixes = {r["system"] + r["user"][: r["user"].index(history_block) + len(history_block)] for r in requests}
+    assert len(prefixes) == 1
+
+
+def test_ablation_names():
+    assert ablation_switches("gpg:pc+pp") == {"include_context": True, "include_guidance": False,
+                                              "include_profile": True}
+    with pytest.raises(ConfigError):
+        ablation_switches("gpg:pc")
+    with pytest.raises(ConfigError):
+        build_program("gpg:xyz", TASK)
+    with pytest.raises(ConfigError):
+        build_program("nope", TASK)
+
+
+def test_save_load_round_trip_keeps_rewritten_guidance(tmp_path, fake_lm, example):
+    program = build_program("gpg", TASK)
+    new_question = "Which product families does this person return to most often?"
+    program.digest.signature = program.digest.signature.with_instructions(new_question)
+    path = tmp_path / "program.json"
+    program.save(str(path))
+    assert path.read_text().startswith("{")  # DSPy's JSON state, not pickle
+    loaded = build_program("gpg", TASK)
+    loaded.load(str(path))
+    assert loaded.digest.signature.instructions == new_question
+    _, requests = run_loaded(loaded, fake_lm, example)
+    assert new_question in requests[0]["user"] and TASK.guidance not in requests[0]["user"]
+
+
+def run_loaded(program, lm, example):
+    with dspy.context(lm=lm, adapter=PersonalAdapter()):
+        return program(**TASK.inputs(example)), lm.engine_impl.requests
+
+
+def test_adapter_takes_whole_reply_and_counts_empty_ones():
+    adapter = PersonalAdapter()
+    signature = build_program("dg-pc", TASK).respond.signature
+    assert adapter.parse(signature, "[[ ## answer ## ]]\nB") == {"answer": "B"}
+    assert adapter.parse(signature, "Answer: C. Glue") == {"answer": "C. Glue"}
+    assert adapter.unparseable == 0
+    assert adapter.parse(signature, "  ") == {"answer": ""}
+    assert adapter.unparseable == 1

@@ -1,0 +1,75 @@
+"""Answer parsing, history cutting and user splits."""
+
+import pytest
+
+from guided_profile.datasets.example import Example, split_examples, user_split
+from guided_profile.errors import ConfigError
+from guided_profile.tasks import get_task
+from guided_profile.tasks.base import cut_history
+
+TASK = get_task("preference")
+
+
+@pytest.mark.parametrize("reply,label,how", [
+    ("B", "B", "letter"),
+    ("(C)", "C", "letter"),
+    ("D. Wall clock", "D", "letter"),
+    ("Answer: A", "A", "letter"),
+    ("I think the answer is B because of the lab items.", "B", "letter"),
+    ("pipette tips 200 ul", "B", "text"),
+    ("The person would buy the Garden hose.", "C", "text"),
+    ("A person who likes tools would buy something else.", None, "abstain"),
+    ("Sorry, I cannot tell from this history.", None, "abstain"),
+    ("Nothing here fits.", None, "abstain"),
+    ("", None, "unparseable"),
+    ("Either the Drill bit set or the Wall clock.", None, "unparseable"),
+])
+def test_parse_choice(example, reply, label, how):
+    assert TASK.parse_choice(example, reply) == (label, how)
+
+
+def test_score_outcomes(example):
+    assert TASK.score(example, "B")["outcome"] == "correct"
+    assert TASK.score(example, "A")["outcome"] == "incorrect"
+    assert TASK.score(example, "sorry")["outcome"] == "abstain"
+    row = TASK.summarize([TASK.score(example, r) for r in ("B", "A", "sorry", "")])
+    assert row == {"n": 4, "accuracy": 0.25, "correct": 1, "incorrect": 1, "abstain": 1, "unparseable": 1}
+
+
+def test_question_letters_options(example):
+    text = TASK.question_text(example)
+    assert text.splitlines()[1:] == ["A. Drill bit set", "B. Pipette tips 200 ul", "C. Garden hose", "D. Wall clock"]
+
+
+def test_cut_history_keeps_most_recent_items():
+    items = [f"item {i} " + "x" * 20 for i in range(10)]
+    kept, cut = cut_history(items, max_chars=100)
+    assert cut and kept == items[-len(kept):] and 0 < len(kept) < 10
+    assert sum(len(k) + 6 for k in kept) <= 100
+    assert cut_history(items[:2], 1000) == (items[:2], False)
+    kept, cut = cut_history(["y" * 500], 100)  # the newest item is always kept, shortened
+    assert cut and len(kept) == 1 and len(kept[0]) == 94
+
+
+def test_history_text_numbers_items(example):
+    text, cut = TASK.history_text(example)
+    assert not cut and text.splitlines()[0].startswith("1. Stanley")
+
+
+def test_user_split_is_stable_and_seeded():
+    users = [f"user{i}" for i in range(3000)]
+    splits = [user_split(u, seed=0) for u in users]
+    assert splits == [user_split(u, seed=0) for u in users]
+    share = {s: splits.count(s) / len(users) for s in ("train", "dev", "test")}
+    assert abs(share["train"] - 0.6) < 0.04 and abs(share["test"] - 0.2) < 0.04
+    assert splits != [user_split(u, seed=1) for u in users]
+    examples = [Example(u, u, ("x",), "q", "A") for u in users[:50]]
+    parts = [split_examples(examples, s) for s in ("train", "dev", "test")]
+    assert sum(map(len, parts)) == 50 and not set.intersection(*[{e.user_id for e in p} for p in parts])
+
+
+def test_unknown_task_and_split():
+    with pytest.raises(ConfigError):
+        get_task("nope")
+    with pytest.raises(ValueError):
+        split_examples([], "validation")
