@@ -94,7 +94,7 @@ def run_example(program: dspy.Module, task: Task, example: Example, lm: dspy.Bas
         for key in ("guidance", "profile"):
             record[key] = prediction.get(key)
         record["reply"] = prediction.answer
-        record["metrics"] = task.score(example, prediction.answer)
+        record["metrics"] = task.score(example, prediction.answer, prediction.get("profile"))
     return record
 
 

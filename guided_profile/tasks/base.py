@@ -78,16 +78,19 @@ class Task(ABC):
         return {"history": history, "question": self.question_text(example)}
 
     @abstractmethod
-    def score(self, example: Example, answer: str) -> dict[str, Any]:
-        """Per-example metrics for a reply; must hold the objective's per-example value."""
+    def score(self, example: Example, answer: str, profile: str | None = None) -> dict[str, Any]:
+        """Per-example metrics for a reply; must hold the objective's per-example value.
+
+        `profile` is the profile the program wrote, if any, for tasks that can also judge it.
+        """
 
     @abstractmethod
     def summarize(self, scores: list[dict[str, Any]]) -> dict[str, Any]:
         """Aggregate per-example metrics (each a dict from `score`) into the task's table row."""
 
-    def metric(self, example: Example, answer: str) -> float:
+    def metric(self, example: Example, answer: str, profile: str | None = None) -> float:
         """The objective for one example, as optimizers use it."""
-        return float(self.score(example, answer)[self.objective])
+        return float(self.score(example, answer, profile)[self.objective])
 
 
 class ChoiceTask(Task):
@@ -130,7 +133,7 @@ class ChoiceTask(Task):
             return named.pop(), "text"
         return (None, "unparseable") if named else (None, "abstain")
 
-    def score(self, example: Example, answer: str) -> dict[str, Any]:
+    def score(self, example: Example, answer: str, profile: str | None = None) -> dict[str, Any]:
         label, how = self.parse_choice(example, answer)
         correct = label == example.gold
         if how in ("abstain", "unparseable"):

@@ -1,0 +1,41 @@
+"""The `guided-profile` command: one module per subcommand, each with `add_parser` and `main`.
+
+Subcommands parse options and call the library; they hold no logic of their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from guided_profile.cli import run, tasks
+from guided_profile.errors import GuidedProfileError
+
+SUBCOMMANDS = [run, tasks]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guided-profile",
+        description="Guided Profile Generation (GPG) for LLM personalization, as DSPy programs.",
+        epilog="Run `guided-profile COMMAND --help` for the options of each command.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in SUBCOMMANDS:
+        module.add_parser(sub).set_defaults(handler=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except GuidedProfileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished examples are saved; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

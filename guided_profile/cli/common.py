@@ -1,0 +1,101 @@
+"""Options and helpers shared by several subcommands (model, data, task settings)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from guided_profile.errors import ConfigError
+from guided_profile.tasks.base import Task
+
+FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def add_lm_options(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    """--lm and friends. With `prefix="prompt-"` the same options name the prompt model of an optimizer."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--lm", default="local",
+                       help="local (embedded Qwen2.5-Coder-1.5B, default), local-0.5b (fast checks), "
+                            "gguf:/path/model.gguf, fake (scripted replies, for dry runs), or a DSPy model "
+                            "string such as openai/gpt-4o-mini")
+    group.add_argument("--api-base", default=None,
+                       help="base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp) for --lm openai/NAME; "
+                            "the key is read from $OPENAI_API_KEY and never written anywhere")
+    group.add_argument("--context", type=int, default=8192, help="context window per request for in-process models")
+    group.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
+    group.add_argument("--no-cache", action="store_true",
+                       help="do not reuse DSPy's cached answers (every call goes to the model)")
+
+
+def add_data_options(parser: argparse.ArgumentParser, *, default_split: str = "test") -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--task", default="preference", help="task name (see `guided-profile tasks`)")
+    group.add_argument("--data", default="sample",
+                       help="'sample' (the small committed sample, default), 'real' (the task's folder under "
+                            "$GUIDED_PROFILE_DATA, else ../shared/data), or a path to the data")
+    group.add_argument("--split", default=default_split, choices=["train", "dev", "test", "all"],
+                       help=f"users of which split (split by user, seeded; default {default_split})")
+    group.add_argument("--limit", type=int, default=None, help="use the first N examples of the split")
+    group.add_argument("--seed", type=int, default=0, help="seed for building examples and splitting users")
+    group.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="task setting, e.g. category_level=1, min_categories=5, max_history_chars=6000")
+
+
+def parse_task_options(pairs: list[str]) -> dict:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--task-option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+def make_task(args: argparse.Namespace) -> tuple[Task, dict]:
+    from guided_profile.tasks import get_task
+
+    options = parse_task_options(args.task_option)
+    try:
+        return get_task(args.task, seed=args.seed, **options), options
+    except TypeError as exc:
+        raise ConfigError(f"--task-option: {exc}") from exc
+
+
+def resolve_data(task: Task, data: str) -> Path:
+    from guided_profile.datasets.example import DATA_ROOT_ENV, data_root, samples_dir
+
+    if data == "sample":
+        return samples_dir() / task.sample_subdir
+    if data == "real":
+        root = data_root()
+        if root is None:
+            raise ConfigError(f"--data real: set ${DATA_ROOT_ENV} to the folder holding the real data sets "
+                              "(no ../shared/data here)")
+        return root / task.data_subdir
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise ConfigError(f"--data {data}: no such file or folder")
+    return path
+
+
+def load_split(task: Task, args: argparse.Namespace, split: str | None = None):
+    """(examples of the split, first --limit of them, data path, build stats)."""
+    from guided_profile.datasets.example import split_examples
+
+    data = resolve_data(task, args.data)
+    examples, stats = task.load(data)
+    selected = split_examples(examples, split or args.split, args.seed)[: args.limit]
+    if not selected:
+        raise ConfigError(f"no examples in split {split or args.split!r} of {data} (build stats: {stats})")
+    return selected, data, stats
+
+
+def make_lm_from_args(args: argparse.Namespace):
+    from guided_profile.lm import make_lm
+
+    return make_lm(args.lm, api_base=args.api_base, context=args.context, threads=args.threads,
+                   cache=not args.no_cache)
