@@ -39,7 +39,7 @@ class RunFolder:
         config_file = path / "config.json"
         if config_file.exists():
             old = json.loads(config_file.read_text())
-            keys = ("task", "split", "seed", "lm", "data", "task_options")
+            keys = ("task", "split", "seed", "lm", "data", "task_options", "answer_mode", "rotations")
             changed = [k for k in keys if old.get(k) != config.get(k)]
             if changed:
                 raise ConfigError(f"{path} holds a run with different {', '.join(changed)}; "
@@ -75,8 +75,8 @@ class RunFolder:
 def run_example(program: dspy.Module, task: Task, example: Example, lm: dspy.BaseLM,
                 adapter: PersonalAdapter) -> dict[str, Any]:
     """One program on one example: the reply, its score and its cost, or the error."""
-    history, was_cut = task.history_text(example)
-    inputs = {"history": history, "question": task.question_text(example)}
+    inputs = task.inputs(example)
+    _, was_cut = task.history_text(example)
     record: dict[str, Any] = {"example_id": example.example_id, "user_id": example.user_id,
                               "history_cut": was_cut, "inputs": inputs, "gold": example.gold}
     start = time.perf_counter()
@@ -91,8 +91,9 @@ def run_example(program: dspy.Module, task: Task, example: Example, lm: dspy.Bas
     record["steps"] = meter.steps
     record["error"] = error
     if prediction is not None:
-        for key in ("guidance", "profile"):
-            record[key] = prediction.get(key)
+        for key in ("guidance", "profile", "choice_probs", "answer_path"):
+            if key in prediction:
+                record[key] = prediction.get(key)
         record["reply"] = prediction.answer
         record["metrics"] = task.score(example, prediction.answer, prediction.get("profile"))
     return record

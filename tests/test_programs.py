@@ -41,7 +41,8 @@ def test_final_prompt_holds_exactly_the_switched_parts(method, fake_lm, example)
     final = requests[-1]["user"]
     for name, marker in BLOCKS.items():
         assert (marker in final) == (name in blocks), (method, name)
-    assert "A. Drill bit set" in final and "D. Wall clock" in final
+    assert "Options (one per line, each with its letter):\nA. Drill bit set\nB. Pipette" in final
+    assert final.index("Question:") < final.index("Options (") < final.index(TASK.answer_instruction)
     assert prediction.answer == "A"
 
 
@@ -99,7 +100,7 @@ def run_loaded(program, lm, example):
 
 def test_adapter_takes_whole_reply_and_counts_empty_ones():
     adapter = PersonalAdapter()
-    signature = build_program("dg-pc", TASK).respond.signature
+    signature = build_program("dg-pc", TASK).respond.predict.signature
     assert adapter.parse(signature, "[[ ## answer ## ]]\nB") == {"answer": "B"}
     assert adapter.parse(signature, "Answer: C. Glue") == {"answer": "C. Glue"}
     assert adapter.unparseable == 0

@@ -36,9 +36,9 @@ def test_score_outcomes(example):
     assert row == {"n": 4, "accuracy": 0.25, "correct": 1, "incorrect": 1, "abstain": 1, "unparseable": 1}
 
 
-def test_question_letters_options(example):
-    text = TASK.question_text(example)
-    assert text.splitlines()[1:] == ["A. Drill bit set", "B. Pipette tips 200 ul", "C. Garden hose", "D. Wall clock"]
+def test_inputs_carry_options_in_order(example):
+    assert TASK.inputs(example)["options"] == example.options
+    assert TASK.inputs(example)["question"] == example.query
 
 
 def test_cut_history_keeps_most_recent_items():

@@ -30,6 +30,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
                              "with PARTS from pc+g+pp (default: the paper's four methods)")
     parser.add_argument("--out", type=Path, default=None,
                         help="run folder (default runs/TASK-SPLIT-LM-seedS); rerunning resumes it")
+    parser.add_argument("--answer-mode", default="generate", choices=["generate", "score"],
+                        help="choice tasks: 'generate' writes a reply and parses it (the paper's way; it can "
+                             "abstain), 'score' reads each option letter's probability, averaged over rotations "
+                             "of the option order (default: generate)")
+    parser.add_argument("--rotations", type=int, default=4,
+                        help="score mode: cyclic rotations of the option order (1 = plain, 4 = every option "
+                             "in every position; default 4)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_options(parser)
     add_lm_options(parser)
@@ -46,7 +53,8 @@ def main(args: argparse.Namespace) -> int:
 
     task, task_options = make_task(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    programs = {m: build_program(m, task) for m in methods}  # fail on a bad name before loading anything
+    programs = {m: build_program(m, task, answer_mode=args.answer_mode, rotations=args.rotations)
+                for m in methods}  # fail on a bad name before loading anything
     selected, data, stats = load_split(task, args)
     print(f"{task.name}: built from {data} ({stats}); evaluating {len(selected)} examples of split {args.split}")
 
@@ -55,6 +63,7 @@ def main(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{task.name}-{args.split}-{lm_tag}-seed{args.seed}"
     config = {"task": task.name, "task_options": task_options, "methods": methods, "data": str(data),
               "split": args.split, "limit": args.limit, "seed": args.seed, "lm": identity.to_dict(),
+              "answer_mode": args.answer_mode, "rotations": args.rotations if args.answer_mode == "score" else None,
               "build_stats": stats, "version": __version__,
               "command": "guided-profile " + " ".join(sys.argv[1:])}
     run = RunFolder.open(out, config)

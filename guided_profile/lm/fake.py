@@ -9,9 +9,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from dspy._vendor.lm15.types import TokenLogprob, TopLogprob
 from dspy.lm15 import Message, Response, TextPart, Usage
 
-Rule = Callable[[str, str], str]  # (system, user message) -> reply
+# (system, user message) -> reply text, or {token: logprob} for the first token's alternatives
+# (the reply is then the most likely token; the log-probabilities are returned when asked for).
+Rule = Callable[[str, str], "str | dict[str, float]"]
 
 
 def default_rule(system: str, user: str) -> str:
@@ -35,11 +38,19 @@ class FakeEngine:
         system = request.system if isinstance(request.system, str) else ""
         user = "\n".join(m.text or "" for m in request.messages)
         reply = self.rule(system, user)
+        logprobs = None
+        if isinstance(reply, dict):
+            ranked = sorted(reply.items(), key=lambda kv: -kv[1])
+            if request.config.logprobs:
+                top = tuple(TopLogprob(token=t, logprob=float(lp)) for t, lp in ranked[: request.config.logprobs])
+                logprobs = (TokenLogprob(token=ranked[0][0], logprob=float(ranked[0][1]), top=top),)
+            reply = ranked[0][0]
         with self._lock:
-            self.requests.append({"system": system, "user": user, "reply": reply})
+            self.requests.append({"system": system, "user": user, "reply": reply,
+                                  "logprobs": bool(request.config.logprobs)})
         return Response(id=None, model="fake", message=Message.assistant((TextPart(reply),)), finish_reason="stop",
                         usage=Usage(input_tokens=len((system + " " + user).split()),
-                                    output_tokens=len(reply.split()), cache_read_tokens=0))
+                                    output_tokens=len(reply.split()), cache_read_tokens=0), logprobs=logprobs)
 
     def stream(self, request):
         raise NotImplementedError

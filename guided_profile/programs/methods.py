@@ -15,11 +15,11 @@ from guided_profile.errors import ConfigError
 from guided_profile.programs.modules import DirectAnswer, GuidedProfile, ProfileThenAnswer
 from guided_profile.tasks.base import Task
 
-METHODS: dict[str, Callable[[Task], dspy.Module]] = {
-    "dg-no-pc": lambda task: DirectAnswer(task, with_context=False),
-    "dg-pc": lambda task: DirectAnswer(task, with_context=True),
+METHODS: dict[str, Callable[..., dspy.Module]] = {
+    "dg-no-pc": lambda task, **answer: DirectAnswer(task, with_context=False, **answer),
+    "dg-pc": lambda task, **answer: DirectAnswer(task, with_context=True, **answer),
     "pg": ProfileThenAnswer,
-    "gpg": lambda task: GuidedProfile(task, **task.gpg_switches),
+    "gpg": lambda task, **answer: GuidedProfile(task, **task.gpg_switches, **answer),
 }
 
 _PARTS = {"pc": "include_context", "g": "include_guidance", "pp": "include_profile"}
@@ -36,17 +36,13 @@ def ablation_switches(method: str) -> dict[str, bool]:
     return {switch: part in parts for part, switch in _PARTS.items()}
 
 
-def build_program(method: str, task: Task) -> dspy.Module:
-    """A fresh program for `method` on `task`."""
+def build_program(method: str, task: Task, *, answer_mode: str = "generate", rotations: int = 4) -> dspy.Module:
+    """A fresh program for `method` on `task`; `answer_mode` / `rotations` configure its final step."""
+    answer = {"answer_mode": answer_mode, "rotations": rotations}
     if method in METHODS:
-        return METHODS[method](task)
+        return METHODS[method](task, **answer)
     if method.startswith("gpg:"):
-        return GuidedProfile(task, **ablation_switches(method))
+        return GuidedProfile(task, **ablation_switches(method), **answer)
     raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)} or gpg:PARTS (e.g. gpg:pc+g+pp)")
 
 
-def describe_method(method: str, task: Task) -> dict:
-    """What a result record says about the method: its name and the final step's inputs."""
-    program = build_program(method, task)
-    return {"method": method, "program": type(program).__name__,
-            "switches": getattr(program, "switches", None)}

@@ -1,53 +1,65 @@
 """The paper's methods as DSPy modules, built from a task's signatures.
 
-Every module takes the same two inputs (`history`, `question`: text the task prepared) and returns
-a `dspy.Prediction` with `answer`, plus `guidance` / `profile` when it made them, so the runner,
-metrics and optimizers treat all methods alike.
+Every module takes the same inputs (`history`, `question`: text the task prepared, and `options`
+for choice tasks) and returns a `dspy.Prediction` with `answer`, plus `guidance` / `profile` when
+it made them, so the runner, metrics and optimizers treat all methods alike.  `answer_mode`
+chooses how the final step answers (see `programs.answer`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dspy
 
+from guided_profile.errors import ConfigError
+from guided_profile.programs.answer import ANSWER_MODES, GenerateAnswer, ScoreChoice
 from guided_profile.programs.signatures import Digest, WriteProfile, respond_signature
 from guided_profile.tasks.base import Task
 
 STEP_MAX_TOKENS = 256  # digestion and profile: the paper's are a line or two; this only stops run-on replies
 
 
-def _respond(task: Task, *, history: bool, guidance: bool, profile: bool) -> dspy.Predict:
+def answer_step(task: Task, *, history: bool, guidance: bool, profile: bool, answer_mode: str = "generate",
+                rotations: int = 4) -> dspy.Module:
     """The final step, seeing only the parts it is switched to see."""
+    if answer_mode not in ANSWER_MODES:
+        raise ConfigError(f"unknown answer mode {answer_mode!r}; choose from {', '.join(ANSWER_MODES)}")
+    if answer_mode == "score" and not task.has_options:
+        raise ConfigError(f"task {task.name!r} has no options to score: use --answer-mode generate")
     signature = respond_signature(task.answer_instruction, history=history, guidance=guidance, profile=profile,
-                                  answer_desc=task.answer_desc)
-    return dspy.Predict(signature, max_tokens=task.answer_max_tokens)
+                                  options=task.has_options, answer_desc=task.answer_desc)
+    if answer_mode == "score":
+        return ScoreChoice(signature, rotations=rotations)
+    return GenerateAnswer(signature, max_tokens=task.answer_max_tokens)
 
 
 class DirectAnswer(dspy.Module):
     """DG: answer the question directly, with or without the raw history (the paper's baselines)."""
 
-    def __init__(self, task: Task, with_context: bool = True):
+    def __init__(self, task: Task, with_context: bool = True, **answer_options):
         super().__init__()
         self.with_context = with_context
-        self.respond = _respond(task, history=with_context, guidance=False, profile=False)
+        self.respond = answer_step(task, history=with_context, guidance=False, profile=False, **answer_options)
 
-    def forward(self, history: str, question: str) -> dspy.Prediction:
-        inputs = {"question": question} | ({"history": history} if self.with_context else {})
-        return dspy.Prediction(answer=self.respond(**inputs).answer)
+    def forward(self, history: str, question: str, options: Sequence[str] = ()) -> dspy.Prediction:
+        context = {"history": history} if self.with_context else {}
+        return self.respond(question=question, options=options, **context)
 
 
 class ProfileThenAnswer(dspy.Module):
     """PG: write an unguided profile from the history, then answer from history + profile."""
 
-    def __init__(self, task: Task):
+    def __init__(self, task: Task, **answer_options):
         super().__init__()
         self.write_profile = dspy.Predict(
             WriteProfile.delete("guidance").with_instructions(task.profile_instruction), max_tokens=STEP_MAX_TOKENS)
-        self.respond = _respond(task, history=True, guidance=False, profile=True)
+        self.respond = answer_step(task, history=True, guidance=False, profile=True, **answer_options)
 
-    def forward(self, history: str, question: str) -> dspy.Prediction:
+    def forward(self, history: str, question: str, options: Sequence[str] = ()) -> dspy.Prediction:
         profile = self.write_profile(history=history).profile
-        answer = self.respond(history=history, profile=profile, question=question).answer
-        return dspy.Prediction(profile=profile, answer=answer)
+        answer = self.respond(history=history, profile=profile, question=question, options=options)
+        return dspy.Prediction(profile=profile, **answer)
 
 
 class GuidedProfile(dspy.Module):
@@ -56,7 +68,7 @@ class GuidedProfile(dspy.Module):
     profile: the paper's ablation grid)."""
 
     def __init__(self, task: Task, include_context: bool = True, include_guidance: bool = False,
-                 include_profile: bool = True):
+                 include_profile: bool = True, **answer_options):
         super().__init__()
         self.include_context = include_context
         self.include_guidance = include_guidance
@@ -64,23 +76,24 @@ class GuidedProfile(dspy.Module):
         self.digest = dspy.Predict(Digest.with_instructions(task.guidance), max_tokens=STEP_MAX_TOKENS)
         self.write_profile = dspy.Predict(WriteProfile.with_instructions(task.guided_profile_instruction),
                                           max_tokens=STEP_MAX_TOKENS)
-        self.respond = _respond(task, history=include_context, guidance=include_guidance, profile=include_profile)
+        self.respond = answer_step(task, history=include_context, guidance=include_guidance,
+                                   profile=include_profile, **answer_options)
 
     @property
     def switches(self) -> dict[str, bool]:
         return {"include_context": self.include_context, "include_guidance": self.include_guidance,
                 "include_profile": self.include_profile}
 
-    def forward(self, history: str, question: str) -> dspy.Prediction:
+    def forward(self, history: str, question: str, options: Sequence[str] = ()) -> dspy.Prediction:
         guidance = self.digest(history=history).guidance
         steps = {"guidance": guidance}
         if self.include_profile:
             steps["profile"] = self.write_profile(history=history, guidance=guidance).profile
-        inputs = {"question": question}
+        inputs = {"question": question, "options": options}
         if self.include_context:
             inputs["history"] = history
         if self.include_guidance:
             inputs["guidance"] = guidance
         if self.include_profile:
             inputs["profile"] = steps["profile"]
-        return dspy.Prediction(**steps, answer=self.respond(**inputs).answer)
+        return dspy.Prediction(**steps, **self.respond(**inputs))

@@ -35,14 +35,15 @@ class Respond(dspy.Signature):
     guidance: str = dspy.InputField(desc="what the person's history shows, in brief")
     profile: str = dspy.InputField(desc="a short profile of the person")
     question: str = dspy.InputField()
+    options: str = dspy.InputField(desc="one per line, each with its letter")
     answer: str = dspy.OutputField()
 
 
-def respond_signature(instructions: str, *, history: bool, guidance: bool, profile: bool,
+def respond_signature(instructions: str, *, history: bool, guidance: bool, profile: bool, options: bool = False,
                       answer_desc: str = "") -> type[dspy.Signature]:
     """`Respond` with only the inputs the final step is switched to see."""
     signature = Respond.with_instructions(instructions)
-    for name, keep in (("history", history), ("guidance", guidance), ("profile", profile)):
+    for name, keep in (("history", history), ("guidance", guidance), ("profile", profile), ("options", options)):
         if not keep:
             signature = signature.delete(name)
     if answer_desc:

@@ -51,6 +51,7 @@ class Task(ABC):
     answer_instruction: ClassVar[str]
     answer_desc: ClassVar[str] = ""
     answer_max_tokens: ClassVar[int] = 128
+    has_options: ClassVar[bool] = False          # answers are one of `example.options` (choice scoring applies)
     gpg_switches: ClassVar[dict[str, bool]]      # the final step's inputs in the paper's main GPG row
     objective: ClassVar[str]                     # the summary metric optimizers maximise
     data_subdir: ClassVar[str]                   # real data, relative to the data root
@@ -75,7 +76,7 @@ class Task(ABC):
     def inputs(self, example: Example) -> dict[str, Any]:
         """The keyword arguments every program's forward takes."""
         history, _ = self.history_text(example)
-        return {"history": history, "question": self.question_text(example)}
+        return {"history": history, "question": self.question_text(example), "options": example.options}
 
     @abstractmethod
     def score(self, example: Example, answer: str, profile: str | None = None) -> dict[str, Any]:
@@ -99,15 +100,11 @@ class ChoiceTask(Task):
     objective = "accuracy"
     answer_desc = "the letter of one option"
     answer_max_tokens = 32
+    has_options = True
 
     @staticmethod
     def letters(n: int) -> list[str]:
         return [chr(ord("A") + i) for i in range(n)]
-
-    def question_text(self, example: Example) -> str:
-        options = "\n".join(f"{letter}. {text}" for letter, text in zip(self.letters(len(example.options)),
-                                                                           example.options, strict=True))
-        return f"{example.query}\n{options}"
 
     def parse_choice(self, example: Example, reply: str) -> tuple[str | None, str]:
         """(label, how) from a free reply.

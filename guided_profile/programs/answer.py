@@ -1,0 +1,101 @@
+"""The final step's two ways of answering: generate-and-parse, or choice scoring.
+
+`GenerateAnswer` is the paper's: the model writes a reply and the task parses it (so it can
+abstain).  `ScoreChoice` is for tasks whose answer is one of given options: it reads the model's
+probability of each option's letter as the first token, once per cyclic rotation of the option
+order, and averages them per option.  A small model that prefers a *position* ("B" whatever the
+options) then spreads its preference evenly over all options instead of deciding the answer.
+Both expose the same inner `predict`, so optimizers see and rewrite the same instruction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import dspy
+
+ANSWER_MODES = ("generate", "score")
+TOP_LOGPROBS = 20
+
+
+def letters(n: int) -> list[str]:
+    return [chr(ord("A") + i) for i in range(n)]
+
+
+def lettered(options: Sequence[str]) -> str:
+    return "\n".join(f"{letter}. {text}" for letter, text in zip(letters(len(options)), options, strict=True))
+
+
+class GenerateAnswer(dspy.Module):
+    """Write the answer; options (if any) are shown lettered in their given order."""
+
+    def __init__(self, signature: type[dspy.Signature], max_tokens: int):
+        super().__init__()
+        self.predict = dspy.Predict(signature, max_tokens=max_tokens)
+
+    def forward(self, options: Sequence[str] = (), **inputs) -> dspy.Prediction:
+        if options:
+            inputs["options"] = lettered(options)
+        return dspy.Prediction(answer=self.predict(**inputs).answer)
+
+
+def letter_probabilities(logprobs: dict | None, n: int) -> list[float] | None:
+    """Probabilities of the letters A.. among the first token's top alternatives, renormalised over
+    the letters; a letter outside the top list counts as 0.  None if no letter is there at all."""
+    if not logprobs or not logprobs.get("content"):
+        return None
+    wanted = letters(n)
+    best: dict[str, float] = {}
+    for alt in logprobs["content"][0].get("top_logprobs") or []:
+        token = alt["token"].strip()
+        if token in wanted:
+            best[token] = max(best.get(token, -math.inf), alt["logprob"])
+    if not best:
+        return None
+    weights = [math.exp(best[letter]) if letter in best else 0.0 for letter in wanted]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+class ScoreChoice(dspy.Module):
+    """Choice scoring over `rotations` cyclic rotations of the option order (1 = plain, n = full).
+
+    Rotation k shows option (j + k) mod n at position j, so with n rotations every option is seen
+    once in every position.  Ties (e.g. a pure position bias) go to the option listed first in the
+    example.  Without log-probabilities (some remote APIs) it falls back to generating one letter
+    and parsing it strictly; `answer_path` says which path was taken.
+    """
+
+    def __init__(self, signature: type[dspy.Signature], rotations: int = 4):
+        super().__init__()
+        if rotations < 1:
+            raise ValueError("rotations must be at least 1")
+        self.rotations = rotations
+        self.predict = dspy.Predict(signature)
+
+    def forward(self, options: Sequence[str] = (), **inputs) -> dspy.Prediction:
+        n = len(options)
+        if n == 0:
+            raise ValueError("choice scoring needs options")
+        config = {"max_tokens": 1, "logprobs": True, "top_logprobs": TOP_LOGPROBS}
+        totals = [0.0] * n
+        for k in range(min(self.rotations, n)):
+            order = [(j + k) % n for j in range(n)]  # position j shows option order[j]
+            shown = [options[i] for i in order]
+            prediction = self.predict(**inputs, options=lettered(shown), config=config)
+            probs = letter_probabilities(prediction.get("logprobs"), n)
+            if probs is None:
+                return self._fallback(options, inputs)
+            for position, option in enumerate(order):
+                totals[option] += probs[position]
+        used = min(self.rotations, n)
+        mean = [t / used for t in totals]
+        best = max(range(n), key=lambda i: (mean[i], -i))
+        return dspy.Prediction(answer=letters(n)[best], choice_probs=[round(p, 4) for p in mean],
+                               answer_path="logprobs")
+
+    def _fallback(self, options: Sequence[str], inputs: dict) -> dspy.Prediction:
+        reply = self.predict(**inputs, options=lettered(options), config={"max_tokens": 4}).answer.strip()
+        letter = reply[:1].upper() if reply[:1].upper() in letters(len(options)) else ""
+        return dspy.Prediction(answer=letter or reply, choice_probs=None, answer_path="fallback-generate")
