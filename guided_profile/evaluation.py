@@ -44,7 +44,7 @@ class RunFolder:
             if changed:
                 raise ConfigError(f"{path} holds a run with different {', '.join(changed)}; "
                                   "use another --out folder to start a new run")
-            config = old | {"methods": sorted(set(old.get("methods", [])) | set(config["methods"]))}
+            config = config | {"methods": sorted(set(old.get("methods", [])) | set(config["methods"]))}
         config_file.write_text(json.dumps(config, indent=2))
         run = cls(path, config)
         records = path / RECORDS
