@@ -8,6 +8,8 @@ from guided_profile.tasks.base import Task
 
 
 def _fmt(value: Any) -> str:
+    if value is None:  # a metric no example had (e.g. profile quality of a method that writes no profile)
+        return "-"
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)

@@ -1,0 +1,221 @@
+"""Personalized dialogue replies: a person's earlier replies, a message to them, and their real reply.
+
+Two shapes are read into the same `Example`s:
+
+* JSON (a list) or JSON lines of {user_id?, id?, history: [str], query: str, response: str,
+  persona?: [str]}: the shape of PER-CHAT (the paper's Reddit data: a user's comment history, a
+  post, the user's real reply), into which any Reddit export can be put;
+* the ConvAI2 / PersonaChat ParlAI text format ("N your persona: ..." lines, then
+  "N partner utterance<TAB>persona reply" lines; N restarts at 1 with each dialogue), one example per
+  dialogue: the persona side's earlier replies are the history, the last partner utterance the
+  query, the persona's reply to it the gold, and the persona sentences the true profile, kept in
+  `meta["persona"]` for scoring only (never shown to a program).
+
+The format is told by the file name (.txt is ParlAI; .json / .jsonl / .json.gz JSON).  A folder is
+accepted when it holds exactly one such file.  Malformed input is a `DataError` naming the file and
+line or record; an example that cannot be asked (no reply, no history) is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from guided_profile.datasets.example import Example
+from guided_profile.errors import DataError
+
+STAT_KEYS = ("dialogues", "built", "no_gold", "no_query", "empty_history")
+SILENCE = "__SILENCE__"  # ParlAI's placeholder when the persona side speaks first
+_PARLAI_LINE = re.compile(r"^(\d+) (.*)$")
+_SUFFIXES = (".txt", ".json", ".jsonl", ".json.gz", ".jsonl.gz")
+
+
+def find_dialogue_file(path: Path) -> Path:
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise DataError(path, "no such file or folder")
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_SUFFIXES))
+    if len(files) != 1:
+        found = ", ".join(p.name for p in files) or "none"
+        raise DataError(path, f"expected exactly one dialogue file (ParlAI .txt, or .json / .jsonl); found {found}")
+    return files[0]
+
+
+def load_dialogues(path: Path) -> tuple[list[Example], dict[str, int]]:
+    """Examples from a ParlAI .txt or a JSON / JSON-lines file, chosen by the file name."""
+    file = find_dialogue_file(path)
+    if file.name.endswith(".txt"):
+        return load_parlai(file)
+    if file.name.endswith((".json", ".jsonl", ".json.gz", ".jsonl.gz")):
+        return load_dialogue_json(file)
+    raise DataError(file, "unknown format: expected a ParlAI .txt file or a .json / .jsonl file")
+
+
+# ------------------------------------------------------------------------------------------ ParlAI
+
+
+def load_parlai(path: Path) -> tuple[list[Example], dict[str, int]]:
+    """One example per dialogue of a ParlAI text file (PersonaChat / ConvAI2 "self" files)."""
+    path = Path(path)
+    stats = dict.fromkeys(STAT_KEYS, 0)
+    examples: list[Example] = []
+    dialogue: dict[str, Any] | None = None
+
+    def finish() -> None:
+        if dialogue is None:
+            return
+        stats["dialogues"] += 1
+        result = _parlai_example(dialogue, stats["dialogues"] - 1, path)
+        if isinstance(result, str):
+            stats[result] += 1
+        else:
+            stats["built"] += 1
+            examples.append(result)
+
+    previous = 0
+    for lineno, line in _text_lines(path):
+        if not line.strip():
+            continue
+        match = _PARLAI_LINE.match(line)
+        if match is None:
+            raise DataError(path, f"line {lineno}: expected 'N text' (ParlAI format: a turn number, a space, text)")
+        number, text = int(match.group(1)), match.group(2)
+        if number == 1 or dialogue is None:
+            finish()
+            dialogue = {"line": lineno, "persona": [], "turns": []}
+        elif number != previous + 1:
+            raise DataError(path, f"line {lineno}: turn number {number} follows {previous} (expected {previous + 1})")
+        previous = number
+        if text.startswith("your persona:"):
+            dialogue["persona"].append(text[len("your persona:"):].strip())
+        elif text.startswith("partner's persona:"):
+            continue  # the "both" files also show the partner's persona: not this person's
+        else:
+            fields = text.split("\t")
+            if len(fields) < 2:
+                raise DataError(path, f"line {lineno}: expected 'partner utterance<TAB>reply'")
+            dialogue["turns"].append((fields[0].strip(), fields[1].strip()))
+    finish()
+    return examples, stats
+
+
+def _parlai_example(dialogue: dict[str, Any], index: int, path: Path) -> Example | str:
+    turns = dialogue["turns"]
+    if not turns or not turns[-1][1]:
+        return "no_gold"
+    query, gold = turns[-1]
+    if not query or query == SILENCE:
+        return "no_query"
+    history = tuple(reply for _, reply in turns[:-1] if reply)
+    if not history:
+        return "empty_history"
+    user_id = f"dialogue-{index}"
+    return Example(example_id=user_id, user_id=user_id, history=history, query=query, gold=gold,
+                   meta={"persona": tuple(dialogue["persona"]), "source": str(path), "line": dialogue["line"],
+                         "turns": len(turns)})
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        with open(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as exc:
+                    raise DataError(path, f"line {lineno}: not UTF-8 text (invalid byte at column {exc.start + 1})"
+                                    ) from exc
+    except OSError as exc:
+        raise DataError(path, f"cannot read file: {exc.strerror or exc}") from exc
+
+
+# -------------------------------------------------------------------------------------------- JSON
+
+
+def load_dialogue_json(path: Path) -> tuple[list[Example], dict[str, int]]:
+    """Examples from a JSON list or JSON lines of {user_id?, id?, history, query, response, persona?}."""
+    path = Path(path)
+    stats = dict.fromkeys(STAT_KEYS, 0)
+    examples: list[Example] = []
+    seen: set[str] = set()
+    for index, (where, record) in enumerate(_json_records(path)):
+        stats["dialogues"] += 1
+        if not isinstance(record, dict):
+            raise DataError(path, f"{where}: expected an object {{history, query, response}}")
+        example_id = str(record["id"]) if record.get("id") is not None else f"dialogue-{index}"
+        if example_id in seen:
+            raise DataError(path, f"{where}: id appears twice", record=example_id)
+        seen.add(example_id)
+        user_id = str(record["user_id"]) if record.get("user_id") is not None else f"dialogue-{index}"
+        history = _strings(path, where, example_id, record.get("history"), "history")
+        persona = _strings(path, where, example_id, record.get("persona"), "persona") if "persona" in record else None
+        query, gold = (_string(path, where, example_id, record.get(k), k) for k in ("query", "response"))
+        if not gold.strip():
+            stats["no_gold"] += 1
+        elif not query.strip():
+            stats["no_query"] += 1
+        elif not any(h.strip() for h in history):
+            stats["empty_history"] += 1
+        else:
+            stats["built"] += 1
+            meta: dict[str, Any] = {"source": str(path), "record": where}
+            if persona is not None:
+                meta["persona"] = tuple(p.strip() for p in persona if p.strip())
+            examples.append(Example(example_id=example_id, user_id=user_id,
+                                    history=tuple(h.strip() for h in history if h.strip()),
+                                    query=query.strip(), gold=gold.strip(), meta=meta))
+    return examples, stats
+
+
+def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, record) for each record: "record N" of a JSON list, "line N" of JSON lines."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(path, f"cannot read file: {exc}") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(path, f"line {line}: not UTF-8 text (invalid byte at offset {exc.start})") from exc
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+        for index, record in enumerate(data):
+            yield f"record {index}", record
+        return
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"line {lineno}: invalid JSON at column {exc.colno}: {exc.msg}") from exc
+        yield f"line {lineno}", record
+
+
+def _string(path: Path, where: str, record_id: str, value: Any, name: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DataError(path, f"{where}: field {name!r} should be a string, got {type(value).__name__}",
+                        record=record_id)
+    return value
+
+
+def _strings(path: Path, where: str, record_id: str, value: Any, name: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DataError(path, f"{where}: field {name!r} should be a list of strings", record=record_id)
+    return value

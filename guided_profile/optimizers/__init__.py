@@ -1,0 +1,19 @@
+"""Optimizers that tune a program's instructions, the guidance question among them, chosen by name.
+
+Importing this package registers the built-in ones: `mipro`, `gepa`, `copro` (DSPy's) and `optuna`.
+"""
+
+from guided_profile.optimizers import dspy_optimizers, search  # noqa: F401  (register the built-ins)
+from guided_profile.optimizers.base import (
+    OPTIMIZERS,
+    BudgetError,
+    CallPlan,
+    Optimizer,
+    TaskMetric,
+    get_optimizer,
+    register_optimizer,
+)
+from guided_profile.optimizers.runner import OptimizeResult, run_optimizer
+
+__all__ = ["OPTIMIZERS", "BudgetError", "CallPlan", "Optimizer", "OptimizeResult", "TaskMetric", "get_optimizer",
+           "register_optimizer", "run_optimizer"]

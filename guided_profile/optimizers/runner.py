@@ -1,0 +1,58 @@
+"""One optimization from start to end: plan and budget check, search, final scores, cost."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dspy
+
+from guided_profile.datasets.example import Example
+from guided_profile.optimizers.base import CallPlan, Optimizer, ProgramAdapter, TaskMetric
+
+
+@dataclass
+class OptimizeResult:
+    program: dspy.Module
+    plan: CallPlan
+    scores: dict[str, float | None]
+    usage: dict[str, Any]
+    seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def mean_score(optimizer: Optimizer, program: dspy.Module, examples: Sequence[Example], metric: TaskMetric) -> float:
+    """The objective's mean over `examples`; a failed example scores 0, as in DSPy's Evaluate."""
+    total = 0.0
+    with dspy.context(lm=optimizer.task_lm, adapter=ProgramAdapter()):
+        for example in examples:
+            try:
+                total += metric.score(example, program(**optimizer.task.inputs(example)))
+            except Exception:  # counted as a miss, like a wrong answer
+                pass
+    return total / len(examples)
+
+
+def run_optimizer(optimizer: Optimizer, program: dspy.Module, trainset: Sequence[Example],
+                  valset: Sequence[Example], *, budget: int, log: Callable[[str], None] = print) -> OptimizeResult:
+    """Check the budget before any call, search, then score the result on train (and dev if the
+    search did not already) and count what every part cost."""
+    plan = optimizer.plan(program, trainset, valset)
+    log(f"{optimizer.name}: expected LM calls (upper bounds)\n{plan.describe()}")
+    optimizer.check_budget(plan, budget)
+    metric = TaskMetric(optimizer.task, [*trainset, *valset])
+    start = time.perf_counter()
+    compiled = optimizer.compile(program, trainset, valset, metric)
+    dev = optimizer.known_dev_score
+    if dev is None:
+        dev = mean_score(optimizer, compiled, valset, metric)
+    train = mean_score(optimizer, compiled, trainset, metric)
+    task_usage, prompt_usage = optimizer.task_calls.snapshot(), optimizer.prompt_calls.snapshot()
+    calls = task_usage.calls + prompt_usage.calls
+    usage = {"calls": calls, "model_calls": calls - task_usage.cache_hits - prompt_usage.cache_hits,
+             "task": task_usage.to_dict(), "prompt": prompt_usage.to_dict(), "expected_calls": plan.total,
+             "expected_parts": dict(plan.parts), "budget": budget}
+    return OptimizeResult(compiled, plan, {"objective": optimizer.task.objective, "train": train, "dev": dev},
+                          usage, round(time.perf_counter() - start, 1), dict(optimizer.info))

@@ -1,0 +1,362 @@
+"""Our own Optuna search over what DSPy's optimizers do not search: which guidance question, which
+parts the final step sees, and how long the profile may be.
+
+The guidance question is chosen from a pool: the hand-written one plus candidates the prompt
+model proposes from training examples.  Each trial scores one configuration on the dev set.
+
+Everything lives in an Optuna RDB storage (a SQLite file in the run folder unless `storage` says
+otherwise): the study, the candidate pool, and every (configuration, example) score already paid
+for.  A killed run therefore resumes where it stopped without repeating a call, and several
+workers can share one study through PostgreSQL or MySQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import dspy
+import optuna
+from optuna.trial import TrialState
+
+from guided_profile.datasets.example import Example
+from guided_profile.errors import ConfigError
+from guided_profile.optimizers.base import (
+    FINAL,
+    CallPlan,
+    Optimizer,
+    TaskMetric,
+    calls_per_example,
+    clean_proposal,
+    instructions,
+    question_shaped,
+    register_optimizer,
+    set_instruction,
+    usage_delta,
+)
+from guided_profile.programs.answer import lettered
+from guided_profile.programs.export import answer_options
+from guided_profile.programs.modules import GuidedProfile
+
+PARTS = {"pc": "include_context", "g": "include_guidance", "pp": "include_profile"}
+PART_CHOICES = ["pc+pp", "pc+g+pp", "pc+g", "g+pp", "g", "pp"]  # every final step with guidance or profile
+WORDS = re.compile(r"\b(?:at most|no more than|fewer than|less than|under|up to)\s+(\d+)\s+words\b", re.IGNORECASE)
+
+
+def parts_of(switches: dict[str, bool]) -> str:
+    return "+".join(part for part, switch in PARTS.items() if switches[switch])
+
+
+def switches_of(parts: str) -> dict[str, bool]:
+    chosen = set(parts.split("+"))
+    return {switch: part in chosen for part, switch in PARTS.items()}
+
+
+def word_limit(instruction: str) -> int | None:
+    match = WORDS.search(instruction)
+    return int(match.group(1)) if match else None
+
+
+def with_word_limit(instruction: str, words: int) -> str:
+    """The instruction with its word limit set to `words` (added if it has none)."""
+    if WORDS.search(instruction):
+        return WORDS.sub(f"at most {words} words", instruction, count=1)
+    return f"{instruction.rstrip()} Use at most {words} words."
+
+
+class ProposeGuidance(dspy.Signature):
+    """You design the guidance question of a personalization system. Before the system writes a profile of a person,
+    it asks one question about the person's history and uses the answer to write the profile. Study the examples
+    (each a history, what was asked, and the right answer) and write one new guidance question whose answer would
+    bring out what predicts the right answers. Write a single question ending with '?' (or a single request ending
+    with ':'), at most 40 words, different from the current one."""
+
+    task: str = dspy.InputField(desc="what the system must predict")
+    current_question: str = dspy.InputField(desc="the guidance question used now")
+    examples: str = dspy.InputField(desc="histories, what was asked about each, and the right answer")
+    guidance_question: str = dspy.OutputField(desc="one new guidance question")
+
+
+def example_text(task: Any, examples: list[Example], max_history_chars: int = 800) -> str:
+    blocks = []
+    for i, ex in enumerate(examples, 1):
+        inputs = task.inputs(ex)
+        history = inputs["history"][-max_history_chars:]
+        asked = inputs["question"] + (f"\n{lettered(ex.options)}" if ex.options else "")
+        blocks.append(f"Example {i}\nHistory:\n{history}\nAsked: {asked}\nRight answer: {ex.gold[:300]}")
+    return "\n\n".join(blocks)
+
+
+def redact(url: str) -> str:
+    """A storage URL fit for records: the password, if any, replaced by ***."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+@register_optimizer
+class OptunaSearch(Optimizer):
+    name = "optuna"
+    summary = ("Optuna TPE over the guidance question (hand-written + prompt-model candidates), the final step's "
+               "parts (pc/g/pp) and the profile's word limit; resumable SQLite/RDB study; optional Pareto front of "
+               "objective vs tokens")
+    defaults = {"trials": 12, "candidates": 6, "examples_per_proposal": 3, "search_switches": True,
+                "min_words": 20, "max_words": 100, "word_step": 20, "screen_candidates": True,
+                "multi_objective": False, "storage": "", "study_name": "", "heartbeat": 30}
+
+    # -- set-up -----------------------------------------------------------------------------------
+    def _word_grid(self) -> list[int]:
+        s = self.settings
+        if s["word_step"] < 1 or s["min_words"] < 1 or s["max_words"] < s["min_words"]:
+            raise ConfigError("optuna: need 1 <= min_words <= max_words and word_step >= 1")
+        return list(range(s["min_words"], s["max_words"] + 1, s["word_step"]))
+
+    def storage_url(self) -> str:
+        if self.settings["storage"]:
+            return self.settings["storage"]
+        if self.workdir is None:
+            raise ConfigError("optuna: give a run folder (workdir) or a storage URL for the study")
+        Path(self.workdir).mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{Path(self.workdir).resolve() / 'study.db'}"
+
+    def study_config(self, program: dspy.Module, trainset: list[Example], valset: list[Example]) -> dict[str, Any]:
+        """What a study's trials depend on: a stored study made with anything else is not resumed."""
+        settings = {k: v for k, v in self.settings.items() if k not in ("trials", "storage", "study_name", "heartbeat")}
+        return {"task": self.task.name, "settings": settings, "seed": self.seed,
+                "instructions": instructions(program), "switches": getattr(program, "switches", None),
+                "answer": answer_options(program), "task_lm": self.task_lm.model, "prompt_lm": self.prompt_lm.model,
+                "train": hashlib.sha256(" ".join(e.example_id for e in trainset).encode()).hexdigest()[:16],
+                "dev": hashlib.sha256(" ".join(e.example_id for e in valset).encode()).hexdigest()[:16]}
+
+    def study_name(self, config: dict[str, Any]) -> str:
+        if self.settings["study_name"]:
+            return self.settings["study_name"]
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.task.name}-optuna-{digest}"
+
+    def _storage(self) -> optuna.storages.RDBStorage:
+        try:
+            return optuna.storages.RDBStorage(self.storage_url(), heartbeat_interval=self.settings["heartbeat"],
+                                              grace_period=4 * self.settings["heartbeat"])
+        except Exception as exc:  # a bad URL, a missing driver, a server that refuses
+            raise ConfigError(f"optuna storage {redact(self.storage_url())}: {exc}") from exc
+
+    def _existing(self, name: str) -> optuna.Study | None:
+        try:
+            return optuna.load_study(study_name=name, storage=self._storage())
+        except KeyError:
+            return None
+
+    def _check_program(self, program: dspy.Module) -> None:
+        if not isinstance(program, GuidedProfile):
+            raise ConfigError("the optuna optimizer searches GPG's guidance and switches: start it from gpg or gpg:PARTS")
+
+    # -- plan -------------------------------------------------------------------------------------
+    def plan(self, program: dspy.Module, trainset, valset) -> CallPlan:
+        self._check_program(program)
+        if not trainset or not valset:
+            raise ConfigError("an optimizer needs at least one training and one development example")
+        widest = GuidedProfile(self.task, True, True, True, **answer_options(program))
+        c = max(calls_per_example(widest, self.task, trainset[0]), calls_per_example(program, self.task, trainset[0]))
+        config = self.study_config(program, list(trainset), list(valset))
+        study = self._existing(self.study_name(config))
+        done, has_pool = 0, False
+        if study is not None:
+            done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            has_pool = "guidance_pool" in study.user_attrs
+        trials = max(0, self.settings["trials"] - done)
+        plan = CallPlan(trials=trials, per_trial=len(valset) * c)
+        plan.parts["guidance candidates (prompt)"] = 0 if has_pool else self.settings["candidates"]
+        plan.parts["trials on dev (task)"] = trials * len(valset) * c
+        if done:
+            plan.notes.append(f"resuming study: {done} of {self.settings['trials']} trials already done")
+        plan.notes.append("a configuration's dev examples already scored in the study are not run again")
+        plan.parts[FINAL] = len(trainset) * calls_per_example(program, self.task, trainset[0])
+        return plan
+
+    def _plan(self, program, n_train, n_dev, c):  # plan() above does the work (it needs the stored study)
+        raise NotImplementedError
+
+    # -- search -----------------------------------------------------------------------------------
+    def _search(self, program: dspy.Module, trainset: list[Example], valset: list[Example],
+                metric: TaskMetric) -> dspy.Module:
+        self._check_program(program)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        config = self.study_config(program, trainset, valset)
+        name = self.study_name(config)
+        multi = self.settings["multi_objective"]
+        sampler = optuna.samplers.TPESampler(seed=self.seed, multivariate=True, group=True)
+        try:
+            study = optuna.create_study(study_name=name, storage=self._storage(), sampler=sampler,
+                                        load_if_exists=True,
+                                        directions=["maximize", "minimize"] if multi else ["maximize"])
+        except ValueError as exc:  # e.g. an existing study with other directions
+            raise ConfigError(f"optuna study {name!r}: {exc}") from exc
+        stored = study.user_attrs.get("config")
+        if stored is None:
+            study.set_user_attr("config", config)
+        elif stored != config:
+            changed = sorted(k for k in config if stored.get(k) != config[k])
+            raise ConfigError(f"optuna study {name!r} in {redact(self.storage_url())} was made with a different "
+                              f"{', '.join(changed)}; give another study_name or run folder")
+        self.info.update(study_name=name, storage=redact(self.storage_url()))
+
+        pool = self._pool(study, program, trainset)
+        grid = self._word_grid()
+        base_parts = parts_of(program.switches)
+        base_words = word_limit(program.write_profile.signature.instructions)
+        base_words = min(grid, key=lambda w: abs(w - base_words)) if base_words is not None else None
+        self._seed_trials(study, pool, base_parts, base_words)
+
+        target = self.settings["trials"]
+        complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        if complete < target:
+            objective = self._objective(study, program, pool, valset, metric, base_parts, base_words, grid, multi)
+            study.optimize(objective, n_trials=target - complete,
+                           callbacks=[optuna.study.MaxTrialsCallback(target, states=(TrialState.COMPLETE,)),
+                                      self._budget_guard])
+        return self._best(study, program, pool, multi)
+
+    def _pool(self, study: optuna.Study, program: dspy.Module, trainset: list[Example]) -> list[str]:
+        """The guidance candidates: stored with the study, so resuming never proposes again."""
+        if "guidance_pool" in study.user_attrs:
+            return list(study.user_attrs["guidance_pool"])
+        handwritten = program.digest.signature.instructions
+        pool, refused = [handwritten], []
+        k, m = self.settings["candidates"], max(1, self.settings["examples_per_proposal"])
+        propose = dspy.Predict(ProposeGuidance)
+        for i in range(k):
+            batch = [trainset[(i * m + j) % len(trainset)] for j in range(min(m, len(trainset)))]
+            lm = self.prompt_lm.copy(rollout_id=i + 1, temperature=1.0)  # distinct proposals, each cached
+            try:
+                with dspy.context(lm=lm):
+                    text = propose(task=self.task.description, current_question=handwritten,
+                                   examples=example_text(self.task, batch)).guidance_question
+            except Exception as exc:  # an unusable reply costs one call, not the run
+                refused.append(f"(failed: {type(exc).__name__})")
+                continue
+            text = clean_proposal(text)
+            if not question_shaped(text):
+                refused.append(text)
+            elif text not in pool:
+                pool.append(text)
+            self.report("proposal", k, None, f"{len(pool) - 1} guidance candidates so far")
+        study.set_user_attr("guidance_pool", pool)
+        study.set_user_attr("refused_candidates", refused)
+        return pool
+
+    def _seed_trials(self, study: optuna.Study, pool: list[str], base_parts: str, base_words: int | None) -> None:
+        """First trials: the hand-written configuration, then each candidate with the hand-written switches;
+        on resume, the configurations of trials that failed (an interrupted trial) are tried again."""
+        def params(index: int, parts: str, words: int | None) -> dict[str, Any]:
+            out: dict[str, Any] = {"guidance": index}
+            if self.settings["search_switches"]:
+                out["parts"] = parts
+            if words is not None and "pp" in parts.split("+"):
+                out["profile_words"] = words
+            return out
+
+        if not study.get_trials(deepcopy=False):
+            study.enqueue_trial(params(0, base_parts, base_words))
+            if self.settings["screen_candidates"]:
+                for index in range(1, len(pool)):
+                    study.enqueue_trial(params(index, base_parts, base_words))
+        optuna.storages.fail_stale_trials(study)
+        retried = set(study.user_attrs.get("retried", []))
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            if trial.number not in retried and "guidance" in trial.params:
+                study.enqueue_trial(trial.params)
+                retried.add(trial.number)
+        study.set_user_attr("retried", sorted(retried))
+
+    def _build(self, base: dspy.Module, guidance: str, parts: str, words: int | None) -> GuidedProfile:
+        program = GuidedProfile(self.task, **switches_of(parts), **answer_options(base))
+        for name, text in instructions(base).items():
+            set_instruction(program, name, text)
+        set_instruction(program, "digest", guidance)
+        if words is not None:
+            set_instruction(program, "write_profile", with_word_limit(base.write_profile.signature.instructions, words))
+        return program
+
+    def _objective(self, study, base, pool, valset, metric, base_parts, base_words, grid, multi):
+        target = self.settings["trials"]
+
+        def objective(trial: optuna.Trial):
+            index = trial.suggest_categorical("guidance", list(range(len(pool))))
+            parts = (trial.suggest_categorical("parts", PART_CHOICES) if self.settings["search_switches"]
+                     else base_parts)
+            words = None
+            if base_words is not None and "pp" in parts.split("+"):
+                words = trial.suggest_int("profile_words", grid[0], grid[-1], step=self.settings["word_step"])
+            program = self._build(base, pool[index], parts, words)
+            key = f"memo:g{index}|{parts}|w{words}"
+            memo = dict(study.user_attrs.get(key, {}))  # example id -> [score, tokens] already paid for
+            scores, tokens, reused, failed = [], [], 0, 0
+            before = self.task_calls.snapshot()
+            for example in valset:
+                if example.example_id in memo:
+                    score, spent = memo[example.example_id]
+                    reused += 1
+                else:
+                    start, ok = self.task_calls.tokens, True
+                    try:
+                        prediction = program(**self.task.inputs(example))
+                        score = metric.score(example, prediction)
+                    except Exception:  # a failed call scores 0 here and is tried again in a later trial
+                        score, ok, failed = 0.0, False, failed + 1
+                    spent = self.task_calls.tokens - start
+                    if ok:
+                        memo[example.example_id] = [score, spent]
+                        study.set_user_attr(key, memo)
+                scores.append(score)
+                tokens.append(spent)
+            used = usage_delta(self.task_calls.snapshot(), before)
+            mean, mean_tokens = sum(scores) / len(scores), sum(tokens) / len(tokens)
+            trial.set_user_attr("guidance_text", pool[index])
+            trial.set_user_attr("tokens_per_example", round(mean_tokens, 1))
+            trial.set_user_attr("calls", used.calls)
+            trial.set_user_attr("cache_hits", used.cache_hits)
+            trial.set_user_attr("reused_examples", reused)
+            trial.set_user_attr("failed_examples", failed)
+            self.report(trial.number + 1, target, mean,
+                        f"guidance #{index} parts {parts} words {words or '-'}; {used.calls} calls"
+                        + (f", {reused} reused" if reused else ""))
+            return (mean, mean_tokens) if multi else mean
+
+        return objective
+
+    def _budget_guard(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Stop before a trial that could overrun the budget (the run still exports the best so far)."""
+        if self.search_budget is None:
+            return
+        if self.calls_spent() + self.per_trial > self.search_budget:
+            if self.progress_fn:
+                self.progress_fn(f"[optuna] stopping: another trial could exceed the budget "
+                                 f"({self.calls_spent()} of {self.search_budget} calls for the search spent)")
+            study.stop()
+
+    def _best(self, study: optuna.Study, base: dspy.Module, pool: list[str], multi: bool) -> dspy.Module:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not complete:
+            raise ConfigError(f"optuna study {study.study_name!r} has no completed trial to export")
+        if multi:
+            front = sorted(study.best_trials, key=lambda t: (-t.values[0], t.values[1], t.number))
+            self.info["pareto_front"] = [self._describe(t, pool) for t in front]
+            best = front[0]
+        else:
+            best = max(complete, key=lambda t: (t.value, -t.number))  # ties: the earliest (the hand-written first)
+        self.info["best_trial"] = self._describe(best, pool)
+        self.info["trials"] = [self._describe(t, pool) for t in complete]
+        self.info["guidance_pool"] = pool
+        self.known_dev_score = best.values[0]
+        p = best.params
+        parts = p.get("parts", parts_of(base.switches))
+        return self._build(base, pool[p["guidance"]], parts, p.get("profile_words"))
+
+    @staticmethod
+    def _describe(trial: optuna.trial.FrozenTrial, pool: list[str]) -> dict[str, Any]:
+        return {"trial": trial.number, "score": trial.values[0],
+                "tokens_per_example": trial.user_attrs.get("tokens_per_example"),
+                "guidance": pool[trial.params["guidance"]], "parts": trial.params.get("parts"),
+                "profile_words": trial.params.get("profile_words"), "calls": trial.user_attrs.get("calls")}

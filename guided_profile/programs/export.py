@@ -1,0 +1,168 @@
+"""A compiled program as one JSON file: DSPy's saved state plus what it was made from.
+
+The file holds `program.dump_state()` (instructions, the guidance question among them, and demos
+if any) and metadata: task, method and switches, answer mode, optimizer and settings, model
+identity (name and weights hash, never a key), data identity (path, content hash, split sizes,
+seed), scores, calls spent, package version.  A checksum over the whole content lets loading tell
+a file edited after export from the one that was scored.  Loading rebuilds the program from the
+task and method, checks its shape against the file and only then loads the state: no pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from guided_profile.errors import ConfigError
+from guided_profile.programs.answer import ScoreChoice
+from guided_profile.programs.methods import build_program
+from guided_profile.programs.modules import DirectAnswer, GuidedProfile, ProfileThenAnswer
+from guided_profile.tasks.base import Task
+
+FORMAT = "guided-profile/compiled-program"
+FORMAT_VERSION = 1
+REQUIRED = ("task", "method", "answer", "shape", "state", "checksum")
+
+
+def answer_options(program: dspy.Module) -> dict[str, Any]:
+    """How the program's final step answers, as `build_program` takes it."""
+    respond = getattr(program, "respond", None)
+    if isinstance(respond, ScoreChoice):
+        return {"answer_mode": "score", "rotations": respond.rotations}
+    return {"answer_mode": "generate", "rotations": 4}
+
+
+def method_of(program: dspy.Module, task: Task) -> str:
+    """The method name that rebuilds this program's skeleton (its switches included)."""
+    if isinstance(program, GuidedProfile):
+        if program.switches == task.gpg_switches:
+            return "gpg"
+        parts = [p for p, on in (("pc", program.include_context), ("g", program.include_guidance),
+                                 ("pp", program.include_profile)) if on]
+        return "gpg:" + "+".join(parts)
+    if isinstance(program, ProfileThenAnswer):
+        return "pg"
+    if isinstance(program, DirectAnswer):
+        return "dg-pc" if program.with_context else "dg-no-pc"
+    raise ConfigError(f"cannot export a {type(program).__name__}: not one of the project's methods")
+
+
+def shape(program: dspy.Module) -> dict[str, dict[str, list[str]]]:
+    """Each step's input and output field names: what a saved state must fit."""
+    return {name: {"inputs": list(p.signature.input_fields), "outputs": list(p.signature.output_fields)}
+            for name, p in program.named_predictors()}
+
+
+def instructions(program: dspy.Module) -> dict[str, str]:
+    return {name: p.signature.instructions for name, p in program.named_predictors()}
+
+
+def data_sha256(path: Path) -> str:
+    """Content hash of a data file or folder (relative names and bytes, in sorted order)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(path) if file != path else file.name).encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _checksum(payload: dict[str, Any]) -> str:
+    body = {k: v for k, v in payload.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def save_compiled(path: Path, program: dspy.Module, task: Task, metadata: dict[str, Any]) -> dict[str, Any]:
+    """Write `program` and `metadata` as one JSON file (atomically); returns what was written."""
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata, "task": task.name,
+               "method": method_of(program, task), "answer": answer_options(program),
+               "switches": getattr(program, "switches", None), "program_class": type(program).__name__,
+               "instructions": instructions(program), "shape": shape(program), "state": program.dump_state()}
+    payload = json.loads(json.dumps(payload, default=str))  # plain JSON types only, as loading will see them
+    payload["checksum"] = _checksum(payload)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    partial.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial.replace(path)
+    return payload
+
+
+def read_compiled(path: Path) -> dict[str, Any]:
+    """The file's content, checked to be an unedited compiled program (any task)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the compiled program ({exc.strerror or exc})") from exc
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); the file is broken or was cut short") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ConfigError(f"{path}: not a compiled guided-profile program (no \"format\": \"{FORMAT}\")")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(f"{path}: format version {payload.get('format_version')!r}; this version reads "
+                          f"{FORMAT_VERSION}")
+    missing = [k for k in REQUIRED if k not in payload]
+    if missing:
+        raise ConfigError(f"{path}: incomplete compiled program, missing {', '.join(missing)}")
+    if payload["checksum"] != _checksum(payload):
+        raise ConfigError(f"{path}: the file was changed after it was exported (checksum mismatch); its scores "
+                          "and metadata no longer describe it. Export it again with `guided-profile optimize`")
+    return payload
+
+
+def load_compiled(path: Path, task: Task) -> tuple[dspy.Module, dict[str, Any]]:
+    """The program saved in `path`, rebuilt for `task`, and the file's metadata.
+
+    Refuses (ConfigError) a file that is not a compiled program, was edited after export, was
+    made for another task, or whose saved steps do not fit the program its method builds.
+    """
+    path = Path(path)
+    payload = read_compiled(path)
+    if payload["task"] != task.name:
+        raise ConfigError(f"{path}: compiled for task {payload['task']!r}, not {task.name!r}")
+    answer = payload["answer"]
+    if not isinstance(answer, dict) or set(answer) != {"answer_mode", "rotations"}:
+        raise ConfigError(f"{path}: \"answer\" must give answer_mode and rotations")
+    program = build_program(payload["method"], task, **answer)
+    expected = shape(program)
+    if payload["shape"] != expected:
+        raise ConfigError(f"{path}: its steps {_describe(payload['shape'])} do not fit the {payload['method']} "
+                          f"program of task {task.name!r}, whose steps are {_describe(expected)}")
+    state = payload["state"]
+    if not isinstance(state, dict) or set(state) != set(expected):
+        raise ConfigError(f"{path}: saved state has steps {sorted(state) if isinstance(state, dict) else state!r}, "
+                          f"expected {sorted(expected)}")
+    for name, step in state.items():
+        signature = step.get("signature") if isinstance(step, dict) else None
+        if not isinstance(signature, dict) or not isinstance(signature.get("instructions"), str) \
+                or not isinstance(step.get("demos", []), list):
+            raise ConfigError(f"{path}: saved state of step {name!r} is malformed")
+        if step.get("lm") is not None:
+            raise ConfigError(f"{path}: step {name!r} carries a model configuration; compiled programs never do, "
+                              "so this file is refused")
+    try:
+        program.load_state(state)
+    except Exception as exc:
+        raise ConfigError(f"{path}: saved state does not load ({type(exc).__name__}: {exc})") from exc
+    if getattr(program, "switches", None) != payload.get("switches"):
+        raise ConfigError(f"{path}: switches {payload.get('switches')} do not match method {payload['method']!r}")
+    return program, payload
+
+
+def _describe(steps: Any) -> str:
+    if not isinstance(steps, dict):
+        return repr(steps)
+    return "; ".join(f"{name}({', '.join(s.get('inputs', []))} -> {', '.join(s.get('outputs', []))})"
+                     for name, s in steps.items() if isinstance(s, dict))
