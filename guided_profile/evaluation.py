@@ -8,8 +8,10 @@ skips every (method, example) already recorded, so a killed run loses at most th
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,16 +102,36 @@ def run_example(program: dspy.Module, task: Task, example: Example, lm: dspy.Bas
 
 
 def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Example], lm: dspy.BaseLM,
-             run: RunFolder, *, progress: Callable[[Iterable, int], Iterable] | None = None) -> dict[str, dict]:
+             run: RunFolder, *, workers: int = 1,
+             progress: Callable[[Iterable, int], Iterable] | None = None) -> dict[str, dict]:
     """Every program on every example not yet in `run`; returns each method's summary.
 
-    Example-major order: all methods of one user run back to back, so the model's prompt cache
-    still holds that user's history, and a run cut short has every method on the same users.
+    The unit of work is one example with all its pending methods, run back to back, so the model's
+    prompt cache still holds that user's history and a run cut short has every method on the same
+    users.  With `workers` > 1, that many examples run at once (one per server slot); each worker
+    has its own copy of `lm` (same engine, own history) so costs are still counted per example.
     """
     adapter = PersonalAdapter()
-    todo = [(method, ex) for ex in examples for method in programs if (method, ex.example_id) not in run.done]
-    for method, example in progress(todo, len(todo)) if progress else todo:
-        run.append({"method": method, **run_example(programs[method], task, example, lm, adapter)})
+    todo = [(ex, [m for m in programs if (m, ex.example_id) not in run.done]) for ex in examples]
+    todo = [(ex, methods) for ex, methods in todo if methods]
+    local = threading.local()
+
+    def work(item: tuple[Example, list[str]]) -> list[dict[str, Any]]:
+        if not hasattr(local, "lm"):
+            local.lm = lm.copy() if workers > 1 else lm
+        example, methods = item
+        return [{"method": m, **run_example(programs[m], task, example, local.lm, adapter)} for m in methods]
+
+    total = sum(len(methods) for _, methods in todo)
+    bar = progress(None, total) if progress else None
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for records in pool.map(work, todo):
+            for record in records:
+                run.append(record)
+            if bar is not None:
+                bar.update(len(records))
+    if bar is not None:
+        bar.close()
     summaries = {method: summarize(task, [run.done.get((method, ex.example_id)) for ex in examples],
                                    run.path / RECORDS, method)
                  for method in programs}

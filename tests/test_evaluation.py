@@ -84,3 +84,24 @@ def test_reopening_with_another_configuration_is_refused(tmp_path):
     other = config(["dg-pc"]) | {"split": "dev"}
     with pytest.raises(ConfigError, match="different split"):
         RunFolder.open(tmp_path, other)
+
+
+def test_parallel_workers_give_the_same_records_and_per_example_costs(tmp_path):
+    def rule(system, user):
+        return "A" if "item 1" in user or "item 4" in user else "C"
+
+    results = {}
+    for workers in (1, 3):
+        lm, engine = make_lm(rule)
+        run = RunFolder.open(tmp_path / str(workers), config(["gpg", "dg-pc"]))
+        programs = {m: build_program(m, TASK) for m in ("gpg", "dg-pc")}
+        summaries = evaluate(programs, TASK, examples(8), lm, run, workers=workers)
+        records = {(r["method"], r["example_id"]): r for r in run.done.values()}
+        results[workers] = (summaries, records, len(engine.requests))
+    (s1, r1, calls1), (s3, r3, calls3) = results[1], results[3]
+    assert calls1 == calls3 == 8 * 4
+    assert {k: v["accuracy"] for k, v in s1.items()} == {k: v["accuracy"] for k, v in s3.items()} == {
+        "gpg": 0.25, "dg-pc": 0.25}
+    for key, record in r3.items():
+        assert record["usage"] == r1[key]["usage"]  # each example's own calls, not a neighbour's
+        assert record["reply"] == r1[key]["reply"]

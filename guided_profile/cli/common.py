@@ -24,6 +24,9 @@ def add_lm_options(parser: argparse.ArgumentParser, *, prefix: str = "") -> None
                             "the key is read from $OPENAI_API_KEY and never written anywhere")
     group.add_argument("--context", type=int, default=8192, help="context window per request for in-process models")
     group.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
+    group.add_argument("--parallel", type=int, default=1,
+                       help="examples evaluated at once; in-process models get as many server slots "
+                            "(continuous batching). Default 1")
     group.add_argument("--no-cache", action="store_true",
                        help="do not reuse DSPy's cached answers (every call goes to the model)")
 
@@ -98,4 +101,4 @@ def make_lm_from_args(args: argparse.Namespace):
     from guided_profile.lm import make_lm
 
     return make_lm(args.lm, api_base=args.api_base, context=args.context, threads=args.threads,
-                   cache=not args.no_cache)
+                   n_parallel=args.parallel, cache=not args.no_cache)

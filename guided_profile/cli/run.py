@@ -72,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
         return tqdm(items, desc=f"{task.name} x {len(methods)} methods", total=total, disable=args.no_progress,
                     unit="run")
 
-    summaries = evaluate(programs, task, selected, lm, run, progress=progress)
+    summaries = evaluate(programs, task, selected, lm, run, workers=args.parallel, progress=progress)
     header, rows = summary_rows(task, summaries)
     print(text_table(header, rows))
     (out / "table.md").write_text(f"# {task.name}, split {args.split}, lm {identity.model}\n\n"

@@ -11,9 +11,10 @@ from guided_profile.optimizers.base import (
     Optimizer,
     TaskMetric,
     get_optimizer,
+    optimizer_class,
     register_optimizer,
 )
 from guided_profile.optimizers.runner import OptimizeResult, run_optimizer
 
 __all__ = ["OPTIMIZERS", "BudgetError", "CallPlan", "Optimizer", "OptimizeResult", "TaskMetric", "get_optimizer",
-           "register_optimizer", "run_optimizer"]
+           "optimizer_class", "register_optimizer", "run_optimizer"]

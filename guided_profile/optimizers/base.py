@@ -331,11 +331,7 @@ class Optimizer(ABC):
 
     def __init__(self, *, task: Task, task_lm: dspy.BaseLM, prompt_lm: dspy.BaseLM | None = None, seed: int = 0,
                  workdir: Any = None, progress: Callable[[str], None] | None = print, **settings: Any):
-        unknown = sorted(set(settings) - set(self.defaults))
-        if unknown:
-            raise ConfigError(f"optimizer {self.name!r} has no setting {', '.join(unknown)}; its settings: "
-                              + ", ".join(f"{k}={v}" for k, v in self.defaults.items()))
-        self.settings = {k: _convert(self.name, k, settings.get(k, v), v) for k, v in self.defaults.items()}
+        self.settings = self.validate_settings(settings)
         self.task = task
         self.task_lm = task_lm
         # A separate LM object even for the same model: its own history, counter and adapter.
@@ -350,7 +346,16 @@ class Optimizer(ABC):
         self.task_calls = attach_counter(self.task_lm)
         self.prompt_calls = attach_counter(self.prompt_lm)
         self.info: dict[str, Any] = {}  # what the search found worth keeping (candidates, fronts, ...)
-        self._best: float | None = None
+        self._best_score: float | None = None
+
+    @classmethod
+    def validate_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """Every setting, given or default, converted to its default's type; an unknown name is refused."""
+        unknown = sorted(set(settings) - set(cls.defaults))
+        if unknown:
+            raise ConfigError(f"optimizer {cls.name!r} has no setting {', '.join(unknown)}; its settings: "
+                              + ", ".join(f"{k}={v!r}" for k, v in cls.defaults.items()))
+        return {k: _convert(cls.name, k, settings.get(k, v), v) for k, v in cls.defaults.items()}
 
     # sklearn-style introspection: everything that configures the search, nothing else
     def get_params(self) -> dict[str, Any]:
@@ -401,14 +406,14 @@ class Optimizer(ABC):
         return self.task_calls.usage.calls + self.prompt_calls.usage.calls
 
     def report(self, trial: int | str, total: int | None, score: float | None, note: str = "") -> None:
-        if score is not None and (self._best is None or score > self._best):
-            self._best = score
+        if score is not None and (self._best_score is None or score > self._best_score):
+            self._best_score = score
         if self.progress_fn is None:
             return
         t, p = self.task_calls.usage, self.prompt_calls.usage
         of = f"/{total}" if total else ""
         shown = "-" if score is None else f"{score:.3f}"
-        best = "-" if self._best is None else f"{self._best:.3f}"
+        best = "-" if self._best_score is None else f"{self._best_score:.3f}"
         self.progress_fn(f"[{self.name}] trial {trial}{of}  score {shown}  best {best}  calls {t.calls + p.calls}"
                          f" (task {t.calls}, {t.cache_hits} cached; prompt {p.calls})" + (f"  {note}" if note else ""))
 
@@ -438,12 +443,17 @@ def register_optimizer(cls: type[Optimizer]) -> type[Optimizer]:
     return cls
 
 
-def get_optimizer(name: str, **kwargs: Any) -> Optimizer:
+def optimizer_class(name: str) -> type[Optimizer]:
     import guided_profile.optimizers  # noqa: F401  (registers the built-in optimizers)
 
     if name not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {name!r}; choose from {', '.join(sorted(OPTIMIZERS))}")
-    return OPTIMIZERS[name](**kwargs)
+    return OPTIMIZERS[name]
+
+
+def get_optimizer(name: str, **kwargs: Any) -> Optimizer:
+    """A configured optimizer: `task`, `task_lm`, optional `prompt_lm`, `seed`, `workdir`, then its settings."""
+    return optimizer_class(name)(**kwargs)
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -48,6 +48,8 @@ def _quiet_dspy_logs() -> None:
     """DSPy optimizers log every candidate at INFO; our progress line says what matters."""
     for name in ("dspy.teleprompt", "dspy.evaluate", "dspy.propose", "gepa"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Proposers pass optional fields their signature may not have; DSPy warns about each call.
+    logging.getLogger("dspy.predict.predict").setLevel(logging.ERROR)
 
 
 # -- MIPROv2 ---------------------------------------------------------------------------------------
@@ -103,7 +105,7 @@ class MiproOptimizer(Optimizer):
         b = s["view_data_batch_size"]
         summary = 2 + min(9, max(0, ceil_div(n_train, b) - 1))
         plan = CallPlan(trials=t)
-        plan.parts["bootstrap traces (task)"] = max(0, k - 2) * n_train * c
+        plan.parts["bootstrap traces (task)"] = max(0, k - 1) * n_train * c  # k - 1 sets: none is labels-only
         plan.parts["data summary (prompt)"] = summary
         plan.parts["proposals (prompt)"] = p * k * 3  # describe program, describe step, write instruction
         if self._minibatch(n_dev):
@@ -287,7 +289,9 @@ class CoproOptimizer(Optimizer):
 
         metric.on_score = on_score
         try:
-            optimizer = COPRO(prompt_model=self.prompt_lm, metric=metric, breadth=s["breadth"], depth=s["depth"],
+            quiet = self.prompt_lm.copy()  # COPRO prints the prompt model's last call after every candidate
+            quiet.inspect_history = lambda *args, **kwargs: None
+            optimizer = COPRO(prompt_model=quiet, metric=metric, breadth=s["breadth"], depth=s["depth"],
                               init_temperature=s["init_temperature"])
             compiled = optimizer.compile(program, trainset=to_dspy(self.task, valset),
                                          eval_kwargs={"num_threads": 1, "display_progress": False})
