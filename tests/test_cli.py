@@ -1,0 +1,66 @@
+"""The command line end to end with the fake LM, and bad input as one clear line (exit 2), never a traceback."""
+
+import json
+
+import pytest
+
+from guided_profile.cli import main
+
+
+def run_cli(tmp_path, *extra):
+    return main(["run", "--task", "preference", "--lm", "fake", "--split", "all", "--no-progress",
+                 "--out", str(tmp_path / "run"), *extra])
+
+
+def test_preference_end_to_end_on_the_sample(tmp_path, capsys):
+    assert run_cli(tmp_path) == 0
+    out = capsys.readouterr().out
+    for method in ("dg-no-pc", "dg-pc", "pg", "gpg"):
+        assert f"\n{method} " in out
+    records = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 12 * 4
+    gpg = next(r for r in records if r["method"] == "gpg")
+    assert gpg["guidance"] and gpg["profile"] and gpg["reply"] == "A"
+    assert set(gpg["metrics"]) == {"parsed", "parse", "outcome", "accuracy"}
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["config"]["lm"]["model"] == "scripted-fake"
+    assert summary["methods"]["gpg"]["n"] == 12
+    assert "| gpg |" in (tmp_path / "run" / "table.md").read_text()
+
+
+def test_rerun_resumes_without_new_calls(tmp_path, capsys):
+    assert run_cli(tmp_path, "--methods", "gpg") == 0
+    lines = (tmp_path / "run" / "records.jsonl").read_text()
+    assert run_cli(tmp_path, "--methods", "gpg") == 0
+    assert (tmp_path / "run" / "records.jsonl").read_text() == lines
+
+
+@pytest.mark.parametrize("files,needle", [
+    ({"X.item.json": "{not json", "X.inter.json": "{}"}, "X.item.json"),
+    ({"X.item.json": '{"1": {"title": "t", "categories": "a,b"}}', "X.inter.json": '{"u": ["1", "99"]}'},
+     "99"),
+])
+def test_bad_data_is_one_clear_line(tmp_path, capsys, files, needle):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, text in files.items():
+        (data / name).write_text(text)
+    assert run_cli(tmp_path, "--data", str(data)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and needle in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--methods", "gpg,nope"], "unknown method"),
+    (["--task-option", "colour=blue"], "--task-option"),
+    (["--data", "/no/such/place"], "no such file"),
+    (["--lm", "gguf:/no/model.gguf"], "no such GGUF"),
+])
+def test_bad_options_are_one_clear_line(tmp_path, capsys, extra, needle):
+    assert run_cli(tmp_path, *extra) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_tasks_lists_the_guidance(capsys):
+    assert main(["tasks"]) == 0
+    assert "Provide the product category of above one by one" in capsys.readouterr().out

