@@ -4,6 +4,7 @@ import dspy
 import pytest
 
 from guided_profile.errors import ConfigError
+from guided_profile.lm.fake import FakeEngine
 from guided_profile.programs import PersonalAdapter, build_program
 from guided_profile.programs.methods import ablation_switches
 from guided_profile.tasks import get_task
@@ -106,3 +107,12 @@ def test_adapter_takes_whole_reply_and_counts_empty_ones():
     assert adapter.unparseable == 0
     assert adapter.parse(signature, "  ") == {"answer": ""}
     assert adapter.unparseable == 1
+
+
+def test_an_empty_reply_is_an_unparseable_answer_not_a_failure(example):
+    lm = dspy.LM("fake/scripted", engine=FakeEngine(lambda s, u: ""), cache=False)
+    adapter = PersonalAdapter()
+    with dspy.context(lm=lm, adapter=adapter):
+        prediction = build_program("dg-pc", TASK)(**TASK.inputs(example))
+    assert prediction.answer == "" and adapter.unparseable == 1
+    assert TASK.score(example, prediction.answer)["outcome"] == "unparseable"

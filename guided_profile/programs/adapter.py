@@ -70,6 +70,13 @@ class PersonalAdapter(ChatAdapter):
         blocks.append(f"{signature.instructions.strip()}\n{request}")
         return "\n\n".join(blocks)
 
+    def _call_postprocess(self, processed_signature, original_signature, outputs, lm, lm_kwargs):
+        # DSPy raises on an empty reply before `parse` sees it; for a single-output step an empty reply is
+        # a counted unparseable answer (the task scores it), not a failed example that a rerun would retry.
+        if self._single_output(original_signature) is not None:
+            outputs = [({**o, "text": o.get("text") or " "} if isinstance(o, dict) else (o or " ")) for o in outputs]
+        return super()._call_postprocess(processed_signature, original_signature, outputs, lm, lm_kwargs)
+
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         output = self._single_output(signature)
         if output is None:
