@@ -28,7 +28,7 @@ class EmbeddedEngine:
     """llama.cpp in this process; nothing leaves the machine."""
 
     def __init__(self, model_path: str | Path, *, n_ctx: int = DEFAULT_CONTEXT, n_parallel: int = 1,
-                 threads: int | None = None, model_name: str | None = None):
+                 threads: int | None = None, model_name: str | None = None, cache_prompt: bool = True):
         import xllamacpp
 
         self.model_path = str(model_path)
@@ -36,13 +36,14 @@ class EmbeddedEngine:
         self.n_ctx = n_ctx
         self.n_parallel = n_parallel
         self.threads = threads or default_threads()
+        self.cache_prompt = cache_prompt
         params = xllamacpp.CommonParams()
         params.model.path = self.model_path
         params.n_ctx = n_ctx * n_parallel  # llama.cpp divides the context among the slots
         params.n_parallel = n_parallel
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
-        params.cache_prompt = True  # reuse the KV entries of a shared prompt prefix
+        params.cache_prompt = cache_prompt  # reuse the KV entries of a shared prompt prefix
         params.warmup = False
         params.verbosity = -1
         self._server = xllamacpp.Server(params)
@@ -50,13 +51,14 @@ class EmbeddedEngine:
 
     # -- DSPy engine protocol -------------------------------------------------------------------
     def complete(self, request) -> Response:
-        body = self.chat_body(request)
-        if self._lock is not None:
-            with self._lock:
-                raw = self._server.handle_chat_completions(body)
-        else:
-            raw = self._server.handle_chat_completions(body)
-        return self.to_response(raw)
+        return self.to_response(self.raw(self.with_prompt_cache(self.chat_body(request))))
+
+    def raw(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One OpenAI-style chat request as llama.cpp answers it (with its `timings`)."""
+        if self._lock is None:
+            return self._server.handle_chat_completions(body)
+        with self._lock:
+            return self._server.handle_chat_completions(body)
 
     def stream(self, request):
         raise NotImplementedError("the embedded engine does not stream")
@@ -88,6 +90,9 @@ class EmbeddedEngine:
         if config.response_format is not None:
             body["response_format"] = config.response_format
         return body
+
+    def with_prompt_cache(self, body: dict[str, Any]) -> dict[str, Any]:
+        return body if self.cache_prompt else {**body, "cache_prompt": False}
 
     def to_response(self, raw: dict[str, Any]) -> Response:
         if "error" in raw:

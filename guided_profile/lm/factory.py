@@ -62,11 +62,12 @@ def resolve_spec(spec: str, api_base: str | None = None, context: int = DEFAULT_
 
 def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CONTEXT, n_parallel: int = 1,
             threads: int | None = None, max_tokens: int = 512, temperature: float = 0.0,
-            cache: bool = True) -> tuple[dspy.LM, LMSpec]:
+            cache: bool = True, prompt_cache: bool = True) -> tuple[dspy.LM, LMSpec]:
     """A `dspy.LM` for `spec` plus its identity.
 
     Greedy decoding by default, as in the paper.  For in-process models the DSPy model string
-    carries the weights' hash, so DSPy's answer cache never mixes two models' answers.
+    carries the weights' hash, so DSPy's answer cache never mixes two models' answers.  `cache` is
+    DSPy's answer cache; `prompt_cache` is llama.cpp's reuse of a shared prompt prefix (KV entries).
     """
     if spec == "fake":
         from guided_profile.lm.fake import FakeEngine
@@ -77,7 +78,7 @@ def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CO
     identity, gguf = resolve_spec(spec, api_base, context)
     if gguf is not None:
         engine = EmbeddedEngine(gguf, n_ctx=context, n_parallel=n_parallel, threads=threads,
-                                model_name=identity.model)
+                                model_name=identity.model, cache_prompt=prompt_cache)
         model_string = f"embedded/{identity.model}@{identity.sha256[:16]}"
         lm = dspy.LM(model_string, engine=engine, temperature=temperature, max_tokens=max_tokens, cache=cache)
     else:

@@ -1,0 +1,132 @@
+"""Throughput benchmark: the model's own speed, and GPG run several ways on the same users.
+
+1. Speed: prompt and generation tokens/s of the in-process model on a fixed prompt (llama.cpp's own
+   timings); the basis of the floor.
+2. Configurations, each on the same examples with DSPy's answer cache off (every call is real):
+   `plain-dspy` (DSPy's default ChatAdapter, no prompt-prefix reuse, one request at a time),
+   `default` (this project's settings: history-first prompts, prefix reuse) and `parallel-N`
+   (N server slots and N workers).
+3. The floor: the time the model needs for the tokens that must be computed at all (each user's
+   history once, each step's own part, the generated tokens) at the measured speeds.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from guided_profile.datasets.example import Example
+from guided_profile.evaluation import RunFolder, evaluate
+from guided_profile.lm import make_lm
+from guided_profile.programs import PersonalAdapter, build_program
+from guided_profile.tasks.base import Task
+
+# About 500 tokens of fixed text for the speed probe.
+_PROBE = " ".join(f"item {i} costs {i * 7 % 100} dollars;" for i in range(70))
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    name: str
+    adapter: str        # "chat" (DSPy's default) or "personal" (history-first, plain replies)
+    prompt_cache: bool  # llama.cpp's reuse of a shared prompt prefix
+    parallel: int       # server slots = concurrent examples
+
+    def make_adapter(self) -> dspy.Adapter:
+        return dspy.ChatAdapter() if self.adapter == "chat" else PersonalAdapter()
+
+
+def default_configs(parallel: tuple[int, ...] = (2,)) -> list[BenchConfig]:
+    return [BenchConfig("plain-dspy", "chat", False, 1), BenchConfig("default", "personal", True, 1),
+            *[BenchConfig(f"parallel-{n}", "personal", True, n) for n in parallel]]
+
+
+def measure_speed(engine, repeats: int = 3) -> dict[str, float]:
+    """Median prompt and generation tokens/s over `repeats` fresh (never cached) requests."""
+    prompt_speeds, gen_speeds = [], []
+    for _ in range(repeats):
+        nonce = uuid.uuid4().hex  # first in the prompt, so nothing is reused from an earlier request
+        body = {"messages": [{"role": "user", "content": f"{nonce}\n{_PROBE}\nContinue the list."}],
+                "max_tokens": 128, "temperature": 0.0, "ignore_eos": True}
+        timings = engine.raw(body)["timings"]
+        prompt_speeds.append(timings["prompt_per_second"])
+        gen_speeds.append(timings["predicted_per_second"])
+    return {"prompt_tokens_per_s": round(sorted(prompt_speeds)[repeats // 2], 1),
+            "generated_tokens_per_s": round(sorted(gen_speeds)[repeats // 2], 1)}
+
+
+def floor_tokens(records: list[dict[str, Any]]) -> tuple[int, int]:
+    """(prompt tokens that must be computed, generated tokens) for records of history-first prompts.
+
+    Per example: the first step's whole prompt; for every later step only what follows the shared
+    prefix (the largest prefix any later step reused); and every generated token.
+    """
+    prompt = generated = 0
+    for record in records:
+        steps = record["steps"]
+        shared = max((s["cached_prompt_tokens"] for s in steps[1:]), default=0)
+        prompt += steps[0]["prompt_tokens"] + sum(s["prompt_tokens"] - shared for s in steps[1:])
+        generated += sum(s["completion_tokens"] for s in steps)
+    return prompt, generated
+
+
+def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec: str, out: Path, *,
+               method: str = "gpg", threads: int | None = None) -> dict[str, Any]:
+    """One configuration from a fresh model load; wall time excludes loading."""
+    lm, identity = make_lm(lm_spec, n_parallel=config.parallel, threads=threads, cache=False,
+                           prompt_cache=config.prompt_cache)
+    folder = out / config.name
+    shutil.rmtree(folder, ignore_errors=True)  # a benchmark is timed whole: never resumed
+    run = RunFolder.open(folder, {"task": task.name, "split": "bench", "seed": task.seed, "data": "",
+                                  "lm": identity.to_dict(), "task_options": {}, "methods": [method],
+                                  "bench": asdict(config)})
+    start = time.perf_counter()
+    summary = evaluate({method: build_program(method, task)}, task, examples, lm, run, workers=config.parallel,
+                       adapter=config.make_adapter())[method]
+    wall = time.perf_counter() - start
+    records = [run.done[(method, ex.example_id)] for ex in examples if (method, ex.example_id) in run.done]
+    totals = {k: sum(r["usage"][k] for r in records) for k in records[0]["usage"]} if records else {}
+    return {"config": asdict(config), "lm": identity.to_dict(), "wall_seconds": round(wall, 1), "totals": totals,
+            "summary": summary, "floor_tokens": floor_tokens(records), "engine": lm.engine}
+
+
+def bench(task: Task, examples: list[Example], lm_spec: str, out: Path, *, configs: list[BenchConfig],
+          threads: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Speed probe, then every configuration; returns the numbers the report and table are made of."""
+    results = []
+    speed = None
+    for config in configs:
+        log(f"running {config.name} on {len(examples)} examples ...")
+        result = run_config(config, task, examples, lm_spec, out, threads=threads)
+        engine = result.pop("engine")
+        if speed is None:
+            speed = measure_speed(engine)  # same process, model warm, nothing else running in it
+            log(f"model speed: {speed}")
+            result_threads = engine.threads
+        del engine
+        results.append(result)
+    default = next(r for r in results if r["config"]["name"] == "default")
+    prompt, generated = default["floor_tokens"]
+    floor = prompt / speed["prompt_tokens_per_s"] + generated / speed["generated_tokens_per_s"]
+    plain = next((r for r in results if r["config"]["name"] == "plain-dspy"), None)
+    for r in results:
+        r["floor_seconds"] = round(floor, 1)
+        r["wall_over_floor"] = round(r["wall_seconds"] / floor, 2)
+        r["speedup_over_plain"] = round(plain["wall_seconds"] / r["wall_seconds"], 2) if plain else None
+    return {"machine": machine() | {"llama_threads": result_threads}, "speed": speed, "n": len(examples),
+            "floor": {"prompt_tokens": prompt, "generated_tokens": generated, "seconds": round(floor, 1)},
+            "results": results}
+
+
+def machine() -> dict[str, Any]:
+    return {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine()}

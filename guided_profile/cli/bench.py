@@ -1,0 +1,74 @@
+"""`guided-profile bench`: throughput of GPG against the hardware's floor and a plain DSPy pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from guided_profile.cli.common import FORMATTER, add_data_options, load_split, make_task
+from guided_profile.errors import ConfigError
+
+EPILOG = """Run it with nothing else using the CPU: a competing job halves the model's speed.
+example:
+  guided-profile bench --task preference --data real --split test --limit 50 --lm local \\
+      --out experiments/results/bench-preference-1.5b
+"""
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    parser = sub.add_parser("bench", help="measure throughput: model speed, plain DSPy vs this project's settings",
+                            description=__doc__, epilog=EPILOG, formatter_class=FORMATTER)
+    parser.add_argument("--lm", default="local", help="an in-process model: local, local-0.5b or gguf:PATH")
+    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
+    parser.add_argument("--parallel", default="2",
+                        help="comma-separated slot counts to try beside 1, e.g. 2,4 (default 2)")
+    parser.add_argument("--configs", default=None,
+                        help="comma-separated subset of plain-dspy,default,parallel-N to run (default: all)")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench"),
+                        help="folder for bench.json, table.md and each configuration's records")
+    add_data_options(parser)
+    parser.set_defaults(limit=50)
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    from guided_profile.bench import bench, default_configs
+    from guided_profile.report import markdown_table, text_table
+
+    if args.lm in ("fake",) or "/" in args.lm:
+        raise ConfigError("bench measures an in-process model: use --lm local, local-0.5b or gguf:PATH")
+    try:
+        parallel = tuple(int(n) for n in args.parallel.split(",") if n.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--parallel {args.parallel!r}: expected numbers such as 2,4") from exc
+    configs = default_configs(parallel)
+    if args.configs:
+        wanted = {c.strip() for c in args.configs.split(",")}
+        configs = [c for c in configs if c.name in wanted]
+        if not any(c.name == "default" for c in configs):
+            raise ConfigError("--configs must include 'default': the floor is computed from its token counts")
+    task, _ = make_task(args)
+    examples, data, _ = load_split(task, args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = bench(task, examples, args.lm, args.out, configs=configs, threads=args.threads)
+    result["command"] = "guided-profile " + " ".join(sys.argv[1:])
+    result["data"] = {"path": str(data), "split": args.split, "limit": args.limit, "seed": args.seed}
+    (args.out / "bench.json").write_text(json.dumps(result, indent=2))
+    header = ["config", "wall s", "calls", "prompt tok", "cached tok", "generated tok", task.objective,
+              "wall/floor", "speedup vs plain"]
+    rows = [[r["config"]["name"], f"{r['wall_seconds']:.1f}", str(r["totals"].get("calls", 0)),
+             str(r["totals"].get("prompt_tokens", 0)), str(r["totals"].get("cached_prompt_tokens", 0)),
+             str(r["totals"].get("completion_tokens", 0)), f"{r['summary'][task.objective]:.3f}",
+             f"{r['wall_over_floor']:.2f}", str(r["speedup_over_plain"])] for r in result["results"]]
+    speed, floor, machine = result["speed"], result["floor"], result["machine"]
+    preamble = (f"Model {args.lm}, {machine['cores']} cores, {machine['llama_threads']} llama.cpp threads; "
+                f"speed {speed['prompt_tokens_per_s']} prompt tok/s, {speed['generated_tokens_per_s']} generated "
+                f"tok/s; n={len(examples)} {args.split} examples; floor {floor['seconds']} s "
+                f"({floor['prompt_tokens']} prompt + {floor['generated_tokens']} generated tokens)")
+    print(preamble)
+    print(text_table(header, rows))
+    (args.out / "table.md").write_text(f"# Throughput, {task.name}\n\nCommand: `{result['command']}`\n\n"
+                                       f"{preamble}\n\n{markdown_table(header, rows)}\n")
+    return 0
