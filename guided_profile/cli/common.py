@@ -102,3 +102,11 @@ def make_lm_from_args(args: argparse.Namespace):
 
     return make_lm(args.lm, api_base=args.api_base, context=args.context, threads=args.threads,
                    n_parallel=args.parallel, cache=not args.no_cache)
+
+
+def open_store(path: Path | None):
+    """The profile store at `path`, default `profiles.sqlite` in the cache folder."""
+    from guided_profile.lm.weights import cache_dir
+    from guided_profile.store import ProfileStore
+
+    return ProfileStore(path or cache_dir() / "profiles.sqlite")

@@ -14,6 +14,7 @@ class Usage:
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0  # prompt tokens whose KV entries the server reused
     completion_tokens: int = 0
+    store_hits: int = 0            # digestions / profiles taken from the profile store instead of the model
 
     def add(self, other: Usage) -> None:
         for name, value in asdict(other).items():
@@ -37,14 +38,18 @@ class UsageMeter:
 
     def __exit__(self, *exc) -> None:
         for entry in self.lm.history:
-            usage = entry.get("usage") or {}
-            details = usage.get("prompt_tokens_details") or {}
-            step = Usage(
-                calls=1,
-                cache_hits=int(not usage),
-                prompt_tokens=usage.get("prompt_tokens") or 0,
-                cached_prompt_tokens=details.get("cached_tokens") or 0,
-                completion_tokens=usage.get("completion_tokens") or 0,
-            )
+            step = usage_of([entry])
             self.usage.add(step)
             self.steps.append(step.to_dict())
+
+
+def usage_of(entries: list[dict]) -> Usage:
+    """Total cost of DSPy LM history entries (an entry without usage was a DSPy cache hit)."""
+    total = Usage()
+    for entry in entries:
+        usage = entry.get("usage") or {}
+        details = usage.get("prompt_tokens_details") or {}
+        total.add(Usage(calls=1, cache_hits=int(not usage), prompt_tokens=usage.get("prompt_tokens") or 0,
+                        cached_prompt_tokens=details.get("cached_tokens") or 0,
+                        completion_tokens=usage.get("completion_tokens") or 0))
+    return total

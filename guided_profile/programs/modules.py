@@ -15,6 +15,7 @@ import dspy
 from guided_profile.errors import ConfigError
 from guided_profile.programs.answer import ANSWER_MODES, GenerateAnswer, ScoreChoice
 from guided_profile.programs.signatures import Digest, WriteProfile, respond_signature
+from guided_profile.programs.stored import StoredStep
 from guided_profile.tasks.base import Task
 
 STEP_MAX_TOKENS = 256  # digestion and profile: the paper's are a line or two; this only stops run-on replies
@@ -52,8 +53,8 @@ class ProfileThenAnswer(dspy.Module):
 
     def __init__(self, task: Task, **answer_options):
         super().__init__()
-        self.write_profile = dspy.Predict(
-            WriteProfile.delete("guidance").with_instructions(task.profile_instruction), max_tokens=STEP_MAX_TOKENS)
+        self.write_profile = StoredStep(WriteProfile.delete("guidance").with_instructions(task.profile_instruction),
+                                        kind="profile", max_tokens=STEP_MAX_TOKENS)
         self.respond = answer_step(task, history=True, guidance=False, profile=True, **answer_options)
 
     def forward(self, history: str, question: str, options: Sequence[str] = ()) -> dspy.Prediction:
@@ -73,9 +74,9 @@ class GuidedProfile(dspy.Module):
         self.include_context = include_context
         self.include_guidance = include_guidance
         self.include_profile = include_profile
-        self.digest = dspy.Predict(Digest.with_instructions(task.guidance), max_tokens=STEP_MAX_TOKENS)
-        self.write_profile = dspy.Predict(WriteProfile.with_instructions(task.guided_profile_instruction),
-                                          max_tokens=STEP_MAX_TOKENS)
+        self.digest = StoredStep(Digest.with_instructions(task.guidance), kind="guidance", max_tokens=STEP_MAX_TOKENS)
+        self.write_profile = StoredStep(WriteProfile.with_instructions(task.guided_profile_instruction),
+                                        kind="profile", max_tokens=STEP_MAX_TOKENS)
         self.respond = answer_step(task, history=include_context, guidance=include_guidance,
                                    profile=include_profile, **answer_options)
 

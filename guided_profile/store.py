@@ -1,0 +1,96 @@
+"""The profile store: digestions (guidance answers) and profiles kept in SQLite.
+
+A step's answer depends on the person's history, the step's instruction (for a digestion, the
+guidance question), the guidance it was given (for a guided profile) and the model, so that is the
+key; the user id is kept to show a person's profiles.  Every method, ablation row, question of the
+same user and later run then reuses a profile instead of paying for it again, whatever the
+prompt layout.  SQLite in WAL mode lets several processes read and write at once; writes are
+serialised by SQLite and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from guided_profile.errors import GuidedProfileError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS steps (
+    kind TEXT NOT NULL,             -- 'guidance' or 'profile'
+    key TEXT NOT NULL,              -- sha256 of (kind, history, instruction, guidance, lm)
+    user_id TEXT,
+    lm TEXT NOT NULL,
+    instruction TEXT NOT NULL,
+    guidance TEXT,
+    history_sha TEXT NOT NULL,
+    text TEXT NOT NULL,
+    prompt_tokens INTEGER, cached_prompt_tokens INTEGER, completion_tokens INTEGER, seconds REAL,
+    created REAL NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+CREATE INDEX IF NOT EXISTS steps_user ON steps (user_id);
+"""
+
+
+class StoreError(GuidedProfileError):
+    """The store file is unreadable or stays locked; `--no-store` runs without it."""
+
+
+def _sha(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+class ProfileStore:
+    def __init__(self, path: str | Path, timeout: float = 30.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"profile store {self.path} cannot be used ({exc}); delete it or run with --no-store") \
+                from exc
+
+    def _run(self, sql: str, params: tuple = ()) -> list[tuple]:
+        try:
+            with self._lock, self._db:
+                return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"profile store {self.path}: {exc}; run with --no-store to go on without it") from exc
+
+    @staticmethod
+    def key(kind: str, history: str, instruction: str, guidance: str, lm: str) -> str:
+        return _sha(kind, history, instruction, guidance, lm)
+
+    def lookup(self, kind: str, history: str, instruction: str, guidance: str, lm: str) -> str | None:
+        rows = self._run("SELECT text FROM steps WHERE kind = ? AND key = ?",
+                         (kind, self.key(kind, history, instruction, guidance, lm)))
+        return rows[0][0] if rows else None
+
+    def save(self, kind: str, history: str, instruction: str, guidance: str, lm: str, text: str, *,
+             user_id: str | None = None, usage: dict[str, int] | None = None, seconds: float | None = None) -> None:
+        usage = usage or {}
+        self._run("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  (kind, self.key(kind, history, instruction, guidance, lm), user_id, lm, instruction, guidance,
+                   _sha(history), text, usage.get("prompt_tokens"), usage.get("cached_prompt_tokens"),
+                   usage.get("completion_tokens"), seconds, time.time()))
+
+    def for_user(self, user_id: str) -> list[dict[str, Any]]:
+        rows = self._run("SELECT kind, lm, instruction, guidance, text, prompt_tokens, completion_tokens, seconds, "
+                         "created FROM steps WHERE user_id = ? ORDER BY created", (user_id,))
+        names = ("kind", "lm", "instruction", "guidance", "text", "prompt_tokens", "completion_tokens", "seconds",
+                 "created")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def count(self) -> int:
+        return self._run("SELECT COUNT(*) FROM steps")[0][0]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,67 @@
+"""The profile store: reuse across methods and runs, concurrent writers, and a broken file."""
+
+import json
+import multiprocessing
+
+import pytest
+
+from guided_profile.cli import main
+from guided_profile.store import ProfileStore, StoreError
+
+
+def run_cli(tmp_path, out, *extra):
+    return main(["run", "--task", "preference", "--lm", "fake", "--split", "all", "--no-progress",
+                 "--store", str(tmp_path / "profiles.sqlite"), "--out", str(tmp_path / out), *extra])
+
+
+def records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_profiles_are_reused_across_methods_and_runs(tmp_path, capsys):
+    assert run_cli(tmp_path, "a", "--methods", "gpg,gpg:pc+g+pp,gpg:pp") == 0
+    by_method = {}
+    for r in records(tmp_path / "a" / "records.jsonl"):
+        by_method.setdefault(r["method"], []).append(r["usage"])
+    # one digestion and one profile per user, whatever the number of ablation rows
+    assert all(u["calls"] == 3 and u["store_hits"] == 0 for u in by_method["gpg"])
+    assert all(u["calls"] == 1 and u["store_hits"] == 2 for u in by_method["gpg:pc+g+pp"] + by_method["gpg:pp"])
+    assert run_cli(tmp_path, "b", "--methods", "gpg") == 0  # a later run
+    assert all(r["usage"]["calls"] == 1 for r in records(tmp_path / "b" / "records.jsonl"))
+    assert run_cli(tmp_path, "c", "--methods", "gpg", "--no-store") == 0
+    assert all(r["usage"]["calls"] == 3 for r in records(tmp_path / "c" / "records.jsonl"))
+    capsys.readouterr()
+    user = records(tmp_path / "a" / "records.jsonl")[0]["user_id"]
+    assert main(["profiles", "show", user, "--store", str(tmp_path / "profiles.sqlite")]) == 0
+    shown = capsys.readouterr().out
+    assert "[guidance]" in shown and "[profile]" in shown and "Provide the product category" in shown
+
+
+def _write_many(path, start):
+    store = ProfileStore(path)
+    for i in range(start, start + 150):
+        store.save("profile", f"history {i}", "instr", "", "lm", f"text {i}", user_id=f"u{i}")
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path):
+    path = tmp_path / "store.sqlite"
+    ProfileStore(path).close()
+    workers = [multiprocessing.get_context("spawn").Process(target=_write_many, args=(path, s)) for s in (0, 150)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    store = ProfileStore(path)
+    assert store.count() == 300
+    assert store.lookup("profile", "history 299", "instr", "", "lm") == "text 299"
+    assert store.lookup("profile", "history 299", "instr", "", "another lm") is None
+
+
+def test_a_corrupt_store_is_reported_clearly(tmp_path, capsys):
+    bad = tmp_path / "profiles.sqlite"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="--no-store"):
+        ProfileStore(bad)
+    assert run_cli(tmp_path, "d", "--methods", "gpg") == 2
+    assert "--no-store" in capsys.readouterr().err
+    assert run_cli(tmp_path, "e", "--methods", "gpg", "--no-store") == 0
