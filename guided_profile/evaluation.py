@@ -23,6 +23,7 @@ from guided_profile.errors import ConfigError
 from guided_profile.lm.accounting import Usage, UsageMeter
 from guided_profile.metrics.stats import bootstrap_ci
 from guided_profile.programs.adapter import PersonalAdapter
+from guided_profile.store import ProfileStore
 from guided_profile.tasks.base import Task
 
 RECORDS = "records.jsonl"
@@ -46,7 +47,14 @@ class RunFolder:
             if changed:
                 raise ConfigError(f"{path} holds a run with different {', '.join(changed)}; "
                                   "use another --out folder to start a new run")
-            config = config | {"methods": sorted(set(old.get("methods", [])) | set(config["methods"]))}
+            # A compiled program is named by its file stem: the same name must still mean the same file.
+            old_programs, new_programs = old.get("programs") or {}, config.get("programs") or {}
+            replaced = sorted(m for m in new_programs if m in old_programs and old_programs[m] != new_programs[m])
+            if replaced:
+                raise ConfigError(f"{path} holds results of other programs named {', '.join(replaced)} (the files "
+                                  "changed since); use another --out folder")
+            config = config | {"methods": sorted(set(old.get("methods", [])) | set(config["methods"])),
+                               "programs": old_programs | new_programs}
         config_file.write_text(json.dumps(config, indent=2))
         run = cls(path, config)
         records = path / RECORDS
@@ -75,21 +83,23 @@ class RunFolder:
 
 
 def run_example(program: dspy.Module, task: Task, example: Example, lm: dspy.BaseLM,
-                adapter: PersonalAdapter) -> dict[str, Any]:
+                adapter: dspy.Adapter, store: ProfileStore | None = None) -> dict[str, Any]:
     """One program on one example: the reply, its score and its cost, or the error."""
     inputs = task.inputs(example)
     _, was_cut = task.history_text(example)
     record: dict[str, Any] = {"example_id": example.example_id, "user_id": example.user_id,
                               "history_cut": was_cut, "inputs": inputs, "gold": example.gold}
     start = time.perf_counter()
-    with UsageMeter(lm) as meter, dspy.context(lm=lm, adapter=adapter):
+    store_hits: list[str] = []
+    with UsageMeter(lm) as meter, dspy.context(lm=lm, adapter=adapter, profile_store=store,
+                                               profile_user=example.user_id, profile_hits=store_hits):
         try:
             prediction = program(**inputs)
             error = None
         except Exception as exc:  # one failing call must not end the run
             prediction, error = None, f"{type(exc).__name__}: {exc}"
     record["seconds"] = round(time.perf_counter() - start, 3)
-    record["usage"] = meter.usage.to_dict()
+    record["usage"] = meter.usage.to_dict() | {"store_hits": len(store_hits)}
     record["steps"] = meter.steps
     record["error"] = error
     if prediction is not None:
@@ -102,7 +112,8 @@ def run_example(program: dspy.Module, task: Task, example: Example, lm: dspy.Bas
 
 
 def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Example], lm: dspy.BaseLM,
-             run: RunFolder, *, workers: int = 1,
+             run: RunFolder, *, workers: int = 1, adapter: dspy.Adapter | None = None,
+             store: ProfileStore | None = None,
              progress: Callable[[Iterable, int], Iterable] | None = None) -> dict[str, dict]:
     """Every program on every example not yet in `run`; returns each method's summary.
 
@@ -110,8 +121,10 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     prompt cache still holds that user's history and a run cut short has every method on the same
     users.  With `workers` > 1, that many examples run at once (one per server slot); each worker
     has its own copy of `lm` (same engine, own history) so costs are still counted per example.
+    `adapter` defaults to `PersonalAdapter` (the benchmark also runs DSPy's default one); with a
+    `store`, digestions and profiles are looked up there before any LM call and kept there after.
     """
-    adapter = PersonalAdapter()
+    adapter = adapter or PersonalAdapter()
     todo = [(ex, [m for m in programs if (m, ex.example_id) not in run.done]) for ex in examples]
     todo = [(ex, methods) for ex, methods in todo if methods]
     local = threading.local()
@@ -120,7 +133,7 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
         if not hasattr(local, "lm"):
             local.lm = lm.copy() if workers > 1 else lm
         example, methods = item
-        return [{"method": m, **run_example(programs[m], task, example, local.lm, adapter)} for m in methods]
+        return [{"method": m, **run_example(programs[m], task, example, local.lm, adapter, store)} for m in methods]
 
     total = sum(len(methods) for _, methods in todo)
     bar = progress(None, total) if progress else None

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from guided_profile.cli import run, tasks
+from guided_profile.cli import bench, compare, optimize, profiles, run, tasks
 from guided_profile.errors import GuidedProfileError
 
-SUBCOMMANDS = [run, tasks]
+SUBCOMMANDS = [run, optimize, compare, bench, profiles, tasks]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -254,6 +254,21 @@ def clean_proposal(text: str | None) -> str:
     return text.strip().strip('"').strip("'").strip()
 
 
+def as_guidance(text: str | None) -> str | None:
+    """A proposal as a guidance question, or None.
+
+    Small proposer models often write the question and then comment on it; the first sentence
+    ending with '?' is then the question.  Anything else that is not question-shaped is refused.
+    """
+    text = clean_proposal(text)
+    if question_shaped(text):
+        return text
+    match = re.match(r"\s*([^?\n]{10,}?\?)(?=\s|$)", text)
+    if match and question_shaped(clean_proposal(match.group(1))):
+        return clean_proposal(match.group(1))
+    return None
+
+
 def digest_name(program: dspy.Module) -> str | None:
     names = [name for name, _ in program.named_predictors()]
     return "digest" if "digest" in names else None

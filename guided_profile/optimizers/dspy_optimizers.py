@@ -28,8 +28,8 @@ from guided_profile.optimizers.base import (
     LenientChatAdapter,
     Optimizer,
     TaskMetric,
+    as_guidance,
     ceil_div,
-    clean_proposal,
     digest_name,
     question_shaped,
     register_optimizer,
@@ -68,8 +68,8 @@ class _Mipro(MIPROv2):
             i = names.index("digest")
             kept: list[str] = []
             for text in candidates[i]:
-                text = clean_proposal(text) if kept else text  # index 0 is the hand-written guidance
-                if (not kept or question_shaped(text)) and text not in kept:
+                text = as_guidance(text) if kept else text  # index 0 is the hand-written guidance
+                if text is not None and text not in kept:
                     kept.append(text)
             self.owner.info["dropped_guidance_candidates"] = len(candidates[i]) - len(kept)
             candidates[i] = kept
@@ -174,9 +174,7 @@ class GuidanceProposer:
                 logger.warning("GEPA proposal for %s failed (%s); keeping the current instruction", name, exc)
                 text = None
             if text is not None and name.startswith("digest"):
-                text = clean_proposal(text)
-                if not question_shaped(text):
-                    text = None
+                text = as_guidance(text)
             if text is None:
                 self.kept.append(name)
                 text = candidate[name]

@@ -12,9 +12,12 @@ workers can share one study through PostgreSQL or MySQL.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +32,9 @@ from guided_profile.optimizers.base import (
     CallPlan,
     Optimizer,
     TaskMetric,
+    as_guidance,
     calls_per_example,
-    clean_proposal,
     instructions,
-    question_shaped,
     register_optimizer,
     set_instruction,
     usage_delta,
@@ -90,6 +92,14 @@ def example_text(task: Any, examples: list[Example], max_history_chars: int = 80
     return "\n\n".join(blocks)
 
 
+@contextlib.contextmanager
+def _stable() -> Iterator[None]:
+    """Silence Optuna's 'experimental' warnings for the features used here (heartbeat, grouped TPE)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def redact(url: str) -> str:
     """A storage URL fit for records: the password, if any, replaced by ***."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
@@ -137,8 +147,9 @@ class OptunaSearch(Optimizer):
 
     def _storage(self) -> optuna.storages.RDBStorage:
         try:
-            return optuna.storages.RDBStorage(self.storage_url(), heartbeat_interval=self.settings["heartbeat"],
-                                              grace_period=4 * self.settings["heartbeat"])
+            with _stable():
+                return optuna.storages.RDBStorage(self.storage_url(), heartbeat_interval=self.settings["heartbeat"],
+                                                  grace_period=4 * self.settings["heartbeat"])
         except Exception as exc:  # a bad URL, a missing driver, a server that refuses
             raise ConfigError(f"optuna storage {redact(self.storage_url())}: {exc}") from exc
 
@@ -150,7 +161,7 @@ class OptunaSearch(Optimizer):
 
     def _check_program(self, program: dspy.Module) -> None:
         if not isinstance(program, GuidedProfile):
-            raise ConfigError("the optuna optimizer searches GPG's guidance and switches: start it from gpg or gpg:PARTS")
+            raise ConfigError("the optuna optimizer searches GPG's guidance and switches: start from gpg or gpg:PARTS")
 
     # -- plan -------------------------------------------------------------------------------------
     def plan(self, program: dspy.Module, trainset, valset) -> CallPlan:
@@ -186,7 +197,8 @@ class OptunaSearch(Optimizer):
         config = self.study_config(program, trainset, valset)
         name = self.study_name(config)
         multi = self.settings["multi_objective"]
-        sampler = optuna.samplers.TPESampler(seed=self.seed, multivariate=True, group=True)
+        with _stable():
+            sampler = optuna.samplers.TPESampler(seed=self.seed, multivariate=True, group=True)
         try:
             study = optuna.create_study(study_name=name, storage=self._storage(), sampler=sampler,
                                         load_if_exists=True,
@@ -236,12 +248,14 @@ class OptunaSearch(Optimizer):
             except Exception as exc:  # an unusable reply costs one call, not the run
                 refused.append(f"(failed: {type(exc).__name__})")
                 continue
-            text = clean_proposal(text)
-            if not question_shaped(text):
+            shaped = as_guidance(text)
+            if shaped is None or shaped in {ex.query for ex in batch}:  # no question, or the task's own question
                 refused.append(text)
-            elif text not in pool:
-                pool.append(text)
-            self.report("proposal", k, None, f"{len(pool) - 1} guidance candidates so far")
+            elif shaped not in pool:
+                pool.append(shaped)
+            if self.progress_fn:
+                self.progress_fn(f"[optuna] proposal {i + 1}/{k}: {len(pool) - 1} guidance candidates, "
+                                 f"{len(refused)} refused (not one question); calls {self.calls_spent()}")
         study.set_user_attr("guidance_pool", pool)
         study.set_user_attr("refused_candidates", refused)
         return pool
@@ -262,7 +276,8 @@ class OptunaSearch(Optimizer):
             if self.settings["screen_candidates"]:
                 for index in range(1, len(pool)):
                     study.enqueue_trial(params(index, base_parts, base_words))
-        optuna.storages.fail_stale_trials(study)
+        with _stable():
+            optuna.storages.fail_stale_trials(study)  # trials of a killed worker whose heartbeat stopped
         retried = set(study.user_attrs.get("retried", []))
         for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
             if trial.number not in retried and "guidance" in trial.params:

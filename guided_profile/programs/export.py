@@ -166,3 +166,21 @@ def _describe(steps: Any) -> str:
         return repr(steps)
     return "; ".join(f"{name}({', '.join(s.get('inputs', []))} -> {', '.join(s.get('outputs', []))})"
                      for name, s in steps.items() if isinstance(s, dict))
+
+
+def load_program_files(paths: list[Path], task: Task, taken: set[str] = frozenset()) -> tuple[
+        dict[str, dspy.Module], dict[str, dict[str, Any]]]:
+    """Compiled programs by table name (the file stem), and each file's metadata.
+
+    Two files with the same stem, or a stem that is also a method name in `taken`, would share
+    rows in a run folder: refused.
+    """
+    programs: dict[str, dspy.Module] = {}
+    payloads: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        name = Path(path).stem
+        if name in programs or name in taken:
+            raise ConfigError(f"{path}: another program is already named {name!r} (tables use the file stem); "
+                              "rename one of the files")
+        programs[name], payloads[name] = load_compiled(Path(path), task)
+    return programs, payloads

@@ -1,0 +1,154 @@
+"""Hand-written against optimized: paired statistics, a markdown report and a chart.
+
+Every program runs on the same test users, so differences are paired per example: the mean
+difference against the hand-written GPG with a paired bootstrap interval and a paired
+permutation p-value (see `metrics.stats`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from guided_profile.datasets.example import Example
+from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue
+from guided_profile.programs.export import instructions
+from guided_profile.report import markdown_table
+from guided_profile.tasks.base import Task
+
+REFERENCE = "handwritten"
+_SKIP = ("n", "ci95", "failed", "history_cut", "per_example", "seconds_per_example")
+
+
+def comparison_rows(task: Task, summaries: dict[str, dict], done: dict[tuple[str, str], dict],
+                    examples: list[Example], reference: str = REFERENCE) -> list[dict[str, Any]]:
+    """One row per program: its summary, n, interval, paired difference against `reference`, cost."""
+    def scores(method: str) -> dict[str, float]:
+        return {ex.example_id: done[(method, ex.example_id)]["metrics"][task.objective]
+                for ex in examples if (method, ex.example_id) in done}
+
+    ref = scores(reference)
+    rows = []
+    for method, summary in summaries.items():
+        own = scores(method)
+        row: dict[str, Any] = {"method": method, "summary": summary, "n": len(own),
+                               "ci95": bootstrap_ci(list(own.values())) if own else None}
+        paired = [eid for eid in own if eid in ref]
+        if method != reference and paired:
+            a, b = [own[e] for e in paired], [ref[e] for e in paired]
+            diff, lo, hi = paired_bootstrap(a, b)
+            row.update(diff=diff, diff_ci=(lo, hi), p=paired_permutation_pvalue(a, b), paired_n=len(paired))
+        per = summary["per_example"]
+        row["calls"] = per["calls"]
+        row["tokens"] = per["prompt_tokens"] + per["completion_tokens"]
+        rows.append(row)
+    return rows
+
+
+def table(task: Task, rows: list[dict[str, Any]], reference: str = REFERENCE) -> tuple[list[str], list[list[str]]]:
+    metric_keys = [k for k in rows[0]["summary"] if k not in _SKIP] if rows else []
+    header = ["program", *metric_keys, "n", "95% CI", f"diff vs {reference}", "diff 95% CI", "p (paired perm.)",
+              "calls/ex", "tokens/ex"]
+    body = []
+    for r in rows:
+        s = r["summary"]
+        ci = r["ci95"]
+        body.append([r["method"], *[_fmt(s.get(k)) for k in metric_keys], str(r["n"]),
+                     f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-",
+                     f"{r['diff']:+.3f}" if "diff" in r else "-",
+                     f"[{r['diff_ci'][0]:+.3f}, {r['diff_ci'][1]:+.3f}]" if "diff" in r else "-",
+                     f"{r['p']:.3f}" if "p" in r else "-", f"{r['calls']:.1f}", f"{r['tokens']:.0f}"])
+    return header, body
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def instructions_table(programs: dict[str, dspy.Module], reference: str = REFERENCE) -> str:
+    """Each step's instruction (the digest step's is the guidance question), one column per program;
+    a changed one is marked with its step name in bold."""
+    texts = {name: instructions(program) for name, program in programs.items()}
+    steps: list[str] = []
+    for found in texts.values():
+        steps += [s for s in found if s not in steps]
+    header = ["step", *texts]
+    body = []
+    for step in steps:
+        base = texts.get(reference, {}).get(step)
+        label = "digest (guidance question)" if step == "digest" else step
+        cells = []
+        for name in texts:
+            text = texts[name].get(step, "-")
+            changed = name != reference and base is not None and step in texts[name] and text != base
+            cells.append(("**changed:** " if changed else "") + _cell(text))
+        body.append([label, *cells])
+    return markdown_table(header, body)
+
+
+def markdown_report(task: Task, rows: list[dict[str, Any]], programs: dict[str, dspy.Module],
+                    payloads: dict[str, dict[str, Any]], config: dict[str, Any], chart: str | None) -> str:
+    header, body = table(task, rows)
+    parts = [f"# {task.name}: hand-written vs optimized, split {config['split']}", "",
+             f"Model: {config['lm'].get('model')}  ·  examples: {max((r['n'] for r in rows), default=0)}  ·  "
+             f"objective: {task.objective}", "", f"Command: `{config['command']}`", "",
+             markdown_table(header, body), "",
+             f"Differences are paired per example against `{REFERENCE}` (the hand-written GPG): mean difference, "
+             "paired bootstrap 95% interval, and a two-sided paired permutation (sign-flip) p-value. "
+             "calls/ex and tokens/ex are the mean LM calls and prompt + generated tokens per example.", ""]
+    if chart:
+        parts += [f"![{task.objective} per program]({chart})", ""]
+    parts += ["## Instructions side by side", "", instructions_table(programs), ""]
+    if payloads:
+        meta_rows = []
+        for name, p in payloads.items():
+            opt, scores, usage = p.get("optimizer", {}), p.get("scores", {}), p.get("usage", {})
+            settings = ", ".join(f"{k}={v}" for k, v in (opt.get("settings") or {}).items() if k != "name")
+            meta_rows.append([name, str(opt.get("name", "-")), _cell(settings), p.get("method", "-"),
+                              _fmt(scores.get("train")), _fmt(scores.get("dev")), str(usage.get("calls", "-")),
+                              str((p.get("lm") or {}).get("model", "-"))])
+        parts += ["## How the optimized programs were made", "",
+                  markdown_table(["program", "optimizer", "settings", "method", "train", "dev", "LM calls spent",
+                                  "model"], meta_rows), ""]
+    return "\n".join(parts)
+
+
+def chart(task: Task, rows: list[dict[str, Any]], path: Path) -> Path:
+    """Objective per program with its 95% interval, and the paired difference against the reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["method"] for r in rows]
+    means = [r["summary"].get(task.objective, float("nan")) for r in rows]
+    lows = [m - r["ci95"][0] if r["ci95"] else 0 for m, r in zip(means, rows, strict=True)]
+    highs = [r["ci95"][1] - m if r["ci95"] else 0 for m, r in zip(means, rows, strict=True)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.6 * len(rows) + 2), sharey=True)
+    ys = list(range(len(rows)))
+    left.barh(ys, means, xerr=[lows, highs], color="#4C72B0", capsize=4)
+    left.set_yticks(ys, names)
+    left.invert_yaxis()
+    if all(0 <= m <= 1 for m in means):  # rates and similarity scores: show the whole scale
+        left.set_xlim(0, 1)
+    left.set_xlabel(f"{task.objective} (95% bootstrap CI)")
+    left.set_title(task.name)
+    for y, r in zip(ys, rows, strict=True):
+        if "diff" in r:
+            lo, hi = r["diff_ci"]
+            right.errorbar(r["diff"], y, xerr=[[r["diff"] - lo], [hi - r["diff"]]], fmt="o", color="#DD8452",
+                           capsize=4)
+            right.annotate(f"p={r['p']:.3f}", (r["diff"], y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    right.axvline(0, color="grey", lw=1)
+    right.set_xlabel(f"paired difference vs {REFERENCE}")
+    right.set_title("optimized - hand-written")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
