@@ -17,17 +17,16 @@ raw `KeyError` deep inside a run tells the person holding the data nothing they 
 from __future__ import annotations
 
 import ast
-import gzip
 import json
 import random
 import re
-import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from guided_profile.datasets.example import Example
+from guided_profile.datasets.io import read_json, text_lines
 from guided_profile.errors import ConfigError, DataError
 
 QUERY = "Which of the following products is the user most likely to buy next?"
@@ -113,7 +112,7 @@ def load_lcrec(item_file: Path, inter_file: Path) -> tuple[Catalog, Histories]:
     (JSON keys always are), so both are normalised to str.
     """
     item_file, inter_file = Path(item_file), Path(inter_file)
-    raw_items = _read_json(item_file)
+    raw_items = read_json(item_file)
     if not isinstance(raw_items, dict):
         raise DataError(item_file, "expected a JSON object {item id: {title, categories, ...}}")
     catalog: Catalog = {}
@@ -125,7 +124,7 @@ def load_lcrec(item_file: Path, inter_file: Path) -> tuple[Catalog, Histories]:
             categories=_categories(item_file, key, record.get("categories")),
         )
 
-    raw_inter = _read_json(inter_file)
+    raw_inter = read_json(inter_file)
     if not isinstance(raw_inter, dict):
         raise DataError(inter_file, "expected a JSON object {user id: [item ids in time order]}")
     histories: Histories = {}
@@ -230,43 +229,15 @@ def _find_mcauley_files(directory: Path) -> tuple[Path, Path] | None:
     return reviews[0], metas[0]
 
 
-def _read_json(path: Path) -> Any:
-    """Parse one whole JSON file, turning every way it can fail into a DataError naming the file."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(path, f"cannot read file: {exc.strerror or exc}") from exc
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text (invalid byte at offset {exc.start})") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
-
-
 def _iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line of a JSON-lines file, gzipped or not."""
-    try:
-        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                try:
-                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-                except UnicodeDecodeError as exc:
-                    raise DataError(
-                        path, f"line {lineno}: not UTF-8 text (invalid byte at column {exc.start + 1})"
-                    ) from exc
-                if not line.strip():
-                    continue
-                record = _parse_line(path, lineno, line)
-                if not isinstance(record, dict):
-                    raise DataError(
-                        path, f"line {lineno}: expected a JSON object, got {type(record).__name__}"
-                    )
-                yield lineno, record
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(path, f"cannot read file: {exc}") from exc
+    for lineno, line in text_lines(path):
+        if not line.strip():
+            continue
+        record = _parse_line(path, lineno, line)
+        if not isinstance(record, dict):
+            raise DataError(path, f"line {lineno}: expected a JSON object, got {type(record).__name__}")
+        yield lineno, record
 
 
 def _parse_line(path: Path, lineno: int, line: str) -> Any:

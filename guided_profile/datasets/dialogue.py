@@ -18,15 +18,14 @@ line or record; an example that cannot be asked (no reply, no history) is skippe
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from guided_profile.datasets.example import Example
+from guided_profile.datasets.io import read_text, text_lines
 from guided_profile.errors import DataError
 
 STAT_KEYS = ("dialogues", "built", "no_gold", "no_query", "empty_history")
@@ -80,7 +79,7 @@ def load_parlai(path: Path) -> tuple[list[Example], dict[str, int]]:
             examples.append(result)
 
     previous = 0
-    for lineno, line in _text_lines(path):
+    for lineno, line in text_lines(path):
         if not line.strip():
             continue
         match = _PARLAI_LINE.match(line)
@@ -120,19 +119,6 @@ def _parlai_example(dialogue: dict[str, Any], index: int, path: Path) -> Example
     return Example(example_id=user_id, user_id=user_id, history=history, query=query, gold=gold,
                    meta={"persona": tuple(dialogue["persona"]), "source": str(path), "line": dialogue["line"],
                          "turns": len(turns)})
-
-
-def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    try:
-        with open(path, "rb") as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                try:
-                    yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as exc:
-                    raise DataError(path, f"line {lineno}: not UTF-8 text (invalid byte at column {exc.start + 1})"
-                                    ) from exc
-    except OSError as exc:
-        raise DataError(path, f"cannot read file: {exc.strerror or exc}") from exc
 
 
 # -------------------------------------------------------------------------------------------- JSON
@@ -175,17 +161,7 @@ def load_dialogue_json(path: Path) -> tuple[list[Example], dict[str, int]]:
 
 def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
     """(where, record) for each record: "record N" of a JSON list, "line N" of JSON lines."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as fh:
-            raw = fh.read()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(path, f"cannot read file: {exc}") from exc
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataError(path, f"line {line}: not UTF-8 text (invalid byte at offset {exc.start})") from exc
+    text = read_text(path)
     if text.lstrip().startswith("["):
         try:
             data = json.loads(text)

@@ -12,11 +12,11 @@ profile tweets, nothing to paraphrase) is skipped and counted.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from guided_profile.datasets.example import Example
+from guided_profile.datasets.io import read_json
 from guided_profile.errors import DataError
 
 PREFIX = "Paraphrase the following tweet without any explanation before or after it:"
@@ -126,20 +126,3 @@ def _string_id(path: Path, value: Any, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int) or str(value).strip() == "":
         raise DataError(path, f"{where}: missing or invalid 'id' ({value!r})")
     return str(value)
-
-
-def read_json(path: Path) -> Any:
-    """Parse one whole JSON file; every failure is a DataError naming the file and the line."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(path, f"cannot read file: {exc.strerror or exc}") from exc
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataError(path, f"line {line}: not UTF-8 text (invalid byte at offset {exc.start})") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
