@@ -110,3 +110,49 @@ def open_store(path: Path | None):
     from guided_profile.store import ProfileStore
 
     return ProfileStore(path or cache_dir() / "profiles.sqlite")
+
+
+def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
+    """How programs answer and what a run reuses: shared by `run` and `compare`."""
+    group = parser.add_argument_group("evaluation")
+    group.add_argument("--answer-mode", default="generate", choices=["generate", "score"],
+                       help="choice tasks: 'generate' writes a reply and parses it (the paper's way; it can "
+                            "abstain), 'score' reads each option letter's probability, averaged over rotations "
+                            "of the option order (default: generate; compiled programs keep their own)")
+    group.add_argument("--rotations", type=int, default=4,
+                       help="score mode: cyclic rotations of the option order (1 = plain, 4 = every option "
+                            "in every position; default 4)")
+    group.add_argument("--store", type=Path, default=None,
+                       help="profile store (SQLite) for digestions and profiles, reused across methods and runs "
+                            "(default: profiles.sqlite in the cache folder)")
+    group.add_argument("--no-store", action="store_true",
+                       help="run without the profile store (also implied by --no-cache)")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_config(args: argparse.Namespace, task: Task, task_options: dict, methods: list[str], data: Path,
+               stats: dict, identity, payloads: dict) -> dict:
+    """What a run folder records about how it was made (and checks when it is resumed)."""
+    import sys
+
+    from guided_profile import __version__
+
+    return {"task": task.name, "task_options": task_options, "methods": methods, "data": str(data),
+            "split": args.split, "limit": args.limit, "seed": args.seed, "lm": identity.to_dict(),
+            "answer_mode": args.answer_mode, "rotations": args.rotations if args.answer_mode == "score" else None,
+            "programs": {name: p["checksum"] for name, p in payloads.items()}, "build_stats": stats,
+            "version": __version__, "command": "guided-profile " + " ".join(sys.argv[1:])}
+
+
+def evaluate_with_progress(args: argparse.Namespace, programs: dict, task: Task, examples: list, lm, run,
+                           desc: str) -> dict[str, dict]:
+    """`evaluation.evaluate` with a progress bar and the profile store as the options ask."""
+    from tqdm import tqdm
+
+    from guided_profile.evaluation import evaluate
+
+    def progress(items, total):
+        return tqdm(items, desc=desc, total=total, disable=args.no_progress, unit="run")
+
+    store = None if args.no_store or args.no_cache else open_store(args.store)
+    return evaluate(programs, task, examples, lm, run, workers=args.parallel, store=store, progress=progress)

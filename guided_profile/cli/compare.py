@@ -8,17 +8,18 @@ compare.png next to the results.  Results are kept in a run folder, so rerunning
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from guided_profile.cli.common import (
     FORMATTER,
     add_data_options,
+    add_evaluation_options,
     add_lm_options,
+    evaluate_with_progress,
     load_split,
     make_lm_from_args,
     make_task,
-    open_store,
+    run_config,
 )
 from guided_profile.errors import ConfigError
 
@@ -37,25 +38,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
                              "handwritten is added if missing (it is the reference)")
     parser.add_argument("--out", type=Path, default=None,
                         help="run folder (default runs/compare-TASK-SPLIT-LM-seedS); rerunning resumes it")
-    parser.add_argument("--answer-mode", default="generate", choices=["generate", "score"],
-                        help="how handwritten and named methods answer; compiled programs keep their own")
-    parser.add_argument("--rotations", type=int, default=4, help="score mode: rotations of the option order")
-    parser.add_argument("--store", type=Path, default=None,
-                        help="profile store (SQLite) for digestions and profiles, as for `run` (default: "
-                             "profiles.sqlite in the cache folder)")
-    parser.add_argument("--no-store", action="store_true", help="run without the profile store (also --no-cache)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_evaluation_options(parser)
     add_data_options(parser)
     add_lm_options(parser)
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from guided_profile import __version__
     from guided_profile.compare import REFERENCE, chart, comparison_rows, markdown_report, table
-    from guided_profile.evaluation import RunFolder, evaluate
+    from guided_profile.evaluation import RunFolder
     from guided_profile.programs import build_program
     from guided_profile.programs.export import load_program_files
     from guided_profile.report import text_table
@@ -80,18 +71,9 @@ def main(args: argparse.Namespace) -> int:
     lm, identity = make_lm_from_args(args)
     lm_tag = args.lm.replace("/", "_").replace(":", "_")
     out = args.out or Path("runs") / f"compare-{task.name}-{args.split}-{lm_tag}-seed{args.seed}"
-    config = {"task": task.name, "task_options": task_options, "methods": list(programs), "data": str(data),
-              "split": args.split, "limit": args.limit, "seed": args.seed, "lm": identity.to_dict(),
-              "answer_mode": args.answer_mode, "rotations": args.rotations if args.answer_mode == "score" else None,
-              "programs": {name: p["checksum"] for name, p in payloads.items()},
-              "build_stats": stats, "version": __version__, "command": "guided-profile " + " ".join(sys.argv[1:])}
+    config = run_config(args, task, task_options, list(programs), data, stats, identity, payloads)
     run = RunFolder.open(out, config)
-
-    def progress(items, total):
-        return tqdm(items, desc=f"compare x {len(programs)}", total=total, disable=args.no_progress, unit="run")
-
-    store = None if args.no_store or args.no_cache else open_store(args.store)
-    summaries = evaluate(programs, task, selected, lm, run, workers=args.parallel, store=store, progress=progress)
+    summaries = evaluate_with_progress(args, programs, task, selected, lm, run, f"compare x {len(programs)}")
     rows = comparison_rows(task, summaries, run.done, selected)
     header, body = table(task, rows)
     print(text_table(header, body))
