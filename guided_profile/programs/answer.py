@@ -10,6 +10,8 @@ Both expose the same inner `predict`, so optimizers see and rewrite the same ins
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import math
 from collections.abc import Sequence
 
@@ -17,6 +19,18 @@ import dspy
 
 ANSWER_MODES = ("generate", "score")
 TOP_LOGPROBS = 20
+
+_scoring = contextvars.ContextVar("scoring", default=False)
+
+
+class _ExpectedTruncation(logging.Filter):
+    """Scoring asks for one token on purpose: DSPy's 'response was truncated' warning is noise there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_scoring.get() and "truncated" in record.getMessage())
+
+
+logging.getLogger("dspy.clients.lm").addFilter(_ExpectedTruncation())
 
 
 def letters(n: int) -> list[str]:
@@ -78,22 +92,30 @@ class ScoreChoice(dspy.Module):
         n = len(options)
         if n == 0:
             raise ValueError("choice scoring needs options")
-        config = {"max_tokens": 1, "logprobs": True, "top_logprobs": TOP_LOGPROBS}
         totals = [0.0] * n
-        for k in range(min(self.rotations, n)):
-            order = [(j + k) % n for j in range(n)]  # position j shows option order[j]
-            shown = [options[i] for i in order]
-            prediction = self.predict(**inputs, options=lettered(shown), config=config)
-            probs = letter_probabilities(prediction.get("logprobs"), n)
-            if probs is None:
+        rotations = min(self.rotations, n)
+        for k in range(rotations):
+            probs = self._rotation(k, options, inputs)
+            if probs is None:  # the endpoint gave no log-probabilities
                 return self._fallback(options, inputs)
-            for position, option in enumerate(order):
-                totals[option] += probs[position]
-        used = min(self.rotations, n)
-        mean = [t / used for t in totals]
+            for position, p in enumerate(probs):
+                totals[(position + k) % n] += p
+        mean = [t / rotations for t in totals]
         best = max(range(n), key=lambda i: (mean[i], -i))
         return dspy.Prediction(answer=letters(n)[best], choice_probs=[round(p, 4) for p in mean],
                                answer_path="logprobs")
+
+    def _rotation(self, k: int, options: Sequence[str], inputs: dict) -> list[float] | None:
+        """Letter probabilities by position, when position j shows option (j + k) mod n."""
+        n = len(options)
+        shown = [options[(j + k) % n] for j in range(n)]
+        token = _scoring.set(True)
+        try:
+            prediction = self.predict(**inputs, options=lettered(shown),
+                                      config={"max_tokens": 1, "logprobs": True, "top_logprobs": TOP_LOGPROBS})
+        finally:
+            _scoring.reset(token)
+        return letter_probabilities(prediction.get("logprobs"), n)
 
     def _fallback(self, options: Sequence[str], inputs: dict) -> dspy.Prediction:
         reply = self.predict(**inputs, options=lettered(options), config={"max_tokens": 4}).answer.strip()
