@@ -15,7 +15,7 @@ import dspy
 from guided_profile.datasets.example import Example
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue
 from guided_profile.programs.export import instructions
-from guided_profile.report import markdown_table
+from guided_profile.report import fmt, markdown_table
 from guided_profile.tasks.base import Task
 
 REFERENCE = "handwritten"
@@ -42,6 +42,7 @@ def comparison_rows(task: Task, summaries: dict[str, dict], done: dict[tuple[str
             row.update(diff=diff, diff_ci=(lo, hi), p=paired_permutation_pvalue(a, b), paired_n=len(paired))
         per = summary["per_example"]
         row["calls"] = per["calls"]
+        row["store_hits"] = per.get("store_hits", 0)
         row["tokens"] = per["prompt_tokens"] + per["completion_tokens"]
         rows.append(row)
     return rows
@@ -50,21 +51,18 @@ def comparison_rows(task: Task, summaries: dict[str, dict], done: dict[tuple[str
 def table(task: Task, rows: list[dict[str, Any]], reference: str = REFERENCE) -> tuple[list[str], list[list[str]]]:
     metric_keys = [k for k in rows[0]["summary"] if k not in _SKIP] if rows else []
     header = ["program", *metric_keys, "n", "95% CI", f"diff vs {reference}", "diff 95% CI", "p (paired perm.)",
-              "calls/ex", "tokens/ex"]
+              "calls/ex", "store hits/ex", "tokens/ex"]
     body = []
     for r in rows:
         s = r["summary"]
         ci = r["ci95"]
-        body.append([r["method"], *[_fmt(s.get(k)) for k in metric_keys], str(r["n"]),
+        body.append([r["method"], *[fmt(s.get(k)) for k in metric_keys], str(r["n"]),
                      f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-",
                      f"{r['diff']:+.3f}" if "diff" in r else "-",
                      f"[{r['diff_ci'][0]:+.3f}, {r['diff_ci'][1]:+.3f}]" if "diff" in r else "-",
-                     f"{r['p']:.3f}" if "p" in r else "-", f"{r['calls']:.1f}", f"{r['tokens']:.0f}"])
+                     f"{r['p']:.3f}" if "p" in r else "-", f"{r['calls']:.1f}", f"{r['store_hits']:.1f}",
+                     f"{r['tokens']:.0f}"])
     return header, body
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _cell(text: str) -> str:
@@ -101,7 +99,8 @@ def markdown_report(task: Task, rows: list[dict[str, Any]], programs: dict[str, 
              markdown_table(header, body), "",
              f"Differences are paired per example against `{REFERENCE}` (the hand-written GPG): mean difference, "
              "paired bootstrap 95% interval, and a two-sided paired permutation (sign-flip) p-value. "
-             "calls/ex and tokens/ex are the mean LM calls and prompt + generated tokens per example.", ""]
+             "calls/ex and tokens/ex are the mean LM calls and prompt + generated tokens per example; steps taken "
+             "from the profile store (store hits/ex) cost neither, so use --no-store to compare full costs.", ""]
     if chart:
         parts += [f"![{task.objective} per program]({chart})", ""]
     parts += ["## Instructions side by side", "", instructions_table(programs), ""]
@@ -111,7 +110,7 @@ def markdown_report(task: Task, rows: list[dict[str, Any]], programs: dict[str, 
             opt, scores, usage = p.get("optimizer", {}), p.get("scores", {}), p.get("usage", {})
             settings = ", ".join(f"{k}={v}" for k, v in (opt.get("settings") or {}).items() if k != "name")
             meta_rows.append([name, str(opt.get("name", "-")), _cell(settings), p.get("method", "-"),
-                              _fmt(scores.get("train")), _fmt(scores.get("dev")), str(usage.get("calls", "-")),
+                              fmt(scores.get("train")), fmt(scores.get("dev")), str(usage.get("calls", "-")),
                               str((p.get("lm") or {}).get("model", "-"))])
         parts += ["## How the optimized programs were made", "",
                   markdown_table(["program", "optimizer", "settings", "method", "train", "dev", "LM calls spent",
@@ -127,7 +126,8 @@ def chart(task: Task, rows: list[dict[str, Any]], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     names = [r["method"] for r in rows]
-    means = [r["summary"].get(task.objective, float("nan")) for r in rows]
+    means = [float("nan") if r["summary"].get(task.objective) is None else r["summary"][task.objective]
+             for r in rows]  # a program that failed on every example has no score: drawn as a gap
     lows = [m - r["ci95"][0] if r["ci95"] else 0 for m, r in zip(means, rows, strict=True)]
     highs = [r["ci95"][1] - m if r["ci95"] else 0 for m, r in zip(means, rows, strict=True)]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.6 * len(rows) + 2), sharey=True)
@@ -135,7 +135,7 @@ def chart(task: Task, rows: list[dict[str, Any]], path: Path) -> Path:
     left.barh(ys, means, xerr=[lows, highs], color="#4C72B0", capsize=4)
     left.set_yticks(ys, names)
     left.invert_yaxis()
-    if all(0 <= m <= 1 for m in means):  # rates and similarity scores: show the whole scale
+    if all(0 <= m <= 1 for m in means if m == m):  # rates and similarity scores: show the whole scale
         left.set_xlim(0, 1)
     left.set_xlabel(f"{task.objective} (95% bootstrap CI)")
     left.set_title(task.name)

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from guided_profile.errors import ConfigError
 from guided_profile.lm.accounting import Usage, UsageMeter
 from guided_profile.metrics.stats import bootstrap_ci
 from guided_profile.programs.adapter import PersonalAdapter
-from guided_profile.store import ProfileStore
+from guided_profile.store import ProfileStore, StoreError
 from guided_profile.tasks.base import Task
 
 RECORDS = "records.jsonl"
@@ -96,6 +96,8 @@ def run_example(program: dspy.Module, task: Task, example: Example, lm: dspy.Bas
         try:
             prediction = program(**inputs)
             error = None
+        except StoreError:
+            raise  # the store is broken for every example alike: stop and say so once
         except Exception as exc:  # one failing call must not end the run
             prediction, error = None, f"{type(exc).__name__}: {exc}"
     record["seconds"] = round(time.perf_counter() - start, 3)
@@ -103,7 +105,7 @@ def run_example(program: dspy.Module, task: Task, example: Example, lm: dspy.Bas
     record["steps"] = meter.steps
     record["error"] = error
     if prediction is not None:
-        for key in ("guidance", "profile", "choice_probs", "answer_path"):
+        for key in ("guidance", "profile", "choice_probs", "answer_path", "rotations_without_letter"):
             if key in prediction:
                 record[key] = prediction.get(key)
         record["reply"] = prediction.answer
@@ -138,7 +140,8 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     total = sum(len(methods) for _, methods in todo)
     bar = progress(None, total) if progress else None
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for records in pool.map(work, todo):
+        for future in as_completed([pool.submit(work, item) for item in todo]):  # saved as each finishes
+            records = future.result()
             for record in records:
                 run.append(record)
             if bar is not None:

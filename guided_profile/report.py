@@ -7,7 +7,7 @@ from typing import Any
 from guided_profile.tasks.base import Task
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
     if value is None:  # a metric no example had (e.g. profile quality of a method that writes no profile)
         return "-"
     if isinstance(value, float):
@@ -19,17 +19,18 @@ def summary_rows(task: Task, summaries: dict[str, dict]) -> tuple[list[str], lis
     """Columns: method, the task's metrics (objective with its 95% interval), n, failures, cost."""
     metric_keys = [k for k in next(iter(summaries.values()), {}) if k not in
                    ("n", "ci95", "failed", "history_cut", "per_example", "seconds_per_example")]
-    header = ["method", *metric_keys, "95% CI", "n", "failed", "cut", "calls/ex", "prompt tok/ex",
+    header = ["method", *metric_keys, "95% CI", "n", "failed", "cut", "calls/ex", "store hits/ex", "prompt tok/ex",
               "cached/ex", "gen tok/ex", "s/ex"]
     rows = []
     for method, s in summaries.items():
         ci = s.get("ci95")
         per = s["per_example"]
-        rows.append([method, *[_fmt(s[k]) for k in metric_keys],
+        rows.append([method, *[fmt(s[k]) for k in metric_keys],
                      f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-", str(s["n"]), str(s["failed"]),
-                     str(s["history_cut"]), _fmt(per["calls"]), _fmt(per["prompt_tokens"]),
-                     _fmt(per["cached_prompt_tokens"]), _fmt(per["completion_tokens"]),
-                     _fmt(s["seconds_per_example"])])
+                     str(s["history_cut"]), fmt(per["calls"]), fmt(per.get("store_hits", 0.0)),
+                     fmt(per["prompt_tokens"]),
+                     fmt(per["cached_prompt_tokens"]), fmt(per["completion_tokens"]),
+                     fmt(s["seconds_per_example"])])
     return header, rows
 
 

@@ -81,7 +81,30 @@ def test_letter_probabilities_renormalise_over_letters():
                                               {"token": "A", "logprob": -2.0}]}]}
     probs = letter_probabilities(logprobs, 4)
     assert probs[2] == probs[3] == 0.0 and abs(sum(probs) - 1) < 1e-9 and probs[1] > probs[0]
-    assert letter_probabilities({"content": [{"top_logprobs": [{"token": "Hi", "logprob": 0.0}]}]}, 4) is None
+    assert letter_probabilities({"content": [{"top_logprobs": [{"token": "Hi", "logprob": 0.0}]}]}, 4) == [0.0] * 4
+    assert letter_probabilities(None, 4) is None and letter_probabilities({"content": []}, 4) is None
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_any_pure_position_bias_is_an_exact_tie(example, seed):
+    import random
+
+    rng = random.Random(seed)
+    bias = {letter: -rng.uniform(0.01, 5) for letter in "ABCD"}
+    prediction, _ = run(lambda s, u: bias, example)
+    assert len(set(prediction.choice_probs)) == 1 and prediction.answer == "A"
+
+
+def test_a_rotation_without_any_letter_counts_zero_for_every_option(example):
+    calls = []
+
+    def rule(system, user):
+        calls.append(1)
+        return {"The": -0.1} if len(calls) == 2 else position_bias(system, user)
+
+    prediction, requests = run(rule, example)
+    assert len(requests) == 4 and prediction.answer_path == "logprobs"
+    assert prediction.rotations_without_letter == 1 and abs(sum(prediction.choice_probs) - 0.75) < 1e-3
 
 
 def test_score_mode_needs_options():

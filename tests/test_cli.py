@@ -64,3 +64,16 @@ def test_bad_options_are_one_clear_line(tmp_path, capsys, extra, needle):
 def test_tasks_lists_the_guidance(capsys):
     assert main(["tasks"]) == 0
     assert "Provide the product category of above one by one" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--task-option", "max_history_chars=abc"], "max_history_chars"),
+    (["--answer-mode", "score", "--rotations", "0"], "must be at least 1"),
+    (["--limit", "-3"], "must be at least 1"),
+])
+def test_bad_values_are_refused_before_any_work(tmp_path, capsys, extra, needle):
+    try:
+        code = run_cli(tmp_path, *extra)
+    except SystemExit as exc:  # argparse's own one-line usage error
+        code = exc.code
+    assert code == 2 and needle in capsys.readouterr().err

@@ -110,3 +110,14 @@ def test_compare_refuses_a_program_of_another_kind(tmp_path, capsys):
     bad.write_text("{}")
     assert cli_main(["compare", "--programs", f"handwritten,{bad}", "--lm", "fake", "--out", str(tmp_path)]) == 2
     assert "not a compiled guided-profile program" in capsys.readouterr().err
+
+
+def test_compare_refuses_to_pair_programs_that_answer_differently(tmp_path, capsys):
+    scored = build_program("gpg", TASK, answer_mode="score", rotations=4)
+    path = tmp_path / "scored.json"
+    save_compiled(path, scored, TASK, {"optimizer": {"name": "gepa", "settings": {}}, "scores": {}, "usage": {}})
+    argv = ["compare", "--programs", f"handwritten,{path}", "--lm", "fake", "--out", str(tmp_path / "c"),
+            "--no-progress"]
+    assert cli_main(argv) == 2
+    assert "--answer-mode score --rotations 4" in capsys.readouterr().err
+    assert cli_main([*argv, "--answer-mode", "score"]) == 0

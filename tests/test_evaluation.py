@@ -105,3 +105,41 @@ def test_parallel_workers_give_the_same_records_and_per_example_costs(tmp_path):
     for key, record in r3.items():
         assert record["usage"] == r1[key]["usage"]  # each example's own calls, not a neighbour's
         assert record["reply"] == r1[key]["reply"]
+
+
+def test_parallel_results_are_saved_as_they_finish_not_in_input_order(tmp_path):
+    import threading
+    import time
+
+    release = threading.Event()
+
+    def rule(system, user):
+        if "item 0" in user:
+            release.wait(10)  # the first example is slow until the others are on disk
+        return "A"
+
+    lm, engine = make_lm(rule)
+    run = RunFolder.open(tmp_path, config(["dg-pc"]))
+    worker = threading.Thread(target=evaluate, args=({"dg-pc": build_program("dg-pc", TASK)}, TASK, examples(5), lm,
+                                                     run), kwargs={"workers": 2})
+    worker.start()
+    deadline = time.time() + 10
+    while time.time() < deadline and len(run.done) < 4:
+        time.sleep(0.05)
+    saved = (tmp_path / "records.jsonl").read_text().splitlines()
+    release.set()
+    worker.join(10)
+    assert len(saved) == 4 and all('"u0"' not in line for line in saved)
+
+
+def test_a_broken_store_stops_the_run_with_its_error(tmp_path):
+    from guided_profile.store import StoreError
+
+    class BrokenStore:
+        def lookup(self, *args):
+            raise StoreError("profile store x: database is locked; run with --no-store to go on without it")
+
+    lm, engine = make_lm(lambda s, u: "A")
+    run = RunFolder.open(tmp_path, config(["gpg"]))
+    with pytest.raises(StoreError, match="--no-store"):
+        evaluate({"gpg": build_program("gpg", TASK)}, TASK, examples(3), lm, run, store=BrokenStore())

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from guided_profile.cli.common import FORMATTER, add_data_options, load_split, make_task
+from guided_profile.cli.common import FORMATTER, add_data_options, load_split, make_task, positive_int
 from guided_profile.errors import ConfigError
 
 EPILOG = """Run it with nothing else using the CPU: a competing job halves the model's speed.
@@ -21,7 +21,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser = sub.add_parser("bench", help="measure throughput: model speed, plain DSPy vs this project's settings",
                             description=__doc__, epilog=EPILOG, formatter_class=FORMATTER)
     parser.add_argument("--lm", default="local", help="an in-process model: local, local-0.5b or gguf:PATH")
-    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: all cores)")
     parser.add_argument("--parallel", default="2",
                         help="comma-separated slot counts to try beside 1, e.g. 2,4 (default 2)")
     parser.add_argument("--configs", default=None,

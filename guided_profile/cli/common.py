@@ -12,6 +12,26 @@ from guided_profile.tasks.base import Task
 FORMATTER = argparse.RawDescriptionHelpFormatter
 
 
+def _whole_number(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{value} must be at least {least}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts and sizes (argparse turns the error into one usage line, exit 2)."""
+    return _whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type for limits where 0 means 'all'."""
+    return _whole_number(text, 0)
+
+
 def add_lm_options(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
     """--lm and friends. With `prefix="prompt-"` the same options name the prompt model of an optimizer."""
     group = parser.add_argument_group("model")
@@ -22,9 +42,10 @@ def add_lm_options(parser: argparse.ArgumentParser, *, prefix: str = "") -> None
     group.add_argument("--api-base", default=None,
                        help="base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp) for --lm openai/NAME; "
                             "the key is read from $OPENAI_API_KEY and never written anywhere")
-    group.add_argument("--context", type=int, default=8192, help="context window per request for in-process models")
-    group.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
-    group.add_argument("--parallel", type=int, default=1,
+    group.add_argument("--context", type=positive_int, default=8192,
+                       help="context window per request for in-process models")
+    group.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: all cores)")
+    group.add_argument("--parallel", type=positive_int, default=1,
                        help="examples evaluated at once; in-process models get as many server slots "
                             "(continuous batching). Default 1")
     group.add_argument("--no-cache", action="store_true",
@@ -39,7 +60,7 @@ def add_data_options(parser: argparse.ArgumentParser, *, default_split: str = "t
                             "$GUIDED_PROFILE_DATA, else ../shared/data), or a path to the data")
     group.add_argument("--split", default=default_split, choices=["train", "dev", "test", "all"],
                        help=f"users of which split (split by user, seeded; default {default_split})")
-    group.add_argument("--limit", type=int, default=None, help="use the first N examples of the split")
+    group.add_argument("--limit", type=positive_int, default=None, help="use the first N examples of the split")
     group.add_argument("--seed", type=int, default=0, help="seed for building examples and splitting users")
     group.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                        help="task setting, e.g. category_level=1, min_categories=5, max_history_chars=6000")
@@ -119,7 +140,7 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
                        help="choice tasks: 'generate' writes a reply and parses it (the paper's way; it can "
                             "abstain), 'score' reads each option letter's probability, averaged over rotations "
                             "of the option order (default: generate; compiled programs keep their own)")
-    group.add_argument("--rotations", type=int, default=4,
+    group.add_argument("--rotations", type=positive_int, default=4,
                        help="score mode: cyclic rotations of the option order (1 = plain, 4 = every option "
                             "in every position; default 4)")
     group.add_argument("--store", type=Path, default=None,

@@ -60,6 +60,13 @@ def main(args: argparse.Namespace) -> int:
     programs = {name: build_program("gpg" if name == REFERENCE else name, task, answer_mode=args.answer_mode,
                                     rotations=args.rotations) for name in dict.fromkeys(names)}
     compiled, payloads = load_program_files(paths, task, taken=set(programs))
+    asked = {"answer_mode": args.answer_mode, "rotations": args.rotations if args.answer_mode == "score" else None}
+    for name, payload in payloads.items():
+        theirs = payload["answer"] | ({"rotations": None} if payload["answer"]["answer_mode"] != "score" else {})
+        if theirs != asked:
+            raise ConfigError(f"{name} answers with {theirs}, the reference with {asked}: a paired difference would "
+                              f"mostly measure the answer mode; rerun with --answer-mode {theirs['answer_mode']}"
+                              + (f" --rotations {theirs['rotations']}" if theirs["rotations"] else ""))
     programs |= compiled
     if len(programs) < 2:
         raise ConfigError("compare needs at least one program besides handwritten")

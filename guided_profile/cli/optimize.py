@@ -15,7 +15,15 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from guided_profile.cli.common import FORMATTER, add_lm_options, make_lm_from_args, make_task, parse_task_options
+from guided_profile.cli.common import (
+    FORMATTER,
+    add_lm_options,
+    make_lm_from_args,
+    make_task,
+    non_negative_int,
+    parse_task_options,
+    positive_int,
+)
 from guided_profile.errors import ConfigError
 
 EPILOG = """examples:
@@ -46,7 +54,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--method", default="gpg", help="the program to start from: gpg (default), gpg:PARTS, pg, ...")
     parser.add_argument("--answer-mode", default="generate", choices=["generate", "score"],
                         help="how the final step answers (see `guided-profile run --help`)")
-    parser.add_argument("--rotations", type=int, default=4, help="score mode: rotations of the option order")
+    parser.add_argument("--rotations", type=positive_int, default=4, help="score mode: rotations of the option order")
     optuna_group = parser.add_argument_group("optuna optimizer")
     optuna_group.add_argument("--storage", default=None,
                               help="Optuna RDB URL for the study (default: sqlite file in the run folder); "
@@ -58,9 +66,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     data.add_argument("--task", default="preference", help="task name (see `guided-profile tasks`)")
     data.add_argument("--data", default="sample", help="'sample' (default), 'real', or a path (as for `run`)")
     data.add_argument("--seed", type=int, default=0, help="seed for the user split, subsampling and the optimizer")
-    data.add_argument("--train-limit", type=int, default=20,
+    data.add_argument("--train-limit", type=non_negative_int, default=20,
                       help="train examples the optimizer sees (seeded sample; 0 = all; default 20)")
-    data.add_argument("--dev-limit", type=int, default=20,
+    data.add_argument("--dev-limit", type=non_negative_int, default=20,
                       help="dev examples candidates are scored on (seeded sample; 0 = all; default 20)")
     data.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE", help="task setting")
     add_lm_options(parser)

@@ -343,6 +343,7 @@ class Optimizer(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     defaults: ClassVar[dict[str, Any]]
+    may_be_zero: ClassVar[tuple[str, ...]] = ()  # numeric settings for which 0 is meaningful
 
     def __init__(self, *, task: Task, task_lm: dspy.BaseLM, prompt_lm: dspy.BaseLM | None = None, seed: int = 0,
                  workdir: Any = None, progress: Callable[[str], None] | None = print, **settings: Any):
@@ -370,7 +371,13 @@ class Optimizer(ABC):
         if unknown:
             raise ConfigError(f"optimizer {cls.name!r} has no setting {', '.join(unknown)}; its settings: "
                               + ", ".join(f"{k}={v!r}" for k, v in cls.defaults.items()))
-        return {k: _convert(cls.name, k, settings.get(k, v), v) for k, v in cls.defaults.items()}
+        converted = {k: _convert(cls.name, k, settings.get(k, v), v) for k, v in cls.defaults.items()}
+        for key, value in converted.items():  # counts, sizes and temperatures: zero or less never makes sense
+            least = 0 if key in cls.may_be_zero else 1e-12
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < least:
+                raise ConfigError(f"optimizer {cls.name!r}: setting {key}={value!r} must be "
+                                  + ("at least 0" if least == 0 else "positive"))
+        return converted
 
     # sklearn-style introspection: everything that configures the search, nothing else
     def get_params(self) -> dict[str, Any]:

@@ -92,6 +92,10 @@ def example_text(task: Any, examples: list[Example], max_history_chars: int = 80
     return "\n\n".join(blocks)
 
 
+class IncompleteTrial(Exception):
+    """A trial some of whose dev examples failed: Optuna records it as failed (resume retries it)."""
+
+
 @contextlib.contextmanager
 def _stable() -> Iterator[None]:
     """Silence Optuna's 'experimental' warnings for the features used here (heartbeat, grouped TPE)."""
@@ -111,6 +115,7 @@ class OptunaSearch(Optimizer):
     summary = ("Optuna TPE over the guidance question (hand-written + prompt-model candidates), the final step's "
                "parts (pc/g/pp) and the profile's word limit; resumable SQLite/RDB study; optional Pareto front of "
                "objective vs tokens")
+    may_be_zero = ("candidates",)  # 0: search the switches and length with the hand-written guidance only
     defaults = {"trials": 12, "candidates": 6, "examples_per_proposal": 3, "search_switches": True,
                 "min_words": 20, "max_words": 100, "word_step": 20, "screen_candidates": True,
                 "multi_objective": False, "storage": "", "study_name": "", "heartbeat": 30}
@@ -136,8 +141,13 @@ class OptunaSearch(Optimizer):
         return {"task": self.task.name, "settings": settings, "seed": self.seed,
                 "instructions": instructions(program), "switches": getattr(program, "switches", None),
                 "answer": answer_options(program), "task_lm": self.task_lm.model, "prompt_lm": self.prompt_lm.model,
-                "train": hashlib.sha256(" ".join(e.example_id for e in trainset).encode()).hexdigest()[:16],
-                "dev": hashlib.sha256(" ".join(e.example_id for e in valset).encode()).hexdigest()[:16]}
+                "train": self._examples_digest(trainset), "dev": self._examples_digest(valset)}
+
+    def _examples_digest(self, examples: list[Example]) -> str:
+        """What the programs see and are scored against, not only which ids: task options that change the
+        history text (max_history_chars) or the gold (category_level) make a different study."""
+        content = [[e.example_id, self.task.inputs(e), e.gold] for e in examples]
+        return hashlib.sha256(json.dumps(content, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
     def study_name(self, config: dict[str, Any]) -> str:
         if self.settings["study_name"]:
@@ -183,7 +193,7 @@ class OptunaSearch(Optimizer):
         if done:
             plan.notes.append(f"resuming study: {done} of {self.settings['trials']} trials already done")
         plan.notes.append("a configuration's dev examples already scored in the study are not run again")
-        plan.parts[FINAL] = len(trainset) * calls_per_example(program, self.task, trainset[0])
+        plan.parts[FINAL] = len(trainset) * c  # the best configuration may use more parts than the start
         return plan
 
     def _plan(self, program, n_train, n_dev, c):  # plan() above does the work (it needs the stored study)
@@ -225,7 +235,7 @@ class OptunaSearch(Optimizer):
         complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         if complete < target:
             objective = self._objective(study, program, pool, valset, metric, base_parts, base_words, grid, multi)
-            study.optimize(objective, n_trials=target - complete,
+            study.optimize(objective, n_trials=target - complete, catch=(IncompleteTrial,),
                            callbacks=[optuna.study.MaxTrialsCallback(target, states=(TrialState.COMPLETE,)),
                                       self._budget_guard])
         return self._best(study, program, pool, multi)
@@ -336,7 +346,9 @@ class OptunaSearch(Optimizer):
             trial.set_user_attr("failed_examples", failed)
             self.report(trial.number + 1, target, mean,
                         f"guidance #{index} parts {parts} words {words or '-'}; {used.calls} calls"
-                        + (f", {reused} reused" if reused else ""))
+                        + (f", {reused} reused" if reused else "") + (f", {failed} FAILED" if failed else ""))
+            if failed:  # a score with failed examples counted as 0 would bias the search: fail the trial instead
+                raise IncompleteTrial(f"{failed} dev examples failed; their scores are retried on resume")
             return (mean, mean_tokens) if multi else mean
 
         return objective

@@ -56,7 +56,8 @@ class GenerateAnswer(dspy.Module):
 
 def letter_probabilities(logprobs: dict | None, n: int) -> list[float] | None:
     """Probabilities of the letters A.. among the first token's top alternatives, renormalised over
-    the letters; a letter outside the top list counts as 0.  None if no letter is there at all."""
+    the letters; a letter outside the top list counts as 0, and all are 0 if none is there.
+    None when the reply carries no log-probabilities at all (the endpoint does not give them)."""
     if not logprobs or not logprobs.get("content"):
         return None
     wanted = letters(n)
@@ -65,20 +66,19 @@ def letter_probabilities(logprobs: dict | None, n: int) -> list[float] | None:
         token = alt["token"].strip()
         if token in wanted:
             best[token] = max(best.get(token, -math.inf), alt["logprob"])
-    if not best:
-        return None
     weights = [math.exp(best[letter]) if letter in best else 0.0 for letter in wanted]
     total = sum(weights)
-    return [w / total for w in weights]
+    return [w / total for w in weights] if total else [0.0] * n
 
 
 class ScoreChoice(dspy.Module):
     """Choice scoring over `rotations` cyclic rotations of the option order (1 = plain, n = full).
 
     Rotation k shows option (j + k) mod n at position j, so with n rotations every option is seen
-    once in every position.  Ties (e.g. a pure position bias) go to the option listed first in the
-    example.  Without log-probabilities (some remote APIs) it falls back to generating one letter
-    and parsing it strictly; `answer_path` says which path was taken.
+    once in every position.  Ties (e.g. a pure position bias; means are compared to 1e-9) go to the
+    option listed first in the example.  A rotation whose first token is no letter at all gives every
+    option 0 and is counted in `rotations_without_letter`.  Without log-probabilities (some remote
+    APIs) it falls back to generating one letter and parsing it strictly; `answer_path` says which.
     """
 
     def __init__(self, signature: type[dspy.Signature], rotations: int = 4):
@@ -92,18 +92,19 @@ class ScoreChoice(dspy.Module):
         n = len(options)
         if n == 0:
             raise ValueError("choice scoring needs options")
-        totals = [0.0] * n
+        per_option: list[list[float]] = [[] for _ in range(n)]
         rotations = min(self.rotations, n)
         for k in range(rotations):
             probs = self._rotation(k, options, inputs)
             if probs is None:  # the endpoint gave no log-probabilities
                 return self._fallback(options, inputs)
             for position, p in enumerate(probs):
-                totals[(position + k) % n] += p
-        mean = [t / rotations for t in totals]
+                per_option[(position + k) % n].append(p)
+        mean = [round(math.fsum(ps) / rotations, 9) for ps in per_option]  # same sums in any order: exact ties
         best = max(range(n), key=lambda i: (mean[i], -i))
+        no_letter = sum(not any(ps[k] for ps in per_option) for k in range(rotations))
         return dspy.Prediction(answer=letters(n)[best], choice_probs=[round(p, 4) for p in mean],
-                               answer_path="logprobs")
+                               answer_path="logprobs", rotations_without_letter=no_letter)
 
     def _rotation(self, k: int, options: Sequence[str], inputs: dict) -> list[float] | None:
         """Letter probabilities by position, when position j shows option (j + k) mod n."""

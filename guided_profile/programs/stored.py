@@ -6,6 +6,7 @@ load see nothing different.
 
 from __future__ import annotations
 
+import json
 import time
 
 import dspy
@@ -24,7 +25,10 @@ class StoredStep(dspy.Predict):
         if store is None or lm is None:
             return super().forward(**kwargs)
         (output,) = self.signature.output_fields
-        key = (self.kind, kwargs["history"], self.signature.instructions, kwargs.get("guidance", ""), lm.model)
+        instruction = self.signature.instructions
+        if self.demos:  # a compiled step with demos answers differently from the same instruction without
+            instruction += "\n[demos] " + json.dumps([dict(d) for d in self.demos], sort_keys=True, default=str)
+        key = (self.kind, kwargs["history"], instruction, kwargs.get("guidance", ""), lm.model)
         text = store.lookup(*key)
         if text is not None:
             hits = dspy.settings.get("profile_hits")

@@ -58,6 +58,8 @@ class Task(ABC):
     sample_subdir: ClassVar[str]                 # committed sample, relative to datasets/
 
     def __init__(self, seed: int = 0, max_history_chars: int = DEFAULT_MAX_HISTORY_CHARS):
+        if isinstance(max_history_chars, bool) or not isinstance(max_history_chars, int) or max_history_chars < 1:
+            raise ConfigError(f"max_history_chars must be a positive whole number, got {max_history_chars!r}")
         self.seed = seed
         self.max_history_chars = max_history_chars
 
