@@ -28,7 +28,9 @@ class StoredStep(dspy.Predict):
         instruction = self.signature.instructions
         if self.demos:  # a compiled step with demos answers differently from the same instruction without
             instruction += "\n[demos] " + json.dumps([dict(d) for d in self.demos], sort_keys=True, default=str)
-        key = (self.kind, kwargs["history"], instruction, kwargs.get("guidance", ""), lm.model)
+        # Two OpenAI-compatible servers may serve different weights under one model name: keep them apart.
+        model = lm.model + (f"@{lm.kwargs['api_base']}" if lm.kwargs.get("api_base") else "")
+        key = (self.kind, kwargs["history"], instruction, kwargs.get("guidance", ""), model)
         text = store.lookup(*key)
         if text is not None:
             hits = dspy.settings.get("profile_hits")
