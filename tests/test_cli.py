@@ -77,3 +77,15 @@ def test_bad_values_are_refused_before_any_work(tmp_path, capsys, extra, needle)
     except SystemExit as exc:  # argparse's own one-line usage error
         code = exc.code
     assert code == 2 and needle in capsys.readouterr().err
+
+
+def test_answer_mode_auto_scores_choices_and_generates_text(tmp_path):
+    assert run_cli(tmp_path, "--methods", "dg-pc", "--limit", "2") == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["answer_mode"] == "score" and config["rotations"] == 4
+    record = json.loads((tmp_path / "run" / "records.jsonl").read_text().splitlines()[0])
+    assert record["answer_path"] == "fallback-generate"  # the fake LM gives no log-probabilities
+    out = tmp_path / "text"
+    assert main(["run", "--task", "paraphrase", "--methods", "dg-pc", "--lm", "fake", "--split", "all", "--limit", "1",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["answer_mode"] == "generate"

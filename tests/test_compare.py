@@ -91,7 +91,7 @@ def test_compare_command_reports_resumes_and_draws(tmp_path, capsys):
                                       "scores": {"train": 0.5, "dev": 1.0}, "usage": {"calls": 42}})
     out = tmp_path / "cmp"
     argv = ["compare", "--task", "preference", "--programs", f"{path},dg-pc", "--lm", "fake", "--split", "test",
-            "--out", str(out), "--no-progress"]
+            "--out", str(out), "--no-progress", "--answer-mode", "generate"]
     assert cli_main(argv) == 0
     printed = capsys.readouterr().out
     assert "handwritten" in printed and "tuned" in printed and "p (paired perm.)" in printed
@@ -118,6 +118,6 @@ def test_compare_refuses_to_pair_programs_that_answer_differently(tmp_path, caps
     save_compiled(path, scored, TASK, {"optimizer": {"name": "gepa", "settings": {}}, "scores": {}, "usage": {}})
     argv = ["compare", "--programs", f"handwritten,{path}", "--lm", "fake", "--out", str(tmp_path / "c"),
             "--no-progress"]
-    assert cli_main(argv) == 2
+    assert cli_main([*argv, "--answer-mode", "generate"]) == 2
     assert "--answer-mode score --rotations 4" in capsys.readouterr().err
     assert cli_main([*argv, "--answer-mode", "score"]) == 0

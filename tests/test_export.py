@@ -156,7 +156,7 @@ def test_optimize_command_exports_a_program_that_run_accepts(tmp_path, capsys):
     out = tmp_path / "copro-tuned.json"
     assert cli_main(["optimize", "--task", "preference", "--optimizer", "copro", "--option", "breadth=2",
                      "--lm", "fake", "--train-limit", "3", "--dev-limit", "2", "--budget", "200",
-                     "--out", str(out)]) == 0
+                     "--answer-mode", "generate", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "expected LM calls" in printed and "[copro] trial 1/6" in printed
     payload = read_compiled(out)

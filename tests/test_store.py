@@ -11,7 +11,8 @@ from guided_profile.store import ProfileStore, StoreError
 
 def run_cli(tmp_path, out, *extra):
     return main(["run", "--task", "preference", "--lm", "fake", "--split", "all", "--no-progress",
-                 "--store", str(tmp_path / "profiles.sqlite"), "--out", str(tmp_path / out), *extra])
+                 "--answer-mode", "generate", "--store", str(tmp_path / "profiles.sqlite"),
+                 "--out", str(tmp_path / out), *extra])
 
 
 def records(path):

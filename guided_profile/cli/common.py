@@ -80,13 +80,18 @@ def parse_task_options(pairs: list[str]) -> dict:
 
 
 def make_task(args: argparse.Namespace) -> tuple[Task, dict]:
+    """The task the options name; also turns `--answer-mode auto` into the mode it means for this task."""
+    from guided_profile.programs.answer import resolve_answer_mode
     from guided_profile.tasks import get_task
 
     options = parse_task_options(args.task_option)
     try:
-        return get_task(args.task, seed=args.seed, **options), options
+        task = get_task(args.task, seed=args.seed, **options)
     except TypeError as exc:
         raise ConfigError(f"--task-option: {exc}") from exc
+    if getattr(args, "answer_mode", None):
+        args.answer_mode = resolve_answer_mode(args.answer_mode, task.has_options)
+    return task, options
 
 
 def resolve_data(task: Task, data: str) -> Path:
@@ -136,10 +141,11 @@ def open_store(path: Path | None):
 def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
     """How programs answer and what a run reuses: shared by `run` and `compare`."""
     group = parser.add_argument_group("evaluation")
-    group.add_argument("--answer-mode", default="generate", choices=["generate", "score"],
+    group.add_argument("--answer-mode", default="auto", choices=["auto", "generate", "score"],
                        help="choice tasks: 'generate' writes a reply and parses it (the paper's way; it can "
                             "abstain), 'score' reads each option letter's probability, averaged over rotations "
-                            "of the option order (default: generate; compiled programs keep their own)")
+                            "of the option order; 'auto' (default) scores where the task has options and "
+                            "generates otherwise. Compiled programs keep their own")
     group.add_argument("--rotations", type=positive_int, default=4,
                        help="score mode: cyclic rotations of the option order (1 = plain, 4 = every option "
                             "in every position; default 4)")

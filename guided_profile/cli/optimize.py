@@ -52,7 +52,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="folder for the search's state (default: next to --out, named OUT.run)")
     parser.add_argument("--method", default="gpg", help="the program to start from: gpg (default), gpg:PARTS, pg, ...")
-    parser.add_argument("--answer-mode", default="generate", choices=["generate", "score"],
+    parser.add_argument("--answer-mode", default="auto", choices=["auto", "generate", "score"],
                         help="how the final step answers (see `guided-profile run --help`)")
     parser.add_argument("--rotations", type=positive_int, default=4, help="score mode: rotations of the option order")
     optuna_group = parser.add_argument_group("optuna optimizer")

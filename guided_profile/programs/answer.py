@@ -18,6 +18,15 @@ from collections.abc import Sequence
 import dspy
 
 ANSWER_MODES = ("generate", "score")
+# The command line's default: choice scoring where a task has options (measured better for the embedded
+# model: experiments/results/table1-preference.md), generation for free-text tasks.
+AUTO = "auto"
+
+
+def resolve_answer_mode(mode: str, has_options: bool) -> str:
+    if mode == AUTO:
+        return "score" if has_options else "generate"
+    return mode
 TOP_LOGPROBS = 20
 
 _scoring = contextvars.ContextVar("scoring", default=False)
