@@ -50,14 +50,15 @@ def row(records: list[dict]) -> dict:
     lo, hi = bootstrap_ci(acc)
     outcome = {k: sum(r["metrics"]["outcome"] == k for r in records) for k in
                ("correct", "incorrect", "abstain", "unparseable")}
-    per = {k: sum(r["usage"][k] for r in records) / n for k in ("calls", "prompt_tokens", "cached_prompt_tokens",
-                                                              "completion_tokens")}
+    per = {k: sum(r["usage"].get(k, 0) for r in records) / n
+           for k in ("calls", "store_hits", "cache_hits", "prompt_tokens", "cached_prompt_tokens", "completion_tokens")}
     return {"n": n, "accuracy": sum(acc) / n, "ci": (lo, hi), **outcome, **per}
 
 
 def fmt_row(name: str, r: dict) -> str:
     return (f"| {name} | {100 * r['accuracy']:.1f} | [{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}] | {r['n']} | "
             f"{r['correct']} | {r['incorrect']} | {r['abstain']} | {r['unparseable']} | {r['calls']:.1f} | "
+            f"{r['store_hits']:.1f} | {r['cache_hits']:.1f} | "
             f"{r['prompt_tokens']:.0f} | {r['cached_prompt_tokens']:.0f} | {r['completion_tokens']:.0f} |")
 
 
@@ -85,11 +86,14 @@ def main() -> None:
         "",
         "Commands: `experiments/table1_preference.sh` (runs both modes), then `python experiments/report_table1.py`.",
         "Accuracy in %, 95% bootstrap interval; costs are means per example (calls, prompt tokens, of which reused "
-        "from llama.cpp's prompt cache, generated tokens). Paper (gpt-3.5): DG w/ PC 47.6, PG 55.0, GPG 65.1.",
+        "from llama.cpp's prompt cache, generated tokens). Tokens count only calls that reached the model: a step "
+        "served by the profile store (store hits; e.g. score mode reuses the digestions and profiles the generate "
+        "run wrote) or by DSPy's answer cache (identical earlier requests) costs none. "
+        "Paper (gpt-3.5): DG w/ PC 47.6, PG 55.0, GPG 65.1.",
         "",
     ]
-    header = ("| method | acc | 95% CI | n | correct | incorrect | abstain | unparseable | calls | prompt tok | "
-              "cached tok | gen tok |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    header = ("| method | acc | 95% CI | n | correct | incorrect | abstain | unparseable | calls | store hits | "
+              "DSPy cache hits | prompt tok | cached tok | gen tok |\n" + "|---" * 14 + "|")
     rows = {}
     for mode in MODES:
         lines += [f"## `--answer-mode {mode}`", "", header]
