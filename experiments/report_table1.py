@@ -120,24 +120,26 @@ def main() -> None:
         parsed = dict(sorted(replies.items(), key=str))
         lines += ["", f"Position bias in generate mode, DG w/ PC: parsed answers {parsed} against gold letters "
                   f"{dict(sorted(golds.items()))}.", ""]
-    lines += rotation_section(runs["score"], users)
+    lines += rotation_section(runs["score"], runs["generate"], users)
     (RESULTS / "table1-preference.md").write_text("\n".join(lines) + "\n")
     if users:
         chart(rows, users)
     print("\n".join(lines))
 
 
-def rotation_section(score_records: dict, users: list[str]) -> list[str]:
-    """GPG accuracy with 1, 2, 4 rotations; costs from the steps of the 4-rotation records (rotation k's
-    prompt does not depend on the rotation count, so its cost is the same in every run)."""
+def rotation_section(score_records: dict, generate_records: dict, users: list[str]) -> list[str]:
+    """GPG accuracy with 1, 2, 4 rotations. Costs: digestion and profile from the generate run's GPG
+    steps (the score runs take them from the profile store), then the first r scoring calls of the
+    4-rotation run (rotation k's prompt does not depend on the rotation count, so it costs the same)."""
     runs = {r: load(RESULTS / f"rotations-preference-gpg-r{r}-1.5b") for r in (1, 2)}
     runs[4] = {k: v for k, v in score_records.items() if k[0] == "gpg"}
     done = [u for u in users if all(("gpg", u) in runs[r] for r in runs)]
     if not done:
         return ["## Rotations", "", "Not run yet: `experiments/rotations_preference.sh`.", ""]
     lines = ["## Rotations of the option order (GPG, score mode)", "",
-             f"n = {len(done)} users; command `experiments/rotations_preference.sh`. Cost per example from the "
-             "4-rotation run's steps (digestion, profile, then one scoring call per rotation).", "",
+             f"n = {len(done)} users; command `experiments/rotations_preference.sh`. Cost per example: digestion and "
+             "profile as measured in the generate run, plus one scoring call per rotation as measured in the "
+             "4-rotation run; prompt tokens computed = prompt tokens not reused from llama.cpp's prompt cache.", "",
              "| rotations | acc | 95% CI | calls | prompt tok computed | gen tok | vs 4 rotations |",
              "|---|---|---|---|---|---|---|"]
     full = [runs[4][("gpg", u)] for u in done]
@@ -145,7 +147,8 @@ def rotation_section(score_records: dict, users: list[str]) -> list[str]:
         recs = [runs[r][("gpg", u)] for u in done]
         acc = [x["metrics"]["accuracy"] for x in recs]
         lo, hi = bootstrap_ci(acc)
-        steps = [x["steps"][: 2 + r] for x in full]
+        steps = [generate_records[("gpg", u)]["steps"][:2] + x["steps"][-4:][:r]
+                 for u, x in zip(done, full, strict=True)]
         computed = sum(s["prompt_tokens"] - s["cached_prompt_tokens"] for st in steps for s in st) / len(done)
         gen = sum(s["completion_tokens"] for st in steps for s in st) / len(done)
         vs = "-" if r == 4 else paired(recs, full)
