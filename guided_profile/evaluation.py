@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,8 @@ RECORDS = "records.jsonl"
 class RunFolder:
     path: Path
     config: dict[str, Any]
-    done: dict[tuple[str, str], dict] = field(default_factory=dict)
+    done: dict[tuple[str, str], dict] = field(default_factory=dict)  # (method, example id) -> its record
+    failed: set[tuple[str, str]] = field(default_factory=set)  # whose last attempt failed (retried on resume)
 
     @classmethod
     def open(cls, path: Path, config: dict[str, Any]) -> RunFolder:
@@ -70,16 +71,22 @@ class RunFolder:
                     # A line cut by a kill mid-write: the example is simply run again.
                     print(f"note: {records} line {line_no} is incomplete and will be redone")
                     continue
-                if record.get("error") is None:
-                    run.done[(record["method"], record["example_id"])] = record
+                run._remember(record)
         return run
 
     def append(self, record: dict[str, Any]) -> None:
         with open(self.path / RECORDS, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()
+        self._remember(record)
+
+    def _remember(self, record: dict[str, Any]) -> None:
+        key = (record["method"], record["example_id"])
         if record.get("error") is None:
-            self.done[(record["method"], record["example_id"])] = record
+            self.done[key] = record
+            self.failed.discard(key)
+        elif key not in self.done:
+            self.failed.add(key)
 
 
 def run_example(program: dspy.Module, task: Task, example: Example, lm: dspy.BaseLM,
@@ -116,7 +123,7 @@ def run_example(program: dspy.Module, task: Task, example: Example, lm: dspy.Bas
 def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Example], lm: dspy.BaseLM,
              run: RunFolder, *, workers: int = 1, adapter: dspy.Adapter | None = None,
              store: ProfileStore | None = None,
-             progress: Callable[[Iterable, int], Iterable] | None = None) -> dict[str, dict]:
+             progress: Callable[[int], Any] | None = None) -> dict[str, dict]:
     """Every program on every example not yet in `run`; returns each method's summary.
 
     The unit of work is one example with all its pending methods, run back to back, so the model's
@@ -125,6 +132,7 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     has its own copy of `lm` (same engine, own history) so costs are still counted per example.
     `adapter` defaults to `PersonalAdapter` (the benchmark also runs DSPy's default one); with a
     `store`, digestions and profiles are looked up there before any LM call and kept there after.
+    `progress(total)` makes a bar (tqdm-like: `update(n)`, `close()`) for the method runs to do.
     """
     adapter = adapter or PersonalAdapter()
     todo = [(ex, [m for m in programs if (m, ex.example_id) not in run.done]) for ex in examples]
@@ -138,7 +146,7 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
         return [{"method": m, **run_example(programs[m], task, example, local.lm, adapter, store)} for m in methods]
 
     total = sum(len(methods) for _, methods in todo)
-    bar = progress(None, total) if progress else None
+    bar = progress(total) if progress else None
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for future in as_completed([pool.submit(work, item) for item in todo]):  # saved as each finishes
             records = future.result()
@@ -149,20 +157,19 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     if bar is not None:
         bar.close()
     summaries = {method: summarize(task, [run.done.get((method, ex.example_id)) for ex in examples],
-                                   run.path / RECORDS, method)
+                                   failed=sum((method, ex.example_id) in run.failed for ex in examples))
                  for method in programs}
     (run.path / "summary.json").write_text(json.dumps({"config": run.config, "methods": summaries}, indent=2))
     return summaries
 
 
-def summarize(task: Task, records: list[dict | None], records_path: Path, method: str) -> dict[str, Any]:
+def summarize(task: Task, records: list[dict | None], failed: int = 0) -> dict[str, Any]:
     """The task's table row for one method, plus interval, failures and mean cost per example."""
-    failures = _count_failures(records_path, method, {r["example_id"] for r in records if r})
     ok = [r for r in records if r is not None]
     row = task.summarize([r["metrics"] for r in ok])
     values = [r["metrics"][task.objective] for r in ok]
     row["ci95"] = bootstrap_ci(values) if values else None
-    row["failed"] = failures
+    row["failed"] = failed
     row["history_cut"] = sum(r["history_cut"] for r in ok)
     total = Usage()
     for r in ok:
@@ -171,17 +178,3 @@ def summarize(task: Task, records: list[dict | None], records_path: Path, method
     row["per_example"] = {k: round(v / n, 1) for k, v in total.to_dict().items()}
     row["seconds_per_example"] = round(sum(r["seconds"] for r in ok) / n, 2)
     return row
-
-
-def _count_failures(records_path: Path, method: str, succeeded: set[str]) -> int:
-    """Examples of `method` whose last attempt failed (a later success clears an earlier failure)."""
-    failed = set()
-    if records_path.exists():
-        for line in records_path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("method") == method and record.get("error") is not None:
-                failed.add(record["example_id"])
-    return len(failed - succeeded)

@@ -178,8 +178,8 @@ def evaluate_with_progress(args: argparse.Namespace, programs: dict, task: Task,
 
     from guided_profile.evaluation import evaluate
 
-    def progress(items, total):
-        return tqdm(items, desc=desc, total=total, disable=args.no_progress, unit="run")
+    def progress(total: int):
+        return tqdm(desc=desc, total=total, disable=args.no_progress, unit="run")
 
     store = None if args.no_store or args.no_cache else open_store(args.store)
     return evaluate(programs, task, examples, lm, run, workers=args.parallel, store=store, progress=progress)
