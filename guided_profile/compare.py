@@ -15,11 +15,10 @@ import dspy
 from guided_profile.datasets.example import Example
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue
 from guided_profile.programs.export import instructions
-from guided_profile.report import fmt, markdown_table
+from guided_profile.report import RUN_KEYS, fmt, markdown_table
 from guided_profile.tasks.base import Task
 
 REFERENCE = "handwritten"
-_SKIP = ("n", "ci95", "failed", "history_cut", "per_example", "seconds_per_example")
 
 
 def comparison_rows(task: Task, summaries: dict[str, dict], done: dict[tuple[str, str], dict],
@@ -49,7 +48,7 @@ def comparison_rows(task: Task, summaries: dict[str, dict], done: dict[tuple[str
 
 
 def table(task: Task, rows: list[dict[str, Any]], reference: str = REFERENCE) -> tuple[list[str], list[list[str]]]:
-    metric_keys = [k for k in rows[0]["summary"] if k not in _SKIP] if rows else []
+    metric_keys = [k for k in rows[0]["summary"] if k not in RUN_KEYS] if rows else []
     header = ["program", *metric_keys, "n", "95% CI", f"diff vs {reference}", "diff 95% CI", "p (paired perm.)",
               "calls/ex", "store hits/ex", "tokens/ex"]
     body = []

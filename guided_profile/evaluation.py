@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -177,4 +178,7 @@ def summarize(task: Task, records: list[dict | None], failed: int = 0) -> dict[s
     n = max(1, len(ok))
     row["per_example"] = {k: round(v / n, 1) for k, v in total.to_dict().items()}
     row["seconds_per_example"] = round(sum(r["seconds"] for r in ok) / n, 2)
+    paths = Counter(r["answer_path"] for r in ok if "answer_path" in r)
+    if paths:  # score mode: how many answers came from log-probabilities, how many from the fallback
+        row["answer_paths"] = dict(paths)
     return row

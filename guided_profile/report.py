@@ -15,10 +15,13 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+# What every summary holds besides the task's own metrics (those become the table's metric columns).
+RUN_KEYS = ("n", "ci95", "failed", "history_cut", "per_example", "seconds_per_example", "answer_paths")
+
+
 def summary_rows(task: Task, summaries: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     """Columns: method, the task's metrics (objective with its 95% interval), n, failures, cost."""
-    metric_keys = [k for k in next(iter(summaries.values()), {}) if k not in
-                   ("n", "ci95", "failed", "history_cut", "per_example", "seconds_per_example")]
+    metric_keys = [k for k in next(iter(summaries.values()), {}) if k not in RUN_KEYS]
     header = ["method", *metric_keys, "95% CI", "n", "failed", "cut", "calls/ex", "store hits/ex", "prompt tok/ex",
               "cached/ex", "gen tok/ex", "s/ex"]
     rows = []

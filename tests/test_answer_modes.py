@@ -5,6 +5,7 @@ import re
 import dspy
 import pytest
 
+from guided_profile.datasets.example import samples_dir
 from guided_profile.errors import ConfigError
 from guided_profile.lm.fake import FakeEngine
 from guided_profile.programs import PersonalAdapter, build_program
@@ -12,6 +13,7 @@ from guided_profile.programs.answer import letter_probabilities
 from guided_profile.tasks import get_task
 
 TASK = get_task("preference")
+TASK_SAMPLE = samples_dir() / TASK.sample_subdir
 
 
 def shown_options(user: str) -> list[str]:
@@ -115,3 +117,14 @@ def test_score_mode_needs_options():
         build_program("gpg", NoOptions(), answer_mode="score")
     with pytest.raises(ConfigError):
         build_program("gpg", TASK, answer_mode="guess")
+
+
+def test_the_run_summary_says_which_answer_path_was_taken(tmp_path):
+    from guided_profile.evaluation import RunFolder, evaluate
+
+    engine = FakeEngine(lambda s, u: "B")  # no log-probabilities: every answer takes the fallback
+    lm = dspy.LM("fake/scripted", engine=engine, cache=False)
+    run = RunFolder.open(tmp_path, {"task": "preference", "methods": ["dg-pc"]})
+    example = TASK.load(TASK_SAMPLE)[0][0]
+    summary = evaluate({"dg-pc": build_program("dg-pc", TASK, answer_mode="score")}, TASK, [example], lm, run)
+    assert summary["dg-pc"]["answer_paths"] == {"fallback-generate": 1}
