@@ -176,6 +176,7 @@ def summarize(task: Task, records: list[dict | None], failed: int = 0) -> dict[s
     for r in ok:
         total.add(Usage(**r["usage"]))
     n = max(1, len(ok))
+    row["totals"] = total.to_dict()
     row["per_example"] = {k: round(v / n, 1) for k, v in total.to_dict().items()}
     row["seconds_per_example"] = round(sum(r["seconds"] for r in ok) / n, 2)
     paths = Counter(r["answer_path"] for r in ok if "answer_path" in r)

@@ -16,7 +16,19 @@ def fmt(value: Any) -> str:
 
 
 # What every summary holds besides the task's own metrics (those become the table's metric columns).
-RUN_KEYS = ("n", "ci95", "failed", "history_cut", "per_example", "seconds_per_example", "answer_paths")
+RUN_KEYS = ("n", "ci95", "failed", "history_cut", "per_example", "totals", "seconds_per_example", "answer_paths")
+
+
+def totals_line(summaries: dict[str, dict]) -> str:
+    """One line of what the whole run cost (all methods, all examples in the folder)."""
+    t: dict[str, float] = {}
+    for s in summaries.values():
+        for key, value in s.get("totals", {}).items():
+            t[key] = t.get(key, 0) + value
+    return (f"totals: {t.get('calls', 0)} LM calls ({t.get('cache_hits', 0)} answered by DSPy's cache, "
+            f"{t.get('store_hits', 0)} steps taken from the profile store); {t.get('prompt_tokens', 0)} prompt "
+            f"tokens, of which {t.get('cached_prompt_tokens', 0)} reused from the prompt cache; "
+            f"{t.get('completion_tokens', 0)} generated tokens; {t.get('model_seconds', 0):.1f} s of model time")
 
 
 def summary_rows(task: Task, summaries: dict[str, dict]) -> tuple[list[str], list[list[str]]]:

@@ -17,6 +17,7 @@ def test_preference_end_to_end_on_the_sample(tmp_path, capsys):
     out = capsys.readouterr().out
     for method in ("dg-no-pc", "dg-pc", "pg", "gpg"):
         assert f"\n{method} " in out
+    assert "totals: 12 LM calls" not in out and "totals: " in out
     records = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
     assert len(records) == 12 * 4
     gpg = next(r for r in records if r["method"] == "gpg")

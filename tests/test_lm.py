@@ -79,3 +79,17 @@ def test_identities(tmp_path, monkeypatch):
     assert path is None and remote.sha256 is None and "key" not in str(remote.to_dict()).lower()
     with pytest.raises(ConfigError, match="not a model I know"):
         resolve_spec("gpt4")
+
+
+def test_usage_counts_model_time_only_for_calls_that_reached_the_model():
+    from types import SimpleNamespace
+
+    from guided_profile.lm.accounting import usage_of
+
+    timed = SimpleNamespace(provider_data={"timings": {"prompt_ms": 1500.0, "predicted_ms": 500.0}})
+    fresh = {"usage": {"prompt_tokens": 100, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 60}},
+             "response": timed}
+    replayed = {"usage": {}, "response": timed}  # a DSPy cache hit carries the old response
+    usage = usage_of([fresh, replayed])
+    assert usage.calls == 2 and usage.cache_hits == 1 and usage.model_seconds == 2.0
+    assert usage.prompt_tokens == 100 and usage.cached_prompt_tokens == 60 and usage.completion_tokens == 5

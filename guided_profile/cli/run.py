@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
     from guided_profile.evaluation import RunFolder
     from guided_profile.programs import build_program
     from guided_profile.programs.export import load_program_files
-    from guided_profile.report import markdown_table, summary_rows, text_table
+    from guided_profile.report import markdown_table, summary_rows, text_table, totals_line
 
     task, task_options = make_task(args)
     method_list = args.methods if args.methods is not None else ("" if args.program else "dg-no-pc,dg-pc,pg,gpg")
@@ -70,6 +70,7 @@ def main(args: argparse.Namespace) -> int:
     summaries = evaluate_with_progress(args, programs, task, selected, lm, run, f"{task.name} x {len(methods)} methods")
     header, rows = summary_rows(task, summaries)
     print(text_table(header, rows))
+    print(totals_line(summaries))
     (out / "table.md").write_text(f"# {task.name}, split {args.split}, lm {identity.model}\n\n"
                                   f"Command: `{config['command']}`\n\n{markdown_table(header, rows)}\n")
     print(f"records, summary and table in {out}/")

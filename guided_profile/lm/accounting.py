@@ -15,13 +15,14 @@ class Usage:
     cached_prompt_tokens: int = 0  # prompt tokens whose KV entries the server reused
     completion_tokens: int = 0
     store_hits: int = 0            # digestions / profiles taken from the profile store instead of the model
+    model_seconds: float = 0.0     # the server's own prompt + generation time (in-process models)
 
     def add(self, other: Usage) -> None:
         for name, value in asdict(other).items():
             setattr(self, name, getattr(self, name) + value)
 
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
 class UsageMeter:
@@ -49,7 +50,11 @@ def usage_of(entries: list[dict]) -> Usage:
     for entry in entries:
         usage = entry.get("usage") or {}
         details = usage.get("prompt_tokens_details") or {}
+        timings = {}
+        if usage:  # a cache hit replays the old response's timings, but took no model time now
+            timings = (getattr(entry.get("response"), "provider_data", None) or {}).get("timings", {})
         total.add(Usage(calls=1, cache_hits=int(not usage), prompt_tokens=usage.get("prompt_tokens") or 0,
                         cached_prompt_tokens=details.get("cached_tokens") or 0,
-                        completion_tokens=usage.get("completion_tokens") or 0))
+                        completion_tokens=usage.get("completion_tokens") or 0,
+                        model_seconds=(timings.get("prompt_ms", 0) + timings.get("predicted_ms", 0)) / 1000))
     return total

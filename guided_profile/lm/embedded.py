@@ -121,4 +121,6 @@ class EmbeddedEngine:
                 cache_read_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
             ),
             logprobs=logprobs,
+            provider_data={"timings": {k: raw["timings"][k] for k in ("prompt_ms", "predicted_ms")
+                                       if k in raw.get("timings", {})}},
         )
