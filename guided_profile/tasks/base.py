@@ -29,15 +29,17 @@ def cut_history(items: Iterable[str], max_chars: int) -> tuple[list[str], bool]:
     """
     items = list(items)
     kept: list[str] = []
-    used = 0
+    used, shortened = 0, False
     for item in reversed(items):
         cost = len(item) + 6  # numbering and newline
         if kept and used + cost > max_chars:
             break
-        kept.append(item if cost <= max_chars else item[: max(1, max_chars - 6)])
+        if cost > max_chars:  # only ever the newest item, alone
+            item, shortened = item[: max(1, max_chars - 6)], True
+        kept.append(item)
         used += cost
     kept.reverse()
-    return kept, len(kept) < len(items) or any(a != b for a, b in zip(kept, items[-len(kept):], strict=True))
+    return kept, shortened or len(kept) < len(items)
 
 
 class Task(ABC):
