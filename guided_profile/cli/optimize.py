@@ -45,9 +45,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an optimizer setting, e.g. num_trials=10 (mipro), max_metric_calls=150 (gepa), "
                              "breadth=3 (copro), trials=20 (optuna); see --list")
-    parser.add_argument("--budget", type=int, default=1000,
+    parser.add_argument("--budget", type=positive_int, default=1600,
                         help="most LM calls (task + prompt model) the run may make; checked before it starts "
-                             "(default 1000, about an hour with the embedded 1.5B model)")
+                             "(default 1600: the default plans make 800-900 calls of 3-5 s in generate mode, "
+                             "1500-1600 mostly one-token calls in score mode; one to two hours on the 1.5B model)")
     parser.add_argument("--out", type=Path, help="the compiled program (one JSON file)")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="folder for the search's state (default: next to --out, named OUT.run)")
