@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# Tune GPG's guidance question for preference prediction on training users (20 train / 20 dev, seed 0), with the
-# Optuna search and with DSPy's GEPA, on the embedded Qwen2.5-Coder-1.5B (score mode, the CLI default for
-# choice tasks), then compare both with the hand-written guidance on the first 200 test users.
-# Score mode makes 6 short calls per example (digestion, profile, 4 one-token rotations), so the budget in calls is
-# 1600 (planned: optuna 1566, gepa 1537); expect 1-2 h per optimizer on 2 cores. Every step resumes when rerun.
+# Tune GPG's guidance question for preference prediction on training users (20 train / 20 dev, seed 0) on the
+# embedded Qwen2.5-Coder-1.5B (score mode, the CLI default for choice tasks), then compare each compiled program
+# with the hand-written guidance on the first N test users (default 200).
+# Usage: experiments/optimize_preference.sh [N_TEST_USERS] [OPTIMIZER ...]   (default optimizers: optuna gepa)
+# The optuna run is sized to about an hour on 2 cores: 3 proposed guidance questions beside the hand-written one,
+# each screened on the 20 dev users, then 8 TPE trials over guidance x final-step parts x profile length.
+# GEPA gets 200 metric calls.  Every step resumes when rerun (Optuna's SQLite study, DSPy's answer cache, the
+# run folders).
 set -euo pipefail
 limit="${1:-200}"
+shift || true
+optimizers=("$@")
+[ "${#optimizers[@]}" -gt 0 ] || optimizers=(optuna gepa)
+declare -A options=([optuna]="--option candidates=3 --option trials=8" [gepa]="--option max_metric_calls=200")
 mkdir -p experiments/results/compiled
-for optimizer in optuna gepa; do
+programs=handwritten
+for optimizer in "${optimizers[@]}"; do
   out="experiments/results/compiled/preference-${optimizer}-1.5b.json"
+  # shellcheck disable=SC2086
   [ -f "$out" ] || guided-profile optimize --task preference --data real --optimizer "$optimizer" --lm local \
-    --train-limit 20 --dev-limit 20 --budget 1600 --out "$out"
+    --train-limit 20 --dev-limit 20 --budget 1600 ${options[$optimizer]:-} --out "$out"
+  programs+=",$out"
 done
 guided-profile compare --task preference --data real --split test --limit "$limit" --lm local --no-progress \
-  --programs handwritten,experiments/results/compiled/preference-optuna-1.5b.json,experiments/results/compiled/preference-gepa-1.5b.json \
-  --out experiments/results/compare-preference-1.5b
+  --programs "$programs" --out "experiments/results/compare-preference-1.5b"

@@ -1,13 +1,14 @@
 """Throughput benchmark: the model's own speed, and GPG run several ways on the same users.
 
-1. Speed: prompt and generation tokens/s of the in-process model on a fixed prompt (llama.cpp's own
-   timings); the basis of the floor.
+1. Speed: prompt and generation tokens/s of the in-process model (llama.cpp's own timings), both on
+   a fixed prompt and on the `default` run's own requests; the floor uses the faster of the two.
 2. Configurations, each on the same examples with DSPy's answer cache off (every call is real):
    `plain-dspy` (DSPy's default ChatAdapter, no prompt-prefix reuse, one request at a time),
    `default` (this project's settings: history-first prompts, prefix reuse) and `parallel-N`
    (N server slots and N workers).
 3. The floor: the time the model needs for the tokens that must be computed at all (each user's
-   history once, each step's own part, the generated tokens) at the measured speeds.
+   history once, each step's own part, the generated tokens) at the measured speeds.  The `default`
+   configuration must be among them: its token counts define what must be computed.
 """
 
 from __future__ import annotations
@@ -64,18 +65,46 @@ def measure_speed(engine, repeats: int = 3) -> dict[str, float]:
             "generated_tokens_per_s": round(sorted(gen_speeds)[repeats // 2], 1)}
 
 
+def run_speed(records: list[dict[str, Any]], min_tokens: int = 8) -> dict[str, float] | None:
+    """The model's speed on the run's own requests, from llama.cpp's timings of each step.
+
+    Prompt speed comes from each example's first step (its history, the biggest block computed at
+    once); generation speed from steps that generated at least `min_tokens` (a one-token reply
+    times mostly the request's setup).  None when the records carry no split timings.
+    """
+    first = [r["steps"][0] for r in records if r["steps"]]
+    computed = sum(s["prompt_tokens"] - s["cached_prompt_tokens"] for s in first)
+    prompt_seconds = sum(s.get("prompt_seconds", 0.0) for s in first)
+    talkative = [s for r in records for s in r["steps"] if s["completion_tokens"] >= min_tokens]
+    generated = sum(s["completion_tokens"] for s in talkative)
+    generation_seconds = sum(s.get("generation_seconds", 0.0) for s in talkative)
+    if not prompt_seconds or not generation_seconds:
+        return None
+    return {"prompt_tokens_per_s": round(computed / prompt_seconds, 1),
+            "generated_tokens_per_s": round(generated / generation_seconds, 1)}
+
+
+def floor_speed(probe: dict[str, float], in_run: dict[str, float] | None) -> dict[str, float]:
+    """The faster of the probe's and the run's own speed, per kind: the floor is never flattering."""
+    if in_run is None:
+        return dict(probe)
+    return {kind: max(probe[kind], in_run[kind]) for kind in probe}
+
+
 def floor_tokens(records: list[dict[str, Any]]) -> tuple[int, int]:
     """(prompt tokens that must be computed, generated tokens) for records of history-first prompts.
 
-    Per example: the first step's whole prompt; for every later step only what follows the shared
-    prefix (the largest prefix any later step reused); and every generated token.
+    Per example: the first step's prompt but for what it reused from the example before (the fixed
+    preamble); for every later step only what follows the shared prefix (the largest prefix any
+    later step reused); and every generated token.
     """
     prompt = generated = 0
     for record in records:
-        steps = record["steps"]
-        shared = max((s["cached_prompt_tokens"] for s in steps[1:]), default=0)
-        prompt += steps[0]["prompt_tokens"] + sum(s["prompt_tokens"] - shared for s in steps[1:])
-        generated += sum(s["completion_tokens"] for s in steps)
+        first, *later = record["steps"]
+        shared = max((s["cached_prompt_tokens"] for s in later), default=0)
+        prompt += first["prompt_tokens"] - first["cached_prompt_tokens"]
+        prompt += sum(s["prompt_tokens"] - shared for s in later)
+        generated += sum(s["completion_tokens"] for s in record["steps"])
     return prompt, generated
 
 
@@ -96,25 +125,27 @@ def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec
     records = [run.done[(method, ex.example_id)] for ex in examples if (method, ex.example_id) in run.done]
     totals = {k: sum(r["usage"][k] for r in records) for k in records[0]["usage"]} if records else {}
     return {"config": asdict(config), "lm": identity.to_dict(), "wall_seconds": round(wall, 1), "totals": totals,
-            "summary": summary, "floor_tokens": floor_tokens(records), "engine": lm.engine}
+            "summary": summary, "floor_tokens": floor_tokens(records), "run_speed": run_speed(records),
+            "engine": lm.engine}
 
 
 def bench(task: Task, examples: list[Example], lm_spec: str, out: Path, *, configs: list[BenchConfig],
           threads: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Speed probe, then every configuration; returns the numbers the report and table are made of."""
     results = []
-    speed = None
+    probe = None
     for config in configs:
         log(f"running {config.name} on {len(examples)} examples ...")
         result = run_config(config, task, examples, lm_spec, out, threads=threads)
         engine = result.pop("engine")
-        if speed is None:
-            speed = measure_speed(engine)  # same process, model warm, nothing else running in it
-            log(f"model speed: {speed}")
+        if config.name == "default":
+            probe = measure_speed(engine)  # same process, model warm, nothing else running in it
+            log(f"model speed on a fixed prompt: {probe}; on the run's own requests: {result['run_speed']}")
             result_threads = engine.threads
         del engine
         results.append(result)
     default = next(r for r in results if r["config"]["name"] == "default")
+    speed = floor_speed(probe, default["run_speed"])
     prompt, generated = default["floor_tokens"]
     floor = prompt / speed["prompt_tokens_per_s"] + generated / speed["generated_tokens_per_s"]
     plain = next((r for r in results if r["config"]["name"] == "plain-dspy"), None)
@@ -122,7 +153,8 @@ def bench(task: Task, examples: list[Example], lm_spec: str, out: Path, *, confi
         r["floor_seconds"] = round(floor, 1)
         r["wall_over_floor"] = round(r["wall_seconds"] / floor, 2)
         r["speedup_over_plain"] = round(plain["wall_seconds"] / r["wall_seconds"], 2) if plain else None
-    return {"machine": machine() | {"llama_threads": result_threads}, "speed": speed, "n": len(examples),
+    return {"machine": machine() | {"llama_threads": result_threads}, "speed": speed, "probe_speed": probe,
+            "run_speed": default["run_speed"], "n": len(examples),
             "floor": {"prompt_tokens": prompt, "generated_tokens": generated, "seconds": round(floor, 1)},
             "results": results}
 

@@ -1,19 +1,35 @@
 """The benchmark's floor arithmetic, and its refusal of models it cannot measure."""
 
-from guided_profile.bench import default_configs, floor_tokens
+from guided_profile.bench import default_configs, floor_speed, floor_tokens, run_speed
 from guided_profile.cli import main
 
 
-def step(prompt, cached, generated):
+def step(prompt, cached, generated, prompt_seconds=0.0, generation_seconds=0.0):
     return {"calls": 1, "cache_hits": 0, "prompt_tokens": prompt, "cached_prompt_tokens": cached,
-            "completion_tokens": generated}
+            "completion_tokens": generated, "prompt_seconds": prompt_seconds, "generation_seconds": generation_seconds}
 
 
 def test_floor_counts_the_history_once_and_each_step_after_the_shared_prefix():
     record = {"steps": [step(400, 20, 40), step(470, 380, 60), step(520, 380, 2)]}
-    # first step whole (400) + (470-380) + (520-380); every generated token
-    assert floor_tokens([record]) == (400 + 90 + 140, 102)
-    assert floor_tokens([record, record]) == (2 * 630, 204)
+    # first step but the preamble reused from the example before (400-20) + (470-380) + (520-380)
+    assert floor_tokens([record]) == (380 + 90 + 140, 102)
+    assert floor_tokens([record, record]) == (2 * 610, 204)
+
+
+def test_run_speed_reads_the_history_step_and_the_talkative_steps():
+    record = {"steps": [step(420, 20, 40, prompt_seconds=8.0, generation_seconds=2.0),
+                        step(470, 380, 60, prompt_seconds=3.0, generation_seconds=3.0),
+                        step(520, 380, 1, prompt_seconds=2.0, generation_seconds=0.5)]}
+    # prompt: 400 computed tokens in 8 s; generation: 100 tokens in 5 s (the one-token step is left out)
+    assert run_speed([record]) == {"prompt_tokens_per_s": 50.0, "generated_tokens_per_s": 20.0}
+    assert run_speed([{"steps": [step(420, 0, 40)]}]) is None  # records without split timings
+
+
+def test_floor_takes_the_faster_speed_of_each_kind():
+    probe = {"prompt_tokens_per_s": 47.0, "generated_tokens_per_s": 25.0}
+    assert floor_speed(probe, {"prompt_tokens_per_s": 55.0, "generated_tokens_per_s": 18.0}) == \
+        {"prompt_tokens_per_s": 55.0, "generated_tokens_per_s": 25.0}
+    assert floor_speed(probe, None) == probe
 
 
 def test_configs_compare_plain_dspy_with_ours():

@@ -92,4 +92,5 @@ def test_usage_counts_model_time_only_for_calls_that_reached_the_model():
     replayed = {"usage": {}, "response": timed}  # a DSPy cache hit carries the old response
     usage = usage_of([fresh, replayed])
     assert usage.calls == 2 and usage.cache_hits == 1 and usage.model_seconds == 2.0
+    assert usage.prompt_seconds == 1.5 and usage.generation_seconds == 0.5
     assert usage.prompt_tokens == 100 and usage.cached_prompt_tokens == 60 and usage.completion_tokens == 5

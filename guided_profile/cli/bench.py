@@ -63,10 +63,14 @@ def main(args: argparse.Namespace) -> int:
              str(r["totals"].get("completion_tokens", 0)), f"{r['summary'][task.objective]:.3f}",
              f"{r['wall_over_floor']:.2f}", str(r["speedup_over_plain"])] for r in result["results"]]
     speed, floor, machine = result["speed"], result["floor"], result["machine"]
+    probe, in_run = result["probe_speed"], result["run_speed"] or {}
     preamble = (f"Model {args.lm}, {machine['cores']} cores, {machine['llama_threads']} llama.cpp threads; "
-                f"speed {speed['prompt_tokens_per_s']} prompt tok/s, {speed['generated_tokens_per_s']} generated "
-                f"tok/s; n={len(examples)} {args.split} examples; floor {floor['seconds']} s "
-                f"({floor['prompt_tokens']} prompt + {floor['generated_tokens']} generated tokens)")
+                f"n={len(examples)} {args.split} examples.  Model speed in prompt / generated tok/s: "
+                f"{probe['prompt_tokens_per_s']} / {probe['generated_tokens_per_s']} on a fixed prompt, "
+                f"{in_run.get('prompt_tokens_per_s')} / {in_run.get('generated_tokens_per_s')} on the default "
+                f"run's own requests; the floor uses the faster, {speed['prompt_tokens_per_s']} / "
+                f"{speed['generated_tokens_per_s']}: {floor['seconds']} s for {floor['prompt_tokens']} prompt + "
+                f"{floor['generated_tokens']} generated tokens")
     print(preamble)
     print(text_table(header, rows))
     (args.out / "table.md").write_text(f"# Throughput, {task.name}\n\nCommand: `{result['command']}`\n\n"
