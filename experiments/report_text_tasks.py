@@ -1,0 +1,153 @@
+"""Report of the text tasks' four-method runs: the paper's Figure 3 (LaMP-7) and Table 2 (dialogue) shapes.
+
+Reads the run folders written by experiments/text_tasks.sh, restricts each task to the users all four
+methods finished, and writes experiments/results/text-tasks.md plus one PNG per task: every metric per
+method with its 95% bootstrap interval, and paired differences (GPG against each baseline) with
+paired-permutation p-values.
+
+    python experiments/report_text_tasks.py
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from guided_profile.datasets.lamp import PREFIX  # noqa: E402
+from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue  # noqa: E402
+from guided_profile.tasks import get_task  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+METHODS = ["dg-no-pc", "dg-pc", "pg", "gpg"]
+LABELS = {"dg-no-pc": "DG w/o PC", "dg-pc": "DG w/ PC", "pg": "PG", "gpg": "GPG (PC + G + PP)"}
+TASKS = {"paraphrase": "Figure 3 shape: LaMP-7 tweet paraphrasing", "dialogue": "Table 2 shape: PersonaChat replies"}
+PAIRS = [("gpg", "dg-pc"), ("gpg", "pg"), ("pg", "dg-pc")]
+
+
+def load(folder: Path) -> dict[tuple[str, str], dict]:
+    out = {}
+    path = folder / "records.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        record = json.loads(line)
+        if record.get("error") is None:
+            out[(record["method"], record["example_id"])] = record
+    return out
+
+
+def normalized(text: str) -> str:
+    return " ".join(text.strip().strip('"').lower().split())
+
+
+def copied(record: dict) -> bool:
+    """The reply repeats the question's text (for LaMP-7: the neutral tweet, after LaMP's instruction)."""
+    query = record["inputs"]["question"].removeprefix(PREFIX)
+    return normalized(record["reply"]) == normalized(query)
+
+
+def task_section(name: str, title: str) -> tuple[list[str], Path | None]:
+    folder = RESULTS / f"{name}-four-methods-1.5b"
+    runs = load(folder)
+    users = sorted({e for _, e in runs if all((m, e) in runs for m in METHODS)})
+    if not users:
+        return [f"## {title}", "", f"No finished users in {folder.name} yet.", ""], None
+    task = get_task(name)
+    config = json.loads((folder / "config.json").read_text())
+    keys = list(task.metric_keys)
+    per = {m: [runs[(m, u)] for u in users] for m in METHODS}
+    lines = [f"## {title}", "",
+             f"Run folder `{folder.name}`: {len(users)} test users of `{config['data']}` (split by user, seed "
+             f"{config['seed']}), model {config['lm']['model']}, greedy; every method on the same users.  "
+             f"Command: `{config.get('command', 'experiments/text_tasks.sh')}`.", "",
+             "| method | " + " | ".join(keys)
+             + " | calls/ex | prompt tok/ex | generated tok/ex | same reply as DG w/ PC | reply = the query |",
+             "|---|" + "---|" * (len(keys) + 5)]
+    stats: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for m in METHODS:
+        summary = task.summarize([r["metrics"] for r in per[m]])
+        cells = []
+        stats[m] = {}
+        for k in keys:
+            values = [r["metrics"][k] for r in per[m] if r["metrics"].get(k) is not None]
+            if not values:
+                cells.append("-")
+                continue
+            lo, hi = bootstrap_ci(values)
+            # BLEU's table value is corpus BLEU (as BLEU is defined); its interval is over sentence BLEU.
+            stats[m][k] = (summary[k], lo, hi)
+            cells.append(f"{summary[k]:.3f} [{lo:.3f}, {hi:.3f}]" if k != "bleu" else
+                         f"{summary[k]:.2f} (sentence [{lo:.2f}, {hi:.2f}])")
+        n = len(users)
+        same = sum(r["reply"].strip() == d["reply"].strip() for r, d in zip(per[m], per["dg-pc"], strict=True))
+        usage = {k: sum(r["usage"][k] for r in per[m]) / n for k in ("calls", "prompt_tokens", "completion_tokens")}
+        copies = sum(copied(r) for r in per[m])
+        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + f" | {usage['calls']:.1f} | "
+                     f"{usage['prompt_tokens']:.0f} | {usage['completion_tokens']:.0f} | {100 * same / n:.0f}% | "
+                     f"{100 * copies / n:.0f}% |")
+    lines += ["", "Paired differences (mean over the same users, 95% paired bootstrap interval, paired permutation p; "
+              "BLEU here is sentence BLEU):", "", "| comparison | " + " | ".join(keys) + " |",
+              "|---|" + "---|" * len(keys)]
+    for a, b in PAIRS:
+        cells = []
+        for k in keys:
+            pairs = [(x["metrics"][k], y["metrics"][k]) for x, y in zip(per[a], per[b], strict=True)
+                     if x["metrics"].get(k) is not None and y["metrics"].get(k) is not None]
+            if not pairs:
+                cells.append("-")
+                continue
+            xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+            mean, lo, hi = paired_bootstrap(xs, ys)
+            cells.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}] p={paired_permutation_pvalue(xs, ys):.2f}")
+        lines.append(f"| {LABELS[a]} − {LABELS[b]} | " + " | ".join(cells) + " |")
+    guidance = Counter(r.get("guidance", "").strip() for r in per["gpg"]).most_common(3)
+    lines += ["", "GPG's answers to the guidance question, most common first: "
+              + "; ".join(f"{text!r} ({count} of {len(users)})" for text, count in guidance) + ".", ""]
+    return lines, plot(name, title, keys, stats, len(users))
+
+
+def plot(name: str, title: str, keys: list[str], stats: dict, n: int) -> Path:
+    """Grouped bars, one group per metric (the paper's Figure 3 layout); 0-1 metrics shown as percent like BLEU."""
+    fig, ax = plt.subplots(figsize=(2.2 * len(keys) + 2, 4))
+    width = 0.8 / len(METHODS)
+    for i, m in enumerate(METHODS):
+        xs, means, errs = [], [], [[], []]
+        for j, k in enumerate(keys):
+            if k not in stats[m]:
+                continue
+            scale = 1 if k == "bleu" else 100
+            mean, lo, hi = (v * scale for v in stats[m][k])
+            if k == "bleu":  # interval of sentence BLEU around corpus BLEU would mislead: none drawn
+                lo = hi = mean
+            xs.append(j + (i - 1.5) * width)
+            means.append(mean)
+            errs[0].append(max(mean - lo, 0))
+            errs[1].append(max(hi - mean, 0))
+        ax.bar(xs, means, width, yerr=errs, capsize=3, label=LABELS[m])
+    ax.set_xticks(range(len(keys)), [k.upper() if k in ("bleu", "st", "bs") else k for k in keys])
+    ax.set_ylabel("score (x100; BLEU as is)")
+    ax.set_title(f"{title} (n={n})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = RESULTS / f"{name}-four-methods.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    lines = ["# Text tasks: the paper's four methods", "",
+             "Generated by `python experiments/report_text_tasks.py` from the runs of `experiments/text_tasks.sh`.", ""]
+    for name, title in TASKS.items():
+        section, png = task_section(name, title)
+        lines += section + ([f"![{name}]({png.name})", ""] if png else [])
+    (RESULTS / "text-tasks.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
