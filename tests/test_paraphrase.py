@@ -194,3 +194,14 @@ def test_fake_lm_run_through_the_command_line(tmp_path):
         assert list(row)[:6] == [*METRICS, "n"] and row["n"] == len(examples)
         assert all(0 <= row[k] <= 1 for k in METRICS[:4]) and 0 <= row["bleu"] <= 100
     assert "| method | rouge1 | rouge2 | meteor | rougeL | bleu | 95% CI |" in (tmp_path / "table.md").read_text()
+
+
+def test_gepa_feedback_says_when_the_reply_copies_the_input_tweet(tweet):
+    from guided_profile.optimizers.base import TaskMetric
+
+    metric = TaskMetric(get_task("paraphrase"), [tweet])
+    gold = dspy.Example(example_id="7")
+    copied = metric.gepa(gold, dspy.Prediction(answer="  I am very  hungry. "), None, "respond.predict", None)
+    assert "repeats the neutral input tweet" in copied.feedback and "sooo hungry rn lol" in copied.feedback
+    rewritten = metric.gepa(gold, dspy.Prediction(answer="im sooo hungry"), None, "respond.predict", None)
+    assert "repeats" not in rewritten.feedback and "im sooo hungry" in rewritten.feedback

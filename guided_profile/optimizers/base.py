@@ -221,6 +221,7 @@ class TaskMetric:
                          f" ({details.get('outcome', 'scored')}).")
         else:
             lines.append(f"The reference answer was: {example.gold[:400]!r}; the program replied {answer[:400]!r}.")
+        lines += self.task.feedback_notes(example, answer)
         if pred is not None and pred_name:
             if pred_name.startswith("digest") and pred.get("guidance"):
                 lines.append(f"The guidance question was answered with: {pred.get('guidance')[:300]!r}. A better "

@@ -97,6 +97,10 @@ class Task(ABC):
         """The objective for one example, as optimizers use it."""
         return float(self.score(example, answer, profile)[self.objective])
 
+    def feedback_notes(self, example: Example, answer: str) -> list[str]:
+        """Task-specific remarks on a reply for a reflecting optimizer (GEPA), beyond the gold and the score."""
+        return []
+
 
 class ChoiceTask(Task):
     """A task whose answer is one of a few lettered options (the paper's preference prediction)."""

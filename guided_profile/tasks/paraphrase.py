@@ -45,6 +45,13 @@ class ParaphraseTask(TextTask):
     def score(self, example: Example, answer: str, profile: str | None = None) -> dict[str, Any]:
         return text_scores(answer.strip(), example.gold)
 
+    def feedback_notes(self, example: Example, answer: str) -> list[str]:
+        """Small models often hand back the neutral input tweet unchanged: say so, it is the commonest failure."""
+        if " ".join(answer.split()).lower() == " ".join(example.query.split()).lower():
+            return ["The reply repeats the neutral input tweet word for word; the person's own tweet says the same "
+                    "thing in their style (their capitalization, emoji, abbreviations and punctuation)."]
+        return []
+
     def summarize(self, scores: list[dict[str, Any]]) -> dict[str, Any]:
         """Means of the per-example metrics, except BLEU: corpus BLEU over all replies, as BLEU is defined."""
         row = super().summarize(scores)
