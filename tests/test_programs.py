@@ -104,6 +104,10 @@ def test_adapter_takes_whole_reply_and_counts_empty_ones():
     signature = build_program("dg-pc", TASK).respond.predict.signature
     assert adapter.parse(signature, "[[ ## answer ## ]]\nB") == {"answer": "B"}
     assert adapter.parse(signature, "Answer: C. Glue") == {"answer": "C. Glue"}
+    # narration around the reply (seen with the 1.5B model on dialogue) is dropped; a quote in a reply is kept
+    narrated = 'In their voice, consistent with what they have said, they would reply: "That sounds fun!"'
+    assert adapter.parse(signature, narrated) == {"answer": "That sounds fun!"}
+    assert adapter.parse(signature, 'My mom said: "go to bed"') == {"answer": 'My mom said: "go to bed"'}
     assert adapter.unparseable == 0
     assert adapter.parse(signature, "  ") == {"answer": ""}
     assert adapter.unparseable == 1

@@ -22,6 +22,9 @@ from dspy.signatures.signature import Signature
 PREAMBLE = "You are a careful assistant who studies one person's history and answers briefly and exactly."
 HISTORY_FIELD = "history"
 _MARKER = re.compile(r"\[\[\s*##\s*\w+\s*##\s*\]\]")
+# A small model sometimes narrates instead of answering: 'In their voice, they would reply: "Sure!"'.
+_NARRATED = re.compile(r'^[^"\n]{0,200}\bwould (?:reply|say|respond|write|answer)\b[^"\n]{0,40}:\s*"(?P<quote>.+)"\s*$',
+                       re.IGNORECASE | re.DOTALL)
 
 
 def _title(name: str) -> str:
@@ -84,6 +87,9 @@ class PersonalAdapter(ChatAdapter):
         text = _MARKER.sub("", completion).strip()
         # A reply that echoes the field's name ("Profile: ...") still carries the value after it.
         text = re.sub(rf"^\s*{re.escape(_title(output))}\s*:\s*", "", text, flags=re.IGNORECASE)
+        narrated = _NARRATED.match(text)
+        if narrated:
+            text = narrated["quote"].strip()
         if not text:
             self.unparseable += 1
         return {output: text}

@@ -28,9 +28,9 @@ class DialogueTask(TextTask):
     guided_profile_instruction = ("Using the personal information in the guidance, write a short first-person "
                                   "profile of this person (pets, family, residence, favorites, partner, possessions, "
                                   "gender, self-description), leaving out what is unknown. Use at most 60 words.")
-    answer_instruction = ("Reply to the message in the question as this person would: in their voice, consistent "
-                          "with what they have said about themselves. Reply with only the reply, one or two "
-                          "sentences.")
+    answer_instruction = ("Write this person's next message in the chat: their reply to the message in the question, "
+                          "as they would write it (what they like, how they talk). Reply with only that message, one "
+                          "or two sentences.")
     answer_desc = "only the person's reply"
     # The paper singles out no other row for this task; like tweet paraphrasing, the final step sees
     # the history, the guidance answer and the profile (PC + G + PP).
