@@ -64,9 +64,9 @@ def task_section(name: str, title: str) -> tuple[list[str], Path | None]:
              f"Run folder `{folder.name}`: {len(users)} test users of `{config['data']}` (split by user, seed "
              f"{config['seed']}), model {config['lm']['model']}, greedy; every method on the same users.  "
              f"Command: `{config.get('command', 'experiments/text_tasks.sh')}`.", "",
-             "| method | " + " | ".join(keys)
-             + " | calls/ex | prompt tok/ex | generated tok/ex | same reply as DG w/ PC | reply = the query |",
-             "|---|" + "---|" * (len(keys) + 5)]
+             "| method | " + " | ".join(keys) + " | calls/ex | store hits/ex | prompt tok/ex | generated tok/ex "
+             "| same reply as DG w/ PC | reply = the query |",
+             "|---|" + "---|" * (len(keys) + 6)]
     stats: dict[str, dict[str, tuple[float, float, float]]] = {}
     for m in METHODS:
         summary = task.summarize([r["metrics"] for r in per[m]])
@@ -84,12 +84,16 @@ def task_section(name: str, title: str) -> tuple[list[str], Path | None]:
                          f"{summary[k]:.2f} (sentence [{lo:.2f}, {hi:.2f}])")
         n = len(users)
         same = sum(r["reply"].strip() == d["reply"].strip() for r, d in zip(per[m], per["dg-pc"], strict=True))
-        usage = {k: sum(r["usage"][k] for r in per[m]) / n for k in ("calls", "prompt_tokens", "completion_tokens")}
+        usage = {k: sum(r["usage"].get(k, 0) for r in per[m]) / n
+                 for k in ("calls", "store_hits", "prompt_tokens", "completion_tokens")}
         copies = sum(copied(r) for r in per[m])
-        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + f" | {usage['calls']:.1f} | "
+        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + f" | {usage['calls']:.1f} | {usage['store_hits']:.1f} | "
                      f"{usage['prompt_tokens']:.0f} | {usage['completion_tokens']:.0f} | {100 * same / n:.0f}% | "
                      f"{100 * copies / n:.0f}% |")
-    lines += ["", "Paired differences (mean over the same users, 95% paired bootstrap interval, paired permutation p; "
+    lines += ["", "A step taken from the profile store (a digestion or profile an earlier run made with the same "
+              "history, instruction and model) counts as a call with no tokens: the token columns then hold the "
+              "other steps.",
+              "", "Paired differences (mean over the same users, 95% paired bootstrap interval, paired permutation p; "
               "BLEU here is sentence BLEU):", "", "| comparison | " + " | ".join(keys) + " |",
               "|---|" + "---|" * len(keys)]
     for a, b in PAIRS:
