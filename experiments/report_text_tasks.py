@@ -133,7 +133,7 @@ def plot(name: str, title: str, keys: list[str], stats: dict, n: int) -> Path:
             errs[1].append(max(hi - mean, 0))
         ax.bar(xs, means, width, yerr=errs, capsize=3, label=LABELS[m])
     ax.set_xticks(range(len(keys)), [k.upper() if k in ("bleu", "st", "bs") else k for k in keys])
-    ax.set_ylabel("score (x100; BLEU as is)")
+    ax.set_ylabel("score x100" + ("; BLEU as is" if "bleu" in keys else ""))
     ax.set_title(f"{title} (n={n})")
     ax.legend(fontsize=8)
     fig.tight_layout()
