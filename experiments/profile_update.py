@@ -67,22 +67,29 @@ def regenerate(program, history: str) -> dspy.Prediction:
     return dspy.Prediction(guidance=guidance, profile=program.write_profile(history=history, guidance=guidance).profile)
 
 
-def one_user(example, task, program, updater, lm, store, new_fraction: float) -> dict:
-    """Both paths for one user, and the answer each profile leads to."""
+def one_user(example, task, program, updater, lms: dict[str, dspy.BaseLM], store, new_fraction: float) -> dict:
+    """Both paths for one user, and the answer each profile leads to.
+
+    Each path runs on its own model instance (`lms`), so llama.cpp's prompt cache cannot hand one
+    path what another computed: regenerating would otherwise find the earlier items' KV entries
+    left by writing the old profile, which a later session would not have.
+    """
     items = example.history
     n_new = max(1, math.ceil(len(items) * new_fraction))
     earlier = task.history_text(replace(example, history=items[:-n_new]))[0]
     new = task.history_text(replace(example, history=items[-n_new:]))[0]
     inputs = task.inputs(example)
     adapter = PersonalAdapter()
-    with dspy.context(lm=lm, adapter=adapter, profile_store=store, profile_user=example.user_id):
+    with dspy.context(lm=lms["old"], adapter=adapter, profile_store=store, profile_user=example.user_id):
         old_profile = regenerate(program, earlier).profile
     record = {"example_id": example.example_id, "user_id": example.user_id, "items": len(items), "new_items": n_new,
               "gold": example.gold, "old_profile": old_profile}
-    with dspy.context(lm=lm, adapter=adapter):
-        made = {"update": paid(lm, lambda: updater(new_history=new, old_profile=old_profile)),
-                "regenerate": paid(lm, lambda: regenerate(program, inputs["history"]))}
-        for path, (profile, usage) in made.items():
+    steps = {"update": lambda: updater(new_history=new, old_profile=old_profile),
+             "regenerate": lambda: regenerate(program, inputs["history"])}
+    for path, make in steps.items():
+        lm = lms[path]
+        with dspy.context(lm=lm, adapter=adapter):
+            profile, usage = paid(lm, make)
             answer, answer_usage = paid(lm, lambda p=profile: program.respond(
                 history=inputs["history"], profile=p.profile, question=inputs["question"], options=inputs["options"]))
             record[path] = {"guidance": profile.guidance, "profile": profile.profile, "usage": usage,
@@ -136,7 +143,10 @@ def main() -> None:
     task = get_task("preference")
     data = resolve_data(task, args.data)
     examples = split_examples(task.load(data)[0], "test", args.seed)[: args.limit]
-    lm, identity = make_lm(args.lm, cache=False)  # every call paid now: this measures cost
+    # every call paid now (no DSPy cache): this measures cost; one model instance per path (see one_user)
+    made = {name: make_lm(args.lm, cache=False) for name in ("old", *PATHS)}
+    lms = {name: lm for name, (lm, _) in made.items()}
+    identity = made["old"][1]
     program = build_program("gpg", task, answer_mode="score", rotations=4)
     updater = ProfileUpdate(program)
     store = open_store(None)
@@ -150,7 +160,7 @@ def main() -> None:
     for example in tqdm([e for e in examples if e.example_id not in done], desc="users", unit="user"):
         if len(example.history) < 2:
             continue  # nothing can be new
-        record = one_user(example, task, program, updater, lm, store, args.new_fraction)
+        record = one_user(example, task, program, updater, lms, store, args.new_fraction)
         with path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         records.append(record)
