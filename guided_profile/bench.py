@@ -108,21 +108,27 @@ def floor_tokens(records: list[dict[str, Any]]) -> tuple[int, int]:
     return prompt, generated
 
 
+# The bench times the paper's main GPG row with the paper's generate-and-parse answer: the one answer
+# mode DSPy's default adapter can run too, so every configuration runs the same program.
+METHOD, ANSWER_MODE = "gpg", "generate"
+
+
 def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec: str, out: Path, *,
-               method: str = "gpg", threads: int | None = None) -> dict[str, Any]:
+               threads: int | None = None) -> dict[str, Any]:
     """One configuration from a fresh model load; wall time excludes loading."""
     lm, identity = make_lm(lm_spec, n_parallel=config.parallel, threads=threads, cache=False,
                            prompt_cache=config.prompt_cache)
     folder = out / config.name
     shutil.rmtree(folder, ignore_errors=True)  # a benchmark is timed whole: never resumed
     run = RunFolder.open(folder, {"task": task.name, "split": "bench", "seed": task.seed, "data": "",
-                                  "lm": identity.to_dict(), "task_options": {}, "methods": [method],
-                                  "bench": asdict(config)})
+                                  "lm": identity.to_dict(), "task_options": {}, "methods": [METHOD],
+                                  "answer_mode": ANSWER_MODE, "bench": asdict(config)})
     start = time.perf_counter()
-    summary = evaluate({method: build_program(method, task)}, task, examples, lm, run, workers=config.parallel,
-                       adapter=config.make_adapter())[method]
+    program = build_program(METHOD, task, answer_mode=ANSWER_MODE)
+    summary = evaluate({METHOD: program}, task, examples, lm, run, workers=config.parallel,
+                       adapter=config.make_adapter())[METHOD]
     wall = time.perf_counter() - start
-    records = [run.done[(method, ex.example_id)] for ex in examples if (method, ex.example_id) in run.done]
+    records = [run.done[(METHOD, ex.example_id)] for ex in examples if (METHOD, ex.example_id) in run.done]
     totals = {k: sum(r["usage"][k] for r in records) for k in records[0]["usage"]} if records else {}
     return {"config": asdict(config), "lm": identity.to_dict(), "wall_seconds": round(wall, 1), "totals": totals,
             "summary": summary, "floor_tokens": floor_tokens(records), "run_speed": run_speed(records),
@@ -153,7 +159,8 @@ def bench(task: Task, examples: list[Example], lm_spec: str, out: Path, *, confi
         r["floor_seconds"] = round(floor, 1)
         r["wall_over_floor"] = round(r["wall_seconds"] / floor, 2)
         r["speedup_over_plain"] = round(plain["wall_seconds"] / r["wall_seconds"], 2) if plain else None
-    return {"machine": machine() | {"llama_threads": result_threads}, "speed": speed, "probe_speed": probe,
+    return {"task": task.name, "objective": task.objective, "method": METHOD, "answer_mode": ANSWER_MODE,
+            "machine": machine() | {"llama_threads": result_threads}, "speed": speed, "probe_speed": probe,
             "run_speed": default["run_speed"], "n": len(examples),
             "floor": {"prompt_tokens": prompt, "generated_tokens": generated, "seconds": round(floor, 1)},
             "results": results}

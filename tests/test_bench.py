@@ -42,3 +42,26 @@ def test_configs_compare_plain_dspy_with_ours():
 def test_bench_refuses_a_remote_or_fake_model(capsys):
     assert main(["bench", "--lm", "fake"]) == 2
     assert "in-process model" in capsys.readouterr().err
+
+
+def test_report_states_the_program_and_ratios(tmp_path):
+    from guided_profile.cli.bench import write_report
+
+    def config(name, wall, accuracy):
+        return {"config": {"name": name}, "lm": {"spec": "local", "model": "qwen"}, "wall_seconds": wall,
+                "totals": {"calls": 150, "prompt_tokens": 9000, "cached_prompt_tokens": 4000,
+                           "completion_tokens": 700}, "summary": {"accuracy": accuracy},
+                "wall_over_floor": round(wall / 100, 2), "speedup_over_plain": round(250 / wall, 2)}
+
+    result = {"task": "preference", "objective": "accuracy", "method": "gpg", "answer_mode": "generate", "n": 50,
+              "command": "guided-profile bench --limit 50", "data": {"split": "test"},
+              "machine": {"cores": 2, "llama_threads": 2},
+              "speed": {"prompt_tokens_per_s": 60.0, "generated_tokens_per_s": 20.0},
+              "probe_speed": {"prompt_tokens_per_s": 55.0, "generated_tokens_per_s": 20.0},
+              "run_speed": {"prompt_tokens_per_s": 60.0, "generated_tokens_per_s": 18.0},
+              "floor": {"prompt_tokens": 4800, "generated_tokens": 700, "seconds": 100.0},
+              "results": [config("plain-dspy", 250.0, 0.2), config("default", 110.0, 0.4)]}
+    text = write_report(result, tmp_path)
+    table = (tmp_path / "table.md").read_text()
+    assert "method gpg, answer mode generate" in text and "n=50 test examples" in table
+    assert "| default | 110.0 | 150 | 9000 | 4000 | 700 | 0.400 | 1.10 | 2.27 |" in table

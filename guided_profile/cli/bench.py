@@ -35,7 +35,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     from guided_profile.bench import bench, default_configs
-    from guided_profile.report import markdown_table, text_table
 
     if args.lm in ("fake",) or "/" in args.lm:
         raise ConfigError("bench measures an in-process model: use --lm local, local-0.5b or gguf:PATH")
@@ -56,23 +55,32 @@ def main(args: argparse.Namespace) -> int:
     result["command"] = "guided-profile " + " ".join(sys.argv[1:])
     result["data"] = {"path": str(data), "split": args.split, "limit": args.limit, "seed": args.seed}
     (args.out / "bench.json").write_text(json.dumps(result, indent=2))
-    header = ["config", "wall s", "calls", "prompt tok", "cached tok", "generated tok", task.objective,
+    print(write_report(result, args.out))
+    return 0
+
+
+def write_report(result: dict, out: Path) -> str:
+    """`table.md` in `out` from a bench.json's content; returns the text for the terminal."""
+    from guided_profile.report import markdown_table, text_table
+
+    objective = result["objective"]
+    header = ["config", "wall s", "calls", "prompt tok", "cached tok", "generated tok", objective,
               "wall/floor", "speedup vs plain"]
     rows = [[r["config"]["name"], f"{r['wall_seconds']:.1f}", str(r["totals"].get("calls", 0)),
              str(r["totals"].get("prompt_tokens", 0)), str(r["totals"].get("cached_prompt_tokens", 0)),
-             str(r["totals"].get("completion_tokens", 0)), f"{r['summary'][task.objective]:.3f}",
+             str(r["totals"].get("completion_tokens", 0)), f"{r['summary'][objective]:.3f}",
              f"{r['wall_over_floor']:.2f}", str(r["speedup_over_plain"])] for r in result["results"]]
     speed, floor, machine = result["speed"], result["floor"], result["machine"]
     probe, in_run = result["probe_speed"], result["run_speed"] or {}
-    preamble = (f"Model {args.lm}, {machine['cores']} cores, {machine['llama_threads']} llama.cpp threads; "
-                f"n={len(examples)} {args.split} examples.  Model speed in prompt / generated tok/s: "
+    lm = result["results"][0]["lm"]
+    preamble = (f"Model {lm['spec']} ({lm['model']}), {machine['cores']} cores, {machine['llama_threads']} llama.cpp "
+                f"threads; n={result['n']} {result['data']['split']} examples, method {result['method']}, answer "
+                f"mode {result['answer_mode']}.  Model speed in prompt / generated tok/s: "
                 f"{probe['prompt_tokens_per_s']} / {probe['generated_tokens_per_s']} on a fixed prompt, "
                 f"{in_run.get('prompt_tokens_per_s')} / {in_run.get('generated_tokens_per_s')} on the default "
                 f"run's own requests; the floor uses the faster, {speed['prompt_tokens_per_s']} / "
                 f"{speed['generated_tokens_per_s']}: {floor['seconds']} s for {floor['prompt_tokens']} prompt + "
                 f"{floor['generated_tokens']} generated tokens")
-    print(preamble)
-    print(text_table(header, rows))
-    (args.out / "table.md").write_text(f"# Throughput, {task.name}\n\nCommand: `{result['command']}`\n\n"
-                                       f"{preamble}\n\n{markdown_table(header, rows)}\n")
-    return 0
+    (out / "table.md").write_text(f"# Throughput, {result['task']}\n\nCommand: `{result['command']}`\n\n"
+                                  f"{preamble}\n\n{markdown_table(header, rows)}\n")
+    return f"{preamble}\n{text_table(header, rows)}"
