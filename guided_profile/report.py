@@ -28,7 +28,8 @@ def totals_line(summaries: dict[str, dict]) -> str:
     return (f"totals: {t.get('calls', 0)} LM calls ({t.get('cache_hits', 0)} answered by DSPy's cache, "
             f"{t.get('store_hits', 0)} steps taken from the profile store); {t.get('prompt_tokens', 0)} prompt "
             f"tokens, of which {t.get('cached_prompt_tokens', 0)} reused from the prompt cache; "
-            f"{t.get('completion_tokens', 0)} generated tokens; {t.get('model_seconds', 0):.1f} s of model time")
+            f"{t.get('completion_tokens', 0)} generated tokens ({t.get('truncated', 0)} replies cut at their token "
+            f"limit); {t.get('model_seconds', 0):.1f} s of model time")
 
 
 def summary_rows(task: Task, summaries: dict[str, dict]) -> tuple[list[str], list[list[str]]]:

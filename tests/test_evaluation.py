@@ -143,3 +143,13 @@ def test_a_broken_store_stops_the_run_with_its_error(tmp_path):
     run = RunFolder.open(tmp_path, config(["gpg"]))
     with pytest.raises(StoreError, match="--no-store"):
         evaluate({"gpg": build_program("gpg", TASK)}, TASK, examples(3), lm, run, store=BrokenStore())
+
+
+def test_totals_line_sums_every_method_and_names_cut_replies():
+    from guided_profile.report import totals_line
+
+    summaries = {"gpg": {"totals": {"calls": 3, "completion_tokens": 300, "truncated": 1, "model_seconds": 2.0}},
+                 "pg": {"totals": {"calls": 2, "completion_tokens": 100, "model_seconds": 1.5}}}
+    line = totals_line(summaries)
+    assert "5 LM calls" in line and "400 generated tokens (1 replies cut at their token limit)" in line
+    assert "3.5 s of model time" in line

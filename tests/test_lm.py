@@ -94,3 +94,16 @@ def test_usage_counts_model_time_only_for_calls_that_reached_the_model():
     assert usage.calls == 2 and usage.cache_hits == 1 and usage.model_seconds == 2.0
     assert usage.prompt_seconds == 1.5 and usage.generation_seconds == 0.5
     assert usage.prompt_tokens == 100 and usage.cached_prompt_tokens == 60 and usage.completion_tokens == 5
+
+
+def test_usage_counts_replies_cut_at_their_token_limit_but_not_one_token_scoring_calls():
+    from types import SimpleNamespace
+
+    from guided_profile.lm.accounting import usage_of
+
+    def entry(finish: str, max_tokens: int | None = None) -> dict:
+        return {"usage": {"prompt_tokens": 10, "completion_tokens": 3}, "kwargs": {"max_tokens": max_tokens} if
+                max_tokens else {}, "response": SimpleNamespace(finish_reason=finish, provider_data={})}
+
+    assert usage_of([entry("length", 256), entry("length"), entry("stop", 256)]).truncated == 2
+    assert usage_of([entry("length", 1)]).truncated == 0  # scoring asks for one token on purpose

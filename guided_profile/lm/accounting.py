@@ -18,6 +18,7 @@ class Usage:
     model_seconds: float = 0.0     # the server's own prompt + generation time (in-process models)
     prompt_seconds: float = 0.0    # ... of which computing the prompt (the part not reused)
     generation_seconds: float = 0.0
+    truncated: int = 0             # replies cut off at their token limit (one-token scoring calls excluded)
 
     def add(self, other: Usage) -> None:
         for name, value in asdict(other).items():
@@ -56,9 +57,11 @@ def usage_of(entries: list[dict]) -> Usage:
         if usage:  # a cache hit replays the old response's timings, but took no model time now
             timings = (getattr(entry.get("response"), "provider_data", None) or {}).get("timings", {})
         prompt_seconds, generation_seconds = timings.get("prompt_ms", 0) / 1000, timings.get("predicted_ms", 0) / 1000
+        cut = (getattr(entry.get("response"), "finish_reason", None) == "length"
+               and (entry.get("kwargs") or {}).get("max_tokens") != 1)
         total.add(Usage(calls=1, cache_hits=int(not usage), prompt_tokens=usage.get("prompt_tokens") or 0,
                         cached_prompt_tokens=details.get("cached_tokens") or 0,
                         completion_tokens=usage.get("completion_tokens") or 0,
                         model_seconds=prompt_seconds + generation_seconds, prompt_seconds=prompt_seconds,
-                        generation_seconds=generation_seconds))
+                        generation_seconds=generation_seconds, truncated=int(cut)))
     return total
