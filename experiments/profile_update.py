@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from guided_profile.cli.common import open_store, resolve_data
 from guided_profile.datasets.example import split_examples
+from guided_profile.evaluation import RECORDS, read_records
 from guided_profile.lm import make_lm
 from guided_profile.lm.accounting import UsageMeter
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue
@@ -153,9 +154,15 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     config = {"command": "python " + " ".join(sys.argv), "lm": identity.to_dict(), "data": str(data),
               "seed": args.seed, "split": "test", "limit": args.limit, "new_fraction": args.new_fraction}
-    (args.out / "config.json").write_text(json.dumps(config, indent=2))
-    path = args.out / "records.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    config_file = args.out / "config.json"
+    if config_file.exists():  # resume only what the same settings made
+        old = json.loads(config_file.read_text())
+        changed = [k for k in ("lm", "data", "seed", "split", "new_fraction") if old.get(k) != config[k]]
+        if changed:
+            sys.exit(f"error: {args.out} holds a run with different {', '.join(changed)}; use another --out")
+    config_file.write_text(json.dumps(config, indent=2))
+    path = args.out / RECORDS
+    records = read_records(path, repair=True)
     done = {r["example_id"] for r in records}
     for example in tqdm([e for e in examples if e.example_id not in done], desc="users", unit="user"):
         if len(example.history) < 2:

@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from guided_profile.evaluation import RECORDS, read_records  # noqa: E402
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -26,17 +27,7 @@ MODES = ["generate", "score"]
 
 
 def load(folder: Path) -> dict[tuple[str, str], dict]:
-    path = folder / "records.jsonl"
-    out = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            if r.get("error") is None:
-                out[(r["method"], r["example_id"])] = r
-    return out
+    return {(r["method"], r["example_id"]): r for r in read_records(folder / RECORDS) if r.get("error") is None}
 
 
 def users_done(records: dict, methods: list[str]) -> set[str]:

@@ -19,9 +19,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from guided_profile.cli.common import resolve_data  # noqa: E402
+from guided_profile.datasets.example import split_examples  # noqa: E402
 from guided_profile.datasets.lamp import PREFIX  # noqa: E402
+from guided_profile.evaluation import RECORDS, read_records  # noqa: E402
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
+from guided_profile.tasks.base import Task  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = ["dg-no-pc", "dg-pc", "pg", "gpg"]
@@ -30,14 +34,15 @@ TASKS = {"paraphrase": "Figure 3 shape: LaMP-7 tweet paraphrasing", "dialogue": 
 PAIRS = [("gpg", "dg-pc"), ("gpg", "pg"), ("pg", "dg-pc")]
 
 
-def load(folder: Path) -> dict[tuple[str, str], dict]:
-    out = {}
-    path = folder / "records.jsonl"
-    for line in path.read_text().splitlines() if path.exists() else []:
-        record = json.loads(line)
-        if record.get("error") is None:
-            out[(record["method"], record["example_id"])] = record
-    return out
+def load(folder: Path, task: Task) -> dict[tuple[str, str], dict]:
+    """The folder's finished records of examples in the run's split as the task splits it today (the
+    dialogue task once split by dialogue, now by persona: records of other examples are left out)."""
+    config = json.loads((folder / "config.json").read_text())
+    data = Path(config["data"]) if Path(config["data"]).exists() else resolve_data(task, "real")  # another machine
+    examples = split_examples(task.load(data)[0], config["split"], config["seed"])
+    ids = {ex.example_id for ex in examples}
+    return {(r["method"], r["example_id"]): r for r in read_records(folder / RECORDS)
+            if r.get("error") is None and r["example_id"] in ids}
 
 
 def normalized(text: str) -> str:
@@ -52,11 +57,13 @@ def copied(record: dict) -> bool:
 
 def task_section(name: str, title: str) -> tuple[list[str], Path | None]:
     folder = RESULTS / f"{name}-four-methods-1.5b"
-    runs = load(folder)
+    if not (folder / "config.json").exists():
+        return [f"## {title}", "", f"No run in {folder.name} yet.", ""], None
+    task = get_task(name)
+    runs = load(folder, task)
     users = sorted({e for _, e in runs if all((m, e) in runs for m in METHODS)})
     if not users:
         return [f"## {title}", "", f"No finished users in {folder.name} yet.", ""], None
-    task = get_task(name)
     config = json.loads((folder / "config.json").read_text())
     keys = list(task.metric_keys)
     per = {m: [runs[(m, u)] for u in users] for m in METHODS}

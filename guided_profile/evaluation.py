@@ -11,8 +11,9 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,25 @@ from guided_profile.store import ProfileStore, StoreError
 from guided_profile.tasks.base import Task
 
 RECORDS = "records.jsonl"
+
+
+def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file (none if it does not exist).  A line a kill cut short is
+    skipped with a note: its example is simply run again.  With `repair`, that line is ended so the
+    next appended record starts on a line of its own."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    if repair and text and not text.endswith("\n"):
+        with open(path, "a", encoding="utf-8") as f:
+            f.write("\n")
+    records = []
+    for line_no, line in enumerate(text.splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            print(f"note: {path} line {line_no} is incomplete and will be redone")
+    return records
 
 
 @dataclass
@@ -60,19 +80,8 @@ class RunFolder:
         config_file.write_text(json.dumps(config, indent=2))
         run = cls(path, config)
         records = path / RECORDS
-        if records.exists():
-            text = records.read_text(encoding="utf-8")
-            if text and not text.endswith("\n"):
-                with open(records, "a", encoding="utf-8") as f:
-                    f.write("\n")  # end the line a kill cut short, so the next record starts clean
-            for line_no, line in enumerate(text.splitlines(), 1):
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    # A line cut by a kill mid-write: the example is simply run again.
-                    print(f"note: {records} line {line_no} is incomplete and will be redone")
-                    continue
-                run._remember(record)
+        for record in read_records(records, repair=True):
+            run._remember(record)
         return run
 
     def append(self, record: dict[str, Any]) -> None:
@@ -139,29 +148,46 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     todo = [(ex, [m for m in programs if (m, ex.example_id) not in run.done]) for ex in examples]
     todo = [(ex, methods) for ex, methods in todo if methods]
     local = threading.local()
+    saving = threading.Lock()
 
-    def work(item: tuple[Example, list[str]]) -> list[dict[str, Any]]:
+    def work(item: tuple[Example, list[str]]) -> int:
         if not hasattr(local, "lm"):
             local.lm = lm.copy() if workers > 1 else lm
         example, methods = item
-        return [{"method": m, **run_example(programs[m], task, example, local.lm, adapter, store)} for m in methods]
+        records = [{"method": m, **run_example(programs[m], task, example, local.lm, adapter, store)} for m in methods]
+        with saving:  # saved by the worker, so an example in flight when the run stops is kept too
+            for record in records:
+                run.append(record)
+        return len(records)
 
     total = sum(len(methods) for _, methods in todo)
     bar = progress(total) if progress else None
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for future in as_completed([pool.submit(work, item) for item in todo]):  # saved as each finishes
-            records = future.result()
-            for record in records:
-                run.append(record)
-            if bar is not None:
-                bar.update(len(records))
-    if bar is not None:
-        bar.close()
+    try:
+        with closing(_each_done(work, todo, workers)) as finished:
+            for n_records in finished:
+                if bar is not None:
+                    bar.update(n_records)
+    finally:
+        if bar is not None:
+            bar.close()
     summaries = {method: summarize(task, [run.done.get((method, ex.example_id)) for ex in examples],
                                    failed=sum((method, ex.example_id) in run.failed for ex in examples))
                  for method in programs}
     (run.path / "summary.json").write_text(json.dumps({"config": run.config, "methods": summaries}, indent=2))
     return summaries
+
+
+def _each_done(work: Callable, items: list, workers: int) -> Iterator:
+    """`work(item)` for every item, yielded as each finishes.  If the caller stops early (Ctrl-C, an
+    error) nothing queued is started any more: only the examples already in flight finish."""
+    if workers <= 1:
+        yield from map(work, items)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        yield from (future.result() for future in as_completed([pool.submit(work, item) for item in items]))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def summarize(task: Task, records: list[dict | None], failed: int = 0) -> dict[str, Any]:

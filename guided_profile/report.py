@@ -20,7 +20,7 @@ RUN_KEYS = ("n", "ci95", "failed", "history_cut", "per_example", "totals", "seco
 
 
 def totals_line(summaries: dict[str, dict]) -> str:
-    """One line of what the whole run cost (all methods, all examples in the folder)."""
+    """One line of what this command's methods cost on its examples (summed over the methods)."""
     t: dict[str, float] = {}
     for s in summaries.values():
         for key, value in s.get("totals", {}).items():
@@ -29,7 +29,7 @@ def totals_line(summaries: dict[str, dict]) -> str:
             f"{t.get('store_hits', 0)} steps taken from the profile store); {t.get('prompt_tokens', 0)} prompt "
             f"tokens, of which {t.get('cached_prompt_tokens', 0)} reused from the prompt cache; "
             f"{t.get('completion_tokens', 0)} generated tokens ({t.get('truncated', 0)} replies cut at their token "
-            f"limit); {t.get('model_seconds', 0):.1f} s of model time")
+            f"limit, {t.get('empty_replies', 0)} empty); {t.get('model_seconds', 0):.1f} s of model time")
 
 
 def summary_rows(task: Task, summaries: dict[str, dict]) -> tuple[list[str], list[list[str]]]:

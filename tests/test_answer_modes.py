@@ -60,9 +60,11 @@ def test_content_preference_maps_back_through_rotations(example):
     assert TASK.score(example, prediction.answer)["outcome"] == "correct"
 
 
-def test_no_logprobs_falls_back_to_generating_one_letter(example):
-    prediction, requests = run(lambda s, u: "C) Garden hose", example)
-    assert prediction.answer == "C" and prediction.answer_path == "fallback-generate"
+@pytest.mark.parametrize(("reply", "answer"), [("C) Garden hose", "C"), ("(B)", "B"), ("D", "D"),
+                                               ("Based on the", "Based on the"), ("Answer: C", "C")])
+def test_no_logprobs_falls_back_to_generating_one_letter(example, reply, answer):
+    prediction, requests = run(lambda s, u: reply, example)
+    assert prediction.answer == answer and prediction.answer_path == "fallback-generate"
     assert len(requests) == 2  # the scoring attempt, then one generation
 
 

@@ -70,6 +70,8 @@ def test_tasks_lists_the_guidance(capsys):
 
 @pytest.mark.parametrize("extra,needle", [
     (["--task-option", "max_history_chars=abc"], "max_history_chars"),
+    (["--task-option", "category_level=x"], "category_level must be a whole number"),
+    (["--task-option", "min_categories=1.5"], "min_categories must be a whole number"),
     (["--answer-mode", "score", "--rotations", "0"], "must be at least 1"),
     (["--limit", "-3"], "must be at least 1"),
 ])

@@ -60,13 +60,26 @@ def test_parlai_one_example_per_dialogue():
     examples, stats = load_dialogues(PARLAI)
     assert stats == PARLAI_STATS
     first, second = examples
-    assert (first.example_id, first.user_id) == ("dialogue-0", "dialogue-0")
+    assert first.example_id == "dialogue-0" and first.user_id.startswith("persona-")
     assert first.history == ("great , just back from a walk with my dogs .", "two beagles , they never get tired .")
     assert (first.query, first.gold) == ("do you go far ?", "we hike in the hills every sunday .")
     assert first.meta["persona"] == ("i have two dogs.", "i love hiking.")  # not the partner's "i am a chef."
-    assert second.user_id == "dialogue-1"
+    assert second.example_id == "dialogue-1" and second.user_id not in ("dialogue-1", first.user_id)
     assert second.history == ("hello , anyone there ?", "i just finished grading papers .")
     assert second.query == "what do you teach ?"
+
+
+def test_a_persona_played_in_several_dialogues_is_one_user(tmp_path):
+    persona = "1 your persona: i have two dogs.\n2 your persona: i love hiking.\n"
+    replay = "1 your persona: I love hiking.\n2 your persona: i have two dogs.\n"  # same card, other order
+    other = "1 your persona: i am a chef.\n"
+    turns = "{n} hi !\tgreat , just back from a walk .\n{m} where ?\tin the hills .\n"
+    path = tmp_path / "valid.txt"
+    path.write_text("".join(p + turns.format(n=p.count("\n") + 1, m=p.count("\n") + 2)
+                            for p in (persona, other, replay)))
+    examples, _ = load_dialogues(path)
+    assert [e.example_id for e in examples] == ["dialogue-0", "dialogue-1", "dialogue-2"]
+    assert examples[0].user_id == examples[2].user_id != examples[1].user_id
 
 
 def test_persona_never_reaches_the_programs(chat):

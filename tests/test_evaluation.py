@@ -145,11 +145,33 @@ def test_a_broken_store_stops_the_run_with_its_error(tmp_path):
         evaluate({"gpg": build_program("gpg", TASK)}, TASK, examples(3), lm, run, store=BrokenStore())
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stop_mid_run_starts_no_queued_example_and_keeps_the_finished(tmp_path, workers):
+    from guided_profile.store import StoreError
+
+    started = []
+
+    class StopAtThird(dspy.Module):  # the store error stands for anything that ends a run (Ctrl-C too)
+        def forward(self, **inputs):
+            started.append(inputs["history"])
+            if len(started) == 3:
+                raise StoreError("stop")
+            return dspy.Prediction(answer="A")
+
+    lm, _ = make_lm(lambda s, u: "A")
+    run = RunFolder.open(tmp_path, config(["dg-pc"]))
+    with pytest.raises(StoreError):
+        evaluate({"dg-pc": StopAtThird()}, TASK, examples(10), lm, run, workers=workers)
+    assert len(started) <= 3 + workers  # the failing example, and at most the ones already in flight
+    saved = (tmp_path / "records.jsonl").read_text().splitlines()
+    assert len(saved) >= 2 and len(saved) == len(started) - 1
+
+
 def test_totals_line_sums_every_method_and_names_cut_replies():
     from guided_profile.report import totals_line
 
     summaries = {"gpg": {"totals": {"calls": 3, "completion_tokens": 300, "truncated": 1, "model_seconds": 2.0}},
                  "pg": {"totals": {"calls": 2, "completion_tokens": 100, "model_seconds": 1.5}}}
     line = totals_line(summaries)
-    assert "5 LM calls" in line and "400 generated tokens (1 replies cut at their token limit)" in line
+    assert "5 LM calls" in line and "400 generated tokens (1 replies cut at their token limit, 0 empty)" in line
     assert "3.5 s of model time" in line

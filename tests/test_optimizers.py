@@ -75,6 +75,19 @@ def test_a_proposal_that_is_no_question_never_becomes_the_guidance(name, tmp_pat
     assert result.program.digest.signature.instructions == TASK.guidance
 
 
+def test_copro_keeps_a_hand_written_guidance_that_is_a_request_not_a_question(tmp_path):
+    # The dialogue task's guidance ends in '.', which no proposal may; it must still count as usable.
+    request = "List this person's product categories, one by one."
+    program = build_program("gpg", TASK)
+    program.digest.signature = program.digest.signature.with_instructions(request)
+    task_lm, _, prompt_lm, _ = lms(proposal="Think step by step and be thorough")
+    optimizer = get_optimizer("copro", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
+                              progress=None, breadth=2)
+    result = run_optimizer(optimizer, program, examples(5, "t"), examples(4, "d"), budget=10_000,
+                           log=lambda line: None)
+    assert result.program.digest.signature.instructions == request
+
+
 def test_plans_match_measured_calls_for_dspy_optimizers(tmp_path):
     """Without cache hits the formulas are exact for COPRO and for MIPROv2 when bootstrapping finds nothing."""
     never = lambda s, u: "A" if "answer" in u.rsplit("\n\n", 1)[-1].lower() else "x"  # noqa: E731

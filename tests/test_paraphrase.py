@@ -122,9 +122,9 @@ def test_missing_or_ambiguous_files(tmp_path):
 
 def test_score_and_summary_follow_figure_3(tweet):
     perfect = TASK.score(tweet, "  sooo hungry rn lol ")
+    # METEOR of an exact 4-token match: one chunk of 4 matches, penalty 0.5 * (1/4)^3
     assert {k: perfect[k] for k in METRICS} == pytest.approx(
-        {"rouge1": 1.0, "rouge2": 1.0, "meteor": perfect["meteor"], "rougeL": 1.0, "bleu": 100.0})
-    assert perfect["meteor"] > 0.9
+        {"rouge1": 1.0, "rouge2": 1.0, "meteor": 1 - 0.5 * (1 / 4) ** 3, "rougeL": 1.0, "bleu": 100.0})
     replies = ["sooo hungry rn lol", "I am very hungry.", ""]
     scores = [TASK.score(tweet, r) for r in replies]
     assert scores[0]["meteor"] > scores[1]["meteor"] > scores[2]["meteor"] == 0.0

@@ -99,7 +99,7 @@ def run_loaded(program, lm, example):
         return program(**TASK.inputs(example)), lm.engine_impl.requests
 
 
-def test_adapter_takes_whole_reply_and_counts_empty_ones():
+def test_adapter_takes_whole_reply():
     adapter = PersonalAdapter()
     signature = build_program("dg-pc", TASK).respond.predict.signature
     assert adapter.parse(signature, "[[ ## answer ## ]]\nB") == {"answer": "B"}
@@ -108,15 +108,14 @@ def test_adapter_takes_whole_reply_and_counts_empty_ones():
     narrated = 'In their voice, consistent with what they have said, they would reply: "That sounds fun!"'
     assert adapter.parse(signature, narrated) == {"answer": "That sounds fun!"}
     assert adapter.parse(signature, 'My mom said: "go to bed"') == {"answer": 'My mom said: "go to bed"'}
-    assert adapter.unparseable == 0
     assert adapter.parse(signature, "  ") == {"answer": ""}
-    assert adapter.unparseable == 1
 
 
 def test_an_empty_reply_is_an_unparseable_answer_not_a_failure(example):
+    from guided_profile.lm.accounting import usage_of
+
     lm = dspy.LM("fake/scripted", engine=FakeEngine(lambda s, u: ""), cache=False)
-    adapter = PersonalAdapter()
-    with dspy.context(lm=lm, adapter=adapter):
+    with dspy.context(lm=lm, adapter=PersonalAdapter()):
         prediction = build_program("dg-pc", TASK)(**TASK.inputs(example))
-    assert prediction.answer == "" and adapter.unparseable == 1
+    assert prediction.answer == "" and usage_of(lm.history).empty_replies == 1
     assert TASK.score(example, prediction.answer)["outcome"] == "unparseable"

@@ -123,6 +123,12 @@ def load_split(task: Task, args: argparse.Namespace, split: str | None = None):
     return selected, data, stats
 
 
+def default_out(args: argparse.Namespace, task: Task, prefix: str = "") -> Path:
+    """`--out`, else runs/[PREFIX-]TASK-SPLIT-LM-seedS: one folder per configuration, so a rerun resumes."""
+    lm_tag = args.lm.replace("/", "_").replace(":", "_")
+    return args.out or Path("runs") / f"{prefix}{task.name}-{args.split}-{lm_tag}-seed{args.seed}"
+
+
 def make_lm_from_args(args: argparse.Namespace):
     from guided_profile.lm import make_lm
 

@@ -15,6 +15,7 @@ from guided_profile.cli.common import (
     add_data_options,
     add_evaluation_options,
     add_lm_options,
+    default_out,
     evaluate_with_progress,
     load_split,
     make_lm_from_args,
@@ -76,8 +77,7 @@ def main(args: argparse.Namespace) -> int:
     selected, data, stats = load_split(task, args)
     print(f"{task.name}: {len(programs)} programs on {len(selected)} examples of split {args.split} from {data}")
     lm, identity = make_lm_from_args(args)
-    lm_tag = args.lm.replace("/", "_").replace(":", "_")
-    out = args.out or Path("runs") / f"compare-{task.name}-{args.split}-{lm_tag}-seed{args.seed}"
+    out = default_out(args, task, "compare-")
     config = run_config(args, task, task_options, list(programs), data, stats, identity, payloads)
     run = RunFolder.open(out, config)
     summaries = evaluate_with_progress(args, programs, task, selected, lm, run, f"compare x {len(programs)}")

@@ -120,8 +120,6 @@ def main(args: argparse.Namespace) -> int:
         if value is not None:
             settings[key] = value
     cls.validate_settings(settings)  # a bad name or value fails before anything is loaded
-    if args.budget < 1:
-        raise ConfigError("--budget must be a positive number of LM calls")
 
     task, task_options = make_task(args)
     program = build_program(args.method, task, answer_mode=args.answer_mode, rotations=args.rotations)

@@ -10,6 +10,7 @@ from guided_profile.cli.common import (
     add_data_options,
     add_evaluation_options,
     add_lm_options,
+    default_out,
     evaluate_with_progress,
     load_split,
     make_lm_from_args,
@@ -63,8 +64,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"{task.name}: built from {data} ({stats}); evaluating {len(selected)} examples of split {args.split}")
 
     lm, identity = make_lm_from_args(args)
-    lm_tag = args.lm.replace("/", "_").replace(":", "_")
-    out = args.out or Path("runs") / f"{task.name}-{args.split}-{lm_tag}-seed{args.seed}"
+    out = default_out(args, task)
     config = run_config(args, task, task_options, methods, data, stats, identity, payloads)
     run = RunFolder.open(out, config)
     summaries = evaluate_with_progress(args, programs, task, selected, lm, run, f"{task.name} x {len(methods)} methods")

@@ -9,7 +9,8 @@ Two shapes are read into the same `Example`s:
   "N partner utterance<TAB>persona reply" lines; N restarts at 1 with each dialogue), one example per
   dialogue: the persona side's earlier replies are the history, the last partner utterance the
   query, the persona's reply to it the gold, and the persona sentences the true profile, kept in
-  `meta["persona"]` for scoring only (never shown to a program).
+  `meta["persona"]` for scoring only (never shown to a program).  The user is the persona: its
+  dialogues share one user id, so a split by user keeps each persona on one side.
 
 The format is told by the file name (.txt is ParlAI; .json / .jsonl / .json.gz JSON).  A folder is
 accepted when it holds exactly one such file.  Malformed input is a `DataError` naming the file and
@@ -18,6 +19,7 @@ line or record; an example that cannot be asked (no reply, no history) is skippe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -105,6 +107,15 @@ def load_parlai(path: Path) -> tuple[list[Example], dict[str, int]]:
     return examples, stats
 
 
+def persona_id(persona: list[str]) -> str | None:
+    """The user behind a ParlAI dialogue is its persona: PersonaChat plays one persona in several
+    dialogues, and splitting by dialogue would put the same person in train and test."""
+    if not persona:
+        return None
+    text = "\n".join(sorted(p.strip().lower() for p in persona))
+    return "persona-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def _parlai_example(dialogue: dict[str, Any], index: int, path: Path) -> Example | str:
     turns = dialogue["turns"]
     if not turns or not turns[-1][1]:
@@ -115,8 +126,9 @@ def _parlai_example(dialogue: dict[str, Any], index: int, path: Path) -> Example
     history = tuple(reply for _, reply in turns[:-1] if reply)
     if not history:
         return "empty_history"
-    user_id = f"dialogue-{index}"
-    return Example(example_id=user_id, user_id=user_id, history=history, query=query, gold=gold,
+    example_id = f"dialogue-{index}"
+    return Example(example_id=example_id, user_id=persona_id(dialogue["persona"]) or example_id, history=history,
+                   query=query, gold=gold,
                    meta={"persona": tuple(dialogue["persona"]), "source": str(path), "line": dialogue["line"],
                          "turns": len(turns)})
 

@@ -19,6 +19,7 @@ class Usage:
     prompt_seconds: float = 0.0    # ... of which computing the prompt (the part not reused)
     generation_seconds: float = 0.0
     truncated: int = 0             # replies cut off at their token limit (one-token scoring calls excluded)
+    empty_replies: int = 0         # replies with no text at all (the step's output is then empty)
 
     def add(self, other: Usage) -> None:
         for name, value in asdict(other).items():
@@ -57,11 +58,15 @@ def usage_of(entries: list[dict]) -> Usage:
         if usage:  # a cache hit replays the old response's timings, but took no model time now
             timings = (getattr(entry.get("response"), "provider_data", None) or {}).get("timings", {})
         prompt_seconds, generation_seconds = timings.get("prompt_ms", 0) / 1000, timings.get("predicted_ms", 0) / 1000
-        cut = (getattr(entry.get("response"), "finish_reason", None) == "length"
-               and (entry.get("kwargs") or {}).get("max_tokens") != 1)
+        response = entry.get("response")
+        one_token = (entry.get("kwargs") or {}).get("max_tokens") == 1  # scoring: cut short on purpose
+        cut = getattr(response, "finish_reason", None) == "length" and not one_token
+        text = getattr(response, "text", None)
+        empty = isinstance(text, str) and not text.strip()
         total.add(Usage(calls=1, cache_hits=int(not usage), prompt_tokens=usage.get("prompt_tokens") or 0,
                         cached_prompt_tokens=details.get("cached_tokens") or 0,
                         completion_tokens=usage.get("completion_tokens") or 0,
                         model_seconds=prompt_seconds + generation_seconds, prompt_seconds=prompt_seconds,
-                        generation_seconds=generation_seconds, truncated=int(cut)))
+                        generation_seconds=generation_seconds, truncated=int(cut),
+                        empty_replies=int(empty)))
     return total

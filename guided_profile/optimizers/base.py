@@ -27,7 +27,8 @@ from dspy.utils.exceptions import AdapterParseError
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
 from guided_profile.lm.accounting import Usage
-from guided_profile.programs.adapter import PersonalAdapter
+from guided_profile.programs.adapter import FIELD_MARKER, PersonalAdapter
+from guided_profile.programs.answer import letters
 from guided_profile.tasks.base import Task
 
 
@@ -65,7 +66,7 @@ class LenientChatAdapter(ChatAdapter):
             return super().parse(signature, completion)
         except AdapterParseError:
             names = list(signature.output_fields)
-            text = re.sub(r"\[\[\s*##\s*\w+\s*##\s*\]\]", "", completion).strip()
+            text = FIELD_MARKER.sub("", completion).strip()
             if not text:
                 raise
             values = {name: "" for name in names}
@@ -215,8 +216,7 @@ class TaskMetric:
         value = float(details[self.task.objective])
         lines = [f"Score {value:.2f} ({self.task.objective})."]
         if example.options:
-            letters = [chr(ord("A") + i) for i in range(len(example.options))]
-            gold_text = dict(zip(letters, example.options, strict=True)).get(example.gold, "")
+            gold_text = dict(zip(letters(len(example.options)), example.options, strict=True)).get(example.gold, "")
             lines.append(f"The right answer was {example.gold} ({gold_text}); the program replied {answer!r}"
                          f" ({details.get('outcome', 'scored')}).")
         else:
@@ -273,10 +273,6 @@ def as_guidance(text: str | None) -> str | None:
 def digest_name(program: dspy.Module) -> str | None:
     names = [name for name, _ in program.named_predictors()]
     return "digest" if "digest" in names else None
-
-
-def instructions(program: dspy.Module) -> dict[str, str]:
-    return {name: pred.signature.instructions for name, pred in program.named_predictors()}
 
 
 def set_instruction(program: dspy.Module, name: str, text: str) -> None:
@@ -392,9 +388,6 @@ class Optimizer(ABC):
         plan = self._plan(program, len(trainset), len(valset), c)
         plan.parts[FINAL] = len(trainset) * c
         return plan
-
-    def estimate_calls(self, program: dspy.Module, trainset: Sequence[Example], valset: Sequence[Example]) -> int:
-        return self.plan(program, trainset, valset).total
 
     def check_budget(self, plan: CallPlan, budget: int) -> None:
         fixed = plan.total - plan.per_trial * plan.trials

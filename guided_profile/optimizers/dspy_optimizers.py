@@ -128,7 +128,7 @@ class MiproOptimizer(Optimizer):
         s = self.settings
         optimizer = _Mipro(self, metric=metric, prompt_model=self.prompt_lm, task_model=self.task_lm,
                            max_bootstrapped_demos=0, max_labeled_demos=0, auto=None,
-                           num_candidates=s["num_candidates"], num_threads=1, seed=self.seed or 9,
+                           num_candidates=s["num_candidates"], num_threads=1, seed=self.seed,
                            init_temperature=s["init_temperature"], verbose=False, track_stats=True)
         compiled = optimizer.compile(program, trainset=to_dspy(self.task, trainset),
                                      valset=to_dspy(self.task, valset), num_trials=s["num_trials"],
@@ -254,12 +254,17 @@ class CoproOptimizer(Optimizer):
                "and `depth` rounds refine the best ones")
     defaults = {"breadth": 4, "depth": 1, "init_temperature": 1.4}
 
+    def _candidates(self, steps: int) -> int:
+        """Candidates COPRO scores: depth k re-scores all (k + 1) * breadth candidates of each step."""
+        b, d = self.settings["breadth"], self.settings["depth"]
+        return steps * b * d * (d + 1) // 2
+
     def _plan(self, program: dspy.Module, n_train: int, n_dev: int, c: int) -> CallPlan:
         s = self.settings
         b, d, p = s["breadth"], s["depth"], len(program.predictors())
         if b < 2:
             raise ConfigError("copro: breadth must be at least 2")
-        candidates = p * b * d * (d + 1) // 2  # depth k re-scores all (k + 1) * breadth candidates of each step
+        candidates = self._candidates(p)
         plan = CallPlan(trials=candidates)
         plan.parts["first proposals (prompt)"] = p * (b - 1)
         if d > 1:
@@ -275,7 +280,7 @@ class CoproOptimizer(Optimizer):
         s = self.settings
         n = len(valset)
         state = {"count": 0, "sum": 0.0, "trial": 0}
-        total = len(program.predictors()) * s["breadth"] * s["depth"] * (s["depth"] + 1) // 2
+        total = self._candidates(len(program.predictors()))
 
         def on_score(value: float) -> None:  # COPRO scores each candidate on all of the dev set in turn
             state["count"] += 1
@@ -296,17 +301,21 @@ class CoproOptimizer(Optimizer):
         finally:
             metric.on_score = None
         candidates = getattr(compiled, "candidate_programs", [])
+        self.info["candidates"] = [{"instruction": c["instruction"], "dev_score": c["score"] / 100} for c in candidates]
         name = digest_name(program)
         if name is not None and candidates:
+            start = dict(program.named_predictors())[name].signature.instructions
+
+            def acceptable(text: str) -> bool:  # the task's own guidance may be a request ending in '.'
+                return text == start or question_shaped(text)
+
             shaped = [c for c in candidates
-                      if question_shaped(dict(c["program"].named_predictors())[name].signature.instructions)]
+                      if acceptable(dict(c["program"].named_predictors())[name].signature.instructions)]
             self.info["dropped_guidance_candidates"] = len(candidates) - len(shaped)
-            if shaped:
-                compiled = shaped[0]["program"]
-                self.known_dev_score = shaped[0]["score"] / 100  # DSPy's Evaluate scores in percent
-        if self.known_dev_score is None and candidates:
-            self.known_dev_score = candidates[0]["score"] / 100
-        self.info["candidates"] = [{"instruction": c["instruction"], "dev_score": c["score"] / 100} for c in candidates]
+            candidates = shaped
+            compiled = shaped[0]["program"] if shaped else program  # none usable: the starting program
+        if candidates:
+            self.known_dev_score = candidates[0]["score"] / 100  # DSPy's Evaluate scores in percent
         for attr in ("candidate_programs", "total_calls"):
             if hasattr(compiled, attr):
                 delattr(compiled, attr)

@@ -10,6 +10,7 @@ from typing import Any
 import dspy
 
 from guided_profile.datasets.example import Example
+from guided_profile.errors import GuidedProfileError
 from guided_profile.optimizers.base import CallPlan, Optimizer, ProgramAdapter, TaskMetric
 
 
@@ -30,6 +31,8 @@ def mean_score(optimizer: Optimizer, program: dspy.Module, examples: Sequence[Ex
         for example in examples:
             try:
                 total += metric.score(example, program(**optimizer.task.inputs(example)))
+            except GuidedProfileError:
+                raise  # a setup error fails every example alike: say so once
             except Exception:  # counted as a miss, like a wrong answer
                 pass
     return total / len(examples)

@@ -26,7 +26,7 @@ import optuna
 from optuna.trial import TrialState
 
 from guided_profile.datasets.example import Example
-from guided_profile.errors import ConfigError
+from guided_profile.errors import ConfigError, GuidedProfileError
 from guided_profile.optimizers.base import (
     FINAL,
     CallPlan,
@@ -34,27 +34,17 @@ from guided_profile.optimizers.base import (
     TaskMetric,
     as_guidance,
     calls_per_example,
-    instructions,
     register_optimizer,
     set_instruction,
     usage_delta,
 )
 from guided_profile.programs.answer import lettered
-from guided_profile.programs.export import answer_options
+from guided_profile.programs.export import answer_options, instructions
+from guided_profile.programs.methods import parts_of, switches_of
 from guided_profile.programs.modules import GuidedProfile
 
-PARTS = {"pc": "include_context", "g": "include_guidance", "pp": "include_profile"}
 PART_CHOICES = ["pc+pp", "pc+g+pp", "pc+g", "g+pp", "g", "pp"]  # every final step with guidance or profile
 WORDS = re.compile(r"\b(?:at most|no more than|fewer than|less than|under|up to)\s+(\d+)\s+words\b", re.IGNORECASE)
-
-
-def parts_of(switches: dict[str, bool]) -> str:
-    return "+".join(part for part, switch in PARTS.items() if switches[switch])
-
-
-def switches_of(parts: str) -> dict[str, bool]:
-    chosen = set(parts.split("+"))
-    return {switch: part in chosen for part, switch in PARTS.items()}
 
 
 def word_limit(instruction: str) -> int | None:
@@ -235,7 +225,9 @@ class OptunaSearch(Optimizer):
         complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         if complete < target:
             objective = self._objective(study, program, pool, valset, metric, base_parts, base_words, grid, multi)
-            study.optimize(objective, n_trials=target - complete, catch=(IncompleteTrial,),
+            # A trial cut short by failed calls does not count: each missing trial gets one retry here, and
+            # the callback stops as soon as `target` trials are complete.
+            study.optimize(objective, n_trials=2 * (target - complete), catch=(IncompleteTrial,),
                            callbacks=[optuna.study.MaxTrialsCallback(target, states=(TrialState.COMPLETE,)),
                                       self._budget_guard])
         return self._best(study, program, pool, multi)
@@ -328,6 +320,8 @@ class OptunaSearch(Optimizer):
                     try:
                         prediction = program(**self.task.inputs(example))
                         score = metric.score(example, prediction)
+                    except GuidedProfileError:
+                        raise  # a setup error (a metric's missing data, the store) fails every example alike
                     except Exception:  # a failed call scores 0 here and is tried again in a later trial
                         score, ok, failed = 0.0, False, failed + 1
                     spent = self.task_calls.tokens - start

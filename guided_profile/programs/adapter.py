@@ -21,7 +21,7 @@ from dspy.signatures.signature import Signature
 
 PREAMBLE = "You are a careful assistant who studies one person's history and answers briefly and exactly."
 HISTORY_FIELD = "history"
-_MARKER = re.compile(r"\[\[\s*##\s*\w+\s*##\s*\]\]")
+FIELD_MARKER = re.compile(r"\[\[\s*##\s*\w+\s*##\s*\]\]")  # DSPy's "[[ ## answer ## ]]"
 # A small model sometimes narrates instead of answering: 'In their voice, they would reply: "Sure!"'.
 _NARRATED = re.compile(r'^[^"\n]{0,200}\bwould (?:reply|say|respond|write|answer)\b[^"\n]{0,40}:\s*"(?P<quote>.+)"\s*$',
                        re.IGNORECASE | re.DOTALL)
@@ -37,7 +37,6 @@ class PersonalAdapter(ChatAdapter):
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("use_json_adapter_fallback", False)
         super().__init__(**kwargs)
-        self.unparseable = 0
 
     @staticmethod
     def _single_output(signature: type[Signature]) -> str | None:
@@ -75,7 +74,8 @@ class PersonalAdapter(ChatAdapter):
 
     def _call_postprocess(self, processed_signature, original_signature, outputs, lm, lm_kwargs):
         # DSPy raises on an empty reply before `parse` sees it; for a single-output step an empty reply is
-        # a counted unparseable answer (the task scores it), not a failed example that a rerun would retry.
+        # an answer the task scores as unparseable (and `Usage.empty_replies` counts), not a failed example
+        # that a rerun would retry.
         if self._single_output(original_signature) is not None:
             outputs = [({**o, "text": o.get("text") or " "} if isinstance(o, dict) else (o or " ")) for o in outputs]
         return super()._call_postprocess(processed_signature, original_signature, outputs, lm, lm_kwargs)
@@ -84,12 +84,10 @@ class PersonalAdapter(ChatAdapter):
         output = self._single_output(signature)
         if output is None:
             return super().parse(signature, completion)
-        text = _MARKER.sub("", completion).strip()
+        text = FIELD_MARKER.sub("", completion).strip()
         # A reply that echoes the field's name ("Profile: ...") still carries the value after it.
         text = re.sub(rf"^\s*{re.escape(_title(output))}\s*:\s*", "", text, flags=re.IGNORECASE)
         narrated = _NARRATED.match(text)
         if narrated:
             text = narrated["quote"].strip()
-        if not text:
-            self.unparseable += 1
         return {output: text}

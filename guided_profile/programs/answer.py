@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
+import re
 from collections.abc import Sequence
 
 import dspy
@@ -21,13 +22,15 @@ ANSWER_MODES = ("generate", "score")
 # The command line's default: choice scoring where a task has options (measured better for the embedded
 # model: experiments/results/table1-preference.md), generation for free-text tasks.
 AUTO = "auto"
+TOP_LOGPROBS = 20
+_LEADING_LETTER = re.compile(r"\(?([A-Z])(?![A-Za-z])")  # the fallback's reply opens with a lone letter
 
 
 def resolve_answer_mode(mode: str, has_options: bool) -> str:
     if mode == AUTO:
         return "score" if has_options else "generate"
     return mode
-TOP_LOGPROBS = 20
+
 
 _scoring = contextvars.ContextVar("scoring", default=False)
 
@@ -129,5 +132,8 @@ class ScoreChoice(dspy.Module):
 
     def _fallback(self, options: Sequence[str], inputs: dict) -> dspy.Prediction:
         reply = self.predict(**inputs, options=lettered(options), config={"max_tokens": 4}).answer.strip()
-        letter = reply[:1].upper() if reply[:1].upper() in letters(len(options)) else ""
+        # A reply that opens with a lone letter ("C", "C) ...", "(C)") is that letter; anything else
+        # ("Based on ...") goes to the task's own parser unchanged.
+        match = _LEADING_LETTER.match(reply)
+        letter = match[1] if match and match[1] in letters(len(options)) else ""
         return dspy.Prediction(answer=letter or reply, choice_probs=None, answer_path="fallback-generate")

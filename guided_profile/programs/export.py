@@ -20,7 +20,7 @@ import dspy
 
 from guided_profile.errors import ConfigError
 from guided_profile.programs.answer import ScoreChoice
-from guided_profile.programs.methods import build_program
+from guided_profile.programs.methods import build_program, parts_of
 from guided_profile.programs.modules import DirectAnswer, GuidedProfile, ProfileThenAnswer
 from guided_profile.tasks.base import Task
 
@@ -42,9 +42,7 @@ def method_of(program: dspy.Module, task: Task) -> str:
     if isinstance(program, GuidedProfile):
         if program.switches == task.gpg_switches:
             return "gpg"
-        parts = [p for p, on in (("pc", program.include_context), ("g", program.include_guidance),
-                                 ("pp", program.include_profile)) if on]
-        return "gpg:" + "+".join(parts)
+        return "gpg:" + parts_of(program.switches)
     if isinstance(program, ProfileThenAnswer):
         return "pg"
     if isinstance(program, DirectAnswer):

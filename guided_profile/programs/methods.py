@@ -22,18 +22,29 @@ METHODS: dict[str, Callable[..., dspy.Module]] = {
     "gpg": lambda task, **answer: GuidedProfile(task, **task.gpg_switches, **answer),
 }
 
-_PARTS = {"pc": "include_context", "g": "include_guidance", "pp": "include_profile"}
+# The parts the final step of GPG may see, by their short names in method names (`gpg:pc+g+pp`).
+PARTS = {"pc": "include_context", "g": "include_guidance", "pp": "include_profile"}
+
+
+def parts_of(switches: dict[str, bool]) -> str:
+    """'pc+pp' for context and profile on, guidance off."""
+    return "+".join(part for part, switch in PARTS.items() if switches[switch])
+
+
+def switches_of(parts: str) -> dict[str, bool]:
+    chosen = set(parts.split("+"))
+    return {switch: part in chosen for part, switch in PARTS.items()}
 
 
 def ablation_switches(method: str) -> dict[str, bool]:
     """Switches of a `gpg:...` name, e.g. 'gpg:pc+pp' -> context and profile on, guidance off."""
     parts = [p.strip() for p in method.split(":", 1)[1].split("+") if p.strip()]
-    unknown = [p for p in parts if p not in _PARTS]
+    unknown = [p for p in parts if p not in PARTS]
     if unknown or not parts:
-        raise ConfigError(f"method {method!r}: parts must be some of {'+'.join(_PARTS)}, e.g. gpg:pc+g+pp")
+        raise ConfigError(f"method {method!r}: parts must be some of {'+'.join(PARTS)}, e.g. gpg:pc+g+pp")
     if not {"g", "pp"} & set(parts):
         raise ConfigError(f"method {method!r} uses neither guidance nor profile: that is dg-pc / dg-no-pc")
-    return {switch: part in parts for part, switch in _PARTS.items()}
+    return switches_of("+".join(parts))
 
 
 def build_program(method: str, task: Task, *, answer_mode: str = "generate", rotations: int = 4) -> dspy.Module:

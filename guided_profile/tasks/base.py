@@ -42,6 +42,14 @@ def cut_history(items: Iterable[str], max_chars: int) -> tuple[list[str], bool]:
     return kept, shortened or len(kept) < len(items)
 
 
+
+def whole_number(name: str, value: object, minimum: int = 1) -> int:
+    """A task option that must be a whole number >= `minimum` (e.g. from --task-option KEY=VALUE)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"task option {name} must be a whole number of at least {minimum}, got {value!r}")
+    return value
+
+
 class Task(ABC):
     """One personalization task. Subclasses set the class attributes and implement the methods."""
 
@@ -60,8 +68,7 @@ class Task(ABC):
     sample_subdir: ClassVar[str]                 # committed sample, relative to datasets/
 
     def __init__(self, seed: int = 0, max_history_chars: int = DEFAULT_MAX_HISTORY_CHARS):
-        if isinstance(max_history_chars, bool) or not isinstance(max_history_chars, int) or max_history_chars < 1:
-            raise ConfigError(f"max_history_chars must be a positive whole number, got {max_history_chars!r}")
+        whole_number("max_history_chars", max_history_chars)
         self.seed = seed
         self.max_history_chars = max_history_chars
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from guided_profile.datasets.amazon import build_preference_examples, load_amazon
 from guided_profile.datasets.example import Example
-from guided_profile.tasks.base import ChoiceTask, register_task
+from guided_profile.tasks.base import ChoiceTask, register_task, whole_number
 
 
 @register_task
@@ -28,8 +28,8 @@ class PreferenceTask(ChoiceTask):
 
     def __init__(self, seed: int = 0, category_level: int = 1, min_categories: int = 5, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        self.category_level = category_level
-        self.min_categories = min_categories
+        self.category_level = whole_number("category_level", category_level)
+        self.min_categories = whole_number("min_categories", min_categories, minimum=0)
 
     def load(self, path: Path) -> tuple[list[Example], dict[str, int]]:
         catalog, histories = load_amazon(path)
