@@ -1,6 +1,7 @@
 """The runner: records, failures that do not stop a run, and resume without repeated calls."""
 
 import json
+import threading
 
 import dspy
 import pytest
@@ -149,12 +150,14 @@ def test_a_broken_store_stops_the_run_with_its_error(tmp_path):
 def test_a_stop_mid_run_starts_no_queued_example_and_keeps_the_finished(tmp_path, workers):
     from guided_profile.store import StoreError
 
-    started = []
+    started, lock = [], threading.Lock()
 
     class StopAtThird(dspy.Module):  # the store error stands for anything that ends a run (Ctrl-C too)
         def forward(self, **inputs):
-            started.append(inputs["history"])
-            if len(started) == 3:
+            with lock:
+                started.append(inputs["history"])
+                third = len(started) == 3
+            if third:
                 raise StoreError("stop")
             return dspy.Prediction(answer="A")
 
