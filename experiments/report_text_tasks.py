@@ -34,10 +34,9 @@ TASKS = {"paraphrase": "Figure 3 shape: LaMP-7 tweet paraphrasing", "dialogue": 
 PAIRS = [("gpg", "dg-pc"), ("gpg", "pg"), ("pg", "dg-pc")]
 
 
-def load(folder: Path, task: Task) -> dict[tuple[str, str], dict]:
+def load(folder: Path, task: Task, config: dict) -> dict[tuple[str, str], dict]:
     """The folder's finished records of examples in the run's split as the task splits it today (the
     dialogue task once split by dialogue, now by persona: records of other examples are left out)."""
-    config = json.loads((folder / "config.json").read_text())
     data = Path(config["data"]) if Path(config["data"]).exists() else resolve_data(task, "real")  # another machine
     examples = split_examples(task.load(data)[0], config["split"], config["seed"])
     ids = {ex.example_id for ex in examples}
@@ -60,11 +59,11 @@ def task_section(name: str, title: str) -> tuple[list[str], Path | None]:
     if not (folder / "config.json").exists():
         return [f"## {title}", "", f"No run in {folder.name} yet.", ""], None
     task = get_task(name)
-    runs = load(folder, task)
+    config = json.loads((folder / "config.json").read_text())
+    runs = load(folder, task, config)
     users = sorted({e for _, e in runs if all((m, e) in runs for m in METHODS)})
     if not users:
         return [f"## {title}", "", f"No finished users in {folder.name} yet.", ""], None
-    config = json.loads((folder / "config.json").read_text())
     keys = list(task.metric_keys)
     per = {m: [runs[(m, u)] for u in users] for m in METHODS}
     lines = [f"## {title}", "",

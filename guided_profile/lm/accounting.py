@@ -54,11 +54,11 @@ def usage_of(entries: list[dict]) -> Usage:
     for entry in entries:
         usage = entry.get("usage") or {}
         details = usage.get("prompt_tokens_details") or {}
+        response = entry.get("response")
         timings = {}
         if usage:  # a cache hit replays the old response's timings, but took no model time now
-            timings = (getattr(entry.get("response"), "provider_data", None) or {}).get("timings", {})
+            timings = (getattr(response, "provider_data", None) or {}).get("timings", {})
         prompt_seconds, generation_seconds = timings.get("prompt_ms", 0) / 1000, timings.get("predicted_ms", 0) / 1000
-        response = entry.get("response")
         one_token = (entry.get("kwargs") or {}).get("max_tokens") == 1  # scoring: cut short on purpose
         cut = getattr(response, "finish_reason", None) == "length" and not one_token
         text = getattr(response, "text", None)
