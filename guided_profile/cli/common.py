@@ -32,8 +32,8 @@ def non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
 
 
-def add_lm_options(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
-    """--lm and friends. With `prefix="prompt-"` the same options name the prompt model of an optimizer."""
+def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True) -> None:
+    """--lm and friends; `parallel=False` for commands that send one request at a time (optimize)."""
     group = parser.add_argument_group("model")
     group.add_argument("--lm", default="local",
                        help="local (embedded Qwen2.5-Coder-1.5B, default), local-0.5b (fast checks), "
@@ -45,10 +45,11 @@ def add_lm_options(parser: argparse.ArgumentParser, *, prefix: str = "") -> None
     group.add_argument("--context", type=positive_int, default=8192,
                        help="context window per request for in-process models")
     group.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: all cores)")
-    group.add_argument("--parallel", type=positive_int, default=4,
-                       help="examples evaluated at once; in-process models get as many server slots "
-                            "(continuous batching). Default 4, measured fastest on 2 cores; 1 gives "
-                            "bit-identical greedy replies across runs")
+    if parallel:
+        group.add_argument("--parallel", type=positive_int, default=4,
+                           help="examples evaluated at once; in-process models get as many server slots "
+                                "(continuous batching). Default 4, measured fastest on 2 cores; 1 gives "
+                                "bit-identical greedy replies across runs")
     group.add_argument("--no-cache", action="store_true",
                        help="do not reuse DSPy's cached answers (every call goes to the model)")
 
@@ -134,7 +135,7 @@ def make_lm_from_args(args: argparse.Namespace):
     from guided_profile.lm import make_lm
 
     return make_lm(args.lm, api_base=args.api_base, context=args.context, threads=args.threads,
-                   n_parallel=args.parallel, cache=not args.no_cache)
+                   n_parallel=getattr(args, "parallel", 1), cache=not args.no_cache)
 
 
 def open_store(path: Path | None):

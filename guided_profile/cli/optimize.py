@@ -72,7 +72,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     data.add_argument("--dev-limit", type=non_negative_int, default=20,
                       help="dev examples candidates are scored on (seeded sample; 0 = all; default 20)")
     data.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE", help="task setting")
-    add_lm_options(parser)
+    add_lm_options(parser, parallel=False)  # optimizers evaluate one example at a time
     prompt = parser.add_argument_group("prompt model (proposals and reflection)")
     prompt.add_argument("--prompt-lm", default=None, help="same forms as --lm (default: the task model)")
     prompt.add_argument("--prompt-api-base", default=None, help="base URL for --prompt-lm (default: --api-base)")
