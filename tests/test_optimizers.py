@@ -88,6 +88,17 @@ def test_copro_keeps_a_hand_written_guidance_that_is_a_request_not_a_question(tm
     assert result.program.digest.signature.instructions == request
 
 
+def test_gepa_progress_says_what_was_proposed_and_the_verdict(tmp_path):
+    lines = []
+    task_lm, _, prompt_lm, _ = lms()
+    optimizer = get_optimizer("gepa", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
+                              progress=lines.append, **SETTINGS["gepa"])
+    run_optimizer(optimizer, build_program("gpg", TASK), examples(5, "t"), examples(4, "d"), budget=10_000,
+                  log=lambda line: None)
+    iterations = [line for line in lines if "metric calls" in line]
+    assert any("accepted" in line and f"proposed digest: {NEW_Q!r}" in line for line in iterations), iterations
+
+
 def test_plans_match_measured_calls_for_dspy_optimizers(tmp_path):
     """Without cache hits the formulas are exact for COPRO and for MIPROv2 when bootstrapping finds nothing."""
     never = lambda s, u: "A" if "answer" in u.rsplit("\n\n", 1)[-1].lower() else "x"  # noqa: E731

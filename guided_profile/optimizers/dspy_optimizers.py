@@ -183,11 +183,22 @@ class GuidanceProposer:
 
 
 class _GepaProgress:
-    """GEPA callback: one progress line per iteration."""
+    """GEPA callback: one progress line per iteration, saying what was proposed and how it fared."""
 
     def __init__(self, owner: GepaOptimizer, total: int):
         self.owner = owner
         self.total = total
+        self.proposed = ""
+        self.minibatch = ""
+
+    def on_iteration_start(self, event: dict) -> None:
+        self.proposed = self.minibatch = ""
+
+    def on_proposal_end(self, event: dict) -> None:
+        self.proposed = "; ".join(f"{name}: {text[:100]!r}" for name, text in event["new_instructions"].items())
+
+    def on_candidate_rejected(self, event: dict) -> None:
+        self.minibatch = f" (minibatch total {event['old_score']:g} -> {event['new_score']:g})"
 
     def on_valset_evaluated(self, event: dict) -> None:
         self.owner.report(f"{event['iteration']} (candidate {event['candidate_idx']})", None, event["average_score"],
@@ -196,9 +207,13 @@ class _GepaProgress:
     def on_iteration_end(self, event: dict) -> None:
         state = event["state"]
         scores = state.program_full_scores_val_set
+        if event["proposal_accepted"]:
+            verdict = "accepted"
+        else:  # GEPA proposes nothing for a minibatch the program already gets right
+            verdict = "rejected" + self.minibatch if self.proposed else "nothing proposed"
         self.owner.report(event["iteration"], None, None,
-                          f"{'accepted' if event['proposal_accepted'] else 'rejected'}; best dev {max(scores):.3f}; "
-                          f"metric calls {state.total_num_evals}/{self.total}")
+                          f"{verdict}; best dev {max(scores):.3f}; metric calls {state.total_num_evals}/{self.total}"
+                          + (f"; proposed {self.proposed}" if self.proposed else ""))
 
 
 @register_optimizer
