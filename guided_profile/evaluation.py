@@ -183,10 +183,22 @@ def _each_done(work: Callable, items: list, workers: int) -> Iterator:
     if workers <= 1:
         yield from map(work, items)
         return
+    stop = threading.Event()  # set by the first failure, before the caller even hears of it
+
+    def guarded(item: Any) -> Any:
+        if stop.is_set():
+            return 0
+        try:
+            return work(item)
+        except BaseException:
+            stop.set()
+            raise
+
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        yield from (future.result() for future in as_completed([pool.submit(work, item) for item in items]))
+        yield from (future.result() for future in as_completed([pool.submit(guarded, item) for item in items]))
     finally:
+        stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
 
 
