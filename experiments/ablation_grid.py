@@ -18,10 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported in main(), after DSPY_CACHEDIR is set
+    from guided_profile.store import ProfileStore
 
 # Every final step that uses guidance or a profile (6 gpg:PARTS rows), the direct answers without and
 # with the history, and the unguided profile (PG = history + unguided profile).
@@ -39,16 +42,19 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def generations(store: Path) -> dict:
-    """Store rows per (user, kind): each row is one generation, since the run started with an empty store."""
-    with sqlite3.connect(store) as db:
-        rows = db.execute("SELECT user_id, kind, guidance IS NOT NULL AND guidance != '' FROM steps").fetchall()
-    kinds = Counter((user, "guidance" if kind == "guidance" else ("guided profile" if guided else "unguided profile"))
-                    for user, kind, guided in rows)
-    users = sorted({user for user, _ in kinds})
-    per_kind = {k: sorted(n for (u, kind), n in kinds.items() if kind == k)
-                for k in ("guidance", "guided profile", "unguided profile")}
-    return {"users": len(users), "generations": len(rows),
+KINDS = ("guidance", "guided profile", "unguided profile")
+
+
+def generations(store: ProfileStore, users: set[str]) -> dict:
+    """Store entries per (user, kind): each is one generation, since the run started with an empty store."""
+    kinds = Counter()
+    for user in users:
+        for step in store.for_user(user):
+            kind = "guidance" if step["kind"] == "guidance" else ("guided profile" if step["guidance"]
+                                                                  else "unguided profile")
+            kinds[(user, kind)] += 1
+    per_kind = {k: [n for (_, kind), n in kinds.items() if kind == k] for k in KINDS}
+    return {"users": len(users), "generations": store.count(),
             "most_per_user_and_kind": max(kinds.values(), default=0),
             "per_kind": {k: {"total": sum(v), "max_per_user": max(v, default=0)} for k, v in per_kind.items()}}
 
@@ -60,6 +66,7 @@ def main() -> int:
     os.environ["DSPY_CACHEDIR"] = str(work / "dspy")  # before DSPy is imported: its cache starts empty
     from guided_profile.cli import main as cli
     from guided_profile.evaluation import RECORDS, read_records
+    from guided_profile.store import ProfileStore
 
     command = ["run", "--task", "preference", "--data", args.data, "--split", "test", "--limit", str(args.limit),
                "--lm", args.lm, "--answer-mode", "score", "--methods", ",".join(ROWS),
@@ -67,8 +74,10 @@ def main() -> int:
     status = cli(command)
     if status:
         return status
-    counted = generations(work / "profiles.sqlite")
     records = read_records(args.out / RECORDS)
+    store = ProfileStore(work / "profiles.sqlite")
+    counted = generations(store, {r["user_id"] for r in records})
+    store.close()
     counted["store_hits"] = sum(r["usage"].get("store_hits", 0) for r in records)
     counted |= {"rows": ROWS, "command": "python " + " ".join(sys.argv)}
     (args.out / "generations.json").write_text(json.dumps(counted, indent=2))
