@@ -190,12 +190,20 @@ class _GepaProgress:
         self.total = total
         self.proposed = ""
         self.minibatch = ""
+        self.parent: dict[str, str] = {}  # the candidate a proposal starts from
 
     def on_iteration_start(self, event: dict) -> None:
         self.proposed = self.minibatch = ""
+        self.parent = {}
+
+    def on_proposal_start(self, event: dict) -> None:
+        self.parent = event["parent_candidate"]
 
     def on_proposal_end(self, event: dict) -> None:
-        self.proposed = "; ".join(f"{name}: {text[:100]!r}" for name, text in event["new_instructions"].items())
+        # GuidanceProposer hands back the current text when it refuses a proposal: that is no change.
+        changed = {n: t for n, t in event["new_instructions"].items() if t != self.parent.get(n)}
+        self.proposed = ("; ".join(f"{name}: {text[:100]!r}" for name, text in changed.items())
+                         or "nothing usable (current text kept)")
 
     def on_candidate_rejected(self, event: dict) -> None:
         self.minibatch = f" (minibatch total {event['old_score']:g} -> {event['new_score']:g})"
