@@ -42,7 +42,6 @@ def cut_history(items: Iterable[str], max_chars: int) -> tuple[list[str], bool]:
     return kept, shortened or len(kept) < len(items)
 
 
-
 def whole_number(name: str, value: object, minimum: int = 1) -> int:
     """A task option that must be a whole number >= `minimum` (e.g. from --task-option KEY=VALUE)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
