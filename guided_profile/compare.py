@@ -13,7 +13,7 @@ from typing import Any
 import dspy
 
 from guided_profile.datasets.example import Example
-from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue
+from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue
 from guided_profile.programs.export import instructions
 from guided_profile.report import RUN_KEYS, fmt, markdown_table
 from guided_profile.tasks.base import Task
@@ -32,8 +32,7 @@ def comparison_rows(task: Task, summaries: dict[str, dict], done: dict[tuple[str
     rows = []
     for method, summary in summaries.items():
         own = scores(method)
-        row: dict[str, Any] = {"method": method, "summary": summary, "n": len(own),
-                               "ci95": bootstrap_ci(list(own.values())) if own else None}
+        row: dict[str, Any] = {"method": method, "summary": summary, "n": summary["n"], "ci95": summary["ci95"]}
         paired = [eid for eid in own if eid in ref]
         if method != reference and paired:
             a, b = [own[e] for e in paired], [ref[e] for e in paired]
@@ -49,17 +48,18 @@ def comparison_rows(task: Task, summaries: dict[str, dict], done: dict[tuple[str
 
 def table(task: Task, rows: list[dict[str, Any]], reference: str = REFERENCE) -> tuple[list[str], list[list[str]]]:
     metric_keys = [k for k in rows[0]["summary"] if k not in RUN_KEYS] if rows else []
-    header = ["program", *metric_keys, "n", "95% CI", f"diff vs {reference}", "diff 95% CI", "p (paired perm.)",
-              "calls/ex", "store hits/ex", "tokens/ex"]
+    header = ["program", *metric_keys, "n", f"{task.objective} 95% CI", "paired n", f"diff vs {reference}",
+              "diff 95% CI", "p (paired perm.)", "failed", "cut", "calls/ex", "store hits/ex", "tokens/ex"]
     body = []
     for r in rows:
         s = r["summary"]
         ci = r["ci95"]
         body.append([r["method"], *[fmt(s.get(k)) for k in metric_keys], str(r["n"]),
-                     f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-",
+                     f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-", str(r.get("paired_n", "-")),
                      f"{r['diff']:+.3f}" if "diff" in r else "-",
                      f"[{r['diff_ci'][0]:+.3f}, {r['diff_ci'][1]:+.3f}]" if "diff" in r else "-",
-                     f"{r['p']:.3f}" if "p" in r else "-", f"{r['calls']:.1f}", f"{r['store_hits']:.1f}",
+                     f"{r['p']:.3f}" if "p" in r else "-", str(s["failed"]), str(s["history_cut"]),
+                     f"{r['calls']:.1f}", f"{r['store_hits']:.1f}",
                      f"{r['tokens']:.0f}"])
     return header, body
 

@@ -62,6 +62,7 @@ class RunFolder:
         """Create the folder, or reopen it to resume if it was made by the same configuration."""
         path.mkdir(parents=True, exist_ok=True)
         config_file = path / "config.json"
+        old: dict[str, Any] = {}
         if config_file.exists():
             old = json.loads(config_file.read_text())
             keys = ("task", "split", "seed", "lm", "data", "task_options", "answer_mode", "rotations")
@@ -77,12 +78,31 @@ class RunFolder:
                                   "changed since); use another --out folder")
             config = config | {"methods": sorted(set(old.get("methods", [])) | set(config["methods"])),
                                "programs": old_programs | new_programs}
-        config_file.write_text(json.dumps(config, indent=2))
+        # Written now only when new, or when it gains methods or programs (which later resumes check);
+        # otherwise with the summary, so the command and limit it states are those of the summary.
+        if not old or any((old.get(k) or None) != (config.get(k) or None) for k in ("methods", "programs")):
+            config_file.write_text(json.dumps(config, indent=2))
         run = cls(path, config)
         records = path / RECORDS
         for record in read_records(records, repair=True):
             run._remember(record)
         return run
+
+    def save_summary(self, summaries: dict[str, dict]) -> None:
+        """summary.json, with config.json rewritten beside it so both state the same command."""
+        (self.path / "config.json").write_text(json.dumps(self.config, indent=2))
+        (self.path / "summary.json").write_text(json.dumps({"config": self.config, "methods": summaries}, indent=2))
+
+    def check_matches(self, task: Task, examples: list[Example]) -> None:
+        """Refuse to resume on records whose example now reads differently (the data file, the task's
+        options or its prompt formatting changed): reusing them would mix two experiments silently."""
+        now = {ex.example_id: json.loads(json.dumps({"inputs": task.inputs(ex), "gold": ex.gold}))
+               for ex in examples if any((m, ex.example_id) in self.done for m in self.config["methods"])}
+        for (method, example_id), record in self.done.items():
+            if example_id in now and {"inputs": record["inputs"], "gold": record["gold"]} != now[example_id]:
+                raise ConfigError(f"{self.path / RECORDS}: the record of {method} on example {example_id} has other "
+                                  "inputs or gold than the data gives now (the data or the task changed); use "
+                                  "another --out folder to start a new run")
 
     def append(self, record: dict[str, Any]) -> None:
         with open(self.path / RECORDS, "a", encoding="utf-8") as f:
@@ -134,7 +154,8 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
              run: RunFolder, *, workers: int = 1, adapter: dspy.Adapter | None = None,
              store: ProfileStore | None = None,
              progress: Callable[[int], Any] | None = None) -> dict[str, dict]:
-    """Every program on every example not yet in `run`; returns each method's summary.
+    """Every program on every example not yet in `run`; returns each method's summary (also of the
+    methods the folder ran before on these examples).
 
     The unit of work is one example with all its pending methods, run back to back, so the model's
     prompt cache still holds that user's history and a run cut short has every method on the same
@@ -145,6 +166,7 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     `progress(total)` makes a bar (tqdm-like: `update(n)`, `close()`) for the method runs to do.
     """
     adapter = adapter or PersonalAdapter()
+    run.check_matches(task, examples)
     todo = [(ex, [m for m in programs if (m, ex.example_id) not in run.done]) for ex in examples]
     todo = [(ex, methods) for ex, methods in todo if methods]
     local = threading.local()
@@ -170,10 +192,14 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     finally:
         if bar is not None:
             bar.close()
+    # Also the folder's other methods with records on these examples, so a run grown one method at a
+    # time still has every row in its summary.
+    earlier = [m for m in run.config.get("methods", []) if m not in programs
+               and any((m, ex.example_id) in run.done for ex in examples)]
     summaries = {method: summarize(task, [run.done.get((method, ex.example_id)) for ex in examples],
                                    failed=sum((method, ex.example_id) in run.failed for ex in examples))
-                 for method in programs}
-    (run.path / "summary.json").write_text(json.dumps({"config": run.config, "methods": summaries}, indent=2))
+                 for method in [*programs, *earlier]}
+    run.save_summary(summaries)
     return summaries
 
 

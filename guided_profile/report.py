@@ -35,8 +35,8 @@ def totals_line(summaries: dict[str, dict]) -> str:
 def summary_rows(task: Task, summaries: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     """Columns: method, the task's metrics (objective with its 95% interval), n, failures, cost."""
     metric_keys = [k for k in next(iter(summaries.values()), {}) if k not in RUN_KEYS]
-    header = ["method", *metric_keys, "95% CI", "n", "failed", "cut", "calls/ex", "store hits/ex", "prompt tok/ex",
-              "cached/ex", "gen tok/ex", "s/ex"]
+    header = ["method", *metric_keys, f"{task.objective} 95% CI", "n", "failed", "cut", "calls/ex", "store hits/ex",
+              "prompt tok/ex", "cached/ex", "gen tok/ex", "s/ex"]
     rows = []
     for method, s in summaries.items():
         ci = s.get("ci95")

@@ -1,5 +1,7 @@
 """The benchmark's floor arithmetic, and its refusal of models it cannot measure."""
 
+import pytest
+
 from guided_profile.bench import default_configs, floor_speed, floor_tokens, run_speed
 from guided_profile.cli import main
 
@@ -40,8 +42,26 @@ def test_configs_compare_plain_dspy_with_ours():
 
 
 def test_bench_refuses_a_remote_or_fake_model(capsys):
-    assert main(["bench", "--lm", "fake"]) == 2
-    assert "in-process model" in capsys.readouterr().err
+    for lm in ("fake", "openai/gpt-4o-mini"):
+        assert main(["bench", "--lm", lm]) == 2
+        assert "in-process model" in capsys.readouterr().err
+
+
+def test_bench_takes_a_gguf_path_and_refuses_bad_configurations(capsys, monkeypatch):
+    import guided_profile.cli.bench as cli_bench
+
+    def stop_before_loading(*args, **kwargs):
+        raise SystemExit("data")  # the options passed every check
+
+    monkeypatch.setattr(cli_bench, "make_task", stop_before_loading)
+    with pytest.raises(SystemExit, match="data"):  # a gguf path gets past the option checks
+        main(["bench", "--lm", "gguf:/models/some model.gguf"])
+    for options, message in ((["--parallel", "1,2"], "at least 2"), (["--parallel", "two"], "expected numbers"),
+                             (["--configs", "default,paralel-2"], "unknown paralel-2"),
+                             (["--configs", "plain-dspy"], "must include 'default'")):
+        assert main(["bench", "--lm", "local", *options]) == 2
+        assert message in capsys.readouterr().err
+    assert cli_bench._slot_counts("4,2,4") == (2, 4)
 
 
 def test_report_states_the_program_and_ratios(tmp_path):

@@ -5,6 +5,9 @@ import json
 import pytest
 
 from guided_profile.cli import main
+from guided_profile.tasks import get_task
+
+TASK_PREFERENCE = get_task("preference")
 
 
 def run_cli(tmp_path, *extra):
@@ -28,6 +31,24 @@ def test_preference_end_to_end_on_the_sample(tmp_path, capsys):
     assert summary["config"]["lm"]["model"] == "scripted-fake"
     assert summary["methods"]["gpg"]["n"] == 12
     assert "| gpg |" in (tmp_path / "run" / "table.md").read_text()
+    assert summary["config"]["command"].startswith("guided-profile run --task preference --lm fake --split all")
+
+
+def test_default_run_folders_keep_data_and_answer_modes_apart():
+    import argparse
+
+    from guided_profile.cli.common import default_out
+
+    def folder(**changes):
+        args = dict(out=None, data="sample", lm="gguf:/m/q.gguf", split="test", seed=0, answer_mode="score",
+                    rotations=4) | changes
+        return default_out(argparse.Namespace(**args), TASK_PREFERENCE)
+
+    assert str(folder()) == "runs/preference-test-sample-gguf__m_q.gguf-score4-seed0"
+    others = [folder(data="real"), folder(data="/data/amazon_scientific"), folder(answer_mode="generate"),
+              folder(rotations=2), folder(lm="local")]
+    assert len({folder(), *others}) == 6
+    assert folder(out="mine") == "mine"
 
 
 def test_rerun_resumes_without_new_calls(tmp_path, capsys):

@@ -48,6 +48,15 @@ def test_bootstrap_interval_bounds():
         paired_bootstrap([1, 2], [1])
 
 
+def test_statistics_do_not_depend_on_the_order_a_report_reads_the_examples_in():
+    scores = [0.1 * (i % 7) + 0.01 * i for i in range(30)]
+    other = [0.35] * 30
+    assert bootstrap_ci(scores) == bootstrap_ci(scores[::-1])
+    assert paired_bootstrap(scores, other) == paired_bootstrap(scores[::-1], other[::-1])
+    assert paired_permutation_pvalue(scores, other, exact_up_to=0) == \
+        paired_permutation_pvalue(scores[::-1], other[::-1], exact_up_to=0)
+
+
 def record(method, eid, score):
     return {"method": method, "example_id": eid, "metrics": {"accuracy": score}}
 
@@ -63,7 +72,8 @@ def test_rows_pair_examples_and_ignore_unpaired_ones():
     done = {("handwritten", f"u{i}"): record("handwritten", f"u{i}", s) for i, s in enumerate(base)}
     done |= {("tuned", f"u{i}"): record("tuned", f"u{i}", s) for i, s in enumerate(tuned) if s is not None}
     per = {"calls": 3.0, "prompt_tokens": 100.0, "completion_tokens": 10.0}
-    summaries = {m: {"accuracy": 0.0, "n": 0, "per_example": per} for m in ("handwritten", "tuned")}
+    summaries = {m: {"accuracy": 0.0, "n": n, "ci95": None, "per_example": per}
+                 for m, n in (("handwritten", 5), ("tuned", 4))}
     rows = {r["method"]: r for r in comparison_rows(TASK, summaries, done, examples)}
     assert "diff" not in rows["handwritten"]
     tuned_row = rows["tuned"]

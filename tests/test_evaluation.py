@@ -87,6 +87,38 @@ def test_reopening_with_another_configuration_is_refused(tmp_path):
         RunFolder.open(tmp_path, other)
 
 
+def test_resume_refuses_records_of_examples_that_now_read_differently(tmp_path):
+    lm, _ = make_lm(lambda system, user: "A")
+    evaluate({"dg-pc": build_program("dg-pc", TASK)}, TASK, examples(), lm, RunFolder.open(tmp_path, config(["dg-pc"])))
+    changed = examples()
+    changed[2] = Example("u2", "u2", ("another item", "Glass beaker"), "Which next?", "A", changed[2].options)
+    run = RunFolder.open(tmp_path, config(["dg-pc"]))
+    with pytest.raises(ConfigError, match=r"records.jsonl: the record of dg-pc on example u2 has other inputs"):
+        evaluate({"dg-pc": build_program("dg-pc", TASK)}, TASK, changed, lm, run)
+    evaluate({"dg-pc": build_program("dg-pc", TASK)}, TASK, examples(), lm, run)  # the same data resumes
+
+
+def test_summary_keeps_the_rows_of_methods_run_earlier_in_the_folder(tmp_path):
+    lm, _ = make_lm(lambda system, user: "A")
+    evaluate({"dg-pc": build_program("dg-pc", TASK)}, TASK, examples(), lm, RunFolder.open(tmp_path, config(["dg-pc"])))
+    summaries = evaluate({"dg-no-pc": build_program("dg-no-pc", TASK)}, TASK, examples(3), lm,
+                         RunFolder.open(tmp_path, config(["dg-no-pc"])))
+    assert list(summaries) == ["dg-no-pc", "dg-pc"] and summaries["dg-pc"]["n"] == 3  # on this call's examples
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert set(saved["methods"]) == {"dg-no-pc", "dg-pc"}
+
+
+def test_config_states_the_command_of_its_summary_not_of_an_attempt_cut_short(tmp_path):
+    lm, _ = make_lm(lambda system, user: "A")
+    first = config(["dg-pc"]) | {"command": "run --limit 4"}
+    evaluate({"dg-pc": build_program("dg-pc", TASK)}, TASK, examples(), lm, RunFolder.open(tmp_path, first))
+    RunFolder.open(tmp_path, first | {"command": "run --limit 8"})  # reopened, then killed before its summary
+    assert json.loads((tmp_path / "config.json").read_text())["command"] == "run --limit 4"
+    RunFolder.open(tmp_path, first | {"methods": ["pg"], "command": "run --methods pg"})
+    saved = json.loads((tmp_path / "config.json").read_text())  # new methods are written at once, for resume checks
+    assert saved["methods"] == ["dg-pc", "pg"] and saved["command"] == "run --methods pg"
+
+
 def test_parallel_workers_give_the_same_records_and_per_example_costs(tmp_path):
     def rule(system, user):
         return "A" if "item 1" in user or "item 4" in user else "C"

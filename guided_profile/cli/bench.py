@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from guided_profile.cli.common import FORMATTER, add_data_options, load_split, make_task, positive_int
+from guided_profile.cli.common import (
+    FORMATTER,
+    add_data_options,
+    command_line,
+    load_split,
+    make_task,
+    positive_int,
+)
 from guided_profile.errors import ConfigError
 
 EPILOG = """Run it with nothing else using the CPU: a competing job halves the model's speed.
@@ -36,15 +42,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     from guided_profile.bench import bench, default_configs
 
-    if args.lm in ("fake",) or "/" in args.lm:
-        raise ConfigError("bench measures an in-process model: use --lm local, local-0.5b or gguf:PATH")
-    try:
-        parallel = tuple(int(n) for n in args.parallel.split(",") if n.strip())
-    except ValueError as exc:
-        raise ConfigError(f"--parallel {args.parallel!r}: expected numbers such as 2,4") from exc
-    configs = default_configs(parallel)
+    if not (args.lm in ("local", "local-0.5b") or args.lm.startswith("gguf:")):
+        raise ConfigError(f"--lm {args.lm}: bench measures an in-process model: use local, local-0.5b or gguf:PATH")
+    configs = default_configs(_slot_counts(args.parallel))
     if args.configs:
-        wanted = {c.strip() for c in args.configs.split(",")}
+        wanted = {c.strip() for c in args.configs.split(",") if c.strip()}
+        unknown = wanted - {c.name for c in configs}
+        if unknown:
+            raise ConfigError(f"--configs: unknown {', '.join(sorted(unknown))}; choose from "
+                              f"{', '.join(c.name for c in configs)}")
         configs = [c for c in configs if c.name in wanted]
         if not any(c.name == "default" for c in configs):
             raise ConfigError("--configs must include 'default': the floor is computed from its token counts")
@@ -52,11 +58,22 @@ def main(args: argparse.Namespace) -> int:
     examples, data, _ = load_split(task, args)
     args.out.mkdir(parents=True, exist_ok=True)
     result = bench(task, examples, args.lm, args.out, configs=configs, threads=args.threads)
-    result["command"] = "guided-profile " + " ".join(sys.argv[1:])
+    result["command"] = command_line(args)
     result["data"] = {"path": str(data), "split": args.split, "limit": args.limit, "seed": args.seed}
     (args.out / "bench.json").write_text(json.dumps(result, indent=2))
     print(write_report(result, args.out))
     return 0
+
+
+def _slot_counts(text: str) -> tuple[int, ...]:
+    """--parallel as distinct slot counts above 1 (one slot is the 'default' configuration already)."""
+    try:
+        counts = [int(n) for n in text.split(",") if n.strip()]
+    except ValueError:
+        raise ConfigError(f"--parallel {text!r}: expected numbers such as 2,4") from None
+    if any(n < 2 for n in counts):
+        raise ConfigError(f"--parallel {text!r}: slot counts must be at least 2 (1 slot is the 'default' row)")
+    return tuple(sorted(set(counts)))
 
 
 def write_report(result: dict, out: Path) -> str:

@@ -32,6 +32,16 @@ def non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The command that made a result, as recorded beside it: quoted so it can be pasted back into a
+    shell, with any password in a URL (`--api-base`, `--option storage=...`) replaced by ***."""
+    import shlex
+
+    from guided_profile.optimizers.search import redact
+
+    return redact(shlex.join(["guided-profile", *args.argv]))
+
+
 def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True) -> None:
     """--lm and friends; `parallel=False` for commands that send one request at a time (optimize)."""
     group = parser.add_argument_group("model")
@@ -126,9 +136,13 @@ def load_split(task: Task, args: argparse.Namespace, split: str | None = None):
 
 
 def default_out(args: argparse.Namespace, task: Task, prefix: str = "") -> Path:
-    """`--out`, else runs/[PREFIX-]TASK-SPLIT-LM-seedS: one folder per configuration, so a rerun resumes."""
-    lm_tag = args.lm.replace("/", "_").replace(":", "_")
-    return args.out or Path("runs") / f"{prefix}{task.name}-{args.split}-{lm_tag}-seed{args.seed}"
+    """`--out`, else runs/[PREFIX-]TASK-SPLIT-DATA-LM-MODE-seedS: one folder per configuration, so a rerun
+    resumes and a run on other data or in another answer mode gets a folder of its own."""
+    if args.out:
+        return args.out
+    tag = "".join(c if c.isalnum() or c in ".-" else "_" for c in f"{Path(args.data).name}-{args.lm}")
+    mode = args.answer_mode if args.answer_mode != "score" else f"score{args.rotations}"
+    return Path("runs") / f"{prefix}{task.name}-{args.split}-{tag}-{mode}-seed{args.seed}"
 
 
 def make_lm_from_args(args: argparse.Namespace):
@@ -168,15 +182,13 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
 def run_config(args: argparse.Namespace, task: Task, task_options: dict, methods: list[str], data: Path,
                stats: dict, identity, payloads: dict) -> dict:
     """What a run folder records about how it was made (and checks when it is resumed)."""
-    import sys
-
     from guided_profile import __version__
 
     return {"task": task.name, "task_options": task_options, "methods": methods, "data": str(data),
             "split": args.split, "limit": args.limit, "seed": args.seed, "lm": identity.to_dict(),
             "answer_mode": args.answer_mode, "rotations": args.rotations if args.answer_mode == "score" else None,
             "programs": {name: p["checksum"] for name, p in payloads.items()}, "build_stats": stats,
-            "version": __version__, "command": "guided-profile " + " ".join(sys.argv[1:])}
+            "version": __version__, "command": command_line(args)}
 
 
 def evaluate_with_progress(args: argparse.Namespace, programs: dict, task: Task, examples: list, lm, run,

@@ -81,6 +81,7 @@ def main(args: argparse.Namespace) -> int:
     config = run_config(args, task, task_options, list(programs), data, stats, identity, payloads)
     run = RunFolder.open(out, config)
     summaries = evaluate_with_progress(args, programs, task, selected, lm, run, f"compare x {len(programs)}")
+    summaries = {name: summaries[name] for name in programs}  # not programs compared earlier in this folder
     rows = comparison_rows(task, summaries, run.done, selected)
     header, body = table(task, rows)
     print(text_table(header, body))

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from guided_profile.cli.common import (
     FORMATTER,
     add_lm_options,
+    command_line,
     make_lm_from_args,
     make_task,
     non_negative_int,
@@ -109,7 +109,6 @@ def main(args: argparse.Namespace) -> int:
     from guided_profile.datasets.example import split_examples
     from guided_profile.lm import make_lm
     from guided_profile.optimizers import get_optimizer, optimizer_class, run_optimizer
-    from guided_profile.optimizers.search import redact
     from guided_profile.programs import build_program
     from guided_profile.programs.export import data_sha256, instructions, save_compiled
 
@@ -169,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
         "scores": result.scores,
         "usage": u, "seconds": result.seconds,
         "version": __version__, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": redact("guided-profile " + " ".join(sys.argv[1:])),
+        "command": command_line(args),
     }
     save_compiled(args.out, result.program, task, metadata)
     print(f"compiled program written to {args.out}")

@@ -7,8 +7,9 @@ import numpy as np
 
 def bootstrap_ci(values: list[float], *, confidence: float = 0.95, n_boot: int = 2000,
                  seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (resampling examples with replacement)."""
-    data = np.asarray(values, dtype=float)
+    """Percentile bootstrap interval of the mean (resampling examples with replacement).  The values
+    are sorted first, so the same scores give the same interval whatever order a report reads them in."""
+    data = np.sort(np.asarray(values, dtype=float))
     if data.size == 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
@@ -36,7 +37,7 @@ def paired_permutation_pvalue(a: list[float], b: list[float], *, n_perm: int = 2
     non-zero differences) when m <= `exact_up_to`, else Monte Carlo with `n_perm` draws and the
     usual +1 correction, so it is never 0.
     """
-    diffs = _diffs(a, b)
+    diffs = np.sort(_diffs(a, b))  # sorted: the Monte Carlo draw does not depend on the pairs' order
     diffs = diffs[diffs != 0]
     if diffs.size == 0:
         return 1.0
