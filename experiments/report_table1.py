@@ -17,13 +17,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from guided_profile.evaluation import RECORDS, read_records  # noqa: E402
+from guided_profile.evaluation import RECORDS, read_records, summarize  # noqa: E402
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue  # noqa: E402
+from guided_profile.tasks import get_task  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = ["dg-no-pc", "dg-pc", "pg", "gpg"]
 LABELS = {"dg-no-pc": "DG w/o PC", "dg-pc": "DG w/ PC", "pg": "PG", "gpg": "GPG (PC + PP)"}
 MODES = ["generate", "score"]
+TASK = get_task("preference")
 
 
 def load(folder: Path) -> dict[tuple[str, str], dict]:
@@ -36,21 +38,16 @@ def users_done(records: dict, methods: list[str]) -> set[str]:
 
 
 def row(records: list[dict]) -> dict:
-    acc = [r["metrics"]["accuracy"] for r in records]
-    n = len(records)
-    lo, hi = bootstrap_ci(acc)
-    outcome = {k: sum(r["metrics"]["outcome"] == k for r in records) for k in
-               ("correct", "incorrect", "abstain", "unparseable")}
-    per = {k: sum(r["usage"].get(k, 0) for r in records) / n
-           for k in ("calls", "store_hits", "cache_hits", "prompt_tokens", "cached_prompt_tokens", "completion_tokens")}
-    return {"n": n, "accuracy": sum(acc) / n, "ci": (lo, hi), **outcome, **per}
+    """A method's table row: the run's own summary (accuracy, outcome counts, interval, mean cost)."""
+    return summarize(TASK, records)
 
 
 def fmt_row(name: str, r: dict) -> str:
-    return (f"| {name} | {100 * r['accuracy']:.1f} | [{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}] | {r['n']} | "
-            f"{r['correct']} | {r['incorrect']} | {r['abstain']} | {r['unparseable']} | {r['calls']:.1f} | "
-            f"{r['store_hits']:.1f} | {r['cache_hits']:.1f} | "
-            f"{r['prompt_tokens']:.0f} | {r['cached_prompt_tokens']:.0f} | {r['completion_tokens']:.0f} |")
+    per = r["per_example"]
+    return (f"| {name} | {100 * r['accuracy']:.1f} | [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}] | "
+            f"{r['n']} | {r['correct']} | {r['incorrect']} | {r['abstain']} | {r['unparseable']} | "
+            f"{per['calls']:.1f} | {per['store_hits']:.1f} | {per['cache_hits']:.1f} | "
+            f"{per['prompt_tokens']:.0f} | {per['cached_prompt_tokens']:.0f} | {per['completion_tokens']:.0f} |")
 
 
 def paired(a: list[dict], b: list[dict]) -> str:
@@ -155,7 +152,8 @@ def chart(rows: dict, users: list[str]) -> None:
         stats = [row(rows[(mode, m)]) for m in METHODS]
         xs = [j + (i - 0.5) * width for j in range(len(METHODS))]
         acc = [100 * s["accuracy"] for s in stats]
-        err = [[100 * (s["accuracy"] - s["ci"][0]) for s in stats], [100 * (s["ci"][1] - s["accuracy"]) for s in stats]]
+        err = [[100 * (s["accuracy"] - s["ci95"][0]) for s in stats],
+               [100 * (s["ci95"][1] - s["accuracy"]) for s in stats]]
         ax.bar(xs, acc, width, yerr=err, capsize=3, label=f"--answer-mode {mode}")
     ax.axhline(25, color="grey", linestyle=":", label="chance (4 options)")
     ax.set_xticks(range(len(METHODS)), [LABELS[m] for m in METHODS])

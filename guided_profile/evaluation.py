@@ -246,4 +246,5 @@ def summarize(task: Task, records: list[dict | None], failed: int = 0) -> dict[s
     paths = Counter(r["answer_path"] for r in ok if "answer_path" in r)
     if paths:  # score mode: how many answers came from log-probabilities, how many from the fallback
         row["answer_paths"] = dict(paths)
+        row["rotations_without_letter"] = sum(r.get("rotations_without_letter") or 0 for r in ok)
     return row

@@ -16,7 +16,8 @@ def fmt(value: Any) -> str:
 
 
 # What every summary holds besides the task's own metrics (those become the table's metric columns).
-RUN_KEYS = ("n", "ci95", "failed", "history_cut", "per_example", "totals", "seconds_per_example", "answer_paths")
+RUN_KEYS = ("n", "ci95", "failed", "history_cut", "per_example", "totals", "seconds_per_example", "answer_paths",
+            "rotations_without_letter")
 
 
 def totals_line(summaries: dict[str, dict]) -> str:

@@ -111,6 +111,12 @@ def test_a_rotation_without_any_letter_counts_zero_for_every_option(example):
     assert prediction.rotations_without_letter == 1 and abs(sum(prediction.choice_probs) - 0.75) < 1e-3
 
 
+def test_no_letter_in_any_rotation_is_no_answer_not_option_a(example):
+    prediction, requests = run(lambda s, u: {"The": -0.1, "I": -1.2}, example)
+    assert len(requests) == 4 and prediction.rotations_without_letter == 4
+    assert prediction.answer == "" and TASK.score(example, prediction.answer)["outcome"] == "unparseable"
+
+
 def test_score_mode_needs_options():
     class NoOptions(type(TASK)):
         has_options = False

@@ -145,6 +145,9 @@ def test_json_list_and_folder_detection(tmp_path):
     ('{"id": 1, "history": ["a"], "query": "q", "response": "r"}\n{"id": "1", "history": ["b"], "query": "q", '
      '"response": "r"}\n', r"line 2: id appears twice"),
     ('["just a string"]', r"record 0: expected an object"),
+    ('{"id": 7, "history": ["a"], "query": "q", "reply": "r"}\n', r"record '7'.*line 1: no field 'response' \(fields: "
+     r"'id', 'history', 'query', 'reply'\)"),
+    ('{\n  "history": ["a"],\n  "query": "q",\n  "response": "r"\n}\n', r"holds one JSON object: expected a JSON list"),
 ])
 def test_malformed_json_is_a_data_error(tmp_path, content, pattern):
     path = tmp_path / "bad.jsonl"
@@ -275,5 +278,5 @@ def test_fake_lm_run_through_the_command_line(tmp_path, capsys):
         assert list(row)[:5] == ["st", "bs", "profile_quality", "profile_quality_n", "n"] and row["n"] == 4
     assert summary["dg-pc"]["profile_quality"] is None and summary["gpg"]["profile_quality_n"] == 4
     table = (tmp_path / "table.md").read_text()
-    assert "| method | st | bs | profile_quality | profile_quality_n | 95% CI |" in table
+    assert "| method | st | bs | profile_quality | profile_quality_n | st 95% CI |" in table
     assert "| dg-pc | " in table and " | - | 0 | " in table

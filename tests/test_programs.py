@@ -1,12 +1,14 @@
 """What each method sends to the model, for every switch of the final step, and save/load."""
 
+import json
+
 import dspy
 import pytest
 
 from guided_profile.errors import ConfigError
 from guided_profile.lm.fake import FakeEngine
 from guided_profile.programs import PersonalAdapter, build_program
-from guided_profile.programs.methods import ablation_switches
+from guided_profile.programs.methods import ablation_switches, canonical
 from guided_profile.tasks import get_task
 
 TASK = get_task("preference")
@@ -78,6 +80,16 @@ def test_ablation_names():
         build_program("gpg:xyz", TASK)
     with pytest.raises(ConfigError):
         build_program("nope", TASK)
+    assert canonical("gpg:pp+pc") == canonical("gpg: pc + pp") == "gpg:pc+pp"
+    assert canonical("gpg:g+pp+pc") == "gpg:pc+g+pp" and canonical("dg-pc") == "dg-pc"
+
+
+def test_run_gives_synonyms_one_row(tmp_path, capsys):
+    from guided_profile.cli import main
+
+    assert main(["run", "--task", "preference", "--lm", "fake", "--split", "all", "--limit", "1", "--no-progress",
+                 "--no-store", "--methods", "gpg:pp+pc,gpg:pc+pp", "--out", str(tmp_path)]) == 0
+    assert list(json.loads((tmp_path / "summary.json").read_text())["methods"]) == ["gpg:pc+pp"]
 
 
 def test_save_load_round_trip_keeps_rewritten_guidance(tmp_path, fake_lm, example):

@@ -167,7 +167,8 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
                        help="choice tasks: 'generate' writes a reply and parses it (the paper's way; it can "
                             "abstain), 'score' reads each option letter's probability, averaged over rotations "
                             "of the option order; 'auto' (default) scores where the task has options and "
-                            "generates otherwise. Compiled programs keep their own")
+                            "generates otherwise. `run` answers with each compiled program's own mode; `compare` "
+                            "refuses a compiled program whose mode differs from this one")
     group.add_argument("--rotations", type=positive_int, default=4,
                        help="score mode: cyclic rotations of the option order (1 = plain, 4 = every option "
                             "in every position; default 4)")

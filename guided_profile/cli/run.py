@@ -46,13 +46,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     from guided_profile.evaluation import RunFolder
-    from guided_profile.programs import build_program
+    from guided_profile.programs import build_program, canonical
     from guided_profile.programs.export import load_program_files
     from guided_profile.report import markdown_table, summary_rows, text_table, totals_line
 
     task, task_options = make_task(args)
     method_list = args.methods if args.methods is not None else ("" if args.program else "dg-no-pc,dg-pc,pg,gpg")
-    methods = [m.strip() for m in method_list.split(",") if m.strip()]
+    methods = list(dict.fromkeys(canonical(m.strip()) for m in method_list.split(",") if m.strip()))
     programs = {m: build_program(m, task, answer_mode=args.answer_mode, rotations=args.rotations)
                 for m in methods}  # fail on a bad name before loading anything
     compiled, payloads = load_program_files(args.program, task, taken=set(programs))

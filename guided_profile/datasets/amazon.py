@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from guided_profile.datasets.example import Example
+from guided_profile.datasets.example import Example, option_letters
 from guided_profile.datasets.io import read_json, text_lines
 from guided_profile.errors import ConfigError, DataError
 
 QUERY = "Which of the following products is the user most likely to buy next?"
-LETTERS = "ABCD"
 N_DISTRACTORS = 3
 
 # Skip reasons, in the order they are checked; every key is always present in the stats dict so that
@@ -423,7 +422,7 @@ def _build_one(
         user_id=user_id,
         history=tuple(_history_line(catalog[i], category_of[i]) for i in remaining),
         query=QUERY,
-        gold=LETTERS[options.index(gold_id)],
+        gold=option_letters(len(options))[options.index(gold_id)],
         options=tuple(catalog[i].title for i in options),
         meta={
             "category": category,

@@ -146,6 +146,10 @@ def load_dialogue_json(path: Path) -> tuple[list[Example], dict[str, int]]:
         stats["dialogues"] += 1
         if not isinstance(record, dict):
             raise DataError(path, f"{where}: expected an object {{history, query, response}}")
+        missing = [key for key in ("history", "query", "response") if key not in record]
+        if missing:  # a misnamed field (say "reply") must not quietly count every record as having no gold
+            raise DataError(path, f"{where}: no field {', '.join(map(repr, missing))} (fields: "
+                            f"{', '.join(map(repr, record)) or 'none'})", record=str(record.get("id", index)))
         example_id = str(record["id"]) if record.get("id") is not None else f"dialogue-{index}"
         if example_id in seen:
             raise DataError(path, f"{where}: id appears twice", record=example_id)
@@ -174,6 +178,14 @@ def load_dialogue_json(path: Path) -> tuple[list[Example], dict[str, int]]:
 def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
     """(where, record) for each record: "record N" of a JSON list, "line N" of JSON lines."""
     text = read_text(path)
+    if text.lstrip().startswith("{") and "\n" in text.strip():
+        try:
+            json.loads(text)
+        except json.JSONDecodeError:
+            pass  # JSON lines: one object per line
+        else:
+            raise DataError(path, "holds one JSON object: expected a JSON list of dialogues or JSON lines "
+                                  "(one dialogue object per line)")
     if text.lstrip().startswith("["):
         try:
             data = json.loads(text)

@@ -14,6 +14,11 @@ DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)
 DATA_ROOT_ENV = "GUIDED_PROFILE_DATA"
 
 
+def option_letters(n: int) -> list[str]:
+    """The labels of `n` options, "A", "B", ...: what choice tasks show, score and store as gold."""
+    return [chr(ord("A") + i) for i in range(n)]
+
+
 @dataclass(frozen=True)
 class Example:
     """One question for one person.

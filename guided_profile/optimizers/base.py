@@ -24,11 +24,10 @@ from dspy.signatures.signature import Signature
 from dspy.utils.callback import BaseCallback
 from dspy.utils.exceptions import AdapterParseError
 
-from guided_profile.datasets.example import Example
+from guided_profile.datasets.example import Example, option_letters
 from guided_profile.errors import ConfigError
 from guided_profile.lm.accounting import Usage
 from guided_profile.programs.adapter import FIELD_MARKER, PersonalAdapter
-from guided_profile.programs.answer import letters
 from guided_profile.tasks.base import Task
 
 
@@ -216,7 +215,8 @@ class TaskMetric:
         value = float(details[self.task.objective])
         lines = [f"Score {value:.2f} ({self.task.objective})."]
         if example.options:
-            gold_text = dict(zip(letters(len(example.options)), example.options, strict=True)).get(example.gold, "")
+            labelled = zip(option_letters(len(example.options)), example.options, strict=True)
+            gold_text = dict(labelled).get(example.gold, "")
             lines.append(f"The right answer was {example.gold} ({gold_text}); the program replied {answer!r}"
                          f" ({details.get('outcome', 'scored')}).")
         else:

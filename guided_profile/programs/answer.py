@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import dspy
 
+from guided_profile.datasets.example import option_letters
+
 ANSWER_MODES = ("generate", "score")
 # The command line's default: choice scoring where a task has options (measured better for the embedded
 # model: experiments/results/table1-preference.md), generation for free-text tasks.
@@ -45,12 +47,8 @@ class _ExpectedTruncation(logging.Filter):
 logging.getLogger("dspy.clients.lm").addFilter(_ExpectedTruncation())
 
 
-def letters(n: int) -> list[str]:
-    return [chr(ord("A") + i) for i in range(n)]
-
-
 def lettered(options: Sequence[str]) -> str:
-    return "\n".join(f"{letter}. {text}" for letter, text in zip(letters(len(options)), options, strict=True))
+    return "\n".join(f"{letter}. {text}" for letter, text in zip(option_letters(len(options)), options, strict=True))
 
 
 class GenerateAnswer(dspy.Module):
@@ -72,7 +70,7 @@ def letter_probabilities(logprobs: dict | None, n: int) -> list[float] | None:
     None when the reply carries no log-probabilities at all (the endpoint does not give them)."""
     if not logprobs or not logprobs.get("content"):
         return None
-    wanted = letters(n)
+    wanted = option_letters(n)
     best: dict[str, float] = {}
     for alt in logprobs["content"][0].get("top_logprobs") or []:
         token = alt["token"].strip()
@@ -89,7 +87,8 @@ class ScoreChoice(dspy.Module):
     Rotation k shows option (j + k) mod n at position j, so with n rotations every option is seen
     once in every position.  Ties (e.g. a pure position bias; means are compared to 1e-9) go to the
     option listed first in the example.  A rotation whose first token is no letter at all gives every
-    option 0 and is counted in `rotations_without_letter`.  Without log-probabilities (some remote
+    option 0 and is counted in `rotations_without_letter`; if no rotation has a letter, the answer is
+    empty (the task counts it unparseable) rather than a tie won by option A.  Without log-probabilities (some remote
     APIs) it falls back to generating one letter and parsing it strictly; `answer_path` says which.
     """
 
@@ -115,7 +114,8 @@ class ScoreChoice(dspy.Module):
         mean = [round(math.fsum(ps) / rotations, 9) for ps in per_option]  # same sums in any order: exact ties
         best = max(range(n), key=lambda i: (mean[i], -i))
         no_letter = sum(not any(ps[k] for ps in per_option) for k in range(rotations))
-        return dspy.Prediction(answer=letters(n)[best], choice_probs=[round(p, 4) for p in mean],
+        answer = option_letters(n)[best] if mean[best] > 0 else ""
+        return dspy.Prediction(answer=answer, choice_probs=[round(p, 4) for p in mean],
                                answer_path="logprobs", rotations_without_letter=no_letter)
 
     def _rotation(self, k: int, options: Sequence[str], inputs: dict) -> list[float] | None:
@@ -135,5 +135,5 @@ class ScoreChoice(dspy.Module):
         # A reply that opens with a lone letter ("C", "C) ...", "(C)") is that letter; anything else
         # ("Based on ...") goes to the task's own parser unchanged.
         match = _LEADING_LETTER.match(reply)
-        letter = match[1] if match and match[1] in letters(len(options)) else ""
+        letter = match[1] if match and match[1] in option_letters(len(options)) else ""
         return dspy.Prediction(answer=letter or reply, choice_probs=None, answer_path="fallback-generate")

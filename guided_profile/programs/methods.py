@@ -47,6 +47,14 @@ def ablation_switches(method: str) -> dict[str, bool]:
     return switches_of("+".join(parts))
 
 
+def canonical(method: str) -> str:
+    """One spelling per program, so records and table rows are not split between synonyms:
+    'gpg:pp+pc' -> 'gpg:pc+pp' (parts in pc, g, pp order).  Other names are returned unchanged."""
+    if method.startswith("gpg:"):
+        return "gpg:" + parts_of(ablation_switches(method))
+    return method
+
+
 def build_program(method: str, task: Task, *, answer_mode: str = "generate", rotations: int = 4) -> dspy.Module:
     """A fresh program for `method` on `task`; `answer_mode` / `rotations` configure its final step."""
     answer = {"answer_mode": answer_mode, "rotations": rotations}

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from guided_profile.datasets.example import Example
+from guided_profile.datasets.example import Example, option_letters
 from guided_profile.errors import ConfigError
 
 DEFAULT_MAX_HISTORY_CHARS = 6000  # about 1,500 tokens: leaves room for profile, question and reply
@@ -116,10 +116,6 @@ class ChoiceTask(Task):
     answer_max_tokens = 32
     has_options = True
 
-    @staticmethod
-    def letters(n: int) -> list[str]:
-        return [chr(ord("A") + i) for i in range(n)]
-
     def parse_choice(self, example: Example, reply: str) -> tuple[str | None, str]:
         """(label, how) from a free reply.
 
@@ -132,7 +128,7 @@ class ChoiceTask(Task):
             return None, "unparseable"
         if "sorry" in text.lower():
             return None, "abstain"
-        letters = "".join(self.letters(len(example.options)))
+        letters = "".join(option_letters(len(example.options)))
         for pattern in (rf"^\W*(?:answer|option)?\s*:?\s*\(?([{letters}])(?:[.):,]|\s*$)",
                         rf"\b(?:answer is|option)\s*:?\s*\(?([{letters}])\b"):
             match = re.search(pattern, text, re.IGNORECASE)
@@ -156,7 +152,7 @@ class ChoiceTask(Task):
     def summarize(self, scores: list[dict[str, Any]]) -> dict[str, Any]:
         n = len(scores)
         counts = {k: sum(s["outcome"] == k for s in scores) for k in ("correct", "incorrect", "abstain", "unparseable")}
-        return {"n": n, "accuracy": counts["correct"] / n if n else float("nan"), **counts}
+        return {"n": n, "accuracy": counts["correct"] / n if n else None, **counts}
 
 
 TASKS: dict[str, type[Task]] = {}
