@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from guided_profile.errors import ConfigError
 from guided_profile.tasks.base import Task
+
+if TYPE_CHECKING:  # heavy imports, only for the annotations
+    import dspy
+
+    from guided_profile.datasets.example import Example
+    from guided_profile.evaluation import RunFolder
+    from guided_profile.lm.factory import LMSpec
+    from guided_profile.store import ProfileStore
 
 FORMATTER = argparse.RawDescriptionHelpFormatter
 
@@ -123,7 +132,8 @@ def resolve_data(task: Task, data: str) -> Path:
     return path
 
 
-def load_split(task: Task, args: argparse.Namespace, split: str | None = None):
+def load_split(task: Task, args: argparse.Namespace,
+               split: str | None = None) -> tuple[list[Example], Path, dict[str, int]]:
     """(examples of the split, first --limit of them, data path, build stats)."""
     from guided_profile.datasets.example import split_examples
 
@@ -145,14 +155,14 @@ def default_out(args: argparse.Namespace, task: Task, prefix: str = "") -> Path:
     return Path("runs") / f"{prefix}{task.name}-{args.split}-{tag}-{mode}-seed{args.seed}"
 
 
-def make_lm_from_args(args: argparse.Namespace):
+def make_lm_from_args(args: argparse.Namespace) -> tuple[dspy.LM, LMSpec]:
     from guided_profile.lm import make_lm
 
     return make_lm(args.lm, api_base=args.api_base, context=args.context, threads=args.threads,
                    n_parallel=getattr(args, "parallel", 1), cache=not args.no_cache)
 
 
-def open_store(path: Path | None):
+def open_store(path: Path | None) -> ProfileStore:
     """The profile store at `path`, default `profiles.sqlite` in the cache folder."""
     from guided_profile.lm.weights import cache_dir
     from guided_profile.store import ProfileStore
@@ -181,7 +191,7 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_config(args: argparse.Namespace, task: Task, task_options: dict, methods: list[str], data: Path,
-               stats: dict, identity, payloads: dict) -> dict:
+               stats: dict, identity: LMSpec, payloads: dict) -> dict[str, Any]:
     """What a run folder records about how it was made (and checks when it is resumed)."""
     from guided_profile import __version__
 
@@ -192,14 +202,14 @@ def run_config(args: argparse.Namespace, task: Task, task_options: dict, methods
             "version": __version__, "command": command_line(args)}
 
 
-def evaluate_with_progress(args: argparse.Namespace, programs: dict, task: Task, examples: list, lm, run,
-                           desc: str) -> dict[str, dict]:
+def evaluate_with_progress(args: argparse.Namespace, programs: dict[str, dspy.Module], task: Task,
+                           examples: list[Example], lm: dspy.LM, run: RunFolder, desc: str) -> dict[str, dict]:
     """`evaluation.evaluate` with a progress bar and the profile store as the options ask."""
     from tqdm import tqdm
 
     from guided_profile.evaluation import evaluate
 
-    def progress(total: int):
+    def progress(total: int) -> tqdm:
         return tqdm(desc=desc, total=total, disable=args.no_progress, unit="run")
 
     store = None if args.no_store or args.no_cache else open_store(args.store)
