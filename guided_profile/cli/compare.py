@@ -38,7 +38,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         help="comma-separated: 'handwritten' (the task's GPG), compiled JSON files, or method names; "
                              "handwritten is added if missing (it is the reference)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="run folder (default runs/compare-TASK-SPLIT-LM-seedS); rerunning resumes it")
+                        help="run folder (default runs/compare-TASK-SPLIT-DATA-LM-MODE-seedS); rerunning resumes it")
     add_evaluation_options(parser)
     add_data_options(parser)
     add_lm_options(parser)

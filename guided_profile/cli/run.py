@@ -37,7 +37,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         help="also run a compiled program from `guided-profile optimize` (repeatable); its "
                              "table row is named after the file stem")
     parser.add_argument("--out", type=Path, default=None,
-                        help="run folder (default runs/TASK-SPLIT-LM-seedS); rerunning resumes it")
+                        help="run folder (default runs/TASK-SPLIT-DATA-LM-MODE-seedS); rerunning resumes it")
     add_evaluation_options(parser)
     add_data_options(parser)
     add_lm_options(parser)
