@@ -15,6 +15,11 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def fmt_p(p: float) -> str:
+    """A p-value as tables show it: three decimals, and "<0.001" rather than a 0.000 it never is."""
+    return "<0.001" if p < 0.0005 else f"{p:.3f}"
+
+
 # What every summary holds besides the task's own metrics (those become the table's metric columns).
 RUN_KEYS = ("n", "ci95", "failed", "history_cut", "per_example", "totals", "seconds_per_example", "answer_paths",
             "rotations_without_letter")
