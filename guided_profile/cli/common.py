@@ -45,10 +45,12 @@ def command_line(args: argparse.Namespace) -> str:
     """The command that made a result, as recorded beside it: quoted so it can be pasted back into a
     shell, with any password in a URL (`--api-base`, `--option storage=...`) replaced by ***."""
     import shlex
+    import sys
 
     from guided_profile.optimizers.search import redact
 
-    return redact(shlex.join(["guided-profile", *args.argv]))
+    argv = getattr(args, "argv", None)  # set by cli.main; absent if a subcommand's main is called directly
+    return redact(shlex.join(["guided-profile", *(sys.argv[1:] if argv is None else argv)]))
 
 
 def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True) -> None:
