@@ -107,34 +107,3 @@ def test_usage_counts_replies_cut_at_their_token_limit_but_not_one_token_scoring
 
     assert usage_of([entry("length", 256), entry("length"), entry("stop", 256)]).truncated == 2
     assert usage_of([entry("length", 1)]).truncated == 0  # scoring asks for one token on purpose
-
-
-def test_each_calling_thread_keeps_its_own_server_slot():
-    import threading
-
-    from guided_profile.lm.embedded import SlotPins
-
-    pins = SlotPins(2)
-    assert pins.pin({"messages": []})["id_slot"] == pins.slot() == 0  # the same thread, the same slot
-    assert pins.pin({"id_slot": 1})["id_slot"] == 1  # a caller's own choice stands
-    seen: dict[str, int] = {}
-    both_asked, release = threading.Barrier(3), threading.Event()
-
-    def worker(name: str, hold: bool = True) -> None:
-        seen[name] = pins.slot()
-        if hold:  # stay alive (holding the slot) until the test has looked
-            both_asked.wait(5)
-            release.wait(5)
-
-    first = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(2)]
-    for t in first:
-        t.start()
-    both_asked.wait(5)
-    assert sorted(seen.values()) == [-1, 1]  # slot 0 is this thread's; one worker too many gets llama.cpp's choice
-    release.set()
-    for t in first:
-        t.join()
-    later = threading.Thread(target=worker, args=("later", False))
-    later.start()
-    later.join()
-    assert seen["later"] == 1  # a finished thread's slot is free again

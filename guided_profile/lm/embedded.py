@@ -24,33 +24,6 @@ def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-class SlotPins:
-    """Each calling thread keeps one server slot, so the next step of its example finds its history
-    still in that slot's prompt cache.  Left to itself, llama.cpp gives a new request the idle slot
-    whose cached prompt shares the longest prefix; every prompt shares the system prompt, so another
-    worker's new example can take a slot and evict the history a worker was about to reuse."""
-
-    def __init__(self, n_slots: int):
-        self.n_slots = n_slots
-        self._held: dict[int, int] = {}  # thread ident -> slot
-        self._lock = threading.Lock()
-
-    def slot(self) -> int:
-        """This thread's slot: the lowest one no live thread holds, or -1 (llama.cpp's choice) if
-        there are more calling threads than slots."""
-        me = threading.get_ident()
-        with self._lock:
-            if self._held.get(me, -1) == -1:
-                alive = {t.ident for t in threading.enumerate()}
-                self._held = {t: s for t, s in self._held.items() if t in alive}
-                free = sorted(set(range(self.n_slots)) - set(self._held.values()))
-                self._held[me] = free[0] if free else -1
-            return self._held[me]
-
-    def pin(self, body: dict[str, Any]) -> dict[str, Any]:
-        return body if "id_slot" in body else {**body, "id_slot": self.slot()}
-
-
 class EmbeddedEngine:
     """llama.cpp in this process; nothing leaves the machine."""
 
@@ -75,7 +48,6 @@ class EmbeddedEngine:
         params.verbosity = -1
         self._server = xllamacpp.Server(params)
         self._lock = threading.Lock() if n_parallel == 1 else None
-        self._slots = SlotPins(n_parallel)
 
     # -- DSPy engine protocol -------------------------------------------------------------------
     def complete(self, request) -> Response:
@@ -84,7 +56,7 @@ class EmbeddedEngine:
     def raw(self, body: dict[str, Any]) -> dict[str, Any]:
         """One OpenAI-style chat request as llama.cpp answers it (with its `timings`)."""
         if self._lock is None:
-            return self._server.handle_chat_completions(self._slots.pin(body))
+            return self._server.handle_chat_completions(body)
         with self._lock:
             return self._server.handle_chat_completions(body)
 
