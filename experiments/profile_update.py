@@ -35,7 +35,7 @@ from guided_profile.lm.accounting import UsageMeter
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue
 from guided_profile.programs import PersonalAdapter, build_program
 from guided_profile.programs.update import ProfileUpdate
-from guided_profile.report import fmt_p
+from guided_profile.report import p_clause
 from guided_profile.tasks import get_task
 
 PATHS = ("regenerate", "update")
@@ -133,7 +133,7 @@ def markdown(summary: dict, config: dict) -> str:
     d = summary["update_minus_regenerate"]
     lines += ["", "Costs are per user and cover making the profile only (the answer step costs the same for both).",
               f"Update − regenerate accuracy: {100 * d['accuracy']:+.1f} points [{100 * d['ci95'][0]:+.1f}, "
-              f"{100 * d['ci95'][1]:+.1f}], paired permutation p = {fmt_p(d['p'])}; same answer for "
+              f"{100 * d['ci95'][1]:+.1f}], paired permutation {p_clause(d['p'])}; same answer for "
               f"{100 * summary['same_answer']:.0f}% of users."]
     return "\n".join(lines) + "\n"
 

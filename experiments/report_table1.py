@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from guided_profile.evaluation import RECORDS, read_records, summarize  # noqa: E402
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue  # noqa: E402
-from guided_profile.report import fmt_p  # noqa: E402
+from guided_profile.report import p_clause  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -56,7 +56,7 @@ def paired(a: list[dict], b: list[dict]) -> str:
     y = [r["metrics"]["accuracy"] for r in b]
     mean, lo, hi = paired_bootstrap(x, y)
     p = paired_permutation_pvalue(x, y)
-    return f"{100 * mean:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], p = {fmt_p(p)}"
+    return f"{100 * mean:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], {p_clause(p)}"
 
 
 def main() -> None:

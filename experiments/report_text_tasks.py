@@ -24,7 +24,7 @@ from guided_profile.datasets.example import split_examples  # noqa: E402
 from guided_profile.datasets.lamp import PREFIX  # noqa: E402
 from guided_profile.evaluation import RECORDS, read_records  # noqa: E402
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue  # noqa: E402
-from guided_profile.report import fmt_p  # noqa: E402
+from guided_profile.report import p_clause  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
 from guided_profile.tasks.base import Task  # noqa: E402
 
@@ -113,7 +113,7 @@ def task_section(name: str, title: str) -> tuple[list[str], Path | None]:
                 continue
             xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
             mean, lo, hi = paired_bootstrap(xs, ys)
-            cells.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}] p={fmt_p(paired_permutation_pvalue(xs, ys))}")
+            cells.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}] {p_clause(paired_permutation_pvalue(xs, ys))}")
         lines.append(f"| {LABELS[a]} − {LABELS[b]} | " + " | ".join(cells) + " |")
     guidance = Counter(r.get("guidance", "").strip() for r in per["gpg"]).most_common(3)
     lines += ["", "GPG's answers to the guidance question, most common first: "

@@ -15,7 +15,7 @@ import dspy
 from guided_profile.datasets.example import Example
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue
 from guided_profile.programs.export import instructions
-from guided_profile.report import RUN_KEYS, fmt, fmt_p, markdown_table
+from guided_profile.report import RUN_KEYS, fmt, fmt_p, markdown_table, p_clause
 from guided_profile.tasks.base import Task
 
 REFERENCE = "handwritten"
@@ -143,7 +143,7 @@ def chart(task: Task, rows: list[dict[str, Any]], path: Path) -> Path:
             lo, hi = r["diff_ci"]
             right.errorbar(r["diff"], y, xerr=[[r["diff"] - lo], [hi - r["diff"]]], fmt="o", color="#DD8452",
                            capsize=4)
-            right.annotate(f"p={fmt_p(r['p'])}", (r["diff"], y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+            right.annotate(p_clause(r["p"]), (r["diff"], y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     right.axvline(0, color="grey", lw=1)
     right.set_xlabel(f"paired difference vs {REFERENCE}")
     right.set_title("optimized - hand-written")

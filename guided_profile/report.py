@@ -20,6 +20,11 @@ def fmt_p(p: float) -> str:
     return "<0.001" if p < 0.0005 else f"{p:.3f}"
 
 
+def p_clause(p: float) -> str:
+    """'p = 0.039', or 'p < 0.001'."""
+    return "p < 0.001" if p < 0.0005 else f"p = {p:.3f}"
+
+
 # What every summary holds besides the task's own metrics (those become the table's metric columns).
 RUN_KEYS = ("n", "ci95", "failed", "history_cut", "per_example", "totals", "seconds_per_example", "answer_paths",
             "rotations_without_letter")
