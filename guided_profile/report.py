@@ -21,8 +21,9 @@ def fmt_p(p: float) -> str:
 
 
 def p_clause(p: float) -> str:
-    """'p = 0.039', or 'p < 0.001'."""
-    return "p < 0.001" if p < 0.0005 else f"p = {p:.3f}"
+    """'p = 0.039', or 'p < 0.001' (the threshold is fmt_p's)."""
+    text = fmt_p(p)
+    return f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
 
 
 # What every summary holds besides the task's own metrics (those become the table's metric columns).
