@@ -384,10 +384,14 @@ class Optimizer(ABC):
         """Expected calls before anything runs (upper bounds: DSPy's cache and early stops only lower them)."""
         if not trainset or not valset:
             raise ConfigError("an optimizer needs at least one training and one development example")
-        c = calls_per_example(program, self.task, trainset[0])
-        plan = self._plan(program, len(trainset), len(valset), c)
+        c = self._calls_per_example(program, trainset[0])
+        plan = self._plan(program, list(trainset), list(valset), c)
         plan.parts[FINAL] = len(trainset) * c
         return plan
+
+    def _calls_per_example(self, program: dspy.Module, example: Example) -> int:
+        """Calls per example of the programs the search tries (a search that adds steps widens this)."""
+        return calls_per_example(program, self.task, example)
 
     def check_budget(self, plan: CallPlan, budget: int) -> None:
         fixed = plan.total - plan.per_trial * plan.trials
@@ -411,7 +415,8 @@ class Optimizer(ABC):
             return self._search(program.deepcopy(), list(trainset), list(valset), metric)
 
     @abstractmethod
-    def _plan(self, program: dspy.Module, n_train: int, n_dev: int, calls_per_example: int) -> CallPlan: ...
+    def _plan(self, program: dspy.Module, trainset: list[Example], valset: list[Example],
+              calls_per_example: int) -> CallPlan: ...
 
     @abstractmethod
     def _search(self, program: dspy.Module, trainset: list[Example], valset: list[Example],

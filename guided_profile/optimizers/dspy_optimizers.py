@@ -99,7 +99,8 @@ class MiproOptimizer(Optimizer):
     def _minibatch(self, n_dev: int) -> bool:
         return n_dev > self.settings["minibatch_size"]
 
-    def _plan(self, program: dspy.Module, n_train: int, n_dev: int, c: int) -> CallPlan:
+    def _plan(self, program: dspy.Module, trainset: list[Example], valset: list[Example], c: int) -> CallPlan:
+        n_train, n_dev = len(trainset), len(valset)
         s = self.settings
         k, t, p = s["num_candidates"], s["num_trials"], len(program.predictors())
         b = s["view_data_batch_size"]
@@ -232,7 +233,8 @@ class GepaOptimizer(Optimizer):
     defaults = {"max_metric_calls": 200, "reflection_minibatch_size": 3, "candidate_selection_strategy": "pareto",
                 "use_merge": False}
 
-    def _plan(self, program: dspy.Module, n_train: int, n_dev: int, c: int) -> CallPlan:
+    def _plan(self, program: dspy.Module, trainset: list[Example], valset: list[Example], c: int) -> CallPlan:
+        n_dev = len(valset)
         s = self.settings
         m, mb = s["max_metric_calls"], s["reflection_minibatch_size"]
         if m <= n_dev:
@@ -282,7 +284,8 @@ class CoproOptimizer(Optimizer):
         b, d = self.settings["breadth"], self.settings["depth"]
         return steps * b * d * (d + 1) // 2
 
-    def _plan(self, program: dspy.Module, n_train: int, n_dev: int, c: int) -> CallPlan:
+    def _plan(self, program: dspy.Module, trainset: list[Example], valset: list[Example], c: int) -> CallPlan:
+        n_dev = len(valset)
         s = self.settings
         b, d, p = s["breadth"], s["depth"], len(program.predictors())
         if b < 2:

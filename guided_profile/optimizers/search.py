@@ -28,7 +28,6 @@ from optuna.trial import TrialState
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError, GuidedProfileError
 from guided_profile.optimizers.base import (
-    FINAL,
     CallPlan,
     Optimizer,
     TaskMetric,
@@ -164,13 +163,13 @@ class OptunaSearch(Optimizer):
             raise ConfigError("the optuna optimizer searches GPG's guidance and switches: start from gpg or gpg:PARTS")
 
     # -- plan -------------------------------------------------------------------------------------
-    def plan(self, program: dspy.Module, trainset, valset) -> CallPlan:
+    def _calls_per_example(self, program: dspy.Module, example: Example) -> int:
         self._check_program(program)
-        if not trainset or not valset:
-            raise ConfigError("an optimizer needs at least one training and one development example")
-        widest = GuidedProfile(self.task, True, True, True, **answer_options(program))
-        c = max(calls_per_example(widest, self.task, trainset[0]), calls_per_example(program, self.task, trainset[0]))
-        config = self.study_config(program, list(trainset), list(valset))
+        widest = GuidedProfile(self.task, True, True, True, **answer_options(program))  # a trial may turn every part on
+        return max(calls_per_example(widest, self.task, example), calls_per_example(program, self.task, example))
+
+    def _plan(self, program: dspy.Module, trainset: list[Example], valset: list[Example], c: int) -> CallPlan:
+        config = self.study_config(program, trainset, valset)
         study = self._existing(self.study_name(config))
         done, has_pool = 0, False
         if study is not None:
@@ -183,11 +182,7 @@ class OptunaSearch(Optimizer):
         if done:
             plan.notes.append(f"resuming study: {done} of {self.settings['trials']} trials already done")
         plan.notes.append("a configuration's dev examples already scored in the study are not run again")
-        plan.parts[FINAL] = len(trainset) * c  # the best configuration may use more parts than the start
         return plan
-
-    def _plan(self, program, n_train, n_dev, c):  # plan() above does the work (it needs the stored study)
-        raise NotImplementedError
 
     # -- search -----------------------------------------------------------------------------------
     def _search(self, program: dspy.Module, trainset: list[Example], valset: list[Example],
