@@ -1,5 +1,7 @@
 """Answer parsing, history cutting and user splits."""
 
+import dataclasses
+
 import pytest
 
 from guided_profile.datasets.example import Example, split_examples, user_split
@@ -23,9 +25,19 @@ TASK = get_task("preference")
     ("Nothing here fits.", None, "abstain"),
     ("", None, "unparseable"),
     ("Either the Drill bit set or the Wall clock.", None, "unparseable"),
+    ("The best option is B.", "B", "letter"),
+    ("I would choose (C) since they garden.", "C", "letter"),
+    ("answer: a", None, "abstain"),  # letters are capitals: a lower-case "a" is an article
 ])
 def test_parse_choice(example, reply, label, how):
     assert TASK.parse_choice(example, reply) == (label, how)
+
+
+def test_an_option_inside_another_named_option_does_not_make_the_reply_ambiguous(example):
+    options = ("Pipette", "Pipette tips 200 ul", "Garden hose", "Wall clock")
+    nested = dataclasses.replace(example, options=options)
+    assert TASK.parse_choice(nested, "They need pipette tips 200 ul.") == ("B", "text")
+    assert TASK.parse_choice(nested, "A pipette or a garden hose.") == (None, "unparseable")
 
 
 def test_score_outcomes(example):

@@ -119,9 +119,11 @@ class ChoiceTask(Task):
     def parse_choice(self, example: Example, reply: str) -> tuple[str | None, str]:
         """(label, how) from a free reply.
 
-        `how` is "letter" (a leading letter such as "B", "(B)", "B. ...", "Answer: B", or "the
-        answer is B"), "text" (the reply quotes exactly one option), "abstain" (it apologises, as
-        the paper counts it, or names no option) or "unparseable" (empty, or names several options).
+        `how` is "letter" (a leading letter such as "B", "(B)", "B. ...", "Answer: B", or a letter
+        named as the choice: "the best option is B", "I would choose (B)"), "text" (the reply quotes
+        one option, or several where one contains the others), "abstain" (it apologises, as the paper
+        counts it, or names no option) or "unparseable" (empty, or names several unrelated options).
+        Letters must be capitals, so the article in "a pair of gloves" is never read as option A.
         """
         text = reply.strip()
         if not text:
@@ -129,15 +131,20 @@ class ChoiceTask(Task):
         if "sorry" in text.lower():
             return None, "abstain"
         letters = "".join(option_letters(len(example.options)))
-        for pattern in (rf"^\W*(?:answer|option)?\s*:?\s*\(?([{letters}])(?:[.):,]|\s*$)",
-                        rf"\b(?:answer is|option)\s*:?\s*\(?([{letters}])\b"):
-            match = re.search(pattern, text, re.IGNORECASE)
-            if match and match.group(1).isupper():
+        for pattern in (rf"^\W*(?:(?i:answer|option|choice)\s*:?\s*)?\(?([{letters}])(?:[.):,]|\s*$)",
+                        rf"\b(?i:answer|option|choice)(?:\s+(?i:is|would be))?\s*:?\s*\(?([{letters}])\b",
+                        rf"\b(?i:choose|pick|select|go with)\s+(?:(?i:option)\s+)?\(?([{letters}])\b"):
+            match = re.search(pattern, text)
+            if match:
                 return match.group(1), "letter"
-        named = {letter for letter, option in zip(letters, example.options, strict=True)
-                 if option.lower() in text.lower()}
+        lowered = text.lower()
+        named = {letter: option.lower() for letter, option in zip(letters, example.options, strict=True)
+                 if option.lower() in lowered}
+        # "Pipette tips" names the option "Pipette" too: keep only options no other named option contains.
+        named = [letter for letter, option in named.items()
+                 if not any(option in other and option != other for other in named.values())]
         if len(named) == 1:
-            return named.pop(), "text"
+            return named[0], "text"
         return (None, "unparseable") if named else (None, "abstain")
 
     def score(self, example: Example, answer: str, profile: str | None = None) -> dict[str, Any]:
