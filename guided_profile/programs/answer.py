@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
-import re
 from collections.abc import Sequence
 
 import dspy
@@ -25,7 +24,6 @@ ANSWER_MODES = ("generate", "score")
 # model: experiments/results/table1-preference.md), generation for free-text tasks.
 AUTO = "auto"
 TOP_LOGPROBS = 20
-_LEADING_LETTER = re.compile(r"\(?([A-Z])(?![A-Za-z])")  # the fallback's reply opens with a lone letter
 
 
 def resolve_answer_mode(mode: str, has_options: bool) -> str:
@@ -131,9 +129,6 @@ class ScoreChoice(dspy.Module):
         return letter_probabilities(prediction.get("logprobs"), n)
 
     def _fallback(self, options: Sequence[str], inputs: dict) -> dspy.Prediction:
+        # The reply ("C", "(C)", "Answer: C", "Based on ...") is read by the task's parser, like generate mode's.
         reply = self.predict(**inputs, options=lettered(options), config={"max_tokens": 4}).answer.strip()
-        # A reply that opens with a lone letter ("C", "C) ...", "(C)") is that letter; anything else
-        # ("Based on ...") goes to the task's own parser unchanged.
-        match = _LEADING_LETTER.match(reply)
-        letter = match[1] if match and match[1] in option_letters(len(options)) else ""
-        return dspy.Prediction(answer=letter or reply, choice_probs=None, answer_path="fallback-generate")
+        return dspy.Prediction(answer=reply, choice_probs=None, answer_path="fallback-generate")
