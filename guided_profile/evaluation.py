@@ -76,11 +76,13 @@ class RunFolder:
             if replaced:
                 raise ConfigError(f"{path} holds results of other programs named {', '.join(replaced)} (the files "
                                   "changed since); use another --out folder")
-            config = config | {"methods": sorted(set(old.get("methods", [])) | set(config["methods"])),
+            config = config | {"methods": list(dict.fromkeys(old.get("methods", []) + config["methods"])),
                                "programs": old_programs | new_programs}
         # Written now only when new, or when it gains methods or programs (which later resumes check);
         # otherwise with the summary, so the command and limit it states are those of the summary.
-        if not old or any((old.get(k) or None) != (config.get(k) or None) for k in ("methods", "programs")):
+        gains = (set(config["methods"]) != set(old.get("methods", []))
+                 or (old.get("programs") or {}) != (config.get("programs") or {}))
+        if not old or gains:
             config_file.write_text(json.dumps(config, indent=2))
         run = cls(path, config)
         records = path / RECORDS

@@ -119,6 +119,12 @@ def test_config_states_the_command_of_its_summary_not_of_an_attempt_cut_short(tm
     assert saved["methods"] == ["dg-pc", "pg"] and saved["command"] == "run --methods pg"
 
 
+def test_reopening_with_methods_in_command_order_is_not_a_change(tmp_path):
+    RunFolder.open(tmp_path, config(["pg", "dg-pc"]) | {"command": "run --limit 4"})
+    RunFolder.open(tmp_path, config(["pg", "dg-pc"]) | {"command": "run --limit 8"})  # killed before its summary
+    assert json.loads((tmp_path / "config.json").read_text())["command"] == "run --limit 4"
+
+
 def test_parallel_workers_give_the_same_records_and_per_example_costs(tmp_path):
     def rule(system, user):
         return "A" if "item 1" in user or "item 4" in user else "C"
