@@ -11,6 +11,7 @@ from guided_profile.errors import ConfigError
 from guided_profile.lm import weights
 from guided_profile.lm.embedded import EmbeddedEngine
 from guided_profile.lm.factory import resolve_spec
+from guided_profile.redaction import redact
 
 
 def fake_parts(monkeypatch, tmp_path, chunks, sha):
@@ -107,3 +108,12 @@ def test_usage_counts_replies_cut_at_their_token_limit_but_not_one_token_scoring
 
     assert usage_of([entry("length", 256), entry("length"), entry("stop", 256)]).truncated == 2
     assert usage_of([entry("length", 1)]).truncated == 0  # scoring asks for one token on purpose
+
+
+def test_a_password_in_the_server_url_never_reaches_a_record():
+    spec, _ = resolve_spec("openai/served", api_base="http://me:s3cret@gpu-box:8000/v1")
+    assert spec.to_dict()["api_base"] == "http://me:***@gpu-box:8000/v1"
+    assert "s3cret" not in str(spec.to_dict())
+    # a port is not a password, and a later '@' in the same command line is left alone
+    command = "--api-base http://gpu-box:8000/v1 --out me@home"
+    assert redact(command) == command

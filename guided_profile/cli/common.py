@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guided_profile.errors import ConfigError
+from guided_profile.redaction import redact
 from guided_profile.tasks.base import Task
 
 if TYPE_CHECKING:  # heavy imports, only for the annotations
@@ -47,7 +48,6 @@ def command_line(args: argparse.Namespace) -> str:
     import shlex
     import sys
 
-    from guided_profile.optimizers.search import redact
 
     argv = getattr(args, "argv", None)  # set by cli.main; absent if a subcommand's main is called directly
     return redact(shlex.join(["guided-profile", *(sys.argv[1:] if argv is None else argv)]))

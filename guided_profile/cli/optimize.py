@@ -25,6 +25,7 @@ from guided_profile.cli.common import (
     positive_int,
 )
 from guided_profile.errors import ConfigError
+from guided_profile.redaction import redact
 
 EPILOG = """examples:
   guided-profile optimize --list
@@ -177,6 +178,5 @@ def main(args: argparse.Namespace) -> int:
 
 def _public(params: dict) -> dict:
     """Settings fit for the file: a storage URL loses its password."""
-    from guided_profile.optimizers.search import redact
 
     return {k: redact(v) if k == "storage" and isinstance(v, str) else v for k, v in params.items()}

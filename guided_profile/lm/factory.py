@@ -12,6 +12,7 @@ import dspy
 from guided_profile.errors import ConfigError
 from guided_profile.lm.embedded import DEFAULT_CONTEXT, EmbeddedEngine
 from guided_profile.lm.weights import EMBEDDED_MODELS, cache_dir, ensure_model_file, sha256_file
+from guided_profile.redaction import redact
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class LMSpec:
     context: int = DEFAULT_CONTEXT
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """For records: a password in the server URL is masked."""
+        return asdict(self) | {"api_base": self.api_base and redact(self.api_base)}
 
 
 def _cached_sha256(path: Path) -> str:

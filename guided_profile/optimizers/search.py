@@ -41,6 +41,7 @@ from guided_profile.programs.answer import lettered
 from guided_profile.programs.export import answer_options, instructions
 from guided_profile.programs.methods import parts_of, switches_of
 from guided_profile.programs.modules import GuidedProfile
+from guided_profile.redaction import redact
 
 PART_CHOICES = ["pc+pp", "pc+g+pp", "pc+g", "g+pp", "g", "pp"]  # every final step with guidance or profile
 WORDS = re.compile(r"\b(?:at most|no more than|fewer than|less than|under|up to)\s+(\d+)\s+words\b", re.IGNORECASE)
@@ -91,11 +92,6 @@ def _stable() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
-
-
-def redact(url: str) -> str:
-    """A storage URL fit for records: the password, if any, replaced by ***."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 @register_optimizer

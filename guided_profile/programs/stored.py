@@ -12,6 +12,7 @@ import time
 import dspy
 
 from guided_profile.lm.accounting import usage_of
+from guided_profile.redaction import redact
 
 
 class StoredStep(dspy.Predict):
@@ -29,7 +30,7 @@ class StoredStep(dspy.Predict):
         if self.demos:  # a compiled step with demos answers differently from the same instruction without
             instruction += "\n[demos] " + json.dumps([dict(d) for d in self.demos], sort_keys=True, default=str)
         # Two OpenAI-compatible servers may serve different weights under one model name: keep them apart.
-        model = lm.model + (f"@{lm.kwargs['api_base']}" if lm.kwargs.get("api_base") else "")
+        model = lm.model + (f"@{redact(lm.kwargs['api_base'])}" if lm.kwargs.get("api_base") else "")
         key = (self.kind, kwargs["history"], instruction, kwargs.get("guidance", ""), model)
         text = store.lookup(*key)
         if text is not None:
