@@ -133,8 +133,10 @@ def test_unknown_optimizer_or_setting_is_a_clear_error(tmp_path, capsys):
         get_optimizer("nope", task=TASK, task_lm=task_lm)
     with pytest.raises(ConfigError, match="no setting depthh"):
         get_optimizer("copro", task=TASK, task_lm=task_lm, depthh=2)
-    with pytest.raises(ConfigError, match="breadth='many' is not a int"):
+    with pytest.raises(ConfigError, match="breadth='many' is not of type int"):
         get_optimizer("copro", task=TASK, task_lm=task_lm, breadth="many")
+    with pytest.raises(ConfigError, match="max_words=20 is below min_words=60"):  # before any proposal is paid for
+        get_optimizer("optuna", task=TASK, task_lm=task_lm, min_words=60, max_words=20)
     base = ["optimize", "--lm", "fake", "--out", str(tmp_path / "c.json")]
     assert cli_main([*base, "--optimizer", "nope"]) == 2
     assert cli_main([*base, "--optimizer", "mipro", "--multi-objective"]) == 2

@@ -451,7 +451,7 @@ def _convert(optimizer: str, key: str, value: Any, default: Any) -> Any:
             return bool(value)
         return type(default)(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"optimizer {optimizer!r}: setting {key}={value!r} is not a {type(default).__name__}") \
+        raise ConfigError(f"optimizer {optimizer!r}: setting {key}={value!r} is not of type {type(default).__name__}") \
             from exc
 
 

@@ -106,10 +106,15 @@ class OptunaSearch(Optimizer):
                 "multi_objective": False, "storage": "", "study_name": "", "heartbeat": 30}
 
     # -- set-up -----------------------------------------------------------------------------------
+    @classmethod
+    def validate_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        s = super().validate_settings(settings)
+        if s["max_words"] < s["min_words"]:  # refused here, before the prompt model is paid for proposals
+            raise ConfigError(f"optimizer 'optuna': max_words={s['max_words']} is below min_words={s['min_words']}")
+        return s
+
     def _word_grid(self) -> list[int]:
         s = self.settings
-        if s["word_step"] < 1 or s["min_words"] < 1 or s["max_words"] < s["min_words"]:
-            raise ConfigError("optuna: need 1 <= min_words <= max_words and word_step >= 1")
         return list(range(s["min_words"], s["max_words"] + 1, s["word_step"]))
 
     def storage_url(self) -> str:
