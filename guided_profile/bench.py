@@ -167,5 +167,8 @@ def bench(task: Task, examples: list[Example], lm_spec: str, out: Path, *, confi
 
 
 def machine() -> dict[str, Any]:
+    """What the speeds depend on, recorded beside them."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
     return {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine()}
+            "processor": platform.processor() or platform.machine(),
+            "memory_gib": round(memory / 2**30, 1) if memory else None}
