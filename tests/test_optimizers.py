@@ -8,6 +8,7 @@ import dspy
 import pytest
 
 from guided_profile.cli import main as cli_main
+from guided_profile.cli.optimize import DEFAULT_BUDGET, DEFAULT_DEV_LIMIT, DEFAULT_TRAIN_LIMIT
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
 from guided_profile.lm.fake import FakeEngine
@@ -125,6 +126,16 @@ def test_budget_too_small_is_refused_before_any_call(tmp_path):
         run_optimizer(optimizer, build_program("gpg", TASK), examples(5, "t"), examples(4, "d"), budget=30,
                       log=lambda line: None)
     assert task_engine.requests == [] and prompt_engine.requests == []
+
+
+@pytest.mark.parametrize("mode", ["generate", "score"])
+def test_every_default_plan_fits_the_default_budget(tmp_path, mode):
+    task_lm, _, _, _ = lms()
+    program = build_program("gpg", TASK, answer_mode=mode, rotations=4)
+    trainset, valset = examples(DEFAULT_TRAIN_LIMIT, "t"), examples(DEFAULT_DEV_LIMIT, "d")
+    for name in sorted(SETTINGS):
+        optimizer = get_optimizer(name, task=TASK, task_lm=task_lm, workdir=tmp_path / name, progress=None)
+        assert optimizer.plan(program, trainset, valset).total <= DEFAULT_BUDGET, name
 
 
 def test_unknown_optimizer_or_setting_is_a_clear_error(tmp_path, capsys):

@@ -27,6 +27,11 @@ from guided_profile.cli.common import (
 from guided_profile.errors import ConfigError
 from guided_profile.redaction import redact
 
+# With these limits every optimizer's default plan fits the default budget in either answer mode
+# (tests/test_optimizers.py checks it): 786-888 calls in generate mode, 1,537-1,728 in score mode.
+DEFAULT_BUDGET = 1800
+DEFAULT_TRAIN_LIMIT = DEFAULT_DEV_LIMIT = 20
+
 EPILOG = """examples:
   guided-profile optimize --list
   guided-profile optimize --task preference --optimizer optuna --budget 900 --lm local --data real \\
@@ -46,10 +51,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an optimizer setting, e.g. num_trials=10 (mipro), max_metric_calls=150 (gepa), "
                              "breadth=3 (copro), trials=20 (optuna); see --list")
-    parser.add_argument("--budget", type=positive_int, default=1600,
+    parser.add_argument("--budget", type=positive_int, default=DEFAULT_BUDGET,
                         help="most LM calls (task + prompt model) the run may make; checked before it starts "
-                             "(default 1600: the default plans make 800-900 calls of 3-5 s in generate mode, "
-                             "1500-1600 mostly one-token calls in score mode; one to two hours on the 1.5B model)")
+                             f"(default {DEFAULT_BUDGET}: the default plans make 786-888 calls in generate mode, "
+                             "1,537-1,728 mostly one-token calls in score mode; about an hour on the 1.5B model)")
     parser.add_argument("--out", type=Path, help="the compiled program (one JSON file)")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="folder for the search's state (default: next to --out, named OUT.run)")
@@ -68,10 +73,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     data.add_argument("--task", default="preference", help="task name (see `guided-profile tasks`)")
     data.add_argument("--data", default="sample", help="'sample' (default), 'real', or a path (as for `run`)")
     data.add_argument("--seed", type=int, default=0, help="seed for the user split, subsampling and the optimizer")
-    data.add_argument("--train-limit", type=non_negative_int, default=20,
-                      help="train examples the optimizer sees (seeded sample; 0 = all; default 20)")
-    data.add_argument("--dev-limit", type=non_negative_int, default=20,
-                      help="dev examples candidates are scored on (seeded sample; 0 = all; default 20)")
+    data.add_argument("--train-limit", type=non_negative_int, default=DEFAULT_TRAIN_LIMIT,
+                      help=f"train examples the optimizer sees (seeded sample; 0 = all; default {DEFAULT_TRAIN_LIMIT})")
+    data.add_argument("--dev-limit", type=non_negative_int, default=DEFAULT_DEV_LIMIT,
+                      help=f"dev examples each candidate is scored on (seeded sample; 0 = all; "
+                           f"default {DEFAULT_DEV_LIMIT})")
     data.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE", help="task setting")
     add_lm_options(parser, parallel=False)  # optimizers evaluate one example at a time
     prompt = parser.add_argument_group("prompt model (proposals and reflection)")
