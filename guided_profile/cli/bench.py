@@ -34,8 +34,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         help="comma-separated subset of plain-dspy,default,parallel-N to run (default: all)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"),
                         help="folder for bench.json, table.md and each configuration's records")
-    add_data_options(parser)
-    parser.set_defaults(limit=50)
+    add_data_options(parser, default_limit=50)
     return parser
 
 

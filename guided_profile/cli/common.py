@@ -64,18 +64,19 @@ def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True) ->
                        help="base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp) for --lm openai/NAME; "
                             "the key is read from $OPENAI_API_KEY and never written anywhere")
     group.add_argument("--context", type=positive_int, default=8192,
-                       help="context window per request for in-process models")
+                       help="context window per request for in-process models (default 8192)")
     group.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: all cores)")
     if parallel:
         group.add_argument("--parallel", type=positive_int, default=4,
                            help="examples evaluated at once; in-process models get as many server slots "
-                                "(continuous batching). Default 4, measured fastest on 2 cores; 1 gives "
-                                "bit-identical greedy replies across runs")
+                                "(continuous batching). Default 4, measured fastest on 2 cores; batching changes "
+                                "greedy replies slightly, so use 1 where runs must repeat exactly")
     group.add_argument("--no-cache", action="store_true",
-                       help="do not reuse DSPy's cached answers (every call goes to the model)")
+                       help="do not reuse DSPy's cached answers nor the profile store (every call goes to the model)")
 
 
-def add_data_options(parser: argparse.ArgumentParser, *, default_split: str = "test") -> None:
+def add_data_options(parser: argparse.ArgumentParser, *, default_split: str = "test",
+                     default_limit: int | None = None) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--task", default="preference", help="task name (see `guided-profile tasks`)")
     group.add_argument("--data", default="sample",
@@ -83,7 +84,9 @@ def add_data_options(parser: argparse.ArgumentParser, *, default_split: str = "t
                             "$GUIDED_PROFILE_DATA, else ../shared/data), or a path to the data")
     group.add_argument("--split", default=default_split, choices=["train", "dev", "test", "all"],
                        help=f"users of which split (split by user, seeded; default {default_split})")
-    group.add_argument("--limit", type=positive_int, default=None, help="use the first N examples of the split")
+    group.add_argument("--limit", type=positive_int, default=default_limit,
+                       help="use the first N examples of the split"
+                            + (f" (default {default_limit})" if default_limit else " (default: all)"))
     group.add_argument("--seed", type=int, default=0, help="seed for building examples and splitting users")
     group.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                        help="task setting, e.g. category_level=1, min_categories=5, max_history_chars=6000")
@@ -134,16 +137,15 @@ def resolve_data(task: Task, data: str) -> Path:
     return path
 
 
-def load_split(task: Task, args: argparse.Namespace,
-               split: str | None = None) -> tuple[list[Example], Path, dict[str, int]]:
-    """(examples of the split, first --limit of them, data path, build stats)."""
+def load_split(task: Task, args: argparse.Namespace) -> tuple[list[Example], Path, dict[str, int]]:
+    """(the first --limit examples of --split, data path, build stats)."""
     from guided_profile.datasets.example import split_examples
 
     data = resolve_data(task, args.data)
     examples, stats = task.load(data)
-    selected = split_examples(examples, split or args.split, args.seed)[: args.limit]
+    selected = split_examples(examples, args.split, args.seed)[: args.limit]
     if not selected:
-        raise ConfigError(f"no examples in split {split or args.split!r} of {data} (build stats: {stats})")
+        raise ConfigError(f"no examples in split {args.split!r} of {data} (build stats: {stats})")
     return selected, data, stats
 
 

@@ -61,7 +61,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--method", default="gpg", help="the program to start from: gpg (default), gpg:PARTS, pg, ...")
     parser.add_argument("--answer-mode", default="auto", choices=["auto", "generate", "score"],
                         help="how the final step answers (see `guided-profile run --help`)")
-    parser.add_argument("--rotations", type=positive_int, default=4, help="score mode: rotations of the option order")
+    parser.add_argument("--rotations", type=positive_int, default=4,
+                        help="score mode: rotations of the option order (default 4)")
     optuna_group = parser.add_argument_group("optuna optimizer")
     optuna_group.add_argument("--storage", default=None,
                               help="Optuna RDB URL for the study (default: sqlite file in the run folder); "

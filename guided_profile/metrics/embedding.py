@@ -35,12 +35,10 @@ def model_path() -> Path:
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise ConfigError(f"{weights} is missing; reinstall {MODEL_PACKAGE}")
-    digest = hashlib.sha256()
     with open(weights, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != MODEL_SHA256:
-        raise ConfigError(f"{weights} has sha256 {digest.hexdigest()}, not all-MiniLM-L6-v2's {MODEL_SHA256}; "
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    if digest != MODEL_SHA256:
+        raise ConfigError(f"{weights} has sha256 {digest}, not all-MiniLM-L6-v2's {MODEL_SHA256}; "
                           f"reinstall {MODEL_PACKAGE}")
     os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder needs no hub; never let a typo turn into a download
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
