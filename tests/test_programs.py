@@ -9,6 +9,7 @@ from guided_profile.errors import ConfigError
 from guided_profile.lm.fake import FakeEngine
 from guided_profile.programs import PersonalAdapter, build_program
 from guided_profile.programs.methods import ablation_switches, canonical
+from guided_profile.programs.modules import GuidedProfile
 from guided_profile.tasks import get_task
 
 TASK = get_task("preference")
@@ -131,3 +132,10 @@ def test_an_empty_reply_is_an_unparseable_answer_not_a_failure(example):
         prediction = build_program("dg-pc", TASK)(**TASK.inputs(example))
     assert prediction.answer == "" and usage_of(lm.history).empty_replies == 1
     assert TASK.score(example, prediction.answer)["outcome"] == "unparseable"
+
+
+@pytest.mark.parametrize("name", ["preference", "paraphrase", "dialogue"])
+def test_an_unset_switch_takes_the_tasks_main_gpg_row(name):
+    task = get_task(name)
+    assert GuidedProfile(task).switches == task.gpg_switches == build_program("gpg", task).switches
+    assert GuidedProfile(task, include_guidance=False).switches == task.gpg_switches | {"include_guidance": False}

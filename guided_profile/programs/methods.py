@@ -19,7 +19,7 @@ METHODS: dict[str, Callable[..., dspy.Module]] = {
     "dg-no-pc": lambda task, **answer: DirectAnswer(task, with_context=False, **answer),
     "dg-pc": lambda task, **answer: DirectAnswer(task, with_context=True, **answer),
     "pg": ProfileThenAnswer,
-    "gpg": lambda task, **answer: GuidedProfile(task, **task.gpg_switches, **answer),
+    "gpg": GuidedProfile,  # the task's main switches
 }
 
 # The parts the final step of GPG may see, by their short names in method names (`gpg:pc+g+pp`).

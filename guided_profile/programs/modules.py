@@ -66,19 +66,23 @@ class ProfileThenAnswer(dspy.Module):
 class GuidedProfile(dspy.Module):
     """GPG: digest the history by answering the guidance question, write a profile guided by that
     answer, then answer the question from the parts the switches let through (history, guidance,
-    profile: the paper's ablation grid)."""
+    profile: the paper's ablation grid).  A switch left unset takes the task's main GPG row
+    (`task.gpg_switches`: history + profile for preference, + guidance too for paraphrasing)."""
 
-    def __init__(self, task: Task, include_context: bool = True, include_guidance: bool = False,
-                 include_profile: bool = True, **answer_options):
+    def __init__(self, task: Task, include_context: bool | None = None, include_guidance: bool | None = None,
+                 include_profile: bool | None = None, **answer_options):
         super().__init__()
-        self.include_context = include_context
-        self.include_guidance = include_guidance
-        self.include_profile = include_profile
+        given = {"include_context": include_context, "include_guidance": include_guidance,
+                 "include_profile": include_profile}
+        switches = task.gpg_switches | {k: v for k, v in given.items() if v is not None}
+        self.include_context = switches["include_context"]
+        self.include_guidance = switches["include_guidance"]
+        self.include_profile = switches["include_profile"]
         self.digest = StoredStep(Digest.with_instructions(task.guidance), kind="guidance", max_tokens=STEP_MAX_TOKENS)
         self.write_profile = StoredStep(WriteProfile.with_instructions(task.guided_profile_instruction),
                                         kind="profile", max_tokens=STEP_MAX_TOKENS)
-        self.respond = answer_step(task, history=include_context, guidance=include_guidance,
-                                   profile=include_profile, **answer_options)
+        self.respond = answer_step(task, history=self.include_context, guidance=self.include_guidance,
+                                   profile=self.include_profile, **answer_options)
 
     @property
     def switches(self) -> dict[str, bool]:
