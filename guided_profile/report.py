@@ -26,9 +26,9 @@ def p_clause(p: float) -> str:
     return f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
 
 
-# What every summary holds besides the task's own metrics (those become the table's metric columns).
-RUN_KEYS = ("n", "ci95", "failed", "history_cut", "per_example", "totals", "seconds_per_example", "answer_paths",
-            "rotations_without_letter")
+def metric_columns(task: Task) -> list[str]:
+    """The task's own summary keys (its metrics and counts), in its order; a summary's other keys are costs."""
+    return [key for key in task.summarize([]) if key != "n"]
 
 
 def totals_line(summaries: dict[str, dict]) -> str:
@@ -46,7 +46,7 @@ def totals_line(summaries: dict[str, dict]) -> str:
 
 def summary_rows(task: Task, summaries: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     """Columns: method, the task's metrics (objective with its 95% interval), n, failures, cost."""
-    metric_keys = [k for k in next(iter(summaries.values()), {}) if k not in RUN_KEYS]
+    metric_keys = metric_columns(task)
     header = ["method", *metric_keys, f"{task.objective} 95% CI", "n", "failed", "cut", "calls/ex", "store hits/ex",
               "prompt tok/ex", "cached/ex", "gen tok/ex", "s/ex"]
     rows = []

@@ -198,10 +198,11 @@ def run_config(args: argparse.Namespace, task: Task, task_options: dict, methods
                stats: dict, identity: LMSpec, payloads: dict) -> dict[str, Any]:
     """What a run folder records about how it was made (and checks when it is resumed)."""
     from guided_profile import __version__
+    from guided_profile.programs.answer import answer_config
 
     return {"task": task.name, "task_options": task_options, "methods": methods, "data": str(data),
             "split": args.split, "limit": args.limit, "seed": args.seed, "lm": identity.to_dict(),
-            "answer_mode": args.answer_mode, "rotations": args.rotations if args.answer_mode == "score" else None,
+            **answer_config(args.answer_mode, args.rotations),
             "programs": {name: p["checksum"] for name, p in payloads.items()}, "build_stats": stats,
             "version": __version__, "command": command_line(args)}
 

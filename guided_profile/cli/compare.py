@@ -49,6 +49,7 @@ def main(args: argparse.Namespace) -> int:
     from guided_profile.compare import REFERENCE, chart, comparison_rows, markdown_report, table
     from guided_profile.evaluation import RunFolder
     from guided_profile.programs import build_program
+    from guided_profile.programs.answer import answer_config
     from guided_profile.programs.export import load_program_files
     from guided_profile.report import text_table
 
@@ -61,9 +62,9 @@ def main(args: argparse.Namespace) -> int:
     programs = {name: build_program("gpg" if name == REFERENCE else name, task, answer_mode=args.answer_mode,
                                     rotations=args.rotations) for name in dict.fromkeys(names)}
     compiled, payloads = load_program_files(paths, task, taken=set(programs))
-    asked = {"answer_mode": args.answer_mode, "rotations": args.rotations if args.answer_mode == "score" else None}
+    asked = answer_config(args.answer_mode, args.rotations)
     for name, payload in payloads.items():
-        theirs = payload["answer"] | ({"rotations": None} if payload["answer"]["answer_mode"] != "score" else {})
+        theirs = answer_config(**payload["answer"])
         if theirs != asked:
             raise ConfigError(f"{name} answers with {theirs}, the reference with {asked}: a paired difference would "
                               f"mostly measure the answer mode; rerun with --answer-mode {theirs['answer_mode']}"

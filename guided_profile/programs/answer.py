@@ -14,6 +14,7 @@ import contextvars
 import logging
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import dspy
 
@@ -30,6 +31,11 @@ def resolve_answer_mode(mode: str, has_options: bool) -> str:
     if mode == AUTO:
         return "score" if has_options else "generate"
     return mode
+
+
+def answer_config(answer_mode: str, rotations: int | None) -> dict[str, Any]:
+    """How a program answers, as run folders state it (and compare checks): rotations exist in score mode only."""
+    return {"answer_mode": answer_mode, "rotations": rotations if answer_mode == "score" else None}
 
 
 _scoring = contextvars.ContextVar("scoring", default=False)
