@@ -26,7 +26,7 @@ from dspy.utils.exceptions import AdapterParseError
 
 from guided_profile.datasets.example import Example, option_letters
 from guided_profile.errors import ConfigError
-from guided_profile.lm.accounting import Usage
+from guided_profile.lm.accounting import Usage, usage_of
 from guided_profile.programs.adapter import FIELD_MARKER, PersonalAdapter
 from guided_profile.tasks.base import Task
 
@@ -133,13 +133,11 @@ class CallCounter(BaseCallback):
                 self.usage.add(Usage(calls=1))  # a call that failed before it was recorded
                 return
             self._last[id(lm)] = entry
-            n = int((entry.get("kwargs") or {}).get("n") or 1)
+            spent = usage_of([entry])
+            n = int((entry.get("kwargs") or {}).get("n") or 1)  # one request for n completions counts n calls
+            spent.calls, spent.cache_hits = n * spent.calls, n * spent.cache_hits
+            self.usage.add(spent)
             usage = entry.get("usage") or {}
-            details = usage.get("prompt_tokens_details") or {}
-            self.usage.add(Usage(calls=n, cache_hits=n if not usage else 0,
-                                 prompt_tokens=usage.get("prompt_tokens") or 0,
-                                 cached_prompt_tokens=details.get("cached_tokens") or 0,
-                                 completion_tokens=usage.get("completion_tokens") or 0))
             key = json.dumps([entry.get("messages") or entry.get("prompt"), entry.get("kwargs")], sort_keys=True,
                              default=str)
             if usage:
