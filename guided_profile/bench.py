@@ -29,6 +29,7 @@ from guided_profile.datasets.example import Example
 from guided_profile.evaluation import RunFolder, evaluate
 from guided_profile.lm import make_lm
 from guided_profile.programs import PersonalAdapter, build_program
+from guided_profile.report import markdown_table, text_table
 from guided_profile.tasks.base import Task
 
 # About 500 tokens of fixed text for the speed probe.
@@ -172,3 +173,28 @@ def machine() -> dict[str, Any]:
     return {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "processor": platform.processor() or platform.machine(),
             "memory_gib": round(memory / 2**30, 1) if memory else None}
+
+
+def write_report(result: dict, out: Path) -> str:
+    """`table.md` in `out` from a bench.json's content; returns the text for the terminal."""
+    objective = result["objective"]
+    header = ["config", "wall s", "calls", "prompt tok", "cached tok", "generated tok", objective,
+              "wall/floor", "speedup vs plain"]
+    rows = [[r["config"]["name"], f"{r['wall_seconds']:.1f}", str(r["totals"].get("calls", 0)),
+             str(r["totals"].get("prompt_tokens", 0)), str(r["totals"].get("cached_prompt_tokens", 0)),
+             str(r["totals"].get("completion_tokens", 0)), f"{r['summary'][objective]:.3f}",
+             f"{r['wall_over_floor']:.2f}", str(r["speedup_over_plain"])] for r in result["results"]]
+    speed, floor, machine = result["speed"], result["floor"], result["machine"]
+    probe, in_run = result["probe_speed"], result["run_speed"] or {}
+    lm = result["results"][0]["lm"]
+    preamble = (f"Model {lm['spec']} ({lm['model']}), {machine['cores']} cores, {machine['llama_threads']} llama.cpp "
+                f"threads; n={result['n']} {result['data']['split']} examples, method {result['method']}, answer "
+                f"mode {result['answer_mode']}.  Model speed in prompt / generated tok/s: "
+                f"{probe['prompt_tokens_per_s']} / {probe['generated_tokens_per_s']} on a fixed prompt, "
+                f"{in_run.get('prompt_tokens_per_s')} / {in_run.get('generated_tokens_per_s')} on the default "
+                f"run's own requests; the floor uses the faster, {speed['prompt_tokens_per_s']} / "
+                f"{speed['generated_tokens_per_s']}: {floor['seconds']} s for {floor['prompt_tokens']} prompt + "
+                f"{floor['generated_tokens']} generated tokens")
+    (out / "table.md").write_text(f"# Throughput, {result['task']}\n\nCommand: `{result['command']}`\n\n"
+                                  f"{preamble}\n\n{markdown_table(header, rows)}\n")
+    return f"{preamble}\n{text_table(header, rows)}"

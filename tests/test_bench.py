@@ -65,7 +65,7 @@ def test_bench_takes_a_gguf_path_and_refuses_bad_configurations(capsys, monkeypa
 
 
 def test_report_states_the_program_and_ratios(tmp_path):
-    from guided_profile.cli.bench import write_report
+    from guided_profile.bench import write_report
 
     def config(name, wall, accuracy):
         return {"config": {"name": name}, "lm": {"spec": "local", "model": "qwen"}, "wall_seconds": wall,

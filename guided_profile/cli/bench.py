@@ -39,7 +39,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    from guided_profile.bench import bench, default_configs
+    from guided_profile.bench import bench, default_configs, write_report
 
     if not (args.lm in ("local", "local-0.5b") or args.lm.startswith("gguf:")):
         raise ConfigError(f"--lm {args.lm}: bench measures an in-process model: use local, local-0.5b or gguf:PATH")
@@ -73,30 +73,3 @@ def _slot_counts(text: str) -> tuple[int, ...]:
     if any(n < 2 for n in counts):
         raise ConfigError(f"--parallel {text!r}: slot counts must be at least 2 (1 slot is the 'default' row)")
     return tuple(sorted(set(counts)))
-
-
-def write_report(result: dict, out: Path) -> str:
-    """`table.md` in `out` from a bench.json's content; returns the text for the terminal."""
-    from guided_profile.report import markdown_table, text_table
-
-    objective = result["objective"]
-    header = ["config", "wall s", "calls", "prompt tok", "cached tok", "generated tok", objective,
-              "wall/floor", "speedup vs plain"]
-    rows = [[r["config"]["name"], f"{r['wall_seconds']:.1f}", str(r["totals"].get("calls", 0)),
-             str(r["totals"].get("prompt_tokens", 0)), str(r["totals"].get("cached_prompt_tokens", 0)),
-             str(r["totals"].get("completion_tokens", 0)), f"{r['summary'][objective]:.3f}",
-             f"{r['wall_over_floor']:.2f}", str(r["speedup_over_plain"])] for r in result["results"]]
-    speed, floor, machine = result["speed"], result["floor"], result["machine"]
-    probe, in_run = result["probe_speed"], result["run_speed"] or {}
-    lm = result["results"][0]["lm"]
-    preamble = (f"Model {lm['spec']} ({lm['model']}), {machine['cores']} cores, {machine['llama_threads']} llama.cpp "
-                f"threads; n={result['n']} {result['data']['split']} examples, method {result['method']}, answer "
-                f"mode {result['answer_mode']}.  Model speed in prompt / generated tok/s: "
-                f"{probe['prompt_tokens_per_s']} / {probe['generated_tokens_per_s']} on a fixed prompt, "
-                f"{in_run.get('prompt_tokens_per_s')} / {in_run.get('generated_tokens_per_s')} on the default "
-                f"run's own requests; the floor uses the faster, {speed['prompt_tokens_per_s']} / "
-                f"{speed['generated_tokens_per_s']}: {floor['seconds']} s for {floor['prompt_tokens']} prompt + "
-                f"{floor['generated_tokens']} generated tokens")
-    (out / "table.md").write_text(f"# Throughput, {result['task']}\n\nCommand: `{result['command']}`\n\n"
-                                  f"{preamble}\n\n{markdown_table(header, rows)}\n")
-    return f"{preamble}\n{text_table(header, rows)}"
