@@ -6,7 +6,7 @@ import pytest
 
 from guided_profile.datasets.example import Example, split_examples, user_split
 from guided_profile.errors import ConfigError
-from guided_profile.tasks import get_task
+from guided_profile.tasks import TASKS, get_task
 from guided_profile.tasks.base import cut_history
 
 TASK = get_task("preference")
@@ -85,3 +85,11 @@ def test_unknown_task_and_split():
         get_task("nope")
     with pytest.raises(ValueError):
         split_examples([], "validation")
+
+
+@pytest.mark.parametrize("name", ["preference", "paraphrase", "dialogue"])
+def test_listed_task_settings_are_the_ones_the_task_takes(name):
+    defaults = TASKS[name].option_defaults()
+    assert defaults["max_history_chars"] == 6000 and "seed" not in defaults
+    task = get_task(name, **defaults)  # every listed setting is accepted with its listed default
+    assert all(getattr(task, key) == value for key, value in defaults.items())

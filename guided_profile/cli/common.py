@@ -89,7 +89,8 @@ def add_data_options(parser: argparse.ArgumentParser, *, default_split: str = "t
                             + (f" (default {default_limit})" if default_limit else " (default: all)"))
     group.add_argument("--seed", type=int, default=0, help="seed for building examples and splitting users")
     group.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
-                       help="task setting, e.g. category_level=1, min_categories=5, max_history_chars=6000")
+                       help="a task setting (repeatable), e.g. max_history_chars=6000; each task's settings and "
+                            "defaults: `guided-profile tasks`")
 
 
 def parse_task_options(pairs: list[str]) -> dict:

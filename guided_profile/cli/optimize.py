@@ -79,7 +79,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     data.add_argument("--dev-limit", type=non_negative_int, default=DEFAULT_DEV_LIMIT,
                       help=f"dev examples each candidate is scored on (seeded sample; 0 = all; "
                            f"default {DEFAULT_DEV_LIMIT})")
-    data.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE", help="task setting")
+    data.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                      help="a task setting (repeatable); each task's settings and defaults: `guided-profile tasks`")
     add_lm_options(parser, parallel=False)  # optimizers evaluate one example at a time
     prompt = parser.add_argument_group("prompt model (proposals and reflection)")
     prompt.add_argument("--prompt-lm", default=None, help="same forms as --lm (default: the task model)")

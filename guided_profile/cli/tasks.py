@@ -1,4 +1,4 @@
-"""`guided-profile tasks`: list the registered tasks and their hand-written guidance."""
+"""`guided-profile tasks`: list the registered tasks, their hand-written guidance and their settings."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import argparse
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    return sub.add_parser("tasks", help="list the registered tasks and their hand-written guidance")
+    return sub.add_parser("tasks", help="list the registered tasks, their hand-written guidance and settings")
 
 
 def main(args: argparse.Namespace) -> int:
     from guided_profile.tasks import TASKS
 
     for name, cls in sorted(TASKS.items()):
-        print(f"{name}: {cls.description}\n  guidance: {cls.guidance}\n  objective: {cls.objective}")
+        options = ", ".join(f"{key}={value}" for key, value in cls.option_defaults().items())
+        print(f"{name}: {cls.description}\n  guidance: {cls.guidance}\n  objective: {cls.objective}\n"
+              f"  settings (--task-option KEY=VALUE): {options}")
     return 0

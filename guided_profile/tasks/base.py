@@ -8,6 +8,7 @@ task is adding one module under `tasks/` with `@register_task`.
 
 from __future__ import annotations
 
+import inspect
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -70,6 +71,20 @@ class Task(ABC):
         whole_number("max_history_chars", max_history_chars)
         self.seed = seed
         self.max_history_chars = max_history_chars
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """The settings `--task-option` accepts, with their defaults: read from the constructors, so a
+        task's listing cannot drift from what it takes."""
+        options: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            init = klass.__dict__.get("__init__")
+            if init is None or klass is object:
+                continue
+            for param in inspect.signature(init).parameters.values():
+                if param.name not in ("self", "seed") and param.default is not param.empty:
+                    options[param.name] = param.default
+        return options
 
     @abstractmethod
     def load(self, path: Path) -> tuple[list[Example], dict[str, int]]:
