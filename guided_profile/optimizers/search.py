@@ -17,7 +17,8 @@ import hashlib
 import json
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,25 @@ def _stable() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
+
+
+@dataclass
+class _Space:
+    """What a trial chooses from: the guidance candidates (the hand-written one first), and the starting
+    program's parts and word limit (snapped to the word grid; None when its profile states no limit)."""
+
+    pool: list[str]
+    base_parts: str
+    base_words: int | None
+    grid: list[int]
+
+
+@dataclass
+class _DevScores:
+    scores: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    reused: int = 0  # examples whose score the study already held
+    failed: int = 0
 
 
 @register_optimizer
@@ -212,15 +232,15 @@ class OptunaSearch(Optimizer):
 
         pool = self._pool(study, program, trainset)
         grid = self._word_grid()
-        base_parts = parts_of(program.switches)
         base_words = word_limit(program.write_profile.signature.instructions)
         base_words = min(grid, key=lambda w: abs(w - base_words)) if base_words is not None else None
-        self._seed_trials(study, pool, base_parts, base_words)
+        space = _Space(pool, parts_of(program.switches), base_words, grid)
+        self._seed_trials(study, pool, space.base_parts, base_words)
 
         target = self.settings["trials"]
         complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         if complete < target:
-            objective = self._objective(study, program, pool, valset, metric, base_parts, base_words, grid, multi)
+            objective = self._objective(study, program, space, valset, metric, multi)
             # A trial cut short by failed calls does not count: each missing trial gets one retry here, and
             # the callback stops as soon as `target` trials are complete.
             study.optimize(objective, n_trials=2 * (target - complete), catch=(IncompleteTrial,),
@@ -292,56 +312,63 @@ class OptunaSearch(Optimizer):
             set_instruction(program, "write_profile", with_word_limit(base.write_profile.signature.instructions, words))
         return program
 
-    def _objective(self, study, base, pool, valset, metric, base_parts, base_words, grid, multi):
-        target = self.settings["trials"]
-
-        def objective(trial: optuna.Trial):
-            index = trial.suggest_categorical("guidance", list(range(len(pool))))
+    def _objective(self, study: optuna.Study, base: dspy.Module, space: _Space, valset: list[Example],
+                   metric: TaskMetric, multi: bool) -> Callable[[optuna.Trial], float | tuple[float, float]]:
+        """One trial: pick a configuration, score it on the dev set, record what it cost."""
+        def objective(trial: optuna.Trial) -> float | tuple[float, float]:
+            index = trial.suggest_categorical("guidance", list(range(len(space.pool))))
             parts = (trial.suggest_categorical("parts", PART_CHOICES) if self.settings["search_switches"]
-                     else base_parts)
+                     else space.base_parts)
             words = None
-            if base_words is not None and "pp" in parts.split("+"):
-                words = trial.suggest_int("profile_words", grid[0], grid[-1], step=self.settings["word_step"])
-            program = self._build(base, pool[index], parts, words)
-            key = f"memo:g{index}|{parts}|w{words}"
-            memo = dict(study.user_attrs.get(key, {}))  # example id -> [score, tokens] already paid for
-            scores, tokens, reused, failed = [], [], 0, 0
+            if space.base_words is not None and "pp" in parts.split("+"):
+                words = trial.suggest_int("profile_words", space.grid[0], space.grid[-1],
+                                          step=self.settings["word_step"])
             before = self.task_calls.snapshot()
-            for example in valset:
-                if example.example_id in memo:
-                    score, spent = memo[example.example_id]
-                    reused += 1
-                else:
-                    start, ok = self.task_calls.tokens, True
-                    try:
-                        prediction = program(**self.task.inputs(example))
-                        score = metric.score(example, prediction)
-                    except GuidedProfileError:
-                        raise  # a setup error (a metric's missing data, the store) fails every example alike
-                    except Exception:  # a failed call scores 0 here and is tried again in a later trial
-                        score, ok, failed = 0.0, False, failed + 1
-                    spent = self.task_calls.tokens - start
-                    if ok:
-                        memo[example.example_id] = [score, spent]
-                        study.set_user_attr(key, memo)
-                scores.append(score)
-                tokens.append(spent)
+            dev = self._score_on_dev(study, f"memo:g{index}|{parts}|w{words}",
+                                     self._build(base, space.pool[index], parts, words), valset, metric)
             used = usage_delta(self.task_calls.snapshot(), before)
-            mean, mean_tokens = sum(scores) / len(scores), sum(tokens) / len(tokens)
-            trial.set_user_attr("guidance_text", pool[index])
+            mean, mean_tokens = sum(dev.scores) / len(dev.scores), sum(dev.tokens) / len(dev.tokens)
+            trial.set_user_attr("guidance_text", space.pool[index])
             trial.set_user_attr("tokens_per_example", round(mean_tokens, 1))
             trial.set_user_attr("calls", used.calls)
             trial.set_user_attr("cache_hits", used.cache_hits)
-            trial.set_user_attr("reused_examples", reused)
-            trial.set_user_attr("failed_examples", failed)
-            self.report(trial.number + 1, target, mean,
+            trial.set_user_attr("reused_examples", dev.reused)
+            trial.set_user_attr("failed_examples", dev.failed)
+            self.report(trial.number + 1, self.settings["trials"], mean,
                         f"guidance #{index} parts {parts} words {words or '-'}; {used.calls} calls"
-                        + (f", {reused} reused" if reused else "") + (f", {failed} FAILED" if failed else ""))
-            if failed:  # a score with failed examples counted as 0 would bias the search: fail the trial instead
-                raise IncompleteTrial(f"{failed} dev examples failed; their scores are retried on resume")
+                        + (f", {dev.reused} reused" if dev.reused else "")
+                        + (f", {dev.failed} FAILED" if dev.failed else ""))
+            if dev.failed:  # a score with failed examples counted as 0 would bias the search: fail the trial instead
+                raise IncompleteTrial(f"{dev.failed} dev examples failed; their scores are retried on resume")
             return (mean, mean_tokens) if multi else mean
 
         return objective
+
+    def _score_on_dev(self, study: optuna.Study, key: str, program: dspy.Module, valset: list[Example],
+                      metric: TaskMetric) -> _DevScores:
+        """Score and tokens per dev example; an example this configuration already scored in the study (the
+        memo under `key`) is not run again, a failed one scores 0 here and is retried in a later trial."""
+        memo = dict(study.user_attrs.get(key, {}))  # example id -> [score, tokens] already paid for
+        dev = _DevScores()
+        for example in valset:
+            if example.example_id in memo:
+                score, spent = memo[example.example_id]
+                dev.reused += 1
+            else:
+                start, ok = self.task_calls.tokens, True
+                try:
+                    score = metric.score(example, program(**self.task.inputs(example)))
+                except GuidedProfileError:
+                    raise  # a setup error (a metric's missing data, the store) fails every example alike
+                except Exception:
+                    score, ok, dev.failed = 0.0, False, dev.failed + 1
+                spent = self.task_calls.tokens - start
+                if ok:
+                    memo[example.example_id] = [score, spent]
+                    study.set_user_attr(key, memo)
+            dev.scores.append(score)
+            dev.tokens.append(spent)
+        return dev
 
     def _budget_guard(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """Stop before a trial that could overrun the budget (the run still exports the best so far)."""
