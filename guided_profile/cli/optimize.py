@@ -10,7 +10,6 @@ cache (every call already answered is free).
 from __future__ import annotations
 
 import argparse
-import random
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -98,14 +97,6 @@ def list_optimizers() -> str:
     return "\n".join(lines)
 
 
-def subsample(examples: list, limit: int, seed: int) -> list:
-    """A seeded sample of `limit` examples, kept in their original order (all when limit is 0)."""
-    if not limit or limit >= len(examples):
-        return list(examples)
-    keep = set(random.Random(seed).sample(range(len(examples)), limit))
-    return [ex for i, ex in enumerate(examples) if i in keep]
-
-
 def main(args: argparse.Namespace) -> int:
     if args.list:
         print(list_optimizers())
@@ -115,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
 
     from guided_profile import __version__
     from guided_profile.cli.common import resolve_data
-    from guided_profile.datasets.example import split_examples
+    from guided_profile.datasets.example import split_examples, subsample
     from guided_profile.lm import make_lm
     from guided_profile.optimizers import get_optimizer, optimizer_class, run_optimizer
     from guided_profile.programs import build_program

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,15 @@ def split_examples(examples: Iterable[Example], split: str, seed: int = 0) -> li
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)} or 'all'")
     return [ex for ex in examples if user_split(ex.user_id, seed) == split]
+
+
+def subsample(examples: list[Example], limit: int, seed: int) -> list[Example]:
+    """A seeded sample of `limit` examples, kept in their original order (all when limit is 0): the
+    train / dev examples an optimizer sees."""
+    if not limit or limit >= len(examples):
+        return list(examples)
+    keep = set(random.Random(seed).sample(range(len(examples)), limit))
+    return [ex for i, ex in enumerate(examples) if i in keep]
 
 
 def data_root() -> Path | None:
