@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from guided_profile.datasets.example import Example, split_examples, user_split
+from guided_profile.datasets.example import Example, split_examples, subsample, user_split
 from guided_profile.errors import ConfigError
 from guided_profile.tasks import TASKS, get_task
 from guided_profile.tasks.base import cut_history
@@ -93,3 +93,11 @@ def test_listed_task_settings_are_the_ones_the_task_takes(name):
     assert defaults["max_history_chars"] == 6000 and "seed" not in defaults
     task = get_task(name, **defaults)  # every listed setting is accepted with its listed default
     assert all(getattr(task, key) == value for key, value in defaults.items())
+
+
+def test_subsample_is_seeded_keeps_order_and_zero_means_all():
+    items = list(range(50))
+    picked = subsample(items, 10, seed=3)
+    assert len(picked) == 10 and picked == sorted(picked) and picked == subsample(items, 10, seed=3)
+    assert picked != subsample(items, 10, seed=4)
+    assert subsample(items, 0, seed=3) == items == subsample(items, 80, seed=3)
