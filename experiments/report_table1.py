@@ -70,8 +70,8 @@ def main() -> None:
         f"Data: `{config['data']}` ({config['build_stats']['built']} users built by the paper's procedure), "
         f"split `test`, seed {config['seed']}; model {config['lm']['model']} "
         f"(sha256 {config['lm']['sha256'][:12]}...), "
-        f"greedy. **n = {len(users)} test users** finished by every method in both modes (the target is 200; "
-        "`experiments/table1_preference.sh` resumes).",
+        f"greedy. **n = {len(users)} test users** finished by every method in both modes"
+        + (" (the target is 200; `experiments/table1_preference.sh` resumes)." if len(users) < 200 else "."),
         "",
         "Commands: `experiments/table1_preference.sh` (runs both modes), then `python experiments/report_table1.py`.",
         "Accuracy in %, 95% bootstrap interval; costs are means per example (calls, prompt tokens, of which reused "
