@@ -156,11 +156,11 @@ class ChoiceTask(Task):
         named = {letter: option.lower() for letter, option in zip(letters, example.options, strict=True)
                  if option.lower() in lowered}
         # "Pipette tips" names the option "Pipette" too: keep only options no other named option contains.
-        named = [letter for letter, option in named.items()
-                 if not any(option in other and option != other for other in named.values())]
-        if len(named) == 1:
-            return named[0], "text"
-        return (None, "unparseable") if named else (None, "abstain")
+        kept = [letter for letter, option in named.items()
+                if not any(option in other and option != other for other in named.values())]
+        if len(kept) == 1:
+            return kept[0], "text"
+        return (None, "unparseable") if kept else (None, "abstain")
 
     def score(self, example: Example, answer: str, profile: str | None = None) -> dict[str, Any]:
         label, how = self.parse_choice(example, answer)
