@@ -93,7 +93,7 @@ class MiproOptimizer(Optimizer):
     name = "mipro"
     summary = ("DSPy MIPROv2, instructions only: the prompt model proposes candidates per step from the data and "
                "program, Optuna's TPE picks the combination over the dev set")
-    defaults = {"num_candidates": 5, "num_trials": 8, "minibatch_size": 25, "minibatch_full_eval_steps": 5,
+    defaults = {"num_candidates": 3, "num_trials": 6, "minibatch_size": 25, "minibatch_full_eval_steps": 5,
                 "init_temperature": 1.0, "view_data_batch_size": 10}
 
     def _minibatch(self, n_dev: int) -> bool:
@@ -277,7 +277,7 @@ class CoproOptimizer(Optimizer):
     name = "copro"
     summary = ("DSPy COPRO: the prompt model proposes `breadth` instructions per step, each is scored on the dev set, "
                "and `depth` rounds refine the best ones")
-    defaults = {"breadth": 4, "depth": 1, "init_temperature": 1.4}
+    defaults = {"breadth": 3, "depth": 1, "init_temperature": 1.4}
 
     def _candidates(self, steps: int) -> int:
         """Candidates COPRO scores: depth k re-scores all (k + 1) * breadth candidates of each step."""

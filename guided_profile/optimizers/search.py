@@ -121,7 +121,7 @@ class OptunaSearch(Optimizer):
                "parts (pc/g/pp) and the profile's word limit; resumable SQLite/RDB study; optional Pareto front of "
                "objective vs tokens")
     may_be_zero = ("candidates",)  # 0: search the switches and length with the hand-written guidance only
-    defaults = {"trials": 12, "candidates": 6, "examples_per_proposal": 3, "search_switches": True,
+    defaults = {"trials": 8, "candidates": 3, "examples_per_proposal": 3, "search_switches": True,
                 "min_words": 20, "max_words": 100, "word_step": 20, "screen_candidates": True,
                 "multi_objective": False, "storage": "", "study_name": "", "heartbeat": 30}
 
