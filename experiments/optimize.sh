@@ -7,8 +7,9 @@
 # The optuna run is sized to about an hour on 2 cores: 3 proposed guidance questions beside the hand-written one,
 # each screened on the 20 dev users, then 8 TPE trials over guidance x final-step parts x profile length.
 # GEPA gets 200 metric calls.  Both are the optimizers' defaults, written out so the command shows them.
-# Every step resumes when rerun (Optuna's SQLite study, DSPy's answer cache, the run folders).  Compiled programs go to experiments/results/compiled/TASK-OPTIMIZER-1.5b.json, the comparison
-# to experiments/results/compare-TASK-1.5b/.
+# Every step resumes when rerun (Optuna's SQLite study, DSPy's answer cache, the run folders).
+# Compiled programs go to experiments/results/compiled/TASK-OPTIMIZER-1.5b.json, the comparison to
+# experiments/results/compare-TASK-1.5b/.
 set -euo pipefail
 task="${1:?usage: experiments/optimize.sh TASK [N_TEST_USERS] [OPTIMIZER ...]}"
 limit="${2:-200}"
