@@ -50,11 +50,15 @@ def test_round_trip_keeps_every_field(tmp_path, example):
     assert "lab glass" in engine.requests[0]["user"]  # the demo went along
 
 
-def test_no_pickle_and_no_secret(tmp_path):
+def test_a_step_model_with_a_key_is_not_written(tmp_path, example):
     path = tmp_path / "p.json"
-    save_compiled(path, tuned_program(), TASK, META | {"lm": {"spec": "openai/gpt-4o-mini", "model": "m"}})
+    program = tuned_program()
+    program.digest.lm = dspy.LM("openai/gpt-4o-mini", api_key="sk-test-SECRET", api_base="http://me:pw0rd@gpu:8000/v1")
+    save_compiled(path, program, TASK, META)
     text = path.read_text()
-    assert text.startswith("{") and "pickle" not in text and "api_key" not in text
+    assert "SECRET" not in text and "pw0rd" not in text and "gpt-4o-mini" not in text
+    loaded, _ = load_compiled(path, TASK)  # and the file still loads, with no model of its own
+    assert loaded.digest.lm is None and loaded.digest.signature.instructions == NEW_Q
 
 
 @pytest.fixture

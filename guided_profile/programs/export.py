@@ -80,11 +80,17 @@ def _checksum(payload: dict[str, Any]) -> str:
 
 
 def save_compiled(path: Path, program: dspy.Module, task: Task, metadata: dict[str, Any]) -> dict[str, Any]:
-    """Write `program` and `metadata` as one JSON file (atomically); returns what was written."""
+    """Write `program` and `metadata` as one JSON file (atomically); returns what was written.
+
+    A step's own model (DSPy saves it with the step) is left out: the model is chosen when the
+    program runs, and a saved model configuration could carry a key or a password.
+    """
+    state = {name: {**step, "lm": None} if isinstance(step, dict) and "lm" in step else step
+             for name, step in program.dump_state().items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata, "task": task.name,
                "method": method_of(program, task), "answer": answer_options(program),
                "switches": getattr(program, "switches", None), "program_class": type(program).__name__,
-               "instructions": instructions(program), "shape": shape(program), "state": program.dump_state()}
+               "instructions": instructions(program), "shape": shape(program), "state": state}
     payload = json.loads(json.dumps(payload, default=str))  # plain JSON types only, as loading will see them
     payload["checksum"] = _checksum(payload)
     path = Path(path)
