@@ -98,6 +98,7 @@ def test_real_format_sample_has_users_in_every_split():
     (["1 your persona: a.", "2 hi\tyo", "x no number"], r"mini\.txt: line 3: expected 'N text'"),
     (["1 your persona: a.", "2 hi there without a tab"], r"mini\.txt: line 2: expected 'partner utterance<TAB>"),
     (["1 your persona: a.", "2 hi\tyo", "4 skipped\tturn"], r"line 3: turn number 4 follows 2"),
+    (["3 your persona: a.", "4 hi\tyo"], r"mini\.txt: line 1: the file starts at turn 3, not 1"),
 ])
 def test_malformed_parlai_lines_are_named(tmp_path, lines, pattern):
     path = tmp_path / "mini.txt"

@@ -88,9 +88,11 @@ def load_parlai(path: Path) -> tuple[list[Example], dict[str, int]]:
         if match is None:
             raise DataError(path, f"line {lineno}: expected 'N text' (ParlAI format: a turn number, a space, text)")
         number, text = int(match.group(1)), match.group(2)
-        if number == 1 or dialogue is None:
+        if number == 1:
             finish()
             dialogue = {"line": lineno, "persona": [], "turns": []}
+        elif dialogue is None:
+            raise DataError(path, f"line {lineno}: the file starts at turn {number}, not 1 (was its top cut off?)")
         elif number != previous + 1:
             raise DataError(path, f"line {lineno}: turn number {number} follows {previous} (expected {previous + 1})")
         previous = number
