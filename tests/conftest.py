@@ -31,3 +31,17 @@ def fake_lm():
     lm = dspy.LM("fake/scripted", engine=engine, temperature=0.0, max_tokens=64, cache=False)
     lm.engine_impl = engine
     return lm
+
+
+@pytest.fixture
+def fake_calls(monkeypatch) -> list[str]:
+    """Every prompt any FakeEngine answers from now on, also those the command line builds itself."""
+    seen: list[str] = []
+    complete = FakeEngine.complete
+
+    def counted(self, request):
+        seen.append("\n".join(m.text or "" for m in request.messages))
+        return complete(self, request)
+
+    monkeypatch.setattr(FakeEngine, "complete", counted)
+    return seen

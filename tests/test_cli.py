@@ -51,11 +51,13 @@ def test_default_run_folders_keep_data_and_answer_modes_apart():
     assert folder(out="mine") == "mine"
 
 
-def test_rerun_resumes_without_new_calls(tmp_path, capsys):
+def test_rerun_resumes_without_new_calls(tmp_path, capsys, fake_calls):
     assert run_cli(tmp_path, "--methods", "gpg") == 0
     lines = (tmp_path / "run" / "records.jsonl").read_text()
+    first = len(fake_calls)
+    assert first > 0
     assert run_cli(tmp_path, "--methods", "gpg") == 0
-    assert (tmp_path / "run" / "records.jsonl").read_text() == lines
+    assert (tmp_path / "run" / "records.jsonl").read_text() == lines and len(fake_calls) == first
 
 
 @pytest.mark.parametrize("files,needle", [

@@ -93,7 +93,7 @@ def test_instructions_side_by_side_marks_what_changed():
     assert "changed" not in profile_row
 
 
-def test_compare_command_reports_resumes_and_draws(tmp_path, capsys):
+def test_compare_command_reports_resumes_and_draws(tmp_path, capsys, fake_calls):
     tuned = build_program("gpg", TASK)
     tuned.digest.signature = tuned.digest.signature.with_instructions(NEW_Q)
     path = tmp_path / "tuned.json"
@@ -111,8 +111,10 @@ def test_compare_command_reports_resumes_and_draws(tmp_path, capsys):
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = (out / "records.jsonl").read_text().splitlines()
     assert {json.loads(line)["method"] for line in lines} == {"handwritten", "tuned", "dg-pc"}
-    assert cli_main(argv) == 0  # resumed: nothing left to run
-    assert (out / "records.jsonl").read_text().splitlines() == lines
+    first = len(fake_calls)
+    assert first > 0
+    assert cli_main(argv) == 0  # resumed: nothing left to run, and no call made
+    assert (out / "records.jsonl").read_text().splitlines() == lines and len(fake_calls) == first
 
 
 def test_compare_refuses_a_program_of_another_kind(tmp_path, capsys):

@@ -230,3 +230,35 @@ def test_call_counter_counts_completions_and_cache_hits(tmp_path):
     lm("one prompt for the cache test", n=3, temperature=1.0)
     assert counter.usage.calls == 6 and counter.usage.cache_hits == 3 and len(engine.requests) == 3
     assert counter.tokens > 0 and lm.history == []
+
+
+@pytest.mark.parametrize("name", ["copro", "gepa", "mipro"])
+def test_dspy_optimizer_rerun_after_a_kill_repeats_no_call(name, tmp_path):
+    """DSPy's optimizers resume through DSPy's answer cache: what the killed run asked is never asked again."""
+    asked: list[str] = []
+
+    def dies_after_20(system, user):
+        asked.append(user)
+        if len(asked) > 20:
+            raise KeyboardInterrupt
+        return rewarding_rule(system, user)
+
+    def run(task_rule):
+        task_engine, prompt_engine = FakeEngine(task_rule), FakeEngine(lambda s, u: NEW_Q)
+        cached = {"cache": True, "temperature": 0.0}  # model names unique to this test: its own cache entries
+        optimizer = get_optimizer(name, task=TASK, task_lm=dspy.LM(f"fake/task-{tmp_path.name}", engine=task_engine,
+                                                                   **cached),
+                                  prompt_lm=dspy.LM(f"fake/prompt-{tmp_path.name}", engine=prompt_engine, **cached),
+                                  workdir=tmp_path, progress=None, **SETTINGS[name])
+        result = run_optimizer(optimizer, build_program("gpg", TASK), examples(5, "t"), examples(4, "d"),
+                               budget=10_000, log=lambda line: None)
+        return result, task_engine
+
+    with pytest.raises(KeyboardInterrupt):
+        run(dies_after_20)
+    killed = set(asked[:20])  # the 21st was never answered, so it was not cached
+    result, task_engine = run(rewarding_rule)
+    again = [r["user"] for r in task_engine.requests]
+    assert again and not killed & set(again)
+    assert result.usage["task"]["cache_hits"] >= len(killed)
+    assert result.program.digest.signature.instructions == NEW_Q
