@@ -16,6 +16,8 @@ from guided_profile.optimizers import BudgetError, TaskMetric, get_optimizer, ru
 from guided_profile.optimizers.base import as_guidance, clean_proposal, question_shaped
 from guided_profile.programs import build_program
 from guided_profile.programs.adapter import PREAMBLE
+from guided_profile.programs.export import read_compiled
+from guided_profile.report import metric_columns
 from guided_profile.tasks import get_task
 
 TASK = get_task("preference")
@@ -262,3 +264,20 @@ def test_dspy_optimizer_rerun_after_a_kill_repeats_no_call(name, tmp_path):
     assert again and not killed & set(again)
     assert result.usage["task"]["cache_hits"] >= len(killed)
     assert result.program.digest.signature.instructions == NEW_Q
+
+
+@pytest.mark.parametrize("task_name", ["paraphrase", "dialogue"])
+def test_text_tasks_optimize_and_compare_through_the_command_line(task_name, tmp_path, capsys):
+    task = get_task(task_name)
+    out = tmp_path / "tuned.json"
+    assert cli_main(["optimize", "--task", task_name, "--lm", "fake", "--optimizer", "optuna", "--option", "trials=2",
+                     "--option", "candidates=1", "--train-limit", "3", "--dev-limit", "3", "--out", str(out)]) == 0
+    payload = read_compiled(out)
+    assert payload["task"] == task_name and payload["scores"]["objective"] == task.objective
+    assert 0.0 <= payload["scores"]["dev"] <= 1.0 and payload["optimizer"]["info"]["trials"]
+    folder = tmp_path / "cmp"
+    assert cli_main(["compare", "--task", task_name, "--programs", f"handwritten,{out}", "--lm", "fake",
+                     "--split", "test", "--limit", "3", "--out", str(folder), "--no-progress"]) == 0
+    report = (folder / "compare.md").read_text()
+    assert "| tuned |" in report and task.guidance in report
+    assert all(column in report for column in metric_columns(task))
