@@ -168,7 +168,7 @@ def test_optimize_command_exports_a_program_that_run_accepts(tmp_path, capsys):
     assert payload["optimizer"]["name"] == "copro" and payload["optimizer"]["settings"]["breadth"] == 2
     assert payload["lm"]["model"] == "scripted-fake" and payload["prompt_lm"] == payload["lm"]
     data = payload["data"]
-    assert data["sha256"] == data_sha256(data["path"]) and data["split_sizes"] == {"train": 7, "dev": 3}
+    assert data["sha256"] == data_sha256(data["path"]) and data["split_sizes"] == {"train": 7, "dev": 3, "test": 2}
     assert data["used"] == {"train": 3, "dev": 2} and len(data["train_ids"]) == 3
     assert set(payload["scores"]) == {"objective", "train", "dev"}
     assert payload["usage"]["calls"] == payload["usage"]["expected_calls"] <= 200  # COPRO's plan is exact
