@@ -1,10 +1,12 @@
 """The command line end to end with the fake LM, and bad input as one clear line (exit 2), never a traceback."""
 
+import argparse
 import json
 
 import pytest
 
 from guided_profile.cli import main
+from guided_profile.cli.common import make_task
 from guided_profile.tasks import get_task
 
 TASK_PREFERENCE = get_task("preference")
@@ -116,3 +118,15 @@ def test_answer_mode_auto_scores_choices_and_generates_text(tmp_path):
     assert main(["run", "--task", "paraphrase", "--methods", "dg-pc", "--lm", "fake", "--split", "all", "--limit", "1",
                  "--no-progress", "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["answer_mode"] == "generate"
+
+
+@pytest.mark.parametrize(("context", "given", "expected"), [
+    (8192, [], 6000),                              # the default window keeps the task's default
+    (2048, [], 3072),                              # half of a small window, at 3 characters a token
+    (2048, ["max_history_chars=9000"], 9000),      # a stated setting always wins
+])
+def test_a_small_context_window_shortens_the_default_history(context, given, expected):
+    args = argparse.Namespace(task="preference", task_option=given, seed=0, context=context, answer_mode=None)
+    task, options = make_task(args)
+    assert task.max_history_chars == expected
+    assert options.get("max_history_chars", 6000) == expected  # what runs record as the task's options

@@ -64,7 +64,8 @@ def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True) ->
                        help="base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp) for --lm openai/NAME; "
                             "the key is read from $OPENAI_API_KEY and never written anywhere")
     group.add_argument("--context", type=positive_int, default=8192,
-                       help="context window per request for in-process models (default 8192)")
+                       help="context window per request for in-process models (default 8192); a window under "
+                            "4,000 tokens also shortens the default history to fit (see README, data)")
     group.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: all cores)")
     if parallel:
         group.add_argument("--parallel", type=positive_int, default=4,
@@ -110,8 +111,12 @@ def make_task(args: argparse.Namespace) -> tuple[Task, dict]:
     """The task the options name; also turns `--answer-mode auto` into the mode it means for this task."""
     from guided_profile.programs.answer import resolve_answer_mode
     from guided_profile.tasks import get_task
+    from guided_profile.tasks.base import DEFAULT_MAX_HISTORY_CHARS, history_chars_for_window
 
     options = parse_task_options(args.task_option)
+    context = getattr(args, "context", None)
+    if context and "max_history_chars" not in options and history_chars_for_window(context) < DEFAULT_MAX_HISTORY_CHARS:
+        options["max_history_chars"] = history_chars_for_window(context)  # a small window gets a shorter history
     try:
         task = get_task(args.task, seed=args.seed, **options)
     except TypeError as exc:

@@ -21,6 +21,13 @@ from guided_profile.errors import ConfigError
 DEFAULT_MAX_HISTORY_CHARS = 6000  # about 1,500 tokens: leaves room for profile, question and reply
 
 
+def history_chars_for_window(context_tokens: int) -> int:
+    """The history budget for a model with a `context_tokens` window: half the window, counted at 3
+    characters a token (English runs nearer 4, so the estimate errs on the side of fitting); the
+    other half is for instructions, guidance, profile, options and the reply."""
+    return context_tokens // 2 * 3
+
+
 def cut_history(items: Iterable[str], max_chars: int) -> tuple[list[str], bool]:
     """Keep the most recent items whose lines fit in `max_chars`; older items are dropped first.
 
