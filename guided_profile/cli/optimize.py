@@ -49,7 +49,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--optimizer", help="mipro, gepa, copro or optuna (see --list)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an optimizer setting, e.g. num_trials=10 (mipro), max_metric_calls=150 (gepa), "
-                             "breadth=3 (copro), trials=20 (optuna); see --list")
+                             "breadth=4 (copro), trials=20 (optuna); see --list")
     parser.add_argument("--budget", type=positive_int, default=DEFAULT_BUDGET,
                         help="most LM calls (task + prompt model) the run may make; checked before it starts "
                              f"(default {DEFAULT_BUDGET}: the default plans make 543-799 calls in generate mode, "
