@@ -69,8 +69,9 @@ def task_section(name: str, title: str) -> tuple[list[str], Path | None]:
     per = {m: [runs[(m, u)] for u in users] for m in METHODS}
     lines = [f"## {title}", "",
              f"Run folder `{folder.name}`: {len(users)} test users of `{config['data']}` (split by user, seed "
-             f"{config['seed']}), model {config['lm']['model']}, greedy; every method on the same users.  "
-             f"Command: `{config.get('command', 'experiments/text_tasks.sh')}`.", "",
+             f"{config['seed']}), model {config['lm']['model']}, greedy; every method on the same users: all "
+             "test users the four methods have finished, which after a cut run can be a few more than the last "
+             f"finished command's limit.  That command: `{config.get('command', 'experiments/text_tasks.sh')}`.", "",
              "| method | " + " | ".join(keys) + " | calls/ex | store hits/ex | prompt tok/ex | generated tok/ex "
              "| same reply as DG w/ PC | reply = the query |",
              "|---|" + "---|" * (len(keys) + 6)]
