@@ -111,16 +111,18 @@ def make_task(args: argparse.Namespace) -> tuple[Task, dict]:
     """The task the options name; also turns `--answer-mode auto` into the mode it means for this task."""
     from guided_profile.programs.answer import resolve_answer_mode
     from guided_profile.tasks import get_task
-    from guided_profile.tasks.base import DEFAULT_MAX_HISTORY_CHARS, history_chars_for_window
+    from guided_profile.tasks.base import history_chars_for_window
 
     options = parse_task_options(args.task_option)
-    context = getattr(args, "context", None)
-    if context and "max_history_chars" not in options and history_chars_for_window(context) < DEFAULT_MAX_HISTORY_CHARS:
-        options["max_history_chars"] = history_chars_for_window(context)  # a small window gets a shorter history
     try:
         task = get_task(args.task, seed=args.seed, **options)
     except TypeError as exc:
         raise ConfigError(f"--task-option: {exc}") from exc
+    window = getattr(args, "context", None)
+    if window and "max_history_chars" not in options:
+        fit = history_chars_for_window(window)
+        if fit < task.max_history_chars:  # the task's default history would not fit a small window
+            options["max_history_chars"] = task.max_history_chars = fit
     if getattr(args, "answer_mode", None):
         args.answer_mode = resolve_answer_mode(args.answer_mode, task.has_options)
     return task, options
