@@ -162,9 +162,8 @@ def main(args: argparse.Namespace) -> int:
         "lm": identity.to_dict(), "prompt_lm": prompt_identity.to_dict(),
         "task_options": task_options,
         "data": {"path": str(data), "sha256": data_sha256(data), "seed": args.seed, "build_stats": stats,
-                 # the test split is only counted (its users are the rest of the partition), never read
                  "split_sizes": {"train": len(train_all), "dev": len(dev_all),
-                                 "test": len(examples) - len(train_all) - len(dev_all)},
+                                 "test": len(split_examples(examples, "test", args.seed))},  # counted, never read
                  "used": {"train": len(trainset), "dev": len(valset)},
                  "limits": {"train": args.train_limit, "dev": args.dev_limit},
                  "train_ids": [ex.example_id for ex in trainset], "dev_ids": [ex.example_id for ex in valset]},
