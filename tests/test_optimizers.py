@@ -45,10 +45,13 @@ def rewarding_rule(system, user):
     return "B" if "KNOWN-FAMILIES" in user else "A"
 
 
-def lms(task_rule=rewarding_rule, proposal=NEW_Q):
+def lms(task_rule=rewarding_rule, proposal=NEW_Q, cache_as=None):
+    """Task and prompt models over scripted engines; `cache_as` turns DSPy's answer cache on, under
+    model names of its own so no other test's answers are found there."""
     task_engine, prompt_engine = FakeEngine(task_rule), FakeEngine(lambda s, u: proposal)
-    return (dspy.LM("fake/task", engine=task_engine, cache=False), task_engine,
-            dspy.LM("fake/prompt", engine=prompt_engine, cache=False), prompt_engine)
+    suffix, cache = (f"-{cache_as}", True) if cache_as else ("", False)
+    return (dspy.LM(f"fake/task{suffix}", engine=task_engine, cache=cache), task_engine,
+            dspy.LM(f"fake/prompt{suffix}", engine=prompt_engine, cache=cache), prompt_engine)
 
 
 def optimize(name, tmp_path, *, proposal=NEW_Q, budget=10_000, task_rule=rewarding_rule, **settings):
@@ -246,12 +249,9 @@ def test_dspy_optimizer_rerun_after_a_kill_repeats_no_call(name, tmp_path):
         return rewarding_rule(system, user)
 
     def run(task_rule):
-        task_engine, prompt_engine = FakeEngine(task_rule), FakeEngine(lambda s, u: NEW_Q)
-        cached = {"cache": True, "temperature": 0.0}  # model names unique to this test: its own cache entries
-        optimizer = get_optimizer(name, task=TASK, task_lm=dspy.LM(f"fake/task-{tmp_path.name}", engine=task_engine,
-                                                                   **cached),
-                                  prompt_lm=dspy.LM(f"fake/prompt-{tmp_path.name}", engine=prompt_engine, **cached),
-                                  workdir=tmp_path, progress=None, **SETTINGS[name])
+        task_lm, task_engine, prompt_lm, _ = lms(task_rule, cache_as=tmp_path.name)
+        optimizer = get_optimizer(name, task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
+                                  progress=None, **SETTINGS[name])
         result = run_optimizer(optimizer, build_program("gpg", TASK), examples(5, "t"), examples(4, "d"),
                                budget=10_000, log=lambda line: None)
         return result, task_engine
