@@ -33,6 +33,9 @@ METHODS = ["dg-no-pc", "dg-pc", "pg", "gpg"]
 LABELS = {"dg-no-pc": "DG w/o PC", "dg-pc": "DG w/ PC", "pg": "PG", "gpg": "GPG (PC + G + PP)"}
 TASKS = {"paraphrase": "Figure 3 shape: LaMP-7 tweet paraphrasing", "dialogue": "Table 2 shape: PersonaChat replies"}
 PAIRS = [("gpg", "dg-pc"), ("gpg", "pg"), ("pg", "dg-pc")]
+# Task options whose kept examples get their own subsection, with what they keep.
+FILTERS = {"dialogue": ({"similarity_filter": True}, "the paper's optional filter: the best cosine between the "
+                        "real reply and one of the person's earlier replies lies in [0.4, 0.6]")}
 
 
 def load(folder: Path, task: Task, config: dict) -> dict[tuple[str, str], dict]:
@@ -102,8 +105,18 @@ def task_section(name: str, title: str) -> tuple[list[str], Path | None]:
               "history, instruction and model) counts as a call with no tokens: the token columns then hold the "
               "other steps.",
               "", "Paired differences (mean over the same users, 95% paired bootstrap interval, paired permutation p; "
-              "BLEU here is sentence BLEU):", "", "| comparison | " + " | ".join(keys) + " |",
-              "|---|" + "---|" * len(keys)]
+              "BLEU here is sentence BLEU):", ""] + paired_table(per, keys)
+    guidance = Counter(r.get("guidance", "").strip() for r in per["gpg"]).most_common(3)
+    lines += ["", "GPG's answers to the guidance question, most common first: "
+              + "; ".join(f"{text!r} ({count} of {len(users)})" for text, count in guidance) + ".", ""]
+    if name in FILTERS:
+        lines += filtered_section(task, *FILTERS[name], config, per, keys)
+    return lines, plot(name, title, keys, stats, len(users))
+
+
+def paired_table(per: dict[str, list[dict]], keys: list[str]) -> list[str]:
+    """One row per pair in PAIRS: mean difference, paired bootstrap interval and permutation p per metric."""
+    lines = ["| comparison | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for a, b in PAIRS:
         cells = []
         for k in keys:
@@ -116,10 +129,37 @@ def task_section(name: str, title: str) -> tuple[list[str], Path | None]:
             mean, lo, hi = paired_bootstrap(xs, ys)
             cells.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}] {p_clause(paired_permutation_pvalue(xs, ys))}")
         lines.append(f"| {LABELS[a]} − {LABELS[b]} | " + " | ".join(cells) + " |")
-    guidance = Counter(r.get("guidance", "").strip() for r in per["gpg"]).most_common(3)
-    lines += ["", "GPG's answers to the guidance question, most common first: "
-              + "; ".join(f"{text!r} ({count} of {len(users)})" for text, count in guidance) + ".", ""]
-    return lines, plot(name, title, keys, stats, len(users))
+    return lines
+
+
+def filtered_section(task: Task, options: dict, description: str, config: dict,
+                     per: dict[str, list[dict]], keys: list[str]) -> list[str]:
+    """The same users restricted to the examples a task option keeps (for dialogue: the paper's optional
+    filter on the best history-to-reply similarity), so the filter's effect is read off the same replies."""
+    filtered = type(task)(**(config.get("task_options") or {}) | options)
+    data = Path(config["data"]) if Path(config["data"]).exists() else resolve_data(task, "real")
+    examples, stats = filtered.load(data)
+    kept = {ex.example_id for ex in examples}
+    sub = {m: [r for r in records if r["example_id"] in kept] for m, records in per.items()}
+    n = len(sub["gpg"])
+    described = ", ".join(f"{k}={v}" for k, v in options.items())
+    lines = [f"### Only the examples `{described}` keeps", "", f"That is {description}. "
+             f"{n} of these {len(per['gpg'])} users pass (over the whole file: "
+             + ", ".join(f"{k} {v}" for k, v in stats.items()) + ").", ""]
+    if n < 2:
+        return lines + ["Too few for intervals.", ""]
+    lines += ["| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for m in METHODS:
+        cells = []
+        for k in keys:
+            values = [r["metrics"][k] for r in sub[m] if r["metrics"].get(k) is not None]
+            if values:
+                lo, hi = bootstrap_ci(values)
+                cells.append(f"{sum(values) / len(values):.3f} [{lo:.3f}, {hi:.3f}]")
+            else:
+                cells.append("-")
+        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
+    return lines + ["", "Paired differences on them:", ""] + paired_table(sub, keys) + [""]
 
 
 def plot(name: str, title: str, keys: list[str], stats: dict, n: int) -> Path:
