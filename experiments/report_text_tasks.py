@@ -41,11 +41,15 @@ FILTERS = {"dialogue": ({"similarity_filter": True}, "the paper's optional filte
 def load(folder: Path, task: Task, config: dict) -> dict[tuple[str, str], dict]:
     """The folder's finished records of examples in the run's split as the task splits it today (the
     dialogue task once split by dialogue, now by persona: records of other examples are left out)."""
-    data = Path(config["data"]) if Path(config["data"]).exists() else resolve_data(task, "real")  # another machine
-    examples = split_examples(task.load(data)[0], config["split"], config["seed"])
+    examples = split_examples(task.load(data_path(task, config))[0], config["split"], config["seed"])
     ids = {ex.example_id for ex in examples}
     return {(r["method"], r["example_id"]): r for r in read_records(folder / RECORDS)
             if r.get("error") is None and r["example_id"] in ids}
+
+
+def data_path(task: Task, config: dict) -> Path:
+    """The data the run read, or this machine's copy of the task's real data when that path is elsewhere."""
+    return Path(config["data"]) if Path(config["data"]).exists() else resolve_data(task, "real")
 
 
 def normalized(text: str) -> str:
@@ -80,19 +84,7 @@ def task_section(name: str, title: str) -> tuple[list[str], Path | None]:
              "|---|" + "---|" * (len(keys) + 6)]
     stats: dict[str, dict[str, tuple[float, float, float]]] = {}
     for m in METHODS:
-        summary = task.summarize([r["metrics"] for r in per[m]])
-        cells = []
-        stats[m] = {}
-        for k in keys:
-            values = [r["metrics"][k] for r in per[m] if r["metrics"].get(k) is not None]
-            if not values:
-                cells.append("-")
-                continue
-            lo, hi = bootstrap_ci(values)
-            # BLEU's table value is corpus BLEU (as BLEU is defined); its interval is over sentence BLEU.
-            stats[m][k] = (summary[k], lo, hi)
-            cells.append(f"{summary[k]:.3f} [{lo:.3f}, {hi:.3f}]" if k != "bleu" else
-                         f"{summary[k]:.2f} (sentence [{lo:.2f}, {hi:.2f}])")
+        cells, stats[m] = metric_cells(task, per[m], keys)
         n = len(users)
         same = sum(r["reply"].strip() == d["reply"].strip() for r, d in zip(per[m], per["dg-pc"], strict=True))
         usage = {k: sum(r["usage"].get(k, 0) for r in per[m]) / n
@@ -112,6 +104,24 @@ def task_section(name: str, title: str) -> tuple[list[str], Path | None]:
     if name in FILTERS:
         lines += filtered_section(task, *FILTERS[name], config, per, keys)
     return lines, plot(name, title, keys, stats, len(users))
+
+
+def metric_cells(task: Task, records: list[dict], keys: list[str]) -> tuple[list[str], dict]:
+    """Per metric, the task's summary value with a 95% bootstrap interval, as table cells ("-" where no
+    record has the metric) and as (value, low, high) for the plot."""
+    summary = task.summarize([r["metrics"] for r in records])
+    cells, stats = [], {}
+    for k in keys:
+        values = [r["metrics"][k] for r in records if r["metrics"].get(k) is not None]
+        if not values:
+            cells.append("-")
+            continue
+        lo, hi = bootstrap_ci(values)
+        # BLEU's table value is corpus BLEU (as BLEU is defined); its interval is over sentence BLEU.
+        stats[k] = (summary[k], lo, hi)
+        cells.append(f"{summary[k]:.3f} [{lo:.3f}, {hi:.3f}]" if k != "bleu" else
+                     f"{summary[k]:.2f} (sentence [{lo:.2f}, {hi:.2f}])")
+    return cells, stats
 
 
 def paired_table(per: dict[str, list[dict]], keys: list[str]) -> list[str]:
@@ -137,8 +147,7 @@ def filtered_section(task: Task, options: dict, description: str, config: dict,
     """The same users restricted to the examples a task option keeps (for dialogue: the paper's optional
     filter on the best history-to-reply similarity), so the filter's effect is read off the same replies."""
     filtered = type(task)(**(config.get("task_options") or {}) | options)
-    data = Path(config["data"]) if Path(config["data"]).exists() else resolve_data(task, "real")
-    examples, stats = filtered.load(data)
+    examples, stats = filtered.load(data_path(task, config))
     kept = {ex.example_id for ex in examples}
     sub = {m: [r for r in records if r["example_id"] in kept] for m, records in per.items()}
     n = len(sub["gpg"])
@@ -150,15 +159,7 @@ def filtered_section(task: Task, options: dict, description: str, config: dict,
         return lines + ["Too few for intervals.", ""]
     lines += ["| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for m in METHODS:
-        cells = []
-        for k in keys:
-            values = [r["metrics"][k] for r in sub[m] if r["metrics"].get(k) is not None]
-            if values:
-                lo, hi = bootstrap_ci(values)
-                cells.append(f"{sum(values) / len(values):.3f} [{lo:.3f}, {hi:.3f}]")
-            else:
-                cells.append("-")
-        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {LABELS[m]} | " + " | ".join(metric_cells(task, sub[m], keys)[0]) + " |")
     return lines + ["", "Paired differences on them:", ""] + paired_table(sub, keys) + [""]
 
 
