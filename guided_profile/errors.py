@@ -17,3 +17,7 @@ class DataError(GuidedProfileError):
 
 class ConfigError(GuidedProfileError):
     """An option, a model name or a saved program does not fit what was asked."""
+
+
+class DataWarning(UserWarning):
+    """The data loaded, but something in it probably is not what its author meant (the CLI prints one line)."""

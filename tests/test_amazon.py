@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,11 +15,12 @@ from guided_profile.datasets.amazon import (
     QUERY,
     Item,
     build_preference_examples,
+    detect_category_separator,
     load_amazon,
     split_category_path,
 )
-from guided_profile.datasets.example import Example
-from guided_profile.errors import DataError
+from guided_profile.datasets.example import Example, user_split
+from guided_profile.errors import DataError, DataWarning
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LCREC = FIXTURES / "amazon_lcrec"
@@ -159,11 +162,38 @@ def test_distractor_titles_are_distinct_and_not_already_bought() -> None:
         ]
 
 
-def test_history_lines_name_the_category_when_there_is_one(lcrec) -> None:
-    examples, _ = build_preference_examples(*lcrec)
-    user0 = next(ex for ex in examples if ex.user_id == "0")
-    assert "Digital Caliper, 6 Inch (category: Test, Measure & Inspect)" in user0.history
-    assert "Assorted Rubber Bands" in user0.history  # no category: title only, still shown
+def test_history_lists_titles_only_by_default_and_categories_on_request(lcrec) -> None:
+    (user0, *_), _ = build_preference_examples(*lcrec)
+    assert "Digital Caliper, 6 Inch" in user0.history
+    assert not any("category" in line for ex in build_preference_examples(*lcrec)[0] for line in ex.history)
+    shown, _ = build_preference_examples(*lcrec, show_categories=True)
+    assert "Digital Caliper, 6 Inch (category: Test, Measure & Inspect)" in shown[0].history
+    assert "Assorted Rubber Bands" in shown[0].history  # no category: title only, still shown
+    # The variant changes what the history shows, nothing else.
+    assert [(e.options, e.gold, e.meta) for e in shown] == [
+        (e.options, e.gold, e.meta) for e in build_preference_examples(*lcrec)[0]]
+
+
+def test_the_question_claims_no_time_order() -> None:
+    assert "next" not in QUERY and "buy" in QUERY
+
+
+def _many_users(n_users: int) -> tuple[dict[str, Item], dict[str, list[str]]]:
+    """A catalog of 8 categories x 6 products, and `n_users` who each bought from the first five."""
+    catalog = {f"{c}-{k}": Item(f"product {c}-{k}", ("Top", f"cat{c}")) for c in range(8) for k in range(6)}
+    histories = {f"user{u}": [f"{c}-{(u + c) % 6}" for c in range(5)] + [f"0-{(u + 1) % 6}"] for u in range(n_users)}
+    return catalog, histories
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_gold_positions_are_balanced_in_every_split_and_every_prefix_of_four(seed: int) -> None:
+    examples, stats = build_preference_examples(*_many_users(300), seed=seed)
+    assert stats["built"] == 300
+    for split in ("train", "dev", "test"):
+        golds = [ex.gold for ex in examples if user_split(ex.user_id, seed) == split]
+        for end in range(4, len(golds) + 1, 4):
+            assert Counter(golds[:end]) == dict.fromkeys("ABCD", end // 4), (split, end)
+        assert all(ex.options["ABCD".index(ex.gold)] == ex.meta["gold_title"] for ex in examples)
 
 
 def test_same_seed_same_examples_and_other_users_do_not_matter(lcrec) -> None:
@@ -171,8 +201,10 @@ def test_same_seed_same_examples_and_other_users_do_not_matter(lcrec) -> None:
     first, _ = build_preference_examples(catalog, histories, seed=3)
     again, _ = build_preference_examples(dict(reversed(catalog.items())), histories, seed=3)
     assert first == again and [e.meta for e in first] == [e.meta for e in again]
-    alone, _ = build_preference_examples(catalog, {"6": histories["6"]}, seed=3)
-    assert alone == [ex for ex in first if ex.user_id == "6"]
+    # Another user set leaves a user's products alone; only the gold's position follows its rank.
+    (alone,), _ = build_preference_examples(catalog, {"6": histories["6"]}, seed=3)
+    (same,) = [ex for ex in first if ex.user_id == "6"]
+    assert (alone.history, sorted(alone.options), alone.meta) == (same.history, sorted(same.options), same.meta)
 
 
 def test_different_seed_changes_some_pick(lcrec) -> None:
@@ -181,10 +213,12 @@ def test_different_seed_changes_some_pick(lcrec) -> None:
     assert [(e.user_id, e.options, e.gold) for e in a] != [(e.user_id, e.options, e.gold) for e in b]
 
 
-def test_option_order_is_shuffled() -> None:
+def test_distractor_order_is_shuffled() -> None:
     examples, stats = build_preference_examples(*load_amazon(SAMPLE))
     assert stats["built"] == stats["users"] == 12  # the committed sample is built to pass every filter
     assert len({ex.gold for ex in examples}) > 1
+    orders = {tuple(sorted(ex.meta["distractor_items"])) != ex.meta["distractor_items"] for ex in examples}
+    assert orders == {True, False}
     assert all(isinstance(ex, Example) and len(ex.options) == 4 for ex in examples)
 
 
@@ -258,3 +292,79 @@ def test_unrecognised_directory_says_what_was_expected(tmp_path: Path) -> None:
     shutil.copy(LCREC / "Mini.item.json", tmp_path / "Mini.item.json")
     with pytest.raises(DataError, match="pairs"):
         load_amazon(tmp_path)
+
+
+# ------------------------------------------------------------------------------ category separators
+
+
+def _with_separator(src: Path, tmp_path: Path, rewrite) -> Path:
+    """A copy of the LC-Rec fixture whose category strings are rewritten by `rewrite(path) -> str`."""
+    d = _copy(src, tmp_path)
+    items = json.loads((d / "Mini.item.json").read_text())
+    for record in items.values():
+        if record.get("categories"):
+            record["categories"] = rewrite(record["categories"])
+    (d / "Mini.item.json").write_text(json.dumps(items))
+    return d
+
+
+def _comma_space(path: str) -> str:
+    return ", ".join(split_category_path(path))
+
+
+def test_detect_separator_per_file() -> None:
+    assert detect_category_separator(["Top,Lab, Safety & Cleaning,Gloves"]) == ","
+    assert detect_category_separator(["Top, Lab, Gloves", "Top, Fasteners"]) == ", "
+    assert detect_category_separator(["Top", ""]) == ","
+    assert split_category_path("Top, Lab, Gloves", ", ") == ("Top", "Lab", "Gloves")
+    assert split_category_path("Top | Lab", " | ") == ("Top", "Lab")
+
+
+def test_comma_space_export_builds_the_same_examples(tmp_path: Path) -> None:
+    # In the ", " form a name cannot hold ", " itself: both copies get names without it.
+    def names_without_comma(path: str) -> list[str]:
+        return [level.replace(", ", " and ") for level in split_category_path(path)]
+
+    plain = _with_separator(LCREC, tmp_path / "plain", lambda p: ",".join(names_without_comma(p)))
+    spaced = _with_separator(LCREC, tmp_path / "spaced", lambda p: ", ".join(names_without_comma(p)))
+    a, stats_a = build_preference_examples(*load_amazon(spaced))
+    b, stats_b = build_preference_examples(*load_amazon(plain))
+    assert stats_a == stats_b == EXPECTED_STATS
+    assert a == b
+
+
+def test_mixed_file_warns_with_the_cause_and_the_option(tmp_path: Path) -> None:
+    half = {"n": 0}
+
+    def every_other(path: str) -> str:
+        half["n"] += 1
+        return _comma_space(path) if half["n"] % 3 else path  # two thirds written with ", "
+
+    d = _with_separator(LCREC, tmp_path, every_other)
+    with pytest.warns(DataWarning, match=r"category_separator=', '"):
+        build_preference_examples(*load_amazon(d), source=str(d))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_preference_examples(*load_amazon(LCREC))  # the fixture as it is: no warning
+
+
+def test_separator_option_overrides_detection(tmp_path: Path) -> None:
+    spaced = _with_separator(LCREC, tmp_path, _comma_space)
+    catalog, _ = load_amazon(spaced, category_separator=",")
+    assert catalog["0"].categories[0].startswith("Industrial & Scientific, ")  # one level: as asked
+    catalog, _ = load_amazon(spaced, category_separator=", ")
+    assert catalog["0"].categories[:2] == ("Industrial & Scientific", "Fasteners")
+
+
+# ----------------------------------------------------------------------------------- duplicate keys
+
+
+@pytest.mark.parametrize(("name", "text", "key"), [
+    ("Mini.item.json", '{"0": {"title": "a", "categories": "T,A"}, "0": {"title": "b", "categories": "T,B"}}', "'0'"),
+    ("Mini.inter.json", '{"u1": [0], "u2": [1], "u1": [2]}', "'u1'"),
+])
+def test_duplicate_keys_are_refused_with_the_key_named(tmp_path: Path, name: str, text: str, key: str) -> None:
+    d = _copy(LCREC, tmp_path)
+    (d / name).write_text(text)
+    with pytest.raises(DataError, match=rf"{name.replace('.', r'.')}.*key {key} appears twice"):
+        load_amazon(d)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from guided_profile.cli import bench, compare, optimize, profiles, run, tasks
-from guided_profile.errors import GuidedProfileError
+from guided_profile.errors import DataWarning, GuidedProfileError
 
 SUBCOMMANDS = [run, optimize, compare, bench, profiles, tasks]
 
@@ -25,7 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our data warnings as one line a person reads; any other warning as Python prints it."""
+    if issubclass(category, DataWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _show_warning
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # what results record as their command, also when called from Python

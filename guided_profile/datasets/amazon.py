@@ -1,7 +1,9 @@
 """Amazon purchase preference: the product-choice task of Guided Profile Generation (Zhang et al. 2024).
 
-A user's purchase history is shown; one product the user really bought is held out and hidden among
-three products from categories the user never bought from; the program must pick the held-out one.
+A user's purchase history is shown as product titles; one product the user really bought is held out
+and hidden among three products from categories the user never bought from; the program must pick the
+held-out one.  As in the paper, the history names products only: inferring their categories is the
+guidance step's job, so printing them (`show_categories=True`) is a labelled variant, not the default.
 
 Two on-disk layouts are read into one in-memory shape, so the task builder never cares where the data
 came from:
@@ -20,16 +22,20 @@ import ast
 import json
 import random
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from guided_profile.datasets.example import Example, option_letters
+from guided_profile.datasets.example import Example, option_letters, user_split
 from guided_profile.datasets.io import read_json, text_lines
-from guided_profile.errors import ConfigError, DataError
+from guided_profile.errors import ConfigError, DataError, DataWarning
 
-QUERY = "Which of the following products is the user most likely to buy next?"
+# The held-out product is a random one of a category the user bought from twice (the paper's rule), not
+# the latest purchase: the question claims no time order.
+QUERY = "Which of the following products is the user most likely to buy?"
 N_DISTRACTORS = 3
 
 # Skip reasons, in the order they are checked; every key is always present in the stats dict so that
@@ -44,8 +50,10 @@ STAT_KEYS = (
 )
 
 # Category paths are joined by "," with no space after it, while single names may contain ", "
-# ("Tapes, Adhesives & Sealants"): only a comma NOT followed by a space separates levels.
+# ("Tapes, Adhesives & Sealants"): only a comma NOT followed by a space separates levels.  Other
+# exports join levels by ", " instead; `detect_category_separator` tells the two apart per file.
 _PATH_SEP = re.compile(r",(?! )")
+AUTO_SEPARATOR = "auto"
 
 _EXPECTED_LAYOUTS = (
     "a directory holding either X.item.json + X.inter.json (LC-Rec layout) "
@@ -71,32 +79,45 @@ Catalog = dict[str, Item]
 Histories = dict[str, list[str]]
 
 
-def split_category_path(path: str) -> tuple[str, ...]:
-    """Split an LC-Rec category string into its levels, keeping names that contain ", " whole.
+def split_category_path(path: str, separator: str = ",") -> tuple[str, ...]:
+    """Split an LC-Rec category string into its levels.
 
-    Blank levels are kept (as "") rather than dropped so that a stray ",," never shifts the levels
-    below it up by one and silently changes which name counts as "the second level".
+    With the separator "," (the shared data's form) only a comma not followed by a space separates
+    levels, so names that contain ", " stay whole; any other separator (", " in other exports) is
+    split on literally.  Blank levels are kept (as "") rather than dropped so that a stray ",," never
+    shifts the levels below it up by one and silently changes which name counts as "the second level".
     """
     if not path.strip():
         return ()
-    return tuple(level.strip() for level in _PATH_SEP.split(path))
+    levels = _PATH_SEP.split(path) if separator == "," else path.split(separator)
+    return tuple(level.strip() for level in levels)
+
+
+def detect_category_separator(paths: Iterable[str]) -> str:
+    """"," when some path has a comma without a following space (the levels cannot be joined by ", "
+    then), else ", " when some path has ", ", else "," (single-level paths split the same either way)."""
+    paths = list(paths)
+    if any(_PATH_SEP.search(path) for path in paths):
+        return ","
+    return ", " if any(", " in path for path in paths) else ","
 
 
 # --------------------------------------------------------------------------------------------- loading
 
 
-def load_amazon(path: Path) -> tuple[Catalog, Histories]:
+def load_amazon(path: Path, category_separator: str = AUTO_SEPARATOR) -> tuple[Catalog, Histories]:
     """Read a directory in either supported layout into (catalog, histories).
 
     The layout is detected from the file names so that a user can point `--data` at whatever they
     downloaded; anything ambiguous (two data sets in one directory) is refused rather than guessed.
+    `category_separator` joins the levels of LC-Rec category strings ("auto": detected per file).
     """
     path = Path(path)
     if not path.is_dir():
         raise DataError(path, f"not a directory; expected {_EXPECTED_LAYOUTS}")
     lcrec = _find_lcrec_files(path)
     if lcrec is not None:
-        return load_lcrec(*lcrec)
+        return load_lcrec(*lcrec, category_separator=category_separator)
     mcauley = _find_mcauley_files(path)
     if mcauley is not None:
         return load_mcauley(*mcauley)
@@ -104,26 +125,31 @@ def load_amazon(path: Path) -> tuple[Catalog, Histories]:
     raise DataError(path, f"expected {_EXPECTED_LAYOUTS}; found {present}")
 
 
-def load_lcrec(item_file: Path, inter_file: Path) -> tuple[Catalog, Histories]:
+def load_lcrec(item_file: Path, inter_file: Path,
+               category_separator: str = AUTO_SEPARATOR) -> tuple[Catalog, Histories]:
     """Read the LC-Rec layout: {item id: {title, categories, ...}} and {user id: [item ids]}.
 
     Item ids in the interaction file are often ints while the keys of the item file are strings
-    (JSON keys always are), so both are normalised to str.
+    (JSON keys always are), so both are normalised to str.  A key given twice in either file is
+    refused (JSON parsers keep the last one silently, which would drop a product or a history).
     """
     item_file, inter_file = Path(item_file), Path(inter_file)
-    raw_items = read_json(item_file)
+    raw_items = read_json(item_file, unique_keys=True)
     if not isinstance(raw_items, dict):
         raise DataError(item_file, "expected a JSON object {item id: {title, categories, ...}}")
-    catalog: Catalog = {}
     for key, record in raw_items.items():
         if not isinstance(record, dict):
             raise DataError(item_file, "expected an object with 'title' and 'categories'", record=key)
-        catalog[str(key)] = Item(
-            title=_title(item_file, key, record),
-            categories=_categories(item_file, key, record.get("categories")),
-        )
+    if category_separator == AUTO_SEPARATOR:
+        category_separator = detect_category_separator(
+            r["categories"] for r in raw_items.values() if isinstance(r.get("categories"), str))
+    catalog: Catalog = {
+        str(key): Item(title=_title(item_file, key, record),
+                       categories=_categories(item_file, key, record.get("categories"), category_separator))
+        for key, record in raw_items.items()
+    }
 
-    raw_inter = read_json(inter_file)
+    raw_inter = read_json(inter_file, unique_keys=True)
     if not isinstance(raw_inter, dict):
         raise DataError(inter_file, "expected a JSON object {user id: [item ids in time order]}")
     histories: Histories = {}
@@ -263,12 +289,12 @@ def _title(path: Path, record_id: object, record: Mapping[str, Any], where: str 
     return title.strip()
 
 
-def _categories(path: Path, record_id: object, value: Any) -> tuple[str, ...]:
+def _categories(path: Path, record_id: object, value: Any, separator: str = ",") -> tuple[str, ...]:
     """A category path from any of the shapes seen in the wild: "a,b,c", [a, b, c], [[a, b, c], ...]."""
     if value is None or value == "" or value == []:
         return ()
     if isinstance(value, str):
-        return split_category_path(value)
+        return split_category_path(value, separator)
     if isinstance(value, list):
         if isinstance(value[0], list):  # 2014 metadata: several paths, the first is the main one
             value = value[0]
@@ -301,16 +327,21 @@ def build_preference_examples(
     seed: int = 0,
     category_level: int = 1,
     min_categories: int = 5,
+    show_categories: bool = False,
     source: str = "",
 ) -> tuple[list[Example], dict[str, int]]:
-    """Turn purchase histories into 4-option "which product next?" questions, one per eligible user.
+    """Turn purchase histories into 4-option "which product?" questions, one per eligible user.
 
     Follows the paper: keep users who bought from at least `min_categories` categories, pick a
-    category they bought at least two distinct products from, hold one of those out, and hide it among
-    three products from categories the user never touched.  Every random draw comes from an rng
-    seeded by (seed, user id), so a user's question never changes when other users are added,
-    removed or reordered.  Returns the examples in the order of `histories` and counts of why
-    users were skipped.
+    category they bought at least two distinct products from, hold a random one of those out, and hide
+    it among three products from categories the user never touched.  The history lists the other
+    products' titles, oldest first (with `show_categories`, each followed by its category: a variant
+    that hands the model what the guidance step should infer).  Every random draw comes from an rng
+    seeded by (seed, user id), so a user's products never change when other users are added, removed
+    or reordered; only the gold's position does, which cycles A, B, C, D over each split's users in
+    order (`place_gold_cyclically`), so every split, and every prefix of it in steps of four, holds
+    each letter equally often and no constant answer beats chance.  Returns the examples in the
+    order of `histories` and counts of why users were skipped.
     """
     if category_level < 0:
         raise ConfigError(f"category_level must be >= 0, got {category_level}")
@@ -327,7 +358,7 @@ def build_preference_examples(
         category = category_of[item_id]
         if category is not None and catalog[item_id].title:
             by_category.setdefault(category, []).append(item_id)
-    ordered_categories = sorted(by_category)
+    pools = _Pools(catalog, category_of, by_category, sorted(by_category))
 
     examples: list[Example] = []
     for user_id, history in histories.items():
@@ -340,38 +371,49 @@ def build_preference_examples(
                 raise DataError(
                     source or "histories", f"names item {item_id!r}, which is not in the catalog", user_id
                 )
-        result = _build_one(
-            str(user_id),
-            history,
-            catalog,
-            category_of,
-            by_category,
-            ordered_categories,
-            seed=seed,
-            min_categories=min_categories,
-            source=source,
-        )
+        result = _build_one(str(user_id), history, pools, seed=seed, min_categories=min_categories,
+                            show_categories=show_categories, source=source)
         if isinstance(result, str):
             stats[result] += 1
         else:
             stats["built"] += 1
             examples.append(result)
-    return examples, stats
+    _warn_if_levels_look_unsplit(catalog, stats, source)
+    return place_gold_cyclically(examples, seed), stats
 
 
-def _build_one(
-    user_id: str,
-    history: Sequence[str],
-    catalog: Mapping[str, Item],
-    category_of: Mapping[str, str | None],
-    by_category: Mapping[str, list[str]],
-    ordered_categories: Sequence[str],
-    *,
-    seed: int,
-    min_categories: int,
-    source: str,
-) -> Example | str:
-    """One user's question, or the name of the reason it cannot be built."""
+def place_gold_cyclically(examples: Sequence[Example], seed: int) -> list[Example]:
+    """Each example with its gold moved to position k mod 4, k its rank among the users of its split.
+
+    The examples arrive with the gold first; the distractors' order stays as drawn.  Splitting is by
+    user (`user_split`), so the balance holds for whichever split a run evaluates, from its first user on.
+    """
+    rank: Counter[str] = Counter()
+    placed = []
+    for example in examples:
+        split = user_split(example.user_id, seed)
+        position = rank[split] % len(example.options)
+        rank[split] += 1
+        gold_title, *distractors = example.options
+        options = (*distractors[:position], gold_title, *distractors[position:])
+        placed.append(replace(example, options=options, gold=option_letters(len(options))[position]))
+    return placed
+
+
+@dataclass(frozen=True)
+class _Pools:
+    """What every user's draw reads: the catalog, each item's category, and the items per category."""
+
+    catalog: Mapping[str, Item]
+    category_of: Mapping[str, str | None]
+    by_category: Mapping[str, list[str]]
+    ordered_categories: Sequence[str]
+
+
+def _build_one(user_id: str, history: Sequence[str], pools: _Pools, *, seed: int, min_categories: int,
+               show_categories: bool, source: str) -> Example | str:
+    """One user's question (gold listed first), or the name of the reason it cannot be built."""
+    catalog, category_of = pools.catalog, pools.category_of
     user_categories = {category_of[i] for i in history} - {None}
     if len(user_categories) < min_categories:
         return "too_few_categories"
@@ -392,38 +434,19 @@ def _build_one(
     category = rng.choice(repeat_categories)
     gold_id = rng.choice(sorted({i for i in history if category_of[i] == category and catalog[i].title}))
     gold_title = catalog[gold_id].title
-
-    # Distractors: a partial Fisher-Yates shuffle of the never-bought-from pool, stopping at the first
-    # three usable titles; O(pool) to copy, O(1) per draw, and deterministic given the rng.
-    pool: list[str] = []
-    for other in ordered_categories:
-        if other not in user_categories:
-            pool.extend(by_category[other])
-    seen_titles = {catalog[i].title for i in history}
-    distractors: list[str] = []
-    for i in range(len(pool)):
-        j = rng.randrange(i, len(pool))
-        pool[i], pool[j] = pool[j], pool[i]
-        title = catalog[pool[i]].title
-        if title in seen_titles:
-            continue
-        seen_titles.add(title)
-        distractors.append(pool[i])
-        if len(distractors) == N_DISTRACTORS:
-            break
-    else:
+    distractors = _draw_distractors(rng, history, user_categories, pools)
+    if distractors is None:
         return "too_few_distractors"
+    rng.shuffle(distractors)
 
-    options = [gold_id, *distractors]
-    rng.shuffle(options)
     remaining = [i for i in history if i != gold_id and catalog[i].title != gold_title]
     return Example(
         example_id=user_id,
         user_id=user_id,
-        history=tuple(_history_line(catalog[i], category_of[i]) for i in remaining),
+        history=tuple(_history_line(catalog[i], category_of[i] if show_categories else None) for i in remaining),
         query=QUERY,
-        gold=option_letters(len(options))[options.index(gold_id)],
-        options=tuple(catalog[i].title for i in options),
+        gold="A",
+        options=(gold_title, *(catalog[i].title for i in distractors)),
         meta={
             "category": category,
             "gold_title": gold_title,
@@ -432,6 +455,43 @@ def _build_one(
             "source": source,
         },
     )
+
+
+def _draw_distractors(rng: random.Random, history: Sequence[str], user_categories: set[str | None],
+                      pools: _Pools) -> list[str] | None:
+    """Three products of categories the user never bought from, with titles new to the user and to
+    each other; None when there are not enough.  A partial Fisher-Yates shuffle of the pool, stopping
+    at the first three usable titles: O(pool) to copy, O(1) per draw, and deterministic given the rng."""
+    pool: list[str] = []
+    for other in pools.ordered_categories:
+        if other not in user_categories:
+            pool.extend(pools.by_category[other])
+    seen_titles = {pools.catalog[i].title for i in history}
+    distractors: list[str] = []
+    for i in range(len(pool)):
+        j = rng.randrange(i, len(pool))
+        pool[i], pool[j] = pool[j], pool[i]
+        title = pools.catalog[pool[i]].title
+        if title in seen_titles:
+            continue
+        seen_titles.add(title)
+        distractors.append(pool[i])
+        if len(distractors) == N_DISTRACTORS:
+            return distractors
+    return None
+
+
+def _warn_if_levels_look_unsplit(catalog: Mapping[str, Item], stats: Mapping[str, int], source: str) -> None:
+    """Say so when most users fail the category filter while some category strings stayed one level
+    that holds ", ": the likely cause is a file that joins levels by ", " (in part, or where the
+    separator was set by hand), which reads as one category per product."""
+    with_history = stats["users"] - stats["empty_history"]
+    unsplit = sum(len(item.categories) == 1 and ", " in item.categories[0] for item in catalog.values())
+    if unsplit and stats["too_few_categories"] * 2 > with_history:
+        warnings.warn(DataWarning(
+            f"{source or 'data'}: {stats['too_few_categories']} of {with_history} users have too few categories, "
+            f"and {unsplit} products' category strings read as one level containing ', ': the file may join "
+            "levels by ', '; try --task-option category_separator=', '"), stacklevel=3)
 
 
 def _history_line(item: Item, category: str | None) -> str:

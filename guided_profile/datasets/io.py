@@ -30,11 +30,21 @@ def read_text(path: Path) -> str:
         raise DataError(path, f"line {line}: not UTF-8 text (invalid byte at offset {exc.start})") from exc
 
 
-def read_json(path: Path) -> Any:
-    """One whole JSON document."""
+def read_json(path: Path, unique_keys: bool = False) -> Any:
+    """One whole JSON document.  With `unique_keys`, an object that names a key twice is refused with
+    the key named: a parser keeps the last value silently, and for a file keyed by id that loses a record."""
     text = read_text(path)
+
+    def refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise DataError(path, f"key {key!r} appears twice in one object; keep one")
+            seen[key] = value
+        return seen
+
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=refuse_duplicates if unique_keys else None)
     except json.JSONDecodeError as exc:
         raise DataError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
 

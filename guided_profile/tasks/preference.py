@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from guided_profile.datasets.amazon import build_preference_examples, load_amazon
+from guided_profile.datasets.amazon import AUTO_SEPARATOR, build_preference_examples, load_amazon
 from guided_profile.datasets.example import Example
+from guided_profile.errors import ConfigError
 from guided_profile.tasks.base import ChoiceTask, register_task, whole_number
 
 
@@ -21,17 +22,26 @@ class PreferenceTask(ChoiceTask):
     guided_profile_instruction = ("Using the product categories in the guidance, write a short profile of this "
                                   "shopper: which categories they buy from most and what they seem to need. "
                                   "Use at most 60 words.")
-    answer_instruction = "Choose the product this person is most likely to buy next."
+    answer_instruction = "Choose the product this person is most likely to buy."
     gpg_switches = {"include_context": True, "include_guidance": False, "include_profile": True}
     data_subdir = "amazon_scientific"
     sample_subdir = "amazon_sample"
 
-    def __init__(self, seed: int = 0, category_level: int = 1, min_categories: int = 5, **kwargs):
+    def __init__(self, seed: int = 0, category_level: int = 1, min_categories: int = 5,
+                 show_categories: bool = False, category_separator: str = AUTO_SEPARATOR, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.category_level = whole_number("category_level", category_level)
         self.min_categories = whole_number("min_categories", min_categories, minimum=0)
+        if not isinstance(show_categories, bool):
+            raise ConfigError(f"task option show_categories must be true or false, got {show_categories!r}")
+        if not isinstance(category_separator, str) or not category_separator:
+            raise ConfigError(f"task option category_separator must be 'auto' or a non-empty string, "
+                              f"got {category_separator!r}")
+        self.show_categories = show_categories
+        self.category_separator = category_separator
 
     def load(self, path: Path) -> tuple[list[Example], dict[str, int]]:
-        catalog, histories = load_amazon(path)
+        catalog, histories = load_amazon(path, category_separator=self.category_separator)
         return build_preference_examples(catalog, histories, seed=self.seed, category_level=self.category_level,
-                                         min_categories=self.min_categories, source=str(path))
+                                         min_categories=self.min_categories, show_categories=self.show_categories,
+                                         source=str(path))
