@@ -1,6 +1,7 @@
 """Report of the preference Table 1 runs in both answer modes, and of the rotation count.
 
-Reads the run folders written by experiments/table1_preference.sh (and rotations_preference.sh),
+Reads the run folders written by experiments/table1_preference.sh (titles-only history on test, and
+the answer-mode choice on dev), the earlier categories-shown runs (and rotations_preference.sh),
 restricts every comparison to the users all compared runs finished, and writes
 experiments/results/table1-preference.md and table1-preference.png.
 
@@ -10,6 +11,8 @@ experiments/results/table1-preference.md and table1-preference.png.
 from __future__ import annotations
 
 import json
+import random
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -59,61 +62,132 @@ def paired(a: list[dict], b: list[dict]) -> str:
     return f"{100 * mean:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], {p_clause(p)}"
 
 
-def main() -> None:
-    runs = {mode: load(RESULTS / f"table1-preference-{mode}-1.5b") for mode in MODES}
+FOLDERS = {"titles": "table1-preference-titles-{mode}-1.5b", "dev": "answer-mode-dev-preference-{mode}-1.5b",
+           "categories": "table1-preference-{mode}-1.5b"}
+HEADER = ("| method | acc | 95% CI | n | correct | incorrect | abstain | unparseable | calls | store hits | "
+          "DSPy cache hits | prompt tok | cached tok | gen tok |\n" + "|---" * 14 + "|")
+
+
+def finished(variant: str) -> tuple[dict[str, dict], list[str]]:
+    """The records of one variant's runs in both modes, and the users every method finished in both."""
+    runs = {mode: load(RESULTS / FOLDERS[variant].format(mode=mode)) for mode in MODES}
     common = set.intersection(*(users_done(runs[m], METHODS) for m in MODES))
-    users = sorted(common, key=int) if all(u.isdigit() for u in common) else sorted(common)
-    config = json.loads((RESULTS / "table1-preference-generate-1.5b" / "config.json").read_text())
-    lines = [
-        "# Preference prediction, Table 1 shape, both answer modes",
-        "",
-        f"Data: `{config['data']}` ({config['build_stats']['built']} users built by the paper's procedure), "
-        f"split `test`, seed {config['seed']}; model {config['lm']['model']} "
-        f"(sha256 {config['lm']['sha256'][:12]}...), "
-        f"greedy. **n = {len(users)} test users** finished by every method in both modes"
-        + (" (the target is 200; `experiments/table1_preference.sh` resumes)." if len(users) < 200 else "."),
-        "",
-        "Commands: `experiments/table1_preference.sh` (runs both modes), then `python experiments/report_table1.py`.",
-        "Accuracy in %, 95% bootstrap interval; costs are means per example (calls, prompt tokens, of which reused "
-        "from llama.cpp's prompt cache, generated tokens). Tokens count only calls that reached the model: a step "
-        "served by the profile store (store hits; e.g. score mode reuses the digestions and profiles the generate "
-        "run wrote) or by DSPy's answer cache (identical earlier requests) costs none. "
-        "Paper (gpt-3.5): DG w/ PC 47.6, PG 55.0, GPG 65.1.",
-        "",
-    ]
-    header = ("| method | acc | 95% CI | n | correct | incorrect | abstain | unparseable | calls | store hits | "
-              "DSPy cache hits | prompt tok | cached tok | gen tok |\n" + "|---" * 14 + "|")
-    rows = {}
+    return runs, sorted(common, key=int) if all(u.isdigit() for u in common) else sorted(common)
+
+
+def main() -> None:
+    runs, users = finished("titles")
+    rows = {(mode, m): [runs[mode][(m, u)] for u in users] for mode in MODES for m in METHODS}
+    lines = intro(users) + baseline_section(rows, users)
     for mode in MODES:
-        lines += [f"## `--answer-mode {mode}`", "", header]
-        for m in METHODS:
-            rows[(mode, m)] = [runs[mode][(m, u)] for u in users]
-            if users:
-                lines.append(fmt_row(LABELS[m], row(rows[(mode, m)])))
-        lines.append("")
+        lines += [f"## `--answer-mode {mode}`", "", HEADER, *(fmt_row(LABELS[m], row(rows[(mode, m)]))
+                                                            for m in METHODS if users), ""]
     if users:
-        lines += ["## Paired differences (same users; accuracy points, 95% bootstrap interval, permutation p)", "",
-                  "| comparison | generate | score |", "|---|---|---|"]
-        for a, b in (("gpg", "dg-pc"), ("pg", "dg-pc"), ("gpg", "pg"), ("dg-pc", "dg-no-pc")):
-            lines.append(f"| {LABELS[a]} - {LABELS[b]} | " + " | ".join(paired(rows[(mode, a)], rows[(mode, b)])
-                                                                     for mode in MODES) + " |")
-        lines += ["", "| method | score - generate |", "|---|---|"]
-        for m in METHODS:
-            lines.append(f"| {LABELS[m]} | {paired(rows[('score', m)], rows[('generate', m)])} |")
-        replies = {}
-        for r in rows[("generate", "dg-pc")]:
-            replies[r["metrics"]["parsed"]] = replies.get(r["metrics"]["parsed"], 0) + 1
-        golds = {}
-        for r in rows[("generate", "dg-pc")]:
-            golds[r["gold"]] = golds.get(r["gold"], 0) + 1
-        parsed = dict(sorted(replies.items(), key=str))
-        lines += ["", f"Position bias in generate mode, DG w/ PC: parsed answers {parsed} against gold letters "
-                  f"{dict(sorted(golds.items()))}.", ""]
-    lines += rotation_section(runs["score"], runs["generate"], users)
+        lines += difference_section(rows) + position_bias(rows)
+    lines += dev_section() + categories_section(rows, users)
     (RESULTS / "table1-preference.md").write_text("\n".join(lines) + "\n")
     if users:
         chart(rows, users)
     print("\n".join(lines))
+
+
+def intro(users: list[str]) -> list[str]:
+    config = json.loads((RESULTS / FOLDERS["titles"].format(mode="score") / "config.json").read_text())
+    return [
+        "# Preference prediction, Table 1 shape, both answer modes",
+        "",
+        f"Data: `{config['data']}` ({config['build_stats']['built']} users built by the paper's procedure; the "
+        "history lists product titles only, as in the paper: `datasets/README.md`), split `test`, seed "
+        f"{config['seed']}; model {config['lm']['model']} (sha256 {config['lm']['sha256'][:12]}...), greedy. "
+        f"**n = {len(users)} test users** finished by every method in both modes"
+        + (" (the target is 200; `experiments/table1_preference.sh` resumes)." if len(users) < 200 else "."),
+        "",
+        "Commands: `experiments/table1_preference.sh` (both modes, test and dev), then "
+        "`python experiments/report_table1.py`. "
+        "Accuracy in %, 95% bootstrap interval; costs are means per example (calls, prompt tokens, of which reused "
+        "from llama.cpp's prompt cache, generated tokens). Tokens count only calls that reached the model: a step "
+        "served by the profile store (store hits; e.g. score mode reuses the digestions and profiles the generate "
+        "run wrote) or by DSPy's answer cache (identical earlier requests) costs none. "
+        "Paper (gpt-3.5): DG w/o PC 31.65, DG w/ PC 47.55, PG 54.98, GPG (PC+PP) 65.08. The generate tables "
+        "carry the paper's Table 4 split (correct / incorrect / abstain).",
+        "",
+    ]
+
+
+def baseline_section(rows: dict, users: list[str]) -> list[str]:
+    """What answering without reading anything scores on these users: each constant letter, and a
+    seeded random letter (the gold positions are balanced, so the constants sit at 25% exactly)."""
+    if not users:
+        return []
+    golds = [r["gold"] for r in rows[("score", "gpg")]]
+    lines = ["## Baselines (no model)", "", "| answer | acc | 95% CI | n |", "|---|---|---|---|"]
+    guesses = {f"always {letter}": [letter] * len(golds) for letter in "ABCD"}
+    guesses["random letter (seed 0)"] = [random.Random(f"0:{u}").choice("ABCD") for u in users]
+    for name, answers in guesses.items():
+        hits = [float(a == g) for a, g in zip(answers, golds, strict=True)]
+        lo, hi = bootstrap_ci(hits)
+        lines.append(f"| {name} | {100 * sum(hits) / len(hits):.1f} | [{100 * lo:.1f}, {100 * hi:.1f}] | {len(hits)} |")
+    return lines + [""]
+
+
+def difference_section(rows: dict) -> list[str]:
+    lines = ["## Paired differences (same users; accuracy points, 95% bootstrap interval, permutation p)", "",
+             "| comparison | generate | score |", "|---|---|---|"]
+    for a, b in (("gpg", "dg-pc"), ("pg", "dg-pc"), ("gpg", "pg"), ("dg-pc", "dg-no-pc")):
+        lines.append(f"| {LABELS[a]} - {LABELS[b]} | "
+                     + " | ".join(paired(rows[(mode, a)], rows[(mode, b)]) for mode in MODES) + " |")
+    lines += ["", "| method | score - generate |", "|---|---|"]
+    return lines + [f"| {LABELS[m]} | {paired(rows[('score', m)], rows[('generate', m)])} |" for m in METHODS]
+
+
+def position_bias(rows: dict) -> list[str]:
+    replies = Counter(r["metrics"]["parsed"] for r in rows[("generate", "dg-pc")])
+    golds = Counter(r["gold"] for r in rows[("generate", "dg-pc")])
+    return ["", f"Position bias in generate mode, DG w/ PC: parsed answers {dict(sorted(replies.items(), key=str))} "
+            f"against gold letters {dict(sorted(golds.items()))}.", ""]
+
+
+def dev_section() -> list[str]:
+    """The answer mode is chosen here, on dev users, before test is read."""
+    runs, users = finished("dev")
+    lines = ["## Choosing the answer mode on dev", ""]
+    if not users:
+        return lines + ["Not run yet: `experiments/table1_preference.sh` grows the dev runs with the test runs.", ""]
+    lines += [f"The same four methods on the first **{len(users)} dev users**, both modes (the default `auto` = "
+              "`score` for choice tasks is justified by these rows, not by the test rows above).", "",
+              "| method | generate | score | score - generate |", "|---|---|---|---|"]
+    for m in METHODS:
+        recs = {mode: [runs[mode][(m, u)] for u in users] for mode in MODES}
+        acc = {mode: 100 * row(recs[mode])["accuracy"] for mode in MODES}
+        lines.append(f"| {LABELS[m]} | {acc['generate']:.1f} | {acc['score']:.1f} | "
+                     f"{paired(recs['score'], recs['generate'])} |")
+    return lines + [""]
+
+
+def categories_section(rows: dict, users: list[str]) -> list[str]:
+    """The earlier runs, whose history printed each product's category: a labelled variant, compared with
+    the titles-only runs on the users both finished (the gold's position differs between the two builds)."""
+    runs, old_users = finished("categories")
+    both = [u for u in users if u in set(old_users)]
+    lines = ["## Variant: history with categories shown (`show_categories=true`, the runs before 2026-11-26)", "",
+             "Folders `" + "`, `".join(FOLDERS["categories"].format(mode=mode) for mode in MODES) + "`"
+             f" ({len(old_users)} test users; option order and gold positions of the older build). Those histories "
+             "print the held-out product's category while the distractors' categories are never shown, and GPG's "
+             "guidance mostly copied the labels back. Titles-only minus categories-shown, per method, on the "
+             f"{len(both)} users both finished:", "",
+             "| method | generate: titles | categories | difference | score: titles | categories | difference |",
+             "|---|---|---|---|---|---|---|"]
+    if not both:
+        return lines + [""]
+    index = {u: i for i, u in enumerate(users)}
+    for m in METHODS:
+        cells = []
+        for mode in MODES:
+            new = [rows[(mode, m)][index[u]] for u in both]
+            old = [runs[mode][(m, u)] for u in both]
+            cells += [f"{100 * row(new)['accuracy']:.1f}", f"{100 * row(old)['accuracy']:.1f}", paired(new, old)]
+        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
+    return lines + ["", *rotation_section(runs["score"], runs["generate"], old_users)]
 
 
 def rotation_section(score_records: dict, generate_records: dict, users: list[str]) -> list[str]:
@@ -124,8 +198,8 @@ def rotation_section(score_records: dict, generate_records: dict, users: list[st
     runs[4] = {k: v for k, v in score_records.items() if k[0] == "gpg"}
     done = [u for u in users if all(("gpg", u) in runs[r] for r in runs)]
     if not done:
-        return ["## Rotations", "", "Not run yet: `experiments/rotations_preference.sh`.", ""]
-    lines = ["## Rotations of the option order (GPG, score mode)", "",
+        return ["### Rotations", "", "Not run yet: `experiments/rotations_preference.sh`.", ""]
+    lines = ["### Rotations of the option order (GPG, score mode, categories shown)", "",
              f"n = {len(done)} users; command `experiments/rotations_preference.sh`. Cost per example: digestion and "
              "profile as measured in the generate run, plus one scoring call per rotation as measured in the "
              "4-rotation run; prompt tokens computed = prompt tokens not reused from llama.cpp's prompt cache.", "",
@@ -159,7 +233,7 @@ def chart(rows: dict, users: list[str]) -> None:
     ax.axhline(25, color="grey", linestyle=":", label="chance (4 options)")
     ax.set_xticks(range(len(METHODS)), [LABELS[m] for m in METHODS])
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"Preference prediction, Qwen2.5-Coder-1.5B, n = {len(users)} test users")
+    ax.set_title(f"Preference prediction (titles only), Qwen2.5-Coder-1.5B, n = {len(users)} test users")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(RESULTS / "table1-preference.png", dpi=120)
