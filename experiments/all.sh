@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-200}"
 bash experiments/table1_preference.sh "$n"
+bash experiments/table3_preference.sh "$n"
 bash experiments/rotations_preference.sh "$n"
 bash experiments/optimize.sh preference "$n" optuna gepa
 bash experiments/text_tasks.sh "$n"
