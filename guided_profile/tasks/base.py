@@ -28,6 +28,19 @@ def history_chars_for_window(context_tokens: int) -> int:
     return context_tokens // 2 * 3
 
 
+_LINE_BREAKS = re.compile(r"\s*[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]\s*")
+
+
+def one_line(item: str) -> str:
+    """An item with every line break (and the spaces around it) turned into one space.
+
+    A history is one numbered line per item: a title or tweet holding a blank line would otherwise
+    end its entry early and could plant a paragraph that reads like an instruction.  Spaces inside a
+    line are kept as written (tweets use them, and records of earlier runs must read the same).
+    """
+    return _LINE_BREAKS.sub(" ", item)
+
+
 def cut_history(items: Iterable[str], max_chars: int) -> tuple[list[str], bool]:
     """Keep the most recent items whose lines fit in `max_chars`; older items are dropped first.
 
@@ -99,7 +112,7 @@ class Task(ABC):
 
     def history_text(self, example: Example) -> tuple[str, bool]:
         """The history as numbered lines, cut by `cut_history`; also says whether it was cut."""
-        kept, was_cut = cut_history(example.history, self.max_history_chars)
+        kept, was_cut = cut_history(map(one_line, example.history), self.max_history_chars)
         return "\n".join(f"{i}. {item}" for i, item in enumerate(kept, 1)), was_cut
 
     def question_text(self, example: Example) -> str:
