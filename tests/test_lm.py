@@ -1,6 +1,7 @@
 """The LM layer without a model: weight assembly and its hash check, request/response translation, identities."""
 
 import hashlib
+import os
 import sys
 import types
 
@@ -73,13 +74,25 @@ def test_request_translation_and_response_accounting():
 def test_identities(tmp_path, monkeypatch):
     monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "cache"))
     gguf = tmp_path / "tiny.gguf"
-    gguf.write_bytes(b"not really a model")
+    gguf.write_bytes(b"GGUF, not really a model")
     identity, path = resolve_spec(f"gguf:{gguf}")
-    assert path == gguf and identity.sha256 == hashlib.sha256(b"not really a model").hexdigest()
+    assert path == gguf and identity.sha256 == hashlib.sha256(b"GGUF, not really a model").hexdigest()
     remote, path = resolve_spec("openai/gpt-4o-mini", api_base="http://127.0.0.1:8080/v1")
     assert path is None and remote.sha256 is None and "key" not in str(remote.to_dict()).lower()
     with pytest.raises(ConfigError, match="not a model I know"):
         resolve_spec("gpt4")
+
+
+@pytest.mark.parametrize(("content", "says"), [(b"", "is empty"), (b"<html>404</html>", "is not a GGUF model")])
+def test_a_file_that_is_no_gguf_model_is_named_before_llama_cpp_sees_it(tmp_path, content, says):
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(content)
+    with pytest.raises(ConfigError, match=rf"model\.gguf {says}"):
+        resolve_spec(f"gguf:{bad}")
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="no such GGUF file"):
+        resolve_spec(f"gguf:{fifo}")
 
 
 def test_usage_counts_model_time_only_for_calls_that_reached_the_model():

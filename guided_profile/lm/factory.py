@@ -14,6 +14,8 @@ from guided_profile.lm.embedded import DEFAULT_CONTEXT, EmbeddedEngine
 from guided_profile.lm.weights import EMBEDDED_MODELS, cache_dir, ensure_model_file, sha256_file
 from guided_profile.redaction import redact
 
+GGUF_MAGIC = b"GGUF"
+
 
 @dataclass(frozen=True)
 class LMSpec:
@@ -46,6 +48,20 @@ def _cached_sha256(path: Path) -> str:
     return index[key]
 
 
+def _check_gguf(spec: str, path: Path) -> None:
+    """Refuse a file that cannot be a GGUF model before llama.cpp sees it: its own error for an empty or
+    foreign file is "Failed to init server", which names neither the file nor the cause."""
+    if not path.is_file():
+        raise ConfigError(f"--lm {spec}: no such GGUF file {path}")
+    with open(path, "rb") as f:
+        magic = f.read(len(GGUF_MAGIC))
+    if not magic:
+        raise ConfigError(f"--lm {spec}: {path} is empty, not a GGUF model")
+    if magic != GGUF_MAGIC:
+        raise ConfigError(f"--lm {spec}: {path} is not a GGUF model (a GGUF file starts with {GGUF_MAGIC!r}, "
+                          f"this one with {magic!r})")
+
+
 def resolve_spec(spec: str, api_base: str | None = None, context: int = DEFAULT_CONTEXT) -> tuple[LMSpec, Path | None]:
     """Identity of the model behind `spec`, and the GGUF path when it runs in process."""
     if spec in EMBEDDED_MODELS:
@@ -53,8 +69,7 @@ def resolve_spec(spec: str, api_base: str | None = None, context: int = DEFAULT_
         return LMSpec(spec, model.name, model.sha256, context=context), ensure_model_file(spec)
     if spec.startswith("gguf:"):
         path = Path(spec[len("gguf:"):]).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"--lm {spec}: no such GGUF file {path}")
+        _check_gguf(spec, path)
         return LMSpec(spec, path.stem, _cached_sha256(path), context=context), path
     if "/" not in spec:
         choices = ", ".join([*EMBEDDED_MODELS, "fake", "gguf:PATH", "provider/model (e.g. openai/gpt-4o-mini)"])
