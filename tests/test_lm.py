@@ -91,7 +91,7 @@ def test_a_file_that_is_no_gguf_model_is_named_before_llama_cpp_sees_it(tmp_path
         resolve_spec(f"gguf:{bad}")
     fifo = tmp_path / "pipe.gguf"
     os.mkfifo(fifo)
-    with pytest.raises(ConfigError, match="no such GGUF file"):
+    with pytest.raises(ConfigError, match="pipe.gguf is not a regular file"):
         resolve_spec(f"gguf:{fifo}")
 
 

@@ -52,7 +52,8 @@ def _check_gguf(spec: str, path: Path) -> None:
     """Refuse a file that cannot be a GGUF model before llama.cpp sees it: its own error for an empty or
     foreign file is "Failed to init server", which names neither the file nor the cause."""
     if not path.is_file():
-        raise ConfigError(f"--lm {spec}: no such GGUF file {path}")
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise ConfigError(f"--lm {spec}: the GGUF file {path} {what}")
     with open(path, "rb") as f:
         magic = f.read(len(GGUF_MAGIC))
     if not magic:
