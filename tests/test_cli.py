@@ -81,7 +81,7 @@ def test_bad_data_is_one_clear_line(tmp_path, capsys, files, needle):
     (["--methods", "gpg,nope"], "unknown method"),
     (["--task-option", "colour=blue"], "--task-option"),
     (["--data", "/no/such/place"], "no such file"),
-    (["--lm", "gguf:/no/model.gguf"], "no such GGUF"),
+    (["--lm", "gguf:/no/model.gguf"], "model.gguf does not exist"),
 ])
 def test_bad_options_are_one_clear_line(tmp_path, capsys, extra, needle):
     assert run_cli(tmp_path, *extra) == 2
