@@ -1,0 +1,93 @@
+"""The confirm stage's split and verdict, and reading user-written guidance candidates."""
+
+import json
+
+import pytest
+
+from guided_profile.datasets.example import Example
+from guided_profile.errors import ConfigError, DataError
+from guided_profile.optimizers.candidates import Candidate, read_candidates
+from guided_profile.optimizers.confirm import judge, pick_on_confirm, split_for_confirm
+
+
+def _users(n):
+    return [Example(f"e{i}", f"u{i}", ("item",), "q", "A", ("a", "b", "c", "d")) for i in range(n)]
+
+
+def test_confirm_split_is_by_user_stable_and_seeded():
+    examples = _users(400)
+    search, confirm = split_for_confirm(examples, 0.3, seed=0)
+    assert len(search) + len(confirm) == 400 and 90 < len(confirm) < 150
+    assert not {e.user_id for e in search} & {e.user_id for e in confirm}
+    again, _ = split_for_confirm(list(reversed(examples)), 0.3, seed=0)
+    assert {e.user_id for e in again} == {e.user_id for e in search}  # order does not matter
+    other, _ = split_for_confirm(examples, 0.3, seed=1)
+    assert {e.user_id for e in other} != {e.user_id for e in search}
+    assert split_for_confirm(examples, 0.0, seed=0) == (examples, [])
+    with pytest.raises(ConfigError):
+        split_for_confirm(examples, 1.0, seed=0)
+
+
+def test_a_clearly_better_candidate_is_confirmed_and_exported():
+    handwritten = [0.0, 1.0] * 30
+    better = [1.0] * 60
+    verdict = judge(better, handwritten, objective="accuracy", candidates=3)
+    assert verdict.confirmed and verdict.exported == "candidate" and verdict.n == 60
+    assert verdict.line().startswith("confirmed: +50.0 points [") and "on 60 confirm users" in verdict.line()
+
+
+def test_a_lucky_or_worse_candidate_leaves_the_handwritten_program_exported():
+    handwritten = [1.0, 0.0, 1.0, 0.0] * 10
+    noise = [1.0, 0.0, 0.0, 1.0] * 10  # same mean: no gain
+    verdict = judge(noise, handwritten, objective="accuracy")
+    assert not verdict.confirmed and verdict.exported == "handwritten"
+    assert verdict.line().startswith("not confirmed: +0.0 points") and "hand-written program is exported" in \
+        verdict.line()
+    flagged = judge(noise, handwritten, objective="accuracy", export_unconfirmed=True)
+    assert flagged.exported == "candidate" and not flagged.confirmed and "unconfirmed" in flagged.line()
+
+
+def test_choosing_among_more_candidates_needs_stronger_evidence():
+    handwritten = [0.5] * 12
+    candidate = [0.6] * 8 + [0.5] * 4
+    alone, among_ten = judge(candidate, handwritten, objective="meteor"), judge(candidate, handwritten,
+                                                                                 objective="meteor", candidates=10)
+    assert alone.confirmed and not among_ten.confirmed and among_ten.p == pytest.approx(min(1, alone.p * 10))
+    assert "+0.067 [" in alone.line()  # a text metric keeps its own scale
+
+
+def test_pick_on_confirm_takes_the_best_mean_and_the_first_on_ties():
+    assert pick_on_confirm({"t3": [1, 0], "t1": [1, 1], "t7": [0, 1]}) == "t1"
+    assert pick_on_confirm({"t3": [1, 0], "t7": [0, 1]}) == "t3"
+
+
+def test_candidates_from_a_text_file(tmp_path):
+    path = tmp_path / "mine.txt"
+    path.write_text("# my questions\nWhich brands does this person trust?\n\n  Which  hobbies show?  \n"
+                    "Which brands does this person trust?\n")
+    assert read_candidates(path) == [Candidate("Which brands does this person trust?"),
+                                     Candidate("Which hobbies show?")]
+
+
+def test_candidates_from_json_with_instructions(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(["Which tools?", {"guidance_question": "Which labs?",
+                                                 "instructions": {"write_profile": "Write 30 words."}}]))
+    found = read_candidates(path, steps=("digest", "write_profile", "answer"))
+    assert found == [Candidate("Which tools?"), Candidate("Which labs?", {"write_profile": "Write 30 words."})]
+
+
+@pytest.mark.parametrize(("name", "content", "says"), [
+    ("c.json", '{"guidance_question": "x?"}', "expected a JSON list"),
+    ("c.json", '[{"question": "x?"}]', r"item 1: expected a question or an object"),
+    ("c.json", '[{"guidance_question": "x?", "instructions": {"nope": "y"}}]', "item 1: no step named nope"),
+    ("c.json", '["ok?", ""]', "item 2: a guidance question must be non-empty"),
+    ("c.json", '[{"guidance_question": "a?", "guidance_question": "b?"}]', "appears twice"),
+    ("c.txt", "# only comments\n\n", "holds no candidate"),
+    ("c.txt", "ok?\n" + "x" * 700 + "\n", "line 2: 700 characters"),
+])
+def test_malformed_candidate_files_are_one_clear_error(tmp_path, name, content, says):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataError, match=rf"{name}.*{says}"):
+        read_candidates(path, steps=("digest", "write_profile", "answer"))
