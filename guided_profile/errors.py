@@ -19,5 +19,9 @@ class ConfigError(GuidedProfileError):
     """An option, a model name or a saved program does not fit what was asked."""
 
 
+class OutputError(GuidedProfileError):
+    """A result file or folder cannot be written (full disk, read-only file, a file where a folder should be)."""
+
+
 class DataWarning(UserWarning):
     """The data loaded, but something in it probably is not what its author meant (the CLI prints one line)."""

@@ -1,10 +1,32 @@
-"""Passwords never reach a file: URLs are recorded with their password masked."""
+"""Secrets never reach a file: every text written goes through `redact` (see `guided_profile.files`).
 
+Redaction is by shape and by value.  By shape: the password (or lone token) in a URL's user part,
+`key=` / `token=` style query parameters, bearer tokens and OpenAI-style `sk-` keys.  By value: the
+value of every environment variable whose name says it is a secret (`*_API_KEY`, `*_TOKEN`, ...),
+wherever it appears, since an error message may quote a key in a shape no pattern foresaw.
+"""
+
+import os
 import re
 
-_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]*@")
+MASK = "***"
+_SHAPES = [
+    (re.compile(r"(\b[a-zA-Z][\w+.-]*://[^:/@\s]+:)[^@\s/]*@"), rf"\g<1>{MASK}@"),  # scheme://user:password@
+    (re.compile(r"(\b[a-zA-Z][\w+.-]*://)[^:/@\s]+@"), rf"\g<1>{MASK}@"),  # scheme://token@
+    (re.compile(r"([?&](?:api[_-]?key|key|token|access_token|password|secret)=)[^&\s\"']+", re.IGNORECASE),
+     rf"\g<1>{MASK}"),
+    (re.compile(r"(\bBearer\s+)[\w.~+/=-]{8,}"), rf"\g<1>{MASK}"),
+    (re.compile(r"\bsk-[\w-]{8,}"), f"sk-{MASK}"),
+]
+_SECRET_NAMES = ("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD", "API_KEY")
+_MIN_SECRET = 6  # shorter values ("1", "true") would mask ordinary words
 
 
 def redact(text: str) -> str:
-    """`text` with the password of every URL in it (scheme://user:password@host) replaced by ***."""
-    return _PASSWORD.sub(r"\1***@", text)
+    """`text` with every secret it holds replaced by ***."""
+    for name, value in os.environ.items():
+        if name.upper().endswith(_SECRET_NAMES) and len(value) >= _MIN_SECRET and value in text:
+            text = text.replace(value, MASK)
+    for pattern, replacement in _SHAPES:
+        text = pattern.sub(replacement, text)
+    return text

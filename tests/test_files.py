@@ -1,0 +1,64 @@
+"""Files a run keeps are written whole or not at all, and never hold a secret."""
+
+import json
+import os
+
+import pytest
+
+from guided_profile.errors import OutputError
+from guided_profile.files import append_line, write_json, write_text
+from guided_profile.redaction import redact
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("error: cannot reach http://me:s3cret-pw@gpu-box:8000/v1/chat", "s3cret-pw"),
+    ("postgresql+psycopg2://worker:pg-pass-9@127.0.0.1:5432/optuna", "pg-pass-9"),
+    ("GET https://ghp_tok3n1234@host/v1", "ghp_tok3n1234"),
+    ("https://host/v1?api_key=abc123xyz&model=m", "abc123xyz"),
+    ("headers: Authorization: Bearer eyJhbGciOi.J9x", "eyJhbGciOi.J9x"),
+    ("AuthenticationError: Incorrect API key provided: sk-proj-a1b2c3d4e5f6", "a1b2c3d4e5f6"),
+])
+def test_secrets_are_masked_by_shape(text, secret):
+    assert secret not in redact(text) and "***" in redact(text)
+
+
+def test_secret_environment_values_are_masked_wherever_they_appear(monkeypatch):
+    monkeypatch.setenv("MY_SERVICE_API_KEY", "plain-value-42")
+    monkeypatch.setenv("DEBUG", "1")
+    assert redact("the server said: key plain-value-42 is unknown (1 attempt)") == \
+        "the server said: key *** is unknown (1 attempt)"
+
+
+def test_ordinary_text_is_left_alone():
+    text = "--api-base http://gpu-box:8000/v1 --out me@home; Answer: B. mailto:me@example.org; ask-me-2"
+    assert redact(text) == text
+
+
+def test_whole_files_are_replaced_atomically_and_redacted(tmp_path, monkeypatch):
+    path = tmp_path / "config.json"
+    write_json(path, {"api_base": "http://u:topsecret@h/v1", "n": 1})
+    assert json.loads(path.read_text()) == {"api_base": "http://u:***@h/v1", "n": 1}
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OutputError, match=r"config\.json: cannot write: No space left on device"):
+        write_text(path, "{}")
+    assert json.loads(path.read_text())["n"] == 1  # the old file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]  # and no partial file is left behind
+
+
+def test_appended_lines_are_one_line_each_and_redacted(tmp_path):
+    path = tmp_path / "records.jsonl"
+    append_line(path, json.dumps({"error": "ConnectionError: http://u:pw123456@h:1/v1"}))
+    append_line(path, "two\nlines")
+    assert path.read_text().splitlines() == ['{"error": "ConnectionError: http://u:***@h:1/v1"}', "two lines"]
+
+
+def test_a_folder_where_a_file_should_be_is_one_clear_error(tmp_path):
+    (tmp_path / "summary.json").mkdir()
+    with pytest.raises(OutputError, match=r"summary\.json: cannot write"):
+        write_text(tmp_path / "summary.json", "{}")
+    with pytest.raises(OutputError, match=r"summary\.json: cannot append"):
+        append_line(tmp_path / "summary.json", "{}")
