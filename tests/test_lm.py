@@ -11,7 +11,7 @@ from dspy.lm15 import Config, Message, Request
 from guided_profile.errors import ConfigError
 from guided_profile.lm import weights
 from guided_profile.lm.embedded import EmbeddedEngine
-from guided_profile.lm.factory import resolve_spec
+from guided_profile.lm.factory import make_lm, resolve_spec
 from guided_profile.redaction import redact
 
 
@@ -123,10 +123,20 @@ def test_usage_counts_replies_cut_at_their_token_limit_but_not_one_token_scoring
     assert usage_of([entry("length", 1)]).truncated == 0  # scoring asks for one token on purpose
 
 
-def test_a_password_in_the_server_url_never_reaches_a_record():
-    spec, _ = resolve_spec("openai/served", api_base="http://me:s3cret@gpu-box:8000/v1")
-    assert spec.to_dict()["api_base"] == "http://me:***@gpu-box:8000/v1"
-    assert "s3cret" not in str(spec.to_dict())
+def test_credentials_in_the_server_url_are_refused_with_how_to_pass_a_key():
+    with pytest.raises(ConfigError, match=r"http://me:\*\*\*@gpu-box:8000/v1: credentials in the URL.*OPENAI_API_KEY"):
+        resolve_spec("openai/served", api_base="http://me:s3cret@gpu-box:8000/v1")
+    with pytest.raises(ConfigError, match="expected an http"):
+        resolve_spec("openai/served", api_base="gpu-box:8000")
     # a port is not a password, and a later '@' in the same command line is left alone
     command = "--api-base http://gpu-box:8000/v1 --out me@home"
     assert redact(command) == command
+
+
+def test_the_key_for_a_server_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-123")
+    lm, spec = make_lm("hosted_vllm/served", api_base="http://127.0.0.1:9/v1")
+    assert lm.kwargs["api_key"] == "sk-from-env-123" and "sk-from-env" not in str(spec.to_dict())
+    monkeypatch.delenv("OPENAI_API_KEY")
+    lm, _ = make_lm("openai/served", api_base="http://127.0.0.1:9/v1")
+    assert lm.kwargs["api_key"] == "not-needed" and lm.num_retries == 3

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dspy
 
@@ -15,6 +16,7 @@ from guided_profile.lm.weights import EMBEDDED_MODELS, cache_dir, ensure_model_f
 from guided_profile.redaction import redact
 
 GGUF_MAGIC = b"GGUF"
+API_KEY_ENV = "OPENAI_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,28 @@ def _check_gguf(spec: str, path: Path) -> None:
                           f"this one with {magic!r})")
 
 
+def check_api_base(api_base: str | None) -> None:
+    """Refuse credentials in the server URL at once, saying how to pass them: the OpenAI client sends no
+    URL user part (every request would fail), and a key belongs in the environment, not a command line."""
+    if not api_base:
+        return
+    parts = urlsplit(api_base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--api-base {redact(api_base)}: expected an http(s) URL such as http://127.0.0.1:8000/v1")
+    if parts.username or parts.password:
+        raise ConfigError(f"--api-base {redact(api_base)}: credentials in the URL are not sent by the OpenAI "
+                          f"client; remove them and put the key in ${API_KEY_ENV} (sent as a bearer token)")
+
+
+def _api_key(spec: str, api_base: str | None) -> str | None:
+    """$OPENAI_API_KEY for any server given by --api-base (and for openai/ models); a placeholder when it
+    is unset, since local OpenAI-compatible servers need none but the client insists on one."""
+    key = os.environ.get(API_KEY_ENV)
+    if api_base:
+        return key or "not-needed"
+    return key if spec.startswith("openai/") else None
+
+
 def resolve_spec(spec: str, api_base: str | None = None, context: int = DEFAULT_CONTEXT) -> tuple[LMSpec, Path | None]:
     """Identity of the model behind `spec`, and the GGUF path when it runs in process."""
     if spec in EMBEDDED_MODELS:
@@ -72,6 +96,7 @@ def resolve_spec(spec: str, api_base: str | None = None, context: int = DEFAULT_
         path = Path(spec[len("gguf:"):]).expanduser()
         _check_gguf(spec, path)
         return LMSpec(spec, path.stem, _cached_sha256(path), context=context), path
+    check_api_base(api_base)
     if "/" not in spec:
         choices = ", ".join([*EMBEDDED_MODELS, "fake", "gguf:PATH", "provider/model (e.g. openai/gpt-4o-mini)"])
         raise ConfigError(f"--lm {spec!r} is not a model I know; use one of: {choices}")
@@ -80,12 +105,14 @@ def resolve_spec(spec: str, api_base: str | None = None, context: int = DEFAULT_
 
 def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CONTEXT, n_parallel: int = 1,
             threads: int | None = None, max_tokens: int = 512, temperature: float = 0.0,
-            cache: bool = True, prompt_cache: bool = True) -> tuple[dspy.LM, LMSpec]:
+            cache: bool = True, prompt_cache: bool = True, num_retries: int = 3) -> tuple[dspy.LM, LMSpec]:
     """A `dspy.LM` for `spec` plus its identity.
 
     Greedy decoding by default, as in the paper.  For in-process models the DSPy model string
     carries the weights' hash, so DSPy's answer cache never mixes two models' answers.  `cache` is
     DSPy's answer cache; `prompt_cache` is llama.cpp's reuse of a shared prompt prefix (KV entries).
+    `num_retries`: a remote call that fails for a transient reason (rate limit, timeout, a dropped
+    connection) is retried that many times with exponential backoff (LiteLLM's, through DSPy).
     """
     if spec == "fake":
         from guided_profile.lm.fake import FakeEngine
@@ -100,9 +127,6 @@ def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CO
         model_string = f"embedded/{identity.model}@{identity.sha256[:16]}"
         lm = dspy.LM(model_string, engine=engine, temperature=temperature, max_tokens=max_tokens, cache=cache)
     else:
-        api_key = os.environ.get("OPENAI_API_KEY") if spec.startswith("openai/") else None
-        if api_base and not api_key:
-            api_key = "not-needed"  # local OpenAI-compatible servers ignore the key
-        lm = dspy.LM(spec, api_base=api_base, api_key=api_key, temperature=temperature,
-                     max_tokens=max_tokens, cache=cache)
+        lm = dspy.LM(spec, api_base=api_base, api_key=_api_key(spec, api_base), temperature=temperature,
+                     max_tokens=max_tokens, cache=cache, num_retries=num_retries)
     return lm, identity
