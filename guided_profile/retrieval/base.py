@@ -74,7 +74,8 @@ def get_retriever(name: str, **settings: Any) -> Retriever:
     if name not in RETRIEVERS:
         raise ConfigError(f"unknown retriever {name!r}; registered retrievers: {', '.join(sorted(RETRIEVERS))}")
     cls = RETRIEVERS[name]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    accepted = [p.name for p in inspect.signature(cls.__init__).parameters.values()
+                if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]  # not object's *args
     unknown = sorted(set(settings) - set(accepted))
     if unknown:
         raise ConfigError(f"retriever {name!r} takes no setting {', '.join(map(repr, unknown))}; "
