@@ -12,6 +12,7 @@ from guided_profile.datasets.example import Example
 from guided_profile.datasets.lamp import PREFIX
 from guided_profile.errors import ConfigError
 from guided_profile.retrieval import RETRIEVERS, DenseRetriever, get_retriever
+from guided_profile.store import StoreError
 from guided_profile.tasks import TASKS, get_task
 
 HISTORY = (
@@ -161,6 +162,13 @@ def test_dense_cache_holds_raw_float32_vectors_keyed_by_model_and_text(dense, tm
     other.name = "stub-2"  # another model never reads these vectors
     DenseRetriever(cache_path=tmp_path / "embeddings.sqlite", encoder=other).select(("cats", "dogs"), "cats", 1)
     assert other.calls == [["cats", "dogs"]]
+
+
+def test_a_broken_embedding_cache_is_one_clear_error(tmp_path, stub):
+    path = tmp_path / "embeddings.sqlite"
+    path.write_bytes(b"not a database, " * 100)
+    with pytest.raises(StoreError, match=r"embedding cache .*embeddings.sqlite cannot be used .*; delete it"):
+        DenseRetriever(cache_path=path, encoder=stub)
 
 
 def test_dense_with_the_real_minilm_prefers_the_related_item(tmp_path):

@@ -10,8 +10,6 @@ pickled: reading the cache can never run code.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from guided_profile.lm.weights import cache_dir  # moving to guided_profile.paths (branch arch-optim): this line only
-from guided_profile.store import StoreError
+from guided_profile.store import SQLiteFile
 
 FILENAME = "embeddings.sqlite"
 VECTOR_DTYPE = np.dtype("<f4")
@@ -44,29 +42,16 @@ def embedding_key(model: str, text: str) -> str:
     return hashlib.sha256(f"{model}\x1f{text}".encode()).hexdigest()
 
 
-class EmbeddingCache:
-    """Vectors by (model, text) in the SQLite file at `path`; a broken file is one StoreError."""
+class EmbeddingCache(SQLiteFile):
+    """Vectors by (model, text) in the SQLite file at `path` (default: `default_path()`)."""
+
+    schema = SCHEMA
+    label = "embedding cache"
+    unusable_hint = "delete it (it only saves time: every vector is computed again)"
+    failing_hint = "delete it to start afresh"
 
     def __init__(self, path: str | Path | None = None, timeout: float = 30.0):
-        self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"embedding cache {self.path} cannot be used ({exc}); delete it") from exc
-
-    def _run(self, sql: str, params: Sequence = (), many: bool = False) -> list[tuple]:
-        try:
-            with self._lock, self._db:
-                if many:
-                    self._db.executemany(sql, params)
-                    return []
-                return self._db.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"embedding cache {self.path}: {exc}; delete it to start afresh") from exc
+        super().__init__(path if path is not None else default_path(), timeout)
 
     def get(self, model: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The cached vector of each text that has one (texts without are left out)."""
@@ -89,6 +74,3 @@ class EmbeddingCache:
 
     def count(self) -> int:
         return self._run("SELECT COUNT(*) FROM embeddings")[0][0]
-
-    def close(self) -> None:
-        self._db.close()
