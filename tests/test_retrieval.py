@@ -11,7 +11,7 @@ import pytest
 from guided_profile.datasets.example import Example
 from guided_profile.datasets.lamp import PREFIX
 from guided_profile.errors import ConfigError
-from guided_profile.retrieval import RETRIEVERS, DenseRetriever, get_retriever
+from guided_profile.retrieval import RETRIEVERS, DenseRetriever, Retriever, get_retriever
 from guided_profile.store import StoreError
 from guided_profile.tasks import TASKS, get_task
 
@@ -48,7 +48,7 @@ def dense(tmp_path, stub) -> DenseRetriever:
     return DenseRetriever(cache_path=tmp_path / "embeddings.sqlite", encoder=stub)
 
 
-def build(name: str, tmp_path) -> object:
+def build(name: str, tmp_path) -> Retriever:
     """Each registered retriever, the dense one on a stub encoder and a private cache."""
     if name == "dense":
         return DenseRetriever(cache_path=tmp_path / "embeddings.sqlite", encoder=StubEncoder())
@@ -67,9 +67,10 @@ def test_selection_comes_back_in_original_order():
     assert chosen == [0, 3, 4]  # 3 scores highest, but the kept history still reads oldest first
 
 
-def test_ties_go_to_the_more_recent_item():
+def test_ties_go_to_the_more_recent_item(dense):
     history = ("fig tree", "river walk", "fig tree", "game night")
     assert get_retriever("bm25").select(history, "fig", 1) == [2]
+    assert dense.select(("cats", "stock market", "cats", "dogs"), "cats", 1) == [2]
     # A query that matches nothing keeps what `recent` keeps.
     assert get_retriever("bm25").select(HISTORY, "zebra", 2) == get_retriever("recent").select(HISTORY, "zebra", 2)
     assert get_retriever("bm25").select(HISTORY, "the of and", 2) == [3, 4]  # stop words only: no word to match
