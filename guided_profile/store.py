@@ -14,8 +14,9 @@ import hashlib
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from guided_profile.errors import GuidedProfileError
 
@@ -45,7 +46,15 @@ def _sha(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-class ProfileStore:
+class SQLiteFile:
+    """One SQLite file in WAL mode, shared by threads and processes; every failure is one StoreError
+    that names the file and what to do.  Subclasses set the schema and the words of those errors."""
+
+    schema: ClassVar[str]
+    label: ClassVar[str]            # what the file is, as errors name it
+    unusable_hint: ClassVar[str]    # what to do when the file cannot be opened
+    failing_hint: ClassVar[str]     # what to do when a statement fails (e.g. the file stays locked)
+
     def __init__(self, path: str | Path, timeout: float = 30.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,17 +62,32 @@ class ProfileStore:
         try:
             self._db = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
+            self._db.executescript(self.schema)
         except sqlite3.Error as exc:
-            raise StoreError(f"profile store {self.path} cannot be used ({exc}); delete it or run with --no-store") \
-                from exc
+            raise StoreError(f"{self.label} {self.path} cannot be used ({exc}); {self.unusable_hint}") from exc
 
-    def _run(self, sql: str, params: tuple = ()) -> list[tuple]:
+    def _run(self, sql: str, params: Sequence = (), many: bool = False) -> list[tuple]:
+        """One statement in its own transaction (`many`: once per row of `params`)."""
         try:
             with self._lock, self._db:
+                if many:
+                    self._db.executemany(sql, params)
+                    return []
                 return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(f"profile store {self.path}: {exc}; run with --no-store to go on without it") from exc
+            raise StoreError(f"{self.label} {self.path}: {exc}; {self.failing_hint}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class ProfileStore(SQLiteFile):
+    """Digestions and profiles by (kind, history, instruction, guidance, model); see the module's docstring."""
+
+    schema = SCHEMA
+    label = "profile store"
+    unusable_hint = "delete it or run with --no-store"
+    failing_hint = "run with --no-store to go on without it"
 
     @staticmethod
     def key(kind: str, history: str, instruction: str, guidance: str, lm: str) -> str:
@@ -91,6 +115,3 @@ class ProfileStore:
 
     def count(self) -> int:
         return self._run("SELECT COUNT(*) FROM steps")[0][0]
-
-    def close(self) -> None:
-        self._db.close()

@@ -118,6 +118,15 @@ class Task(ABC):
     def question_text(self, example: Example) -> str:
         return example.query
 
+    def retrieval_query(self, example: Example) -> str:
+        """What a retriever matches the history items against (`guided_profile.retrieval`).
+
+        By default the example's own query as the data has it: the tweet to rewrite (LaMP-7, without
+        the "Paraphrase the following tweet" prefix every example shares), the partner's last
+        utterance (dialogue).
+        """
+        return example.query
+
     def inputs(self, example: Example) -> dict[str, Any]:
         """The keyword arguments every program's forward takes."""
         history, _ = self.history_text(example)
@@ -181,6 +190,11 @@ class ChoiceTask(Task):
         if len(kept) == 1:
             return kept[0], "text"
         return (None, "unparseable") if kept else (None, "abstain")
+
+    def retrieval_query(self, example: Example) -> str:
+        """The question and every option, one a line: the options (product titles) carry the words a
+        relevant past purchase shares, and every option is there, so retrieval favours none of them."""
+        return "\n".join((example.query, *example.options))
 
     def score(self, example: Example, answer: str, profile: str | None = None) -> dict[str, Any]:
         label, how = self.parse_choice(example, answer)
