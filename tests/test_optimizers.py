@@ -13,7 +13,7 @@ from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
 from guided_profile.lm.fake import FakeEngine
 from guided_profile.optimizers import BudgetError, TaskMetric, get_optimizer, run_optimizer
-from guided_profile.optimizers.base import as_guidance, clean_proposal, question_shaped
+from guided_profile.optimizers._guidance_shape import as_guidance, clean_proposal, question_shaped
 from guided_profile.programs import build_program
 from guided_profile.programs.adapter import PREAMBLE
 from guided_profile.programs.export import read_compiled
@@ -226,7 +226,7 @@ def test_question_shape():
 
 
 def test_call_counter_counts_completions_and_cache_hits(tmp_path):
-    from guided_profile.optimizers.base import attach_counter
+    from guided_profile.lm.accounting import attach_counter
 
     engine = FakeEngine(lambda s, u: "x")
     lm = dspy.LM("fake/counted", engine=engine, cache=True)
@@ -234,7 +234,7 @@ def test_call_counter_counts_completions_and_cache_hits(tmp_path):
     lm("one prompt for the cache test", n=3, temperature=1.0)
     lm("one prompt for the cache test", n=3, temperature=1.0)
     assert counter.usage.calls == 6 and counter.usage.cache_hits == 3 and len(engine.requests) == 3
-    assert counter.tokens > 0 and lm.history == []
+    assert counter.tokens > 0 and len(lm.history) == 2  # left for a UsageMeter to read (DSPy caps it)
 
 
 @pytest.mark.parametrize("name", ["copro", "gepa", "mipro"])

@@ -18,23 +18,17 @@ import logging
 from typing import Any
 
 import dspy
-from dspy.teleprompt import COPRO, GEPA, MIPROv2
+from dspy.teleprompt import COPRO, GEPA
 from dspy.teleprompt.gepa.instruction_proposal import InstructionProposer
 
+from guided_profile._dspy_internals import HookedMIPROv2
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
-from guided_profile.optimizers.base import (
-    CallPlan,
-    LenientChatAdapter,
-    Optimizer,
-    TaskMetric,
-    as_guidance,
-    ceil_div,
-    digest_name,
-    question_shaped,
-    register_optimizer,
-    to_dspy,
-)
+from guided_profile.optimizers._guidance_shape import as_guidance, digest_name, question_shaped
+from guided_profile.optimizers.base import Optimizer, register_optimizer
+from guided_profile.optimizers.metric import TaskMetric, to_dspy
+from guided_profile.optimizers.plan import CallPlan, ceil_div
+from guided_profile.programs.adapter import LenientChatAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -54,40 +48,6 @@ def _quiet_dspy_logs() -> None:
 
 # -- MIPROv2 ---------------------------------------------------------------------------------------
 
-class _Mipro(MIPROv2):
-    """MIPROv2 with two hooks: question-shaped digest candidates, and our progress line."""
-
-    def __init__(self, owner: MiproOptimizer, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.owner = owner
-
-    def _propose_instructions(self, program, *args, **kwargs):
-        candidates = super()._propose_instructions(program, *args, **kwargs)
-        names = [name for name, _ in program.named_predictors()]
-        if "digest" in names:
-            i = names.index("digest")
-            kept: list[str] = []
-            for text in candidates[i]:
-                text = as_guidance(text) if kept else text  # index 0 is the hand-written guidance
-                if text is not None and text not in kept:
-                    kept.append(text)
-            self.owner.info["dropped_guidance_candidates"] = len(candidates[i]) - len(kept)
-            candidates[i] = kept
-        self.owner.info["candidates"] = {names[i]: list(c) for i, c in candidates.items()}
-        return candidates
-
-    def _log_normal_eval(self, score, best_score, chosen_params, score_data, trial, num_trials, *args, **kwargs):
-        super()._log_normal_eval(score, best_score, chosen_params, score_data, trial, num_trials, *args, **kwargs)
-        self.owner.report(trial.number + 1, num_trials + 1, score / 100)  # DSPy's Evaluate scores in percent
-
-    def _log_minibatch_eval(self, score, best_score, batch_size, chosen_params, score_data, trial,
-                            adjusted_num_trials, *args, **kwargs):
-        super()._log_minibatch_eval(score, best_score, batch_size, chosen_params, score_data, trial,
-                                    adjusted_num_trials, *args, **kwargs)
-        self.owner.report(trial.number + 1, adjusted_num_trials, None,
-                          f"minibatch {score / 100:.3f}, best full {best_score / 100:.3f}")
-
-
 @register_optimizer
 class MiproOptimizer(Optimizer):
     name = "mipro"
@@ -98,6 +58,21 @@ class MiproOptimizer(Optimizer):
 
     def _minibatch(self, n_dev: int) -> bool:
         return n_dev > self.settings["minibatch_size"]
+
+    def _keep_question_shaped(self, program: dspy.Module, candidates: dict[int, list[str]]) -> dict[int, list[str]]:
+        """Drop digest candidates that are not one question (index 0, the hand-written guidance, stays)."""
+        names = [name for name, _ in program.named_predictors()]
+        if "digest" in names:
+            i = names.index("digest")
+            kept: list[str] = []
+            for text in candidates[i]:
+                text = as_guidance(text) if kept else text
+                if text is not None and text not in kept:
+                    kept.append(text)
+            self.info["dropped_guidance_candidates"] = len(candidates[i]) - len(kept)
+            candidates[i] = kept
+        self.info["candidates"] = {names[i]: list(c) for i, c in candidates.items()}
+        return candidates
 
     def _plan(self, program: dspy.Module, trainset: list[Example], valset: list[Example], c: int) -> CallPlan:
         n_train, n_dev = len(trainset), len(valset)
@@ -127,10 +102,11 @@ class MiproOptimizer(Optimizer):
                 metric: TaskMetric) -> dspy.Module:
         _quiet_dspy_logs()
         s = self.settings
-        optimizer = _Mipro(self, metric=metric, prompt_model=self.prompt_lm, task_model=self.task_lm,
-                           max_bootstrapped_demos=0, max_labeled_demos=0, auto=None,
-                           num_candidates=s["num_candidates"], num_threads=1, seed=self.seed,
-                           init_temperature=s["init_temperature"], verbose=False, track_stats=True)
+        optimizer = HookedMIPROv2(filter_candidates=self._keep_question_shaped, on_trial=self.report, metric=metric,
+                                  prompt_model=self.prompt_lm, task_model=self.task_lm, max_bootstrapped_demos=0,
+                                  max_labeled_demos=0, auto=None, num_candidates=s["num_candidates"], num_threads=1,
+                                  seed=self.seed, init_temperature=s["init_temperature"], verbose=False,
+                                  track_stats=True)
         compiled = optimizer.compile(program, trainset=to_dspy(self.task, trainset),
                                      valset=to_dspy(self.task, valset), num_trials=s["num_trials"],
                                      minibatch=self._minibatch(len(valset)),

@@ -11,7 +11,10 @@ import dspy
 
 from guided_profile.datasets.example import Example
 from guided_profile.errors import GuidedProfileError
-from guided_profile.optimizers.base import CallPlan, Optimizer, ProgramAdapter, TaskMetric
+from guided_profile.optimizers.base import Optimizer
+from guided_profile.optimizers.metric import TaskMetric
+from guided_profile.optimizers.plan import CallPlan
+from guided_profile.programs.adapter import ProgramAdapter
 
 
 @dataclass

@@ -28,16 +28,11 @@ from optuna.trial import TrialState
 
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError, GuidedProfileError
-from guided_profile.optimizers.base import (
-    CallPlan,
-    Optimizer,
-    TaskMetric,
-    as_guidance,
-    calls_per_example,
-    register_optimizer,
-    set_instruction,
-    usage_delta,
-)
+from guided_profile.lm.accounting import usage_delta
+from guided_profile.optimizers._guidance_shape import as_guidance, set_instruction
+from guided_profile.optimizers.base import Optimizer, register_optimizer
+from guided_profile.optimizers.metric import TaskMetric
+from guided_profile.optimizers.plan import CallPlan, calls_per_example
 from guided_profile.programs.answer import lettered
 from guided_profile.programs.export import answer_options, instructions
 from guided_profile.programs.methods import parts_of, switches_of
