@@ -1,8 +1,10 @@
 """The one interface every optimizer has, and the registry that finds an optimizer by its name.
 
-An optimizer is configured once (`get_optimizer(name, task=..., task_lm=..., **settings)`) and used
-the same way whatever it is: `plan(...)` says how many LM calls it expects before any is made,
-`compile(program, trainset, valset, metric)` returns the tuned program.  The implementations are
+An optimizer is configured once (`get_optimizer(name, task=..., task_lm=..., metric=..., **settings)`)
+and used the same way whatever it is: `plan(student, trainset=..., valset=...)` says how many LM calls
+it expects before any is made, `compile(student, trainset=..., valset=...)` returns the tuned program:
+DSPy's `Teleprompter.compile` shape, the metric given at construction, so a DSPy user's habits carry
+over.  The implementations are
 thin wrappers around DSPy's own optimizers (MIPROv2, GEPA, COPRO) plus one Optuna search of our
 own; they differ only in `defaults`, `_plan` and `_search`.  What they share lives beside this
 module: the metric (`metric.py`), plans (`plan.py`), the shape of a guidance question
@@ -35,6 +37,16 @@ class Optimizer(ABC):
 
     Subclasses set `name`, `summary` and `defaults` (every setting with its default: the type of
     the default is the type a setting is converted to) and implement `_plan` and `_search`.
+
+    Args:
+        task: the task whose programs are tuned (its metric scores them, its inputs feed them).
+        task_lm: the model the program runs on.
+        metric: the objective, as DSPy's optimizers call it; default `TaskMetric(task)`.
+        prompt_lm: the model that writes proposals and reflections; default a copy of `task_lm`.
+        seed: for every random choice of the search.
+        workdir: where a search keeps what makes it resumable (the Optuna study).
+        progress: called with one line per trial; None is silent.
+        **settings: the optimizer's own settings (`defaults` lists them).
     """
 
     name: ClassVar[str]
@@ -42,10 +54,12 @@ class Optimizer(ABC):
     defaults: ClassVar[dict[str, Any]]
     may_be_zero: ClassVar[tuple[str, ...]] = ()  # numeric settings for which 0 is meaningful
 
-    def __init__(self, *, task: Task, task_lm: dspy.BaseLM, prompt_lm: dspy.BaseLM | None = None, seed: int = 0,
-                 workdir: Any = None, progress: Callable[[str], None] | None = print, **settings: Any):
+    def __init__(self, *, task: Task, task_lm: dspy.BaseLM, metric: TaskMetric | None = None,
+                 prompt_lm: dspy.BaseLM | None = None, seed: int = 0, workdir: Any = None,
+                 progress: Callable[[str], None] | None = print, **settings: Any):
         self.settings = self.validate_settings(settings)
         self.task = task
+        self.metric = metric if metric is not None else TaskMetric(task)
         self.task_lm = task_lm
         # A separate LM object even for the same model: its own history, counter and adapter.
         self.prompt_lm = task_lm.copy() if prompt_lm is None or prompt_lm is task_lm else prompt_lm
@@ -80,12 +94,12 @@ class Optimizer(ABC):
     def get_params(self) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed, **self.settings}
 
-    def plan(self, program: dspy.Module, trainset: Sequence[Example], valset: Sequence[Example]) -> CallPlan:
+    def plan(self, student: dspy.Module, *, trainset: Sequence[Example],
+             valset: Sequence[Example] | None = None) -> CallPlan:
         """Expected calls before anything runs (upper bounds: DSPy's cache and early stops only lower them)."""
-        if not trainset or not valset:
-            raise ConfigError("an optimizer needs at least one training and one development example")
-        c = self._calls_per_example(program, trainset[0])
-        plan = self._plan(program, list(trainset), list(valset), c)
+        trainset, valset = _checked(trainset, valset)
+        c = self._calls_per_example(student, trainset[0])
+        plan = self._plan(student, trainset, valset, c)
         plan.parts[FINAL] = len(trainset) * c
         return plan
 
@@ -106,13 +120,13 @@ class Optimizer(ABC):
         self.search_budget = budget - plan.parts.get(FINAL, 0)
         self.per_trial = plan.per_trial
 
-    def compile(self, program: dspy.Module, trainset: Sequence[Example], valset: Sequence[Example],
-                metric: TaskMetric) -> dspy.Module:
-        """The tuned copy of `program` (the argument is left as it was)."""
-        if not trainset or not valset:
-            raise ConfigError("an optimizer needs at least one training and one development example")
+    def compile(self, student: dspy.Module, *, trainset: Sequence[Example],
+                valset: Sequence[Example] | None = None) -> dspy.Module:
+        """The tuned copy of `student` (the argument is left as it was), selected on `valset`."""
+        trainset, valset = _checked(trainset, valset)
+        self.metric.remember([*trainset, *valset])
         with dspy.context(lm=self.task_lm, adapter=ProgramAdapter()):
-            return self._search(program.deepcopy(), list(trainset), list(valset), metric)
+            return self._search(student.deepcopy(), trainset, valset, self.metric)
 
     @abstractmethod
     def _plan(self, program: dspy.Module, trainset: list[Example], valset: list[Example],
@@ -137,6 +151,15 @@ class Optimizer(ABC):
         best = "-" if self._best_score is None else f"{self._best_score:.3f}"
         self.progress_fn(f"[{self.name}] trial {trial}{of}  score {shown}  best {best}  calls {t.calls + p.calls}"
                          f" (task {t.calls}, {t.cache_hits} cached; prompt {p.calls})" + (f"  {note}" if note else ""))
+
+
+def _checked(trainset: Sequence[Example], valset: Sequence[Example] | None) -> tuple[list[Example], list[Example]]:
+    # DSPy's optimizers disagree on a missing valset (MIPROv2 splits the trainset, GEPA reuses it); ours select
+    # on development examples only, so none given is said, not guessed.
+    if not trainset or not valset:
+        raise ConfigError("an optimizer needs at least one training and one development example "
+                          "(compile(student, trainset=..., valset=...))")
+    return list(trainset), list(valset)
 
 
 def _convert(optimizer: str, key: str, value: Any, default: Any) -> Any:
@@ -173,5 +196,6 @@ def optimizer_class(name: str) -> type[Optimizer]:
 
 
 def get_optimizer(name: str, **kwargs: Any) -> Optimizer:
-    """A configured optimizer: `task`, `task_lm`, optional `prompt_lm`, `seed`, `workdir`, then its settings."""
+    """A configured optimizer: `task`, `task_lm`, optional `metric`, `prompt_lm`, `seed`, `workdir`, then its
+    settings."""
     return optimizer_class(name)(**kwargs)

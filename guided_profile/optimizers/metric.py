@@ -27,10 +27,15 @@ class TaskMetric:
     is `task.metric(example, answer, profile)` of the original example, found by its id.
     """
 
-    def __init__(self, task: Task, examples: Sequence[Example]):
+    def __init__(self, task: Task, examples: Sequence[Example] = ()):
         self.task = task
-        self.by_id = {ex.example_id: ex for ex in examples}
+        self.by_id: dict[str, Example] = {}
+        self.remember(examples)
         self.on_score: Callable[[float], None] | None = None  # progress hook, set by an optimizer
+
+    def remember(self, examples: Sequence[Example]) -> None:
+        """Make `examples` findable by id: DSPy hands the metric its own copies, which carry only the id."""
+        self.by_id.update((ex.example_id, ex) for ex in examples)
 
     def example(self, gold: Any) -> Example:
         key = gold.example_id if hasattr(gold, "example_id") else gold["example_id"]

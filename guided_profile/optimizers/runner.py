@@ -41,16 +41,17 @@ def mean_score(optimizer: Optimizer, program: dspy.Module, examples: Sequence[Ex
     return total / len(examples)
 
 
-def run_optimizer(optimizer: Optimizer, program: dspy.Module, trainset: Sequence[Example],
-                  valset: Sequence[Example], *, budget: int, log: Callable[[str], None] = print) -> OptimizeResult:
+def run_optimizer(optimizer: Optimizer, student: dspy.Module, *, trainset: Sequence[Example],
+                  valset: Sequence[Example] | None = None, budget: int,
+                  log: Callable[[str], None] = print) -> OptimizeResult:
     """Check the budget before any call, search, then score the result on train (and dev if the
     search did not already) and count what every part cost."""
-    plan = optimizer.plan(program, trainset, valset)
+    plan = optimizer.plan(student, trainset=trainset, valset=valset)
     log(f"{optimizer.name}: expected LM calls (upper bounds)\n{plan.describe()}")
     optimizer.check_budget(plan, budget)
-    metric = TaskMetric(optimizer.task, [*trainset, *valset])
+    metric = optimizer.metric
     start = time.perf_counter()
-    compiled = optimizer.compile(program, trainset, valset, metric)
+    compiled = optimizer.compile(student, trainset=trainset, valset=valset)
     dev = optimizer.known_dev_score
     if dev is None:
         dev = mean_score(optimizer, compiled, valset, metric)
