@@ -52,6 +52,8 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
 
 @dataclass
 class RunFolder:
+    """A run folder on disk and what it already holds: a rerun skips every (method, example) recorded."""
+
     path: Path
     config: dict[str, Any]
     done: dict[tuple[str, str], dict] = field(default_factory=dict)  # (method, example id) -> its record

@@ -3,7 +3,7 @@
 Importing this package registers the built-in ones: `mipro`, `gepa`, `copro` (DSPy's) and `optuna`.
 """
 
-from guided_profile.optimizers import dspy_optimizers, search  # noqa: F401  (register the built-ins)
+from guided_profile.optimizers import copro, gepa, mipro, optuna_search  # noqa: F401  (register the built-ins)
 from guided_profile.optimizers.base import (
     OPTIMIZERS,
     BudgetError,

@@ -113,6 +113,8 @@ class _DevScores:
 
 @register_optimizer
 class OptunaSearch(Optimizer):
+    """The `optuna` optimizer: TPE over guidance question, final-step parts and profile length (see the module)."""
+
     name = "optuna"
     summary = ("Optuna TPE over the guidance question (hand-written + prompt-model candidates), the final step's "
                "parts (pc/g/pp) and the profile's word limit; resumable SQLite/RDB study; optional Pareto front of "
