@@ -34,6 +34,7 @@ from guided_profile.lm import make_lm
 from guided_profile.lm.accounting import UsageMeter
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue
 from guided_profile.programs import PersonalAdapter, build_program
+from guided_profile.programs.stored import using_store
 from guided_profile.programs.update import ProfileUpdate
 from guided_profile.report import p_clause
 from guided_profile.tasks import get_task
@@ -82,7 +83,7 @@ def one_user(example, task, program, updater, lms: dict[str, dspy.BaseLM], store
     new = task.history_text(replace(example, history=items[-n_new:]))[0]
     inputs = task.inputs(example)
     adapter = PersonalAdapter()
-    with dspy.context(lm=lms["old"], adapter=adapter, profile_store=store, profile_user=example.user_id):
+    with dspy.context(lm=lms["old"], adapter=adapter), using_store(store, example.user_id):
         old_profile = regenerate(program, earlier).profile
     record = {"example_id": example.example_id, "user_id": example.user_id, "items": len(items), "new_items": n_new,
               "gold": example.gold, "old_profile": old_profile}

@@ -2,7 +2,7 @@
 
 import os as _os
 
-from guided_profile.lm.weights import cache_dir as _cache_dir
+from guided_profile.paths import cache_dir as _cache_dir
 
 # DSPy reads these when it is first imported: keep it offline (no cost-map download) and keep its
 # answer cache inside our cache folder.  A value the user set wins.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -22,10 +21,11 @@ import dspy
 
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
-from guided_profile.lm.accounting import Usage, UsageMeter
+from guided_profile.lm.accounting import Usage
 from guided_profile.metrics.stats import bootstrap_ci
 from guided_profile.programs.adapter import PersonalAdapter
-from guided_profile.store import ProfileStore, StoreError
+from guided_profile.programs.attempt import attempt
+from guided_profile.store import ProfileStore
 from guided_profile.tasks.base import Task
 
 RECORDS = "records.jsonl"
@@ -52,6 +52,8 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
 
 @dataclass
 class RunFolder:
+    """A run folder on disk and what it already holds: a rerun skips every (method, example) recorded."""
+
     path: Path
     config: dict[str, Any]
     done: dict[tuple[str, str], dict] = field(default_factory=dict)  # (method, example id) -> its record
@@ -122,37 +124,6 @@ class RunFolder:
             self.failed.add(key)
 
 
-def run_example(program: dspy.Module, task: Task, example: Example, lm: dspy.BaseLM,
-                adapter: dspy.Adapter, store: ProfileStore | None = None) -> dict[str, Any]:
-    """One program on one example: the reply, its score and its cost, or the error."""
-    inputs = task.inputs(example)
-    _, was_cut = task.history_text(example)
-    record: dict[str, Any] = {"example_id": example.example_id, "user_id": example.user_id,
-                              "history_cut": was_cut, "inputs": inputs, "gold": example.gold}
-    start = time.perf_counter()
-    store_hits: list[str] = []
-    with UsageMeter(lm) as meter, dspy.context(lm=lm, adapter=adapter, profile_store=store,
-                                               profile_user=example.user_id, profile_hits=store_hits):
-        try:
-            prediction = program(**inputs)
-            error = None
-        except StoreError:
-            raise  # the store is broken for every example alike: stop and say so once
-        except Exception as exc:  # one failing call must not end the run
-            prediction, error = None, f"{type(exc).__name__}: {exc}"
-    record["seconds"] = round(time.perf_counter() - start, 3)
-    record["usage"] = meter.usage.to_dict() | {"store_hits": len(store_hits)}
-    record["steps"] = meter.steps
-    record["error"] = error
-    if prediction is not None:
-        for key in ("guidance", "profile", "choice_probs", "answer_path", "rotations_without_letter"):
-            if key in prediction:
-                record[key] = prediction.get(key)
-        record["reply"] = prediction.answer
-        record["metrics"] = task.score(example, prediction.answer, prediction.get("profile"))
-    return record
-
-
 def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Example], lm: dspy.BaseLM,
              run: RunFolder, *, workers: int = 1, adapter: dspy.Adapter | None = None,
              store: ProfileStore | None = None,
@@ -166,6 +137,8 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     has its own copy of `lm` (same engine, own history) so costs are still counted per example.
     `adapter` defaults to `PersonalAdapter` (the benchmark also runs DSPy's default one); with a
     `store`, digestions and profiles are looked up there before any LM call and kept there after.
+    Each method on each example is one `attempt`: a failed LM call is that record's error and the run
+    goes on; a set-up error (e.g. a broken store) stops the run.
     `progress(total)` makes a bar (tqdm-like: `update(n)`, `close()`) for the method runs to do.
     """
     adapter = adapter or PersonalAdapter()
@@ -179,7 +152,8 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
         if not hasattr(local, "lm"):
             local.lm = lm.copy() if workers > 1 else lm
         example, methods = item
-        records = [{"method": m, **run_example(programs[m], task, example, local.lm, adapter, store)} for m in methods]
+        records = [{"method": m, **attempt(programs[m], task, example, lm=local.lm, adapter=adapter,
+                                           store=store).record()} for m in methods]
         with saving:  # saved by the worker, so an example in flight when the run stops is kept too
             for record in records:
                 run.append(record)

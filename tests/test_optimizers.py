@@ -13,7 +13,7 @@ from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
 from guided_profile.lm.fake import FakeEngine
 from guided_profile.optimizers import BudgetError, TaskMetric, get_optimizer, run_optimizer
-from guided_profile.optimizers.base import as_guidance, clean_proposal, question_shaped
+from guided_profile.optimizers._guidance_shape import as_guidance, clean_proposal, question_shaped
 from guided_profile.programs import build_program
 from guided_profile.programs.adapter import PREAMBLE
 from guided_profile.programs.export import read_compiled
@@ -33,6 +33,9 @@ SETTINGS = {
 def examples(n, prefix):
     return [Example(f"{prefix}{i}", f"{prefix}{i}", (f"item {prefix}{i}", "Glass beaker (category: Lab)"),
                     "Which next?", "B", ("Drill bit", "Pipette tips", "Hose", "Clock")) for i in range(n)]
+
+
+TRAIN, DEV = examples(5, "t"), examples(4, "d")
 
 
 def rewarding_rule(system, user):
@@ -58,7 +61,7 @@ def optimize(name, tmp_path, *, proposal=NEW_Q, budget=10_000, task_rule=rewardi
     task_lm, task_engine, prompt_lm, prompt_engine = lms(task_rule, proposal)
     optimizer = get_optimizer(name, task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
                               progress=None, **(SETTINGS[name] | settings))
-    result = run_optimizer(optimizer, build_program("gpg", TASK), examples(5, "t"), examples(4, "d"), budget=budget,
+    result = run_optimizer(optimizer, build_program("gpg", TASK), trainset=TRAIN, valset=DEV, budget=budget,
                            log=lambda line: None)
     return result, task_engine, prompt_engine
 
@@ -91,7 +94,7 @@ def test_copro_keeps_a_hand_written_guidance_that_is_a_request_not_a_question(tm
     task_lm, _, prompt_lm, _ = lms(proposal="Think step by step and be thorough")
     optimizer = get_optimizer("copro", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
                               progress=None, breadth=2)
-    result = run_optimizer(optimizer, program, examples(5, "t"), examples(4, "d"), budget=10_000,
+    result = run_optimizer(optimizer, program, trainset=TRAIN, valset=DEV, budget=10_000,
                            log=lambda line: None)
     assert result.program.digest.signature.instructions == request
 
@@ -106,7 +109,7 @@ def test_gepa_progress_says_what_was_proposed_and_the_verdict(tmp_path, proposal
     task_lm, _, prompt_lm, _ = lms(proposal=proposal)
     optimizer = get_optimizer("gepa", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
                               progress=lines.append, **SETTINGS["gepa"])
-    run_optimizer(optimizer, build_program("gpg", TASK), examples(5, "t"), examples(4, "d"), budget=10_000,
+    run_optimizer(optimizer, build_program("gpg", TASK), trainset=TRAIN, valset=DEV, budget=10_000,
                   log=lambda line: None)
     iterations = [line for line in lines if "metric calls" in line]
     assert any(re.search(expected, line) for line in iterations), iterations
@@ -128,7 +131,7 @@ def test_budget_too_small_is_refused_before_any_call(tmp_path):
     optimizer = get_optimizer("optuna", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path / "b",
                               progress=None, trials=4, candidates=2)
     with pytest.raises(BudgetError):
-        run_optimizer(optimizer, build_program("gpg", TASK), examples(5, "t"), examples(4, "d"), budget=30,
+        run_optimizer(optimizer, build_program("gpg", TASK), trainset=TRAIN, valset=DEV, budget=30,
                       log=lambda line: None)
     assert task_engine.requests == [] and prompt_engine.requests == []
 
@@ -140,7 +143,7 @@ def test_every_default_plan_fits_the_default_budget(tmp_path, mode):
     trainset, valset = examples(DEFAULT_TRAIN_LIMIT, "t"), examples(DEFAULT_DEV_LIMIT, "d")
     for name in sorted(SETTINGS):
         optimizer = get_optimizer(name, task=TASK, task_lm=task_lm, workdir=tmp_path / name, progress=None)
-        assert optimizer.plan(program, trainset, valset).total <= DEFAULT_BUDGET, name
+        assert optimizer.plan(program, trainset=trainset, valset=valset).total <= DEFAULT_BUDGET, name
 
 
 def test_unknown_optimizer_or_setting_is_a_clear_error(tmp_path, capsys):
@@ -177,9 +180,9 @@ def test_optuna_study_resumes_without_repeating_a_call(tmp_path):
     task_lm, task_engine, prompt_lm, prompt_engine = lms()
     optimizer = get_optimizer("optuna", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
                               progress=None, **SETTINGS["optuna"])
-    plan = optimizer.plan(build_program("gpg", TASK), examples(5, "t"), examples(4, "d"))
+    plan = optimizer.plan(build_program("gpg", TASK), trainset=TRAIN, valset=DEV)
     assert plan.parts["guidance candidates (prompt)"] == 0 and plan.trials == 2  # pool and 2 trials kept
-    result = run_optimizer(optimizer, build_program("gpg", TASK), examples(5, "t"), examples(4, "d"),
+    result = run_optimizer(optimizer, build_program("gpg", TASK), trainset=TRAIN, valset=DEV,
                            budget=10_000, log=lambda line: None)
     assert prompt_engine.requests == []  # the candidate pool came from the study
     assert [t["trial"] for t in result.info["trials"]] == [0, 1, 3, 4]  # trial 2 failed; 3 is its retry
@@ -226,7 +229,7 @@ def test_question_shape():
 
 
 def test_call_counter_counts_completions_and_cache_hits(tmp_path):
-    from guided_profile.optimizers.base import attach_counter
+    from guided_profile.lm.accounting import attach_counter
 
     engine = FakeEngine(lambda s, u: "x")
     lm = dspy.LM("fake/counted", engine=engine, cache=True)
@@ -234,7 +237,7 @@ def test_call_counter_counts_completions_and_cache_hits(tmp_path):
     lm("one prompt for the cache test", n=3, temperature=1.0)
     lm("one prompt for the cache test", n=3, temperature=1.0)
     assert counter.usage.calls == 6 and counter.usage.cache_hits == 3 and len(engine.requests) == 3
-    assert counter.tokens > 0 and lm.history == []
+    assert counter.tokens > 0 and len(lm.history) == 2  # left for a UsageMeter to read (DSPy caps it)
 
 
 @pytest.mark.parametrize("name", ["copro", "gepa", "mipro"])
@@ -252,7 +255,7 @@ def test_dspy_optimizer_rerun_after_a_kill_repeats_no_call(name, tmp_path):
         task_lm, task_engine, prompt_lm, _ = lms(task_rule, cache_as=tmp_path.name)
         optimizer = get_optimizer(name, task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
                                   progress=None, **SETTINGS[name])
-        result = run_optimizer(optimizer, build_program("gpg", TASK), examples(5, "t"), examples(4, "d"),
+        result = run_optimizer(optimizer, build_program("gpg", TASK), trainset=TRAIN, valset=DEV,
                                budget=10_000, log=lambda line: None)
         return result, task_engine
 
@@ -281,3 +284,19 @@ def test_text_tasks_optimize_and_compare_through_the_command_line(task_name, tmp
     report = (folder / "compare.md").read_text()
     assert "| tuned |" in report and task.guidance in report
     assert all(column in report for column in metric_columns(task))
+
+
+def test_compile_is_shaped_like_dspys_with_the_metric_given_at_construction(tmp_path):
+    task_lm, _, prompt_lm, _ = lms()
+    metric = TaskMetric(TASK)
+    optimizer = get_optimizer("optuna", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, metric=metric,
+                              workdir=tmp_path, progress=None, **SETTINGS["optuna"])
+    student = build_program("gpg", TASK)
+    with pytest.raises(TypeError):
+        optimizer.compile(student, TRAIN, DEV)  # keywords only, in DSPy's order
+    with pytest.raises(ConfigError, match="one development example"):
+        optimizer.compile(student, trainset=TRAIN)  # selecting on train would be a silent guess
+    compiled = optimizer.compile(student, trainset=TRAIN, valset=DEV)
+    assert optimizer.metric is metric and set(metric.by_id) == {ex.example_id for ex in TRAIN + DEV}
+    assert compiled.digest.signature.instructions == NEW_Q
+    assert student.digest.signature.instructions == TASK.guidance  # the student is left as it was

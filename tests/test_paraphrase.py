@@ -198,7 +198,7 @@ def test_fake_lm_run_through_the_command_line(tmp_path):
 
 
 def test_gepa_feedback_says_when_the_reply_copies_the_input_tweet(tweet):
-    from guided_profile.optimizers.base import TaskMetric
+    from guided_profile.optimizers.metric import TaskMetric
 
     metric = TaskMetric(get_task("paraphrase"), [tweet])
     gold = dspy.Example(example_id="7")

@@ -176,7 +176,7 @@ def make_lm_from_args(args: argparse.Namespace) -> tuple[dspy.LM, LMSpec]:
 
 def open_store(path: Path | None) -> ProfileStore:
     """The profile store at `path`, default `profiles.sqlite` in the cache folder."""
-    from guided_profile.lm.weights import cache_dir
+    from guided_profile.paths import cache_dir
     from guided_profile.store import ProfileStore
 
     return ProfileStore(path or cache_dir() / "profiles.sqlite")

@@ -144,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
     optimizer = get_optimizer(args.optimizer, task=task, task_lm=lm, prompt_lm=prompt_lm, seed=args.seed,
                               workdir=run_dir, **settings)
     handwritten = instructions(program)
-    result = run_optimizer(optimizer, program, trainset, valset, budget=args.budget)
+    result = run_optimizer(optimizer, program, trainset=trainset, valset=valset, budget=args.budget)
 
     tuned = instructions(result.program)
     print(f"\n{task.objective}: train {result.scores['train']:.3f}, dev {result.scores['dev']:.3f}")

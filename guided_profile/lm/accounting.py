@@ -1,14 +1,24 @@
-"""What each example cost: LM calls, prompt / cached / generated tokens, read from DSPy's LM history."""
+"""What LM calls cost, read from DSPy's LM history: per example (`UsageMeter`), per model over a whole
+optimization (`CallCounter`), and per example before any call is made (`count_calls`)."""
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import dspy
+from dspy.utils.callback import BaseCallback
+
+from guided_profile.lm.scripted import ScriptedEngine
 
 
 @dataclass
 class Usage:
+    """Counts and seconds of LM calls; records keep it as `usage`, so its fields are a file format."""
+
     calls: int = 0                # requests the program made (DSPy cache hits included)
     cache_hits: int = 0           # answered from DSPy's answer cache: no model time spent
     prompt_tokens: int = 0
@@ -70,3 +80,83 @@ def usage_of(entries: list[dict]) -> Usage:
                         generation_seconds=generation_seconds, truncated=int(cut),
                         empty_replies=int(empty)))
     return total
+
+
+def usage_delta(after: Usage, before: Usage) -> Usage:
+    return Usage(**{k: v - getattr(before, k) for k, v in after.to_dict().items()})
+
+
+class CallCounter(BaseCallback):
+    """Counts the LM calls of one model (and of its copies, which inherit the callback).
+
+    Read from the LM's history entry of each call, like `UsageMeter`: `n` completions are `n`
+    requests, and an entry without usage was answered from DSPy's cache.  The history is left as it
+    is (DSPy caps it), so a `UsageMeter` can still measure one example inside an optimization.
+    """
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        # Tokens a call costs even when DSPy's cache answered it (then taken from the first answer
+        # seen in this process, else estimated at 4 characters a token): what a program spends per
+        # example should not depend on what an earlier trial happened to ask.
+        self.tokens = 0
+        self._token_table: dict[str, int] = {}
+        self._lms: dict[str, Any] = {}
+        self._last: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        with self._lock:
+            self._lms[call_id] = instance
+
+    def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+        with self._lock:
+            lm = self._lms.pop(call_id, None)
+            history = getattr(lm, "history", None) or []
+            entry = history[-1] if history else None
+            if entry is None or entry is self._last.get(id(lm)):
+                self.usage.add(Usage(calls=1))  # a call that failed before it was recorded
+                return
+            self._last[id(lm)] = entry
+            spent = usage_of([entry])
+            n = int((entry.get("kwargs") or {}).get("n") or 1)  # one request for n completions counts n calls
+            spent.calls, spent.cache_hits = n * spent.calls, n * spent.cache_hits
+            self.usage.add(spent)
+            self.tokens += self._tokens_of(entry)
+
+    def _tokens_of(self, entry: dict) -> int:
+        usage = entry.get("usage") or {}
+        key = json.dumps([entry.get("messages") or entry.get("prompt"), entry.get("kwargs")], sort_keys=True,
+                         default=str)
+        if usage:
+            self._token_table[key] = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
+        elif key not in self._token_table:
+            text = json.dumps(entry.get("messages") or entry.get("prompt"), default=str)
+            self._token_table[key] = (len(text) + len(json.dumps(entry.get("outputs"), default=str))) // 4
+        return self._token_table[key]
+
+    def snapshot(self) -> Usage:
+        with self._lock:
+            return Usage(**self.usage.to_dict())
+
+
+def attach_counter(lm: dspy.BaseLM) -> CallCounter:
+    """A new counter on `lm` (kept by the copies made from it from now on)."""
+    counter = CallCounter()
+    lm.callbacks = [*(getattr(lm, "callbacks", None) or []), counter]
+    return counter
+
+
+def _letters_first(system: str, user: str) -> dict[str, float]:
+    return {"A": -0.1, "B": -1.0, "C": -2.0, "D": -3.0, "E": -4.0}
+
+
+def count_calls(run: Callable[[dspy.BaseLM], object]) -> int:
+    """LM calls `run(lm)` makes, answered at once by a scripted engine (no model, no cache).
+
+    Every reply is a letter with log-probabilities, so choice scoring takes its usual path and
+    every other step gets a non-empty answer: the count is the one a real model would cause.
+    """
+    engine = ScriptedEngine(_letters_first)
+    run(dspy.LM("fake/probe", engine=engine, cache=False))
+    return len(engine.requests)

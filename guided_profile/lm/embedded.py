@@ -13,8 +13,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from dspy._vendor.lm15.types import TokenLogprob, TopLogprob
 from dspy.lm15 import Message, Response, TextPart, Usage
+
+from guided_profile._dspy_internals import TokenLogprob, TopLogprob
 
 DEFAULT_CONTEXT = 8192
 

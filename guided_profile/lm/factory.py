@@ -12,7 +12,8 @@ import dspy
 
 from guided_profile.errors import ConfigError
 from guided_profile.lm.embedded import DEFAULT_CONTEXT, EmbeddedEngine
-from guided_profile.lm.weights import EMBEDDED_MODELS, cache_dir, ensure_model_file, sha256_file
+from guided_profile.lm.weights import EMBEDDED_MODELS, ensure_model_file, sha256_file
+from guided_profile.paths import cache_dir
 from guided_profile.redaction import redact
 
 GGUF_MAGIC = b"GGUF"

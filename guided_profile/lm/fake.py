@@ -6,15 +6,7 @@ every question with the first option, so a whole pipeline can be run and inspect
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-
-from dspy._vendor.lm15.types import TokenLogprob, TopLogprob
-from dspy.lm15 import Message, Response, TextPart, Usage
-
-# (system, user message) -> reply text, or {token: logprob} for the first token's alternatives
-# (the reply is then the most likely token; the log-probabilities are returned when asked for).
-Rule = Callable[[str, str], "str | dict[str, float]"]
+from guided_profile.lm.scripted import Rule, ScriptedEngine
 
 
 def default_rule(system: str, user: str) -> str:
@@ -26,34 +18,8 @@ def default_rule(system: str, user: str) -> str:
     return "A"
 
 
-class FakeEngine:
-    """Replies by `rule`; counts prompt tokens as whitespace words so accounting can be tested."""
+class FakeEngine(ScriptedEngine):
+    """The scripted engine of `--lm fake` and of the tests: `default_rule` unless told otherwise."""
 
     def __init__(self, rule: Rule = default_rule):
-        self.rule = rule
-        self.requests: list[dict[str, str]] = []
-        self._lock = threading.Lock()
-
-    def complete(self, request) -> Response:
-        system = request.system if isinstance(request.system, str) else ""
-        user = "\n".join(m.text or "" for m in request.messages)
-        reply = self.rule(system, user)
-        logprobs = None
-        if isinstance(reply, dict):
-            ranked = sorted(reply.items(), key=lambda kv: -kv[1])
-            if request.config.logprobs:
-                top = tuple(TopLogprob(token=t, logprob=float(lp)) for t, lp in ranked[: request.config.logprobs])
-                logprobs = (TokenLogprob(token=ranked[0][0], logprob=float(ranked[0][1]), top=top),)
-            reply = ranked[0][0]
-        with self._lock:
-            self.requests.append({"system": system, "user": user, "reply": reply,
-                                  "logprobs": bool(request.config.logprobs)})
-        return Response(id=None, model="fake", message=Message.assistant((TextPart(reply),)), finish_reason="stop",
-                        usage=Usage(input_tokens=len((system + " " + user).split()),
-                                    output_tokens=len(reply.split()), cache_read_tokens=0), logprobs=logprobs)
-
-    def stream(self, request):
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
+        super().__init__(rule)

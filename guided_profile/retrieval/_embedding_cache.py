@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guided_profile.lm.weights import cache_dir  # moving to guided_profile.paths (branch arch-optim): this line only
+from guided_profile.paths import cache_dir
 from guided_profile.store import SQLiteFile
 
 FILENAME = "embeddings.sqlite"

@@ -70,6 +70,16 @@ def whole_number(name: str, value: object, minimum: int = 1) -> int:
     return value
 
 
+class ProgramInputs(dict):
+    """A program's keyword arguments (`program(**inputs)`; records keep them as this plain dict), plus
+    `history_cut`: whether the history was cut to fit, which every record states, read here so the
+    history is built once."""
+
+    def __init__(self, fields: dict[str, Any], *, history_cut: bool):
+        super().__init__(fields)
+        self.history_cut = history_cut
+
+
 class Task(ABC):
     """One personalization task. Subclasses set the class attributes and implement the methods."""
 
@@ -127,10 +137,11 @@ class Task(ABC):
         """
         return example.query
 
-    def inputs(self, example: Example) -> dict[str, Any]:
-        """The keyword arguments every program's forward takes."""
-        history, _ = self.history_text(example)
-        return {"history": history, "question": self.question_text(example), "options": example.options}
+    def inputs(self, example: Example) -> ProgramInputs:
+        """The keyword arguments every program's forward takes, and whether the history was cut to fit."""
+        history, was_cut = self.history_text(example)
+        return ProgramInputs({"history": history, "question": self.question_text(example),
+                              "options": example.options}, history_cut=was_cut)
 
     @abstractmethod
     def score(self, example: Example, answer: str, profile: str | None = None) -> dict[str, Any]:

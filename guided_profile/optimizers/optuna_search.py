@@ -27,18 +27,15 @@ import optuna
 from optuna.trial import TrialState
 
 from guided_profile.datasets.example import Example
-from guided_profile.errors import ConfigError, GuidedProfileError
-from guided_profile.optimizers.base import (
-    CallPlan,
-    Optimizer,
-    TaskMetric,
-    as_guidance,
-    calls_per_example,
-    register_optimizer,
-    set_instruction,
-    usage_delta,
-)
+from guided_profile.errors import ConfigError
+from guided_profile.lm.accounting import usage_delta
+from guided_profile.optimizers._guidance_shape import as_guidance, set_instruction
+from guided_profile.optimizers.base import Optimizer, register_optimizer
+from guided_profile.optimizers.metric import TaskMetric
+from guided_profile.optimizers.plan import CallPlan, calls_per_example
+from guided_profile.programs.adapter import ProgramAdapter
 from guided_profile.programs.answer import lettered
+from guided_profile.programs.attempt import attempt
 from guided_profile.programs.export import answer_options, instructions
 from guided_profile.programs.methods import parts_of, switches_of
 from guided_profile.programs.modules import GuidedProfile
@@ -116,6 +113,8 @@ class _DevScores:
 
 @register_optimizer
 class OptunaSearch(Optimizer):
+    """The `optuna` optimizer: TPE over guidance question, final-step parts and profile length (see the module)."""
+
     name = "optuna"
     summary = ("Optuna TPE over the guidance question (hand-written + prompt-model candidates), the final step's "
                "parts (pc/g/pp) and the profile's word limit; resumable SQLite/RDB study; optional Pareto front of "
@@ -240,7 +239,7 @@ class OptunaSearch(Optimizer):
         target = self.settings["trials"]
         complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         if complete < target:
-            objective = self._objective(study, program, space, valset, metric, multi)
+            objective = self._objective(study, program, space, valset, multi)
             # A trial cut short by failed calls does not count: each missing trial gets one retry here, and
             # the callback stops as soon as `target` trials are complete.
             study.optimize(objective, n_trials=2 * (target - complete), catch=(IncompleteTrial,),
@@ -313,7 +312,7 @@ class OptunaSearch(Optimizer):
         return program
 
     def _objective(self, study: optuna.Study, base: dspy.Module, space: _Space, valset: list[Example],
-                   metric: TaskMetric, multi: bool) -> Callable[[optuna.Trial], float | tuple[float, float]]:
+                   multi: bool) -> Callable[[optuna.Trial], float | tuple[float, float]]:
         """One trial: pick a configuration, score it on the dev set, record what it cost."""
         def objective(trial: optuna.Trial) -> float | tuple[float, float]:
             index = trial.suggest_categorical("guidance", list(range(len(space.pool))))
@@ -325,7 +324,7 @@ class OptunaSearch(Optimizer):
                                           step=self.settings["word_step"])
             before = self.task_calls.snapshot()
             dev = self._score_on_dev(study, f"memo:g{index}|{parts}|w{words}",
-                                     self._build(base, space.pool[index], parts, words), valset, metric)
+                                     self._build(base, space.pool[index], parts, words), valset)
             used = usage_delta(self.task_calls.snapshot(), before)
             mean, mean_tokens = sum(dev.scores) / len(dev.scores), sum(dev.tokens) / len(dev.tokens)
             trial.set_user_attr("guidance_text", space.pool[index])
@@ -344,8 +343,8 @@ class OptunaSearch(Optimizer):
 
         return objective
 
-    def _score_on_dev(self, study: optuna.Study, key: str, program: dspy.Module, valset: list[Example],
-                      metric: TaskMetric) -> _DevScores:
+    def _score_on_dev(self, study: optuna.Study, key: str, program: dspy.Module,
+                      valset: list[Example]) -> _DevScores:
         """Score and tokens per dev example; an example this configuration already scored in the study (the
         memo under `key`) is not run again, a failed one scores 0 here and is retried in a later trial."""
         memo = dict(study.user_attrs.get(key, {}))  # example id -> [score, tokens] already paid for
@@ -355,15 +354,12 @@ class OptunaSearch(Optimizer):
                 score, spent = memo[example.example_id]
                 dev.reused += 1
             else:
-                start, ok = self.task_calls.tokens, True
-                try:
-                    score = metric.score(example, program(**self.task.inputs(example)))
-                except GuidedProfileError:
-                    raise  # a setup error (a metric's missing data, the store) fails every example alike
-                except Exception:
-                    score, ok, dev.failed = 0.0, False, dev.failed + 1
-                spent = self.task_calls.tokens - start
-                if ok:
+                start = self.task_calls.tokens
+                tried = attempt(program, self.task, example, lm=self.task_lm, adapter=ProgramAdapter())
+                score, spent = tried.score, self.task_calls.tokens - start
+                if tried.error is not None:
+                    dev.failed += 1  # scores 0 here; the trial fails and the example is retried later
+                else:
                     memo[example.example_id] = [score, spent]
                     study.set_user_attr(key, memo)
             dev.scores.append(score)

@@ -1,0 +1,85 @@
+"""The task's objective as DSPy's optimizers call it, and our examples as they take them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dspy
+
+from guided_profile.datasets.example import Example, option_letters
+from guided_profile.tasks.base import Task
+
+
+def to_dspy(task: Task, examples: Sequence[Example]) -> list[dspy.Example]:
+    """Our examples as DSPy optimizers take them: the program's inputs, the gold answer, the id."""
+    out = []
+    for ex in examples:
+        inputs = task.inputs(ex)
+        out.append(dspy.Example(**inputs, answer=ex.gold, example_id=ex.example_id).with_inputs(*inputs))
+    return out
+
+
+class TaskMetric:
+    """The task's objective as DSPy optimizers call it, with text feedback for GEPA.
+
+    `__call__` takes DSPy's (gold, pred, trace) and GEPA's extra (pred_name, pred_trace); the score
+    is `task.metric(example, answer, profile)` of the original example, found by its id.
+    """
+
+    def __init__(self, task: Task, examples: Sequence[Example] = ()):
+        self.task = task
+        self.by_id: dict[str, Example] = {}
+        self.remember(examples)
+        self.on_score: Callable[[float], None] | None = None  # progress hook, set by an optimizer
+
+    def remember(self, examples: Sequence[Example]) -> None:
+        """Make `examples` findable by id: DSPy hands the metric its own copies, which carry only the id."""
+        self.by_id.update((ex.example_id, ex) for ex in examples)
+
+    def example(self, gold: Any) -> Example:
+        key = gold.example_id if hasattr(gold, "example_id") else gold["example_id"]
+        if key not in self.by_id:
+            raise KeyError(f"example {key!r} is not in the metric's examples")
+        return self.by_id[key]
+
+    def score(self, gold: Any, pred: Any) -> float:
+        answer = getattr(pred, "answer", None) if pred is not None else None
+        if answer is None:
+            return 0.0
+        return self.task.metric(self.example(gold), answer, pred.get("profile"))
+
+    def __call__(self, gold: Any, pred: Any, trace: Any = None, pred_name: str | None = None,
+                 pred_trace: Any = None) -> float:
+        value = self.score(gold, pred)
+        if self.on_score is not None:
+            self.on_score(value)
+        return value
+
+    def feedback(self, gold: Any, pred: Any, pred_name: str | None = None) -> str:
+        """What went wrong, in words a reflecting model can use: the gold answer and the reply."""
+        example = self.example(gold)
+        answer = (getattr(pred, "answer", None) or "").strip()
+        details = self.task.score(example, answer, pred.get("profile") if pred is not None else None)
+        value = float(details[self.task.objective])
+        lines = [f"Score {value:.2f} ({self.task.objective})."]
+        if example.options:
+            labelled = zip(option_letters(len(example.options)), example.options, strict=True)
+            gold_text = dict(labelled).get(example.gold, "")
+            lines.append(f"The right answer was {example.gold} ({gold_text}); the program replied {answer!r}"
+                         f" ({details.get('outcome', 'scored')}).")
+        else:
+            lines.append(f"The reference answer was: {example.gold[:400]!r}; the program replied {answer[:400]!r}.")
+        lines += self.task.feedback_notes(example, answer)
+        if pred is not None and pred_name:
+            if pred_name.startswith("digest") and pred.get("guidance"):
+                lines.append(f"The guidance question was answered with: {pred.get('guidance')[:300]!r}. A better "
+                             "question makes this answer bring out what predicts the right answer.")
+            elif pred_name.startswith("write_profile") and pred.get("profile"):
+                lines.append(f"The profile written was: {pred.get('profile')[:300]!r}.")
+        return " ".join(lines)
+
+    def gepa(self, gold: Any, pred: Any, trace: Any = None, pred_name: str | None = None,
+             pred_trace: Any = None) -> dspy.Prediction:
+        score = self(gold, pred, trace)
+        return dspy.Prediction(score=score, feedback=self.feedback(gold, pred, pred_name))

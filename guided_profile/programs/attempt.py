@@ -1,0 +1,107 @@
+"""One program on one example, and the one rule for which errors stop everything.
+
+Run folders (`evaluation.evaluate`), an optimization's final scores (`optimizers/runner.py`) and the
+Optuna search's dev scores all run a program through `attempt`, so they agree on what a failure is:
+
+* an error of the set-up (`GuidedProfileError`: a broken or locked profile store, a configuration,
+  a metric that lacks its data) is the same for every example: it stops everything, said once;
+* anything else raised while the program runs or its reply is scored (a failed or refused LM call,
+  a timeout, a reply DSPy cannot parse) is this example's failure: a run records it with its error
+  and retries it on resume, an optimizer's mean scores it 0 (as DSPy's Evaluate does).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import dspy
+
+from guided_profile.datasets.example import Example
+from guided_profile.errors import GuidedProfileError
+from guided_profile.lm.accounting import Usage, UsageMeter
+from guided_profile.programs.stored import using_store
+from guided_profile.store import ProfileStore
+from guided_profile.tasks.base import ProgramInputs, Task
+
+STOPS_EVERYTHING = (GuidedProfileError,)
+KEPT_FIELDS = ("guidance", "profile", "choice_probs", "answer_path", "rotations_without_letter")
+
+T = TypeVar("T")
+
+
+@dataclass
+class Attempt:
+    """What one program did on one example: its reply and metrics, or its error, and what it cost.
+
+    Args:
+        example: the example run.
+        inputs: the program's keyword arguments, and whether the history was cut.
+        objective: the name of the task's objective among `metrics`.
+        seconds: the program's wall time (scoring excluded).
+        usage: the LM calls and tokens the program made, with `store_hits` counted in.
+        steps: each LM call's own usage, in order.
+        error: `"Type: message"` of this example's failure, else None.
+        reply: the program's answer (None on failure).
+        metrics: `task.score` of the reply (None on failure).
+        kept: the prediction's other fields that records keep (guidance, profile, choice scoring's details).
+    """
+
+    example: Example
+    inputs: ProgramInputs
+    objective: str
+    seconds: float
+    usage: Usage
+    steps: list[dict[str, Any]]
+    error: str | None = None
+    reply: str | None = None
+    metrics: dict[str, Any] | None = None
+    kept: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        """The objective's value; a failed example scores 0."""
+        return 0.0 if self.metrics is None else float(self.metrics[self.objective])
+
+    def record(self) -> dict[str, Any]:
+        """The attempt as a run folder's record (`records.jsonl`): this key order and these names are its format."""
+        ex = self.example
+        record: dict[str, Any] = {"example_id": ex.example_id, "user_id": ex.user_id,
+                                  "history_cut": self.inputs.history_cut, "inputs": self.inputs, "gold": ex.gold,
+                                  "seconds": self.seconds, "usage": self.usage.to_dict(), "steps": self.steps,
+                                  "error": self.error}
+        if self.metrics is not None:
+            record.update(self.kept)
+            record["reply"] = self.reply
+            record["metrics"] = self.metrics
+        return record
+
+
+def attempt(program: dspy.Module, task: Task, example: Example, *, lm: dspy.BaseLM, adapter: dspy.Adapter,
+            store: ProfileStore | None = None) -> Attempt:
+    """Run `program` on `example` with `lm` and `adapter` (and the profile store, if given), and score it."""
+    inputs = task.inputs(example)
+    start = time.perf_counter()
+    with UsageMeter(lm) as meter, dspy.context(lm=lm, adapter=adapter), using_store(store, example.user_id) as use:
+        prediction, error = _guarded(lambda: program(**inputs))
+    done = Attempt(example, inputs, task.objective, round(time.perf_counter() - start, 3), meter.usage, meter.steps,
+                   error)
+    done.usage.store_hits = len(use.hits) if use is not None else 0
+    if prediction is not None:
+        done.metrics, done.error = _guarded(lambda: task.score(example, prediction.answer, prediction.get("profile")))
+    if done.metrics is not None:
+        done.reply = prediction.answer
+        done.kept = {key: prediction.get(key) for key in KEPT_FIELDS if key in prediction}
+    return done
+
+
+def _guarded(call: Callable[[], T]) -> tuple[T | None, str | None]:
+    """`call()`'s value, or None and this example's error; a set-up error is raised (see the module's rule)."""
+    try:
+        return call(), None
+    except STOPS_EVERYTHING:
+        raise  # the set-up is broken for every example alike: stop and say so once
+    except Exception as exc:  # one failing call must not end the run
+        return None, f"{type(exc).__name__}: {exc}"
