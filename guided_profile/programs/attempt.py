@@ -80,17 +80,18 @@ class Attempt:
 
 
 def attempt(program: dspy.Module, task: Task, example: Example, *, lm: dspy.BaseLM, adapter: dspy.Adapter,
-            store: ProfileStore | None = None) -> Attempt:
-    """Run `program` on `example` with `lm` and `adapter` (and the profile store, if given), and score it."""
+            store: ProfileStore | None = None, objective: str | None = None) -> Attempt:
+    """Run `program` on `example` with `lm` and `adapter` (and the profile store, if given), and score it;
+    `score` is `objective`'s value (default the task's reported objective)."""
     inputs = task.inputs(example)
     start = time.perf_counter()
     with UsageMeter(lm) as meter, dspy.context(lm=lm, adapter=adapter), using_store(store, example.user_id) as use:
         prediction, error = _guarded(lambda: program(**inputs))
-    done = Attempt(example, inputs, task.objective, round(time.perf_counter() - start, 3), meter.usage, meter.steps,
-                   error)
+    seconds = round(time.perf_counter() - start, 3)
+    done = Attempt(example, inputs, objective or task.objective, seconds, meter.usage, meter.steps, error)
     done.usage.store_hits = len(use.hits) if use is not None else 0
     if prediction is not None:
-        done.metrics, done.error = _guarded(lambda: task.score(example, prediction.answer, prediction.get("profile")))
+        done.metrics, done.error = _guarded(lambda: task.score_prediction(example, prediction))
     if done.metrics is not None:
         done.reply = prediction.answer
         done.kept = {key: prediction.get(key) for key in KEPT_FIELDS if key in prediction}

@@ -93,7 +93,8 @@ class Task(ABC):
     answer_max_tokens: ClassVar[int] = 128
     has_options: ClassVar[bool] = False          # answers are one of `example.options` (choice scoring applies)
     gpg_switches: ClassVar[dict[str, bool]]      # the final step's inputs in the paper's main GPG row
-    objective: ClassVar[str]                     # the summary metric optimizers maximise
+    objective: ClassVar[str]                     # the summary metric tables report (and text tasks optimise)
+    per_example_metrics: ClassVar[tuple[str, ...]]  # what `score` gives per example that `--objective` may name
     data_subdir: ClassVar[str]                   # real data, relative to the data root
     sample_subdir: ClassVar[str]                 # committed sample, relative to datasets/
 
@@ -154,8 +155,29 @@ class Task(ABC):
     def summarize(self, scores: list[dict[str, Any]]) -> dict[str, Any]:
         """Aggregate per-example metrics (each a dict from `score`) into the task's table row."""
 
+    def score_prediction(self, example: Example, prediction: Any) -> dict[str, Any]:
+        """`score` of a program's prediction (its answer and profile); choice tasks also read its
+        option probabilities.  What records keep as `metrics` and optimizers read their objective from."""
+        return self.score(example, prediction.answer, prediction.get("profile"))
+
+    def objectives(self, answer_mode: str) -> tuple[str, ...]:
+        """The per-example metrics an optimizer can maximise (`--objective`) in `answer_mode`."""
+        return self.per_example_metrics
+
+    def default_objective(self, answer_mode: str) -> str:
+        """What optimizers maximise unless told otherwise: the task's reported objective."""
+        return self.objective
+
+    def check_objective(self, objective: str, answer_mode: str) -> str:
+        """`objective`, if this task can optimise it in `answer_mode`; else one clear error."""
+        allowed = self.objectives(answer_mode)
+        if objective not in allowed:
+            raise ConfigError(f"objective {objective!r} is not a per-example metric of task {self.name!r} in "
+                              f"{answer_mode} mode; choose one of {', '.join(allowed)}")
+        return objective
+
     def metric(self, example: Example, answer: str, profile: str | None = None) -> float:
-        """The objective for one example, as optimizers use it."""
+        """The reported objective for one example, from the reply alone."""
         return float(self.score(example, answer, profile)[self.objective])
 
     def feedback_notes(self, example: Example, answer: str) -> list[str]:
@@ -167,6 +189,7 @@ class ChoiceTask(Task):
     """A task whose answer is one of a few lettered options (the paper's preference prediction)."""
 
     objective = "accuracy"
+    per_example_metrics = ("accuracy",)
     answer_desc = "the letter of one option"
     answer_max_tokens = 32
     has_options = True
@@ -216,10 +239,30 @@ class ChoiceTask(Task):
             outcome = "correct" if correct else "incorrect"
         return {"parsed": label, "parse": how, "outcome": outcome, "accuracy": float(correct)}
 
+    def score_prediction(self, example: Example, prediction: Any) -> dict[str, Any]:
+        """`score`, plus in score mode the probability the program gave the gold option
+        (`gold_probability`, rotation-averaged and renormalised over the letters): a smooth objective
+        that separates two programs on the same users long before their 0/1 accuracies do."""
+        metrics = super().score_prediction(example, prediction)
+        probs = prediction.get("choice_probs")
+        if probs:
+            metrics["gold_probability"] = probs[option_letters(len(example.options)).index(example.gold)]
+        return metrics
+
+    def objectives(self, answer_mode: str) -> tuple[str, ...]:
+        return ("gold_probability", "accuracy") if answer_mode == "score" else ("accuracy",)
+
+    def default_objective(self, answer_mode: str) -> str:
+        """In score mode the gold option's probability (smooth), in generate mode accuracy (all there is)."""
+        return "gold_probability" if answer_mode == "score" else "accuracy"
+
     def summarize(self, scores: list[dict[str, Any]]) -> dict[str, Any]:
         n = len(scores)
         counts = {k: sum(s["outcome"] == k for s in scores) for k in ("correct", "incorrect", "abstain", "unparseable")}
-        return {"n": n, "accuracy": counts["correct"] / n if n else None, **counts}
+        row = {"n": n, "accuracy": counts["correct"] / n if n else None, **counts}
+        if scores and all("gold_probability" in s for s in scores):  # score mode; older records lack it
+            row["gold_probability"] = sum(s["gold_probability"] for s in scores) / n
+        return row
 
 
 TASKS: dict[str, type[Task]] = {}

@@ -36,6 +36,7 @@ class DialogueTask(TextTask):
     # the history, the guidance answer and the profile (PC + G + PP).
     gpg_switches = {"include_context": True, "include_guidance": True, "include_profile": True}
     objective = "st"
+    per_example_metrics = ("st", "bs")
     metric_keys = ("st", "bs", "profile_quality")  # the paper's Table 2, then the profile against the true persona
     optional_keys = ("profile_quality",)
     data_subdir = "personachat"

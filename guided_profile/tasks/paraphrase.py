@@ -32,6 +32,7 @@ class ParaphraseTask(TextTask):
     # The paper's GPG row for this task gives the final step the tweets, the guidance answer and the profile.
     gpg_switches = {"include_context": True, "include_guidance": True, "include_profile": True}
     objective = "meteor"
+    per_example_metrics = ("meteor", "rouge1", "rouge2", "rougeL", "bleu")
     metric_keys = ("rouge1", "rouge2", "meteor", "rougeL", "bleu")  # the order of the paper's Figure 3
     data_subdir = "lamp7"
     sample_subdir = "lamp7_sample"
