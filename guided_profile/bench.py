@@ -28,6 +28,7 @@ import dspy
 from guided_profile.datasets.example import Example
 from guided_profile.evaluation import RunFolder, evaluate
 from guided_profile.lm import make_lm
+from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.programs import PersonalAdapter, build_program
 from guided_profile.report import markdown_table, text_table
 from guided_profile.tasks.base import Task
@@ -115,9 +116,9 @@ METHOD, ANSWER_MODE = "gpg", "generate"
 
 
 def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec: str, out: Path, *,
-               threads: int | None = None) -> dict[str, Any]:
+               threads: int | None = None, context: int = DEFAULT_CONTEXT) -> dict[str, Any]:
     """One configuration from a fresh model load; wall time excludes loading."""
-    lm, identity = make_lm(lm_spec, n_parallel=config.parallel, threads=threads, cache=False,
+    lm, identity = make_lm(lm_spec, n_parallel=config.parallel, threads=threads, context=context, cache=False,
                            prompt_cache=config.prompt_cache)
     folder = out / config.name
     shutil.rmtree(folder, ignore_errors=True)  # a benchmark is timed whole: never resumed
@@ -137,13 +138,14 @@ def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec
 
 
 def bench(task: Task, examples: list[Example], lm_spec: str, out: Path, *, configs: list[BenchConfig],
-          threads: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+          threads: int | None = None, context: int = DEFAULT_CONTEXT,
+          log: Callable[[str], None] = print) -> dict[str, Any]:
     """Speed probe, then every configuration; returns the numbers the report and table are made of."""
     results = []
     probe = None
     for config in configs:
         log(f"running {config.name} on {len(examples)} examples ...")
-        result = run_config(config, task, examples, lm_spec, out, threads=threads)
+        result = run_config(config, task, examples, lm_spec, out, threads=threads, context=context)
         engine = result.pop("engine")
         if config.name == "default":
             probe = measure_speed(engine)  # same process, model warm, nothing else running in it

@@ -74,3 +74,17 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def provenance_line(config: dict[str, Any]) -> str:
+    """One line of where a result came from, for report headers: data name and hash, split, seed, n,
+    model and weights hash, package version and git commit."""
+    lm, git = config.get("lm") or {}, config.get("git") or {}
+
+    def short(sha: str | None) -> str:
+        return sha[:12] if sha else "not recorded"
+
+    code = f"commit {short(git.get('commit'))}" + (" with uncommitted changes" if git.get("dirty") else "")
+    return (f"Data `{config.get('data')}` (sha256 {short(config.get('data_sha256'))}), split {config.get('split')}, "
+            f"seed {config.get('seed')}, n = {config.get('n', 'not recorded')}; model {lm.get('model')} (weights "
+            f"sha256 {short(lm.get('sha256'))}); guided-profile {config.get('version')}, {code}.")
