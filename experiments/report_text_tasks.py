@@ -19,12 +19,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from guided_profile.cli.common import resolve_data  # noqa: E402
 from guided_profile.datasets.example import split_examples  # noqa: E402
 from guided_profile.datasets.lamp import PREFIX  # noqa: E402
 from guided_profile.evaluation import RECORDS, read_records  # noqa: E402
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue  # noqa: E402
 from guided_profile.report import p_clause  # noqa: E402
+from guided_profile.runs import resolve_data  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
 from guided_profile.tasks.base import Task  # noqa: E402
 
@@ -48,8 +48,8 @@ def load(folder: Path, task: Task, config: dict) -> dict[tuple[str, str], dict]:
 
 
 def data_path(task: Task, config: dict) -> Path:
-    """The data the run read, or this machine's copy of the task's real data when that path is elsewhere."""
-    return Path(config["data"]) if Path(config["data"]).exists() else resolve_data(task, "real")
+    """The data the run read (`real:SUB` is this machine's copy of it)."""
+    return resolve_data(task, config["data"])
 
 
 def normalized(text: str) -> str:
