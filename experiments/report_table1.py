@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from guided_profile.evaluation import RECORDS, read_records, summarize  # noqa: E402
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue  # noqa: E402
-from guided_profile.report import p_clause  # noqa: E402
+from guided_profile.report import origin, p_clause  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -71,7 +71,8 @@ def main() -> None:
         f"split `test`, seed {config['seed']}; model {config['lm']['model']} "
         f"(sha256 {config['lm']['sha256'][:12]}...), "
         f"greedy. **n = {len(users)} test users** finished by every method in both modes"
-        + (" (the target is 200; `experiments/table1_preference.sh` resumes)." if len(users) < 200 else "."),
+        + (" (the target is 200; `experiments/table1_preference.sh` resumes)." if len(users) < 200 else ".")
+        + f" Provenance: {origin(config)}.",
         "",
         "Commands: `experiments/table1_preference.sh` (runs both modes), then `python experiments/report_table1.py`.",
         "Accuracy in %, 95% bootstrap interval; costs are means per example (calls, prompt tokens, of which reused "

@@ -23,7 +23,7 @@ from guided_profile.datasets.example import split_examples  # noqa: E402
 from guided_profile.datasets.lamp import PREFIX  # noqa: E402
 from guided_profile.evaluation import RECORDS, read_records  # noqa: E402
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue  # noqa: E402
-from guided_profile.report import p_clause  # noqa: E402
+from guided_profile.report import origin, p_clause  # noqa: E402
 from guided_profile.runs import resolve_data  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
 from guided_profile.tasks.base import Task  # noqa: E402
@@ -78,7 +78,8 @@ def task_section(name: str, title: str) -> tuple[list[str], Path | None]:
              f"Run folder `{folder.name}`: {len(users)} test users of `{config['data']}` (split by user, seed "
              f"{config['seed']}), model {config['lm']['model']}, greedy; every method on the same users: all "
              "test users the four methods have finished, which after a cut run can be a few more than the last "
-             f"finished command's limit.  That command: `{config.get('command', 'experiments/text_tasks.sh')}`.", "",
+             f"finished command's limit.  That command: `{config.get('command', 'experiments/text_tasks.sh')}`.  "
+             f"Provenance: {origin(config)}.", "",
              "| method | " + " | ".join(keys) + " | calls/ex | store hits/ex | prompt tok/ex | generated tok/ex "
              "| same reply as DG w/ PC | reply = the query |",
              "|---|" + "---|" * (len(keys) + 6)]
