@@ -39,6 +39,8 @@ _PROBE = " ".join(f"item {i} costs {i * 7 % 100} dollars;" for i in range(70))
 
 @dataclass(frozen=True)
 class BenchConfig:
+    """One way of running GPG that the benchmark times: adapter, prompt-prefix reuse and server slots."""
+
     name: str
     adapter: str        # "chat" (DSPy's default) or "personal" (history-first, plain replies)
     prompt_cache: bool  # llama.cpp's reuse of a shared prompt prefix

@@ -73,16 +73,11 @@ def cached_data_sha256(path: Path) -> str:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     stats = [(str(f.relative_to(path) if f != path else f.name), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     key = hashlib.sha256(json.dumps([str(path), stats]).encode()).hexdigest()
-    index_file = cache_dir() / "data-hashes.json"
-    try:
-        index = json.loads(index_file.read_text())
-    except (OSError, ValueError):
-        index = {}
-    if key not in index:
-        index[key] = data_sha256(path)
-        index_file.parent.mkdir(parents=True, exist_ok=True)
-        index_file.write_text(json.dumps(index, indent=1))
-    return index[key]
+    remembered = cache_dir() / "data-hashes" / f"{key}.sha256"  # one small file per key: no shared index to race on
+    if not remembered.is_file():
+        remembered.parent.mkdir(parents=True, exist_ok=True)
+        remembered.write_text(data_sha256(path))
+    return remembered.read_text().strip()
 
 
 @functools.cache

@@ -79,21 +79,28 @@ def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True, in
 
 
 def add_data_options(parser: argparse.ArgumentParser, *, default_split: str = "test",
-                     default_limit: int | None = None) -> None:
+                     default_limit: int | None = None, splits: bool = True) -> argparse._ArgumentGroup:
+    """--task, --data, --seed, --task-option, and unless `splits=False` (optimize reads train and dev
+    itself) --split and --limit.  Returns the group, for a command's own data options."""
     group = parser.add_argument_group("data")
-    group.add_argument("--task", default="preference", help="task name (see `guided-profile tasks`)")
+    group.add_argument("--task", default="preference",
+                       help="task name (default preference; see `guided-profile tasks`)")
     group.add_argument("--data", default="sample",
                        help="'sample' (the small committed sample, default), 'real' (the task's folder under "
-                            "$GUIDED_PROFILE_DATA, else ../shared/data), or a path to the data")
-    group.add_argument("--split", default=default_split, choices=["train", "dev", "test", "all"],
-                       help=f"users of which split (split by user, seeded; default {default_split})")
-    group.add_argument("--limit", type=positive_int, default=default_limit,
-                       help="use the first N examples of the split"
-                            + (f" (default {default_limit})" if default_limit else " (default: all)"))
-    group.add_argument("--seed", type=int, default=0, help="seed for building examples and splitting users")
+                            "$GUIDED_PROFILE_DATA, else ../shared/data), a name results record (real:SUB, "
+                            "sample:SUB), or a path to the data")
+    if splits:
+        group.add_argument("--split", default=default_split, choices=["train", "dev", "test", "all"],
+                           help=f"users of which split (split by user, seeded; default {default_split})")
+        group.add_argument("--limit", type=positive_int, default=default_limit,
+                           help="use the first N examples of the split"
+                                + (f" (default {default_limit})" if default_limit else " (default: all)"))
+    group.add_argument("--seed", type=int, default=0,
+                       help="seed for building examples, splitting users and sampling (default 0)")
     group.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                        help="a task setting (repeatable), e.g. max_history_chars=6000; each task's settings and "
                             "defaults: `guided-profile tasks`")
+    return group
 
 
 def parse_task_options(pairs: list[str]) -> dict:

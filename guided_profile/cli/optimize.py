@@ -14,6 +14,7 @@ from pathlib import Path
 
 from guided_profile.cli.common import (
     FORMATTER,
+    add_data_options,
     add_lm_options,
     command_line,
     non_negative_int,
@@ -63,17 +64,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     optuna_group.add_argument("--study-name", default=None, help="study name (default: derived from the settings)")
     optuna_group.add_argument("--multi-objective", action="store_true",
                               help="optimize the objective and mean tokens per example; export the Pareto front")
-    data = parser.add_argument_group("data")
-    data.add_argument("--task", default="preference", help="task name (see `guided-profile tasks`)")
-    data.add_argument("--data", default="sample", help="'sample' (default), 'real', or a path (as for `run`)")
-    data.add_argument("--seed", type=int, default=0, help="seed for the user split, subsampling and the optimizer")
+    data = add_data_options(parser, splits=False)
     data.add_argument("--train-limit", type=non_negative_int, default=DEFAULT_TRAIN_LIMIT,
                       help=f"train examples the optimizer sees (seeded sample; 0 = all; default {DEFAULT_TRAIN_LIMIT})")
     data.add_argument("--dev-limit", type=non_negative_int, default=DEFAULT_DEV_LIMIT,
                       help=f"dev examples each candidate is scored on (seeded sample; 0 = all; "
                            f"default {DEFAULT_DEV_LIMIT})")
-    data.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
-                      help="a task setting (repeatable); each task's settings and defaults: `guided-profile tasks`")
     add_lm_options(parser, parallel=False)  # optimizers evaluate one example at a time
     prompt = parser.add_argument_group("prompt model (proposals and reflection)")
     prompt.add_argument("--prompt-lm", default=None, help="same forms as --lm (default: the task model)")
