@@ -131,8 +131,9 @@ def resolve_data(task: Task, data: str) -> Path:
         if data_root() is None:
             raise ConfigError(f"--data {data}: set ${DATA_ROOT_ENV} to the folder holding the real data sets "
                               "(no ../shared/data here)")
-        return from_portable(data if data.startswith("real:") else f"real:{task.data_subdir}")
-    path = from_portable(data) if data.startswith("sample:") else Path(data).expanduser()
+        path = from_portable(data if data.startswith("real:") else f"real:{task.data_subdir}")
+    else:
+        path = from_portable(data) if data.startswith("sample:") else Path(data).expanduser()
     if not path.exists():
         raise ConfigError(f"--data {data}: no such file or folder")
     return path
@@ -202,7 +203,7 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
 
     task = settings.make_task()
     programs = [Path(p) for p in programs]
-    asked = DEFAULT_METHODS if methods is None and not programs else methods or ()
+    asked = DEFAULT_METHODS if methods is None and not programs else _names(methods or ())
     names = list(dict.fromkeys(canonical(m) for m in asked))
     built = {m: build_program(m, task, answer_mode=settings.answer_mode, rotations=settings.rotations)
              for m in names}  # fail on a bad name before loading anything
@@ -222,6 +223,12 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
                                   f"Command: `{config['command']}`\n\n{provenance_line(config)}\n\n"
                                   f"{markdown_table(header, rows)}\n")
     return RunResult(out, config, summaries, task)
+
+
+def _names(given: Iterable[str | Path] | str) -> list[str]:
+    """Names as a list; one string is read as the command line's comma list (never as its letters)."""
+    items = given.split(",") if isinstance(given, str) else given
+    return [str(item).strip() for item in items if str(item).strip()]
 
 
 def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module], payloads: dict[str, dict],
@@ -284,7 +291,7 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     from guided_profile.programs.export import load_program_files
 
     task = settings.make_task()
-    specs = list(programs)
+    specs = _names(programs)
     files = [Path(s) for s in specs if s.endswith(".json")]
     names = list(dict.fromkeys([REFERENCE, *(s for s in specs if not s.endswith(".json"))]))
     built = {name: build_program("gpg" if name == REFERENCE else name, task, answer_mode=settings.answer_mode,
