@@ -89,6 +89,39 @@ def profile_update_report() -> list[Path]:
     return [report] if after != before else []
 
 
+def compare_report() -> list[Path]:
+    """The committed comparison states what each program was tuned on (checked now, as a new compare
+    would) and its provenance: config.json gains `held_out`, and compare.md is rebuilt from the folder's
+    summary and records (the chart is left as it is)."""
+    from guided_profile.compare import comparison_rows, markdown_report
+    from guided_profile.held_out import check_held_out
+    from guided_profile.programs import build_program
+    from guided_profile.programs.export import load_program_files
+    from guided_profile.runs import load_split
+
+    folder = RESULTS / "compare-preference-1.5b"
+    config = json.loads((folder / "config.json").read_text())
+    task = get_task(config["task"], seed=config["seed"], **config["task_options"])
+    selected, source = load_split(task, config["data"], config["split"], config["seed"], config["limit"])
+    files = {name: RESULTS / "compiled" / f"{name}.json" for name in config["programs"]}
+    compiled, payloads = load_program_files(list(files.values()), task, taken={"handwritten"})
+    relations = check_held_out(payloads, files, data_sha256=source.sha256, seed=config["seed"],
+                               evaluated=[ex.example_id for ex in selected])
+    changed = [path for path in (folder / "config.json", folder / "summary.json") if rewrite_json(
+        path, lambda c: c | {"held_out": relations, "allow_overlap": False} if "task" in c
+        else c | {"config": c["config"] | {"held_out": relations, "allow_overlap": False}})]
+    config = json.loads((folder / "config.json").read_text())
+    programs = {"handwritten": build_program("gpg", task, answer_mode=config["answer_mode"],
+                                             rotations=config["rotations"])} | compiled
+    summaries = {m: s for m, s in json.loads((folder / "summary.json").read_text())["methods"].items() if m in programs}
+    done = {(r["method"], r["example_id"]): r for r in read_records(folder / RECORDS) if r.get("error") is None}
+    rows = comparison_rows(task, summaries, done, selected)
+    report = folder / "compare.md"
+    before = report.read_text(encoding="utf-8")
+    report.write_text(markdown_report(task, rows, programs, payloads, config, "compare.png") + "\n", encoding="utf-8")
+    return changed + ([report] if report.read_text(encoding="utf-8") != before else [])
+
+
 def main() -> None:
     renamed = compiled_programs()
 
@@ -114,7 +147,7 @@ def main() -> None:
             added = {} if "git" in result else {"data_sha256": data_hash(data["path"]), "git": NOT_RECORDED}
             return result | {"data": data} | added
         changed += [path] if rewrite_json(path, bench) else []
-    changed += profile_update_report()
+    changed += profile_update_report() + compare_report()
     for path in changed:
         print(f"rewrote {path.relative_to(RESULTS.parent.parent)}")
 

@@ -30,7 +30,7 @@ from guided_profile.evaluation import RunFolder, evaluate
 from guided_profile.lm import make_lm
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.programs import PersonalAdapter, build_program
-from guided_profile.report import markdown_table, text_table
+from guided_profile.report import markdown_table, origin, text_table
 from guided_profile.tasks.base import Task
 
 # About 500 tokens of fixed text for the speed probe.
@@ -198,7 +198,8 @@ def write_report(result: dict, out: Path) -> str:
                 f"{in_run.get('prompt_tokens_per_s')} / {in_run.get('generated_tokens_per_s')} on the default "
                 f"run's own requests; the floor uses the faster, {speed['prompt_tokens_per_s']} / "
                 f"{speed['generated_tokens_per_s']}: {floor['seconds']} s for {floor['prompt_tokens']} prompt + "
-                f"{floor['generated_tokens']} generated tokens")
+                f"{floor['generated_tokens']} generated tokens.  Data `{result['data'].get('path')}`, seed "
+                f"{result['data'].get('seed')}; {origin(result)}")
     (out / "table.md").write_text(f"# Throughput, {result['task']}\n\nCommand: `{result['command']}`\n\n"
                                   f"{preamble}\n\n{markdown_table(header, rows)}\n")
     return f"{preamble}\n{text_table(header, rows)}"
