@@ -45,9 +45,10 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--lm {args.lm}: bench measures an in-process model: use local, local-0.5b or gguf:PATH")
     configs = _chosen(default_configs(_slot_counts(args.slots)), args.configs)
     settings = settings_from_args(args, parallel=1, cache=False)
-    examples, source = load_split(settings.make_task(), settings.data, settings.split, settings.seed, settings.limit)
+    task = settings.make_task()
+    examples, source = load_split(task, settings.data, settings.split, settings.seed, settings.limit)
     args.out.mkdir(parents=True, exist_ok=True)
-    result = bench(settings.make_task(), examples, args.lm, args.out, configs=configs, threads=args.threads,
+    result = bench(task, examples, args.lm, args.out, configs=configs, threads=args.threads,
                    context=settings.context_window)
     result["command"] = command_line(args)
     result["data"] = {"path": source.name, "split": args.split, "limit": args.limit, "seed": args.seed}
