@@ -108,3 +108,12 @@ def test_nothing_written_names_a_folder_of_this_machine(tmp_path, monkeypatch):
         header = report.read_text()
         assert "Data `sample:amazon_sample`" in header and config["data_sha256"][:12] in header
         assert "n = 2" in header and "guided-profile" in header and "at commit" in header
+
+
+def test_no_committed_result_names_a_folder_of_the_machine_that_made_it():
+    results = Path(__file__).resolve().parents[1] / "experiments" / "results"
+    absolute = re.compile(r"(?<![\w.:/])/(work|root|home|tmp|Users|mnt|data)/")
+    files = [p for p in results.rglob("*") if p.suffix in (".json", ".md") and p.is_file()]
+    assert len(files) > 20
+    named = [str(p.relative_to(results)) for p in files if absolute.search(p.read_text(encoding="utf-8"))]
+    assert named == []
