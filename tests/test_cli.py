@@ -130,12 +130,14 @@ def test_a_small_context_window_shortens_the_default_history(context, given, exp
     assert options == parse_task_options(given)  # the caller's options are never rewritten
 
 
-def test_context_is_the_old_name_of_context_window(tmp_path):
+def test_context_is_the_old_name_of_context_window(tmp_path, capsys):
     from guided_profile.cli import build_parser
 
     for flag in ("--context", "--context-window"):
         args = build_parser().parse_args(["run", flag, "2048"])
         assert args.context_window == 2048
+    assert build_parser().parse_args(["run"]).context_window == 8192
+    assert capsys.readouterr().err.count("--context is now --context-window") == 1
     assert "--context " not in build_parser().format_help() + _run_help()  # hidden: the old name is not taught
 
 

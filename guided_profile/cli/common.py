@@ -47,6 +47,21 @@ def command_line(args: argparse.Namespace) -> str:
     return redact(shlex.join(["guided-profile", *(sys.argv[1:] if argv is None else argv)]))
 
 
+class Renamed(argparse.Action):
+    """An old option name kept for a while: it still works, and says its new name once.  (`--context`
+    became `--context-window`, because "context" also names the person's history.)"""
+
+    def __init__(self, *args, new_name: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.new_name = new_name
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import sys
+
+        print(f"note: {option_string} is now {self.new_name}; the old name will go", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True, in_process: bool = False) -> None:
     """--lm and friends; `parallel=False` for commands that send one request at a time (optimize),
     `in_process=True` for the benchmark, which measures an in-process model with every cache off."""
@@ -65,7 +80,7 @@ def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True, in
                             "8192); a window under 4,000 tokens also shortens the default history to fit (see "
                             "README, data)")
     group.add_argument("--context", type=positive_int, dest="context_window", default=argparse.SUPPRESS,
-                       help=argparse.SUPPRESS)  # the old name, kept for a while: `context` also means the history
+                       action=Renamed, new_name="--context-window", help=argparse.SUPPRESS)
     group.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: all cores)")
     if parallel:
         group.add_argument("--parallel", type=positive_int, default=4,
