@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections import Counter
 from pathlib import Path
@@ -64,16 +65,17 @@ def main() -> int:
     work = args.work or Path("runs") / f"{args.out.name}-work"
     work.mkdir(parents=True, exist_ok=True)
     os.environ["DSPY_CACHEDIR"] = str(work / "dspy")  # before DSPy is imported: its cache starts empty
-    from guided_profile.cli import main as cli
     from guided_profile.evaluation import RECORDS, read_records
+    from guided_profile.runs import RunSettings, run_methods
     from guided_profile.store import ProfileStore
 
+    # The same run as this command line (recorded as the run's command):
     command = ["run", "--task", "preference", "--data", args.data, "--split", "test", "--limit", str(args.limit),
                "--lm", args.lm, "--answer-mode", "score", "--methods", ",".join(ROWS),
                "--store", str(work / "profiles.sqlite"), "--out", str(args.out), "--no-progress"]
-    status = cli(command)
-    if status:
-        return status
+    settings = RunSettings.resolve("preference", data=args.data, split="test", limit=args.limit, lm=args.lm,
+                                   answer_mode="score", store=work / "profiles.sqlite")
+    run_methods(settings, ROWS, out=args.out, command=shlex.join(["guided-profile", *command]))
     records = read_records(args.out / RECORDS)
     store = ProfileStore(work / "profiles.sqlite")
     counted = generations(store, {r["user_id"] for r in records})

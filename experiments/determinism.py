@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from guided_profile.cli import main as cli_main  # noqa: E402
 from guided_profile.evaluation import read_records  # noqa: E402
+from guided_profile.runs import RunSettings, run_methods  # noqa: E402
 
 SLOTS = (1, 4)
 REPEATS = ("a", "b")
@@ -82,10 +82,10 @@ def main() -> None:
     commands, results = [], {}
     for slots in SLOTS:
         for repeat in REPEATS:
-            argv = run_argv(args, slots, repeat)
-            commands.append(shlex.join(["guided-profile", *argv]))
-            if cli_main(argv) != 0:
-                sys.exit(f"error: {commands[-1]} failed")
+            commands.append(shlex.join(["guided-profile", *run_argv(args, slots, repeat)]))  # the same run, typed
+            settings = RunSettings.resolve("preference", data=args.data, split="test", limit=args.limit, seed=0,
+                                           lm=args.lm, answer_mode="score", parallel=slots, cache=False)
+            run_methods(settings, ["gpg"], out=args.out / f"slots{slots}-{repeat}", command=commands[-1])
         results[slots] = compare(*(by_example(args.out / f"slots{slots}-{r}") for r in REPEATS))
     (args.out / "summary.json").write_text(json.dumps({"lm": args.lm, "limit": args.limit, "results": results},
                                                       indent=2))

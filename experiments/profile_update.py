@@ -27,8 +27,6 @@ from pathlib import Path
 import dspy
 from tqdm import tqdm
 
-from guided_profile.cli.common import open_store, resolve_data
-from guided_profile.datasets.example import split_examples
 from guided_profile.evaluation import RECORDS, read_records
 from guided_profile.lm import make_lm
 from guided_profile.lm.accounting import UsageMeter
@@ -36,7 +34,9 @@ from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_
 from guided_profile.programs import PersonalAdapter, build_program
 from guided_profile.programs.stored import using_store
 from guided_profile.programs.update import ProfileUpdate
+from guided_profile.provenance import portable
 from guided_profile.report import p_clause
+from guided_profile.runs import load_split, open_store, provenance
 from guided_profile.tasks import get_task
 
 PATHS = ("regenerate", "update")
@@ -144,8 +144,7 @@ def main() -> None:
 
     args = parse_args()
     task = get_task("preference")
-    data = resolve_data(task, args.data)
-    examples = split_examples(task.load(data)[0], "test", args.seed)[: args.limit]
+    examples, source = load_split(task, args.data, "test", args.seed, args.limit)
     # every call paid now (no DSPy cache): this measures cost; one model instance per path (see one_user)
     made = {name: make_lm(args.lm, cache=False) for name in ("old", *PATHS)}
     lms = {name: lm for name, (lm, _) in made.items()}
@@ -154,11 +153,13 @@ def main() -> None:
     updater = ProfileUpdate(program)
     store = open_store(None)
     args.out.mkdir(parents=True, exist_ok=True)
-    config = {"command": "python " + " ".join(sys.argv), "lm": identity.to_dict(), "data": str(data),
-              "seed": args.seed, "split": "test", "limit": args.limit, "new_fraction": args.new_fraction}
+    config = {"command": "python " + " ".join(sys.argv), "lm": identity.to_dict(), "data": source.name,
+              "seed": args.seed, "split": "test", "limit": args.limit, "new_fraction": args.new_fraction,
+              **provenance(source, len(examples))}
     config_file = args.out / "config.json"
     if config_file.exists():  # resume only what the same settings made
         old = json.loads(config_file.read_text())
+        old["data"] = portable(old.get("data", ""))  # made before data was named portably
         changed = [k for k in ("lm", "data", "seed", "split", "new_fraction") if old.get(k) != config[k]]
         if changed:
             sys.exit(f"error: {args.out} holds a run with different {', '.join(changed)}; use another --out")

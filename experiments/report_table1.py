@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from guided_profile.evaluation import RECORDS, read_records, summarize  # noqa: E402
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue  # noqa: E402
-from guided_profile.report import p_clause  # noqa: E402
+from guided_profile.report import origin, p_clause  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -92,7 +92,11 @@ def main() -> None:
 
 
 def intro(users: list[str]) -> list[str]:
-    config = json.loads((RESULTS / FOLDERS["titles"].format(mode="score") / "config.json").read_text())
+    folder = RESULTS / FOLDERS["titles"].format(mode="score")
+    if not (folder / "config.json").exists():
+        return ["# Preference prediction, Table 1 shape, both answer modes", "",
+                "The titles-only runs have not started: `experiments/table1_preference.sh`.", ""]
+    config = json.loads((folder / "config.json").read_text())
     return [
         "# Preference prediction, Table 1 shape, both answer modes",
         "",
@@ -100,7 +104,8 @@ def intro(users: list[str]) -> list[str]:
         "history lists product titles only, as in the paper: `datasets/README.md`), split `test`, seed "
         f"{config['seed']}; model {config['lm']['model']} (sha256 {config['lm']['sha256'][:12]}...), greedy. "
         f"**n = {len(users)} test users** finished by every method in both modes"
-        + (" (the target is 200; `experiments/table1_preference.sh` resumes)." if len(users) < 200 else "."),
+        + (" (the target is 200; `experiments/table1_preference.sh` resumes)." if len(users) < 200 else ".")
+        + f" Provenance: {origin(config)}.",
         "",
         "Commands: `experiments/table1_preference.sh` (both modes, test and dev), then "
         "`python experiments/report_table1.py`. "

@@ -19,12 +19,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from guided_profile.cli.common import resolve_data  # noqa: E402
 from guided_profile.datasets.example import split_examples  # noqa: E402
 from guided_profile.datasets.lamp import PREFIX  # noqa: E402
 from guided_profile.evaluation import RECORDS, read_records  # noqa: E402
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue  # noqa: E402
-from guided_profile.report import p_clause  # noqa: E402
+from guided_profile.report import origin, p_clause  # noqa: E402
+from guided_profile.runs import resolve_data  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
 from guided_profile.tasks.base import Task  # noqa: E402
 
@@ -33,6 +33,11 @@ METHODS = ["dg-no-pc", "dg-pc", "pg", "gpg"]
 LABELS = {"dg-no-pc": "DG w/o PC", "dg-pc": "DG w/ PC", "pg": "PG", "gpg": "GPG (PC + G + PP)"}
 TASKS = {"paraphrase": "Figure 3 shape: LaMP-7 tweet paraphrasing", "dialogue": "Table 2 shape: PersonaChat replies"}
 PAIRS = [("gpg", "dg-pc"), ("gpg", "pg"), ("pg", "dg-pc")]
+# What a reader needs beside each task's table to compare it with the paper.
+NOTES = {"paraphrase": "Paper (gpt-3.5, LaMP-7, main row PC + G + PP): METEOR 42.22 (DG w/ PC) -> 44.46 (GPG); the "
+                       "PC + PP row gives 43.87.",
+         "dialogue": "`bs` is BERTScore F1 from all-MiniLM-L6-v2's last layer without baseline rescaling: not "
+                     "comparable with the paper's BERTScore values (only the differences between rows here are)."}
 # Task options whose kept examples get their own subsection, with what they keep.
 FILTERS = {"dialogue": ({"similarity_filter": True}, "the paper's optional filter: the best cosine between the "
                         "real reply and one of the person's earlier replies lies in [0.4, 0.6]")}
@@ -48,8 +53,8 @@ def load(folder: Path, task: Task, config: dict) -> dict[tuple[str, str], dict]:
 
 
 def data_path(task: Task, config: dict) -> Path:
-    """The data the run read, or this machine's copy of the task's real data when that path is elsewhere."""
-    return Path(config["data"]) if Path(config["data"]).exists() else resolve_data(task, "real")
+    """The data the run read (`real:SUB` is this machine's copy of it)."""
+    return resolve_data(task, config["data"])
 
 
 def normalized(text: str) -> str:
@@ -78,7 +83,8 @@ def task_section(name: str, title: str) -> tuple[list[str], Path | None]:
              f"Run folder `{folder.name}`: {len(users)} test users of `{config['data']}` (split by user, seed "
              f"{config['seed']}), model {config['lm']['model']}, greedy; every method on the same users: all "
              "test users the four methods have finished, which after a cut run can be a few more than the last "
-             f"finished command's limit.  That command: `{config.get('command', 'experiments/text_tasks.sh')}`.", "",
+             f"finished command's limit.  That command: `{config.get('command', 'experiments/text_tasks.sh')}`.  "
+             f"Provenance: {origin(config)}.", "", NOTES[name], "",
              "| method | " + " | ".join(keys) + " | calls/ex | store hits/ex | prompt tok/ex | generated tok/ex "
              "| same reply as DG w/ PC | reply = the query |",
              "|---|" + "---|" * (len(keys) + 6)]

@@ -28,8 +28,9 @@ import dspy
 from guided_profile.datasets.example import Example
 from guided_profile.evaluation import RunFolder, evaluate
 from guided_profile.lm import make_lm
+from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.programs import PersonalAdapter, build_program
-from guided_profile.report import markdown_table, text_table
+from guided_profile.report import markdown_table, origin, text_table
 from guided_profile.tasks.base import Task
 
 # About 500 tokens of fixed text for the speed probe.
@@ -38,6 +39,8 @@ _PROBE = " ".join(f"item {i} costs {i * 7 % 100} dollars;" for i in range(70))
 
 @dataclass(frozen=True)
 class BenchConfig:
+    """One way of running GPG that the benchmark times: adapter, prompt-prefix reuse and server slots."""
+
     name: str
     adapter: str        # "chat" (DSPy's default) or "personal" (history-first, plain replies)
     prompt_cache: bool  # llama.cpp's reuse of a shared prompt prefix
@@ -115,9 +118,9 @@ METHOD, ANSWER_MODE = "gpg", "generate"
 
 
 def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec: str, out: Path, *,
-               threads: int | None = None) -> dict[str, Any]:
+               threads: int | None = None, context: int = DEFAULT_CONTEXT) -> dict[str, Any]:
     """One configuration from a fresh model load; wall time excludes loading."""
-    lm, identity = make_lm(lm_spec, n_parallel=config.parallel, threads=threads, cache=False,
+    lm, identity = make_lm(lm_spec, n_parallel=config.parallel, threads=threads, context=context, cache=False,
                            prompt_cache=config.prompt_cache)
     folder = out / config.name
     shutil.rmtree(folder, ignore_errors=True)  # a benchmark is timed whole: never resumed
@@ -137,13 +140,14 @@ def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec
 
 
 def bench(task: Task, examples: list[Example], lm_spec: str, out: Path, *, configs: list[BenchConfig],
-          threads: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+          threads: int | None = None, context: int = DEFAULT_CONTEXT,
+          log: Callable[[str], None] = print) -> dict[str, Any]:
     """Speed probe, then every configuration; returns the numbers the report and table are made of."""
     results = []
     probe = None
     for config in configs:
         log(f"running {config.name} on {len(examples)} examples ...")
-        result = run_config(config, task, examples, lm_spec, out, threads=threads)
+        result = run_config(config, task, examples, lm_spec, out, threads=threads, context=context)
         engine = result.pop("engine")
         if config.name == "default":
             probe = measure_speed(engine)  # same process, model warm, nothing else running in it
@@ -194,7 +198,8 @@ def write_report(result: dict, out: Path) -> str:
                 f"{in_run.get('prompt_tokens_per_s')} / {in_run.get('generated_tokens_per_s')} on the default "
                 f"run's own requests; the floor uses the faster, {speed['prompt_tokens_per_s']} / "
                 f"{speed['generated_tokens_per_s']}: {floor['seconds']} s for {floor['prompt_tokens']} prompt + "
-                f"{floor['generated_tokens']} generated tokens")
+                f"{floor['generated_tokens']} generated tokens.  Data `{result['data'].get('path')}`, seed "
+                f"{result['data'].get('seed')}; {origin(result)}")
     (out / "table.md").write_text(f"# Throughput, {result['task']}\n\nCommand: `{result['command']}`\n\n"
                                   f"{preamble}\n\n{markdown_table(header, rows)}\n")
     return f"{preamble}\n{text_table(header, rows)}"

@@ -15,7 +15,7 @@ import dspy
 from guided_profile.datasets.example import Example
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue
 from guided_profile.programs.export import instructions
-from guided_profile.report import fmt, fmt_p, markdown_table, metric_columns, p_clause
+from guided_profile.report import fmt, fmt_p, markdown_table, metric_columns, p_clause, provenance_line
 from guided_profile.tasks.base import Task
 
 REFERENCE = "handwritten"
@@ -94,7 +94,7 @@ def markdown_report(task: Task, rows: list[dict[str, Any]], programs: dict[str, 
     header, body = table(task, rows)
     parts = [f"# {task.name}: hand-written vs optimized, split {config['split']}", "",
              f"Model: {config['lm'].get('model')}  ·  examples: {max((r['n'] for r in rows), default=0)}  ·  "
-             f"objective: {task.objective}", "", f"Command: `{config['command']}`", "",
+             f"objective: {task.objective}", "", f"Command: `{config['command']}`", "", provenance_line(config), "",
              markdown_table(header, body), "",
              f"Differences are paired per example against `{REFERENCE}` (the hand-written GPG): mean difference, "
              "paired bootstrap 95% interval, and a two-sided paired permutation (sign-flip) p-value. "
@@ -104,17 +104,32 @@ def markdown_report(task: Task, rows: list[dict[str, Any]], programs: dict[str, 
         parts += [f"![{task.objective} per program]({chart})", ""]
     parts += ["## Instructions side by side", "", instructions_table(programs), ""]
     if payloads:
-        meta_rows = []
-        for name, p in payloads.items():
-            opt, scores, usage = p.get("optimizer", {}), p.get("scores", {}), p.get("usage", {})
-            settings = ", ".join(f"{k}={v}" for k, v in (opt.get("settings") or {}).items() if k != "name")
-            meta_rows.append([name, str(opt.get("name", "-")), _cell(settings), p.get("method", "-"),
-                              fmt(scores.get("train")), fmt(scores.get("dev")), str(usage.get("calls", "-")),
-                              str((p.get("lm") or {}).get("model", "-"))])
-        parts += ["## How the optimized programs were made", "",
-                  markdown_table(["program", "optimizer", "settings", "method", "train", "dev", "LM calls spent",
-                                  "model"], meta_rows), ""]
+        parts += _made_from(payloads, config)
     return "\n".join(parts)
+
+
+def _made_from(payloads: dict[str, dict[str, Any]], config: dict[str, Any]) -> list[str]:
+    """How each optimized program was made, and what it was tuned on relative to the users scored here
+    (a program tuned on other data is a transfer evaluation, and the report says so)."""
+    relations = config.get("held_out") or {}
+    meta_rows = []
+    for name, p in payloads.items():
+        opt, scores, usage = p.get("optimizer", {}), p.get("scores", {}), p.get("usage", {})
+        settings = ", ".join(f"{k}={v}" for k, v in (opt.get("settings") or {}).items() if k != "name")
+        meta_rows.append([name, str(opt.get("name", "-")), _cell(settings), p.get("method", "-"),
+                          fmt(scores.get("train")), fmt(scores.get("dev")), str(usage.get("calls", "-")),
+                          str((p.get("lm") or {}).get("model", "-")), _cell(relations.get(name, "not checked"))])
+    lines = ["## How the optimized programs were made", "",
+             markdown_table(["program", "optimizer", "settings", "method", "train", "dev", "LM calls spent", "model",
+                             "tuned on"], meta_rows), ""]
+    transfer = [name for name, relation in relations.items() if relation.startswith("transfer")]
+    if transfer:
+        lines += [f"**Transfer evaluation:** {', '.join(transfer)} {'was' if len(transfer) == 1 else 'were'} tuned on "
+                  "other data than the users scored here, so these rows measure how the tuning transfers.", ""]
+    if config.get("allow_overlap") and any(r.startswith("overlap allowed") for r in relations.values()):
+        lines += ["**Overlap allowed (--allow-overlap):** some programs are scored on users they were tuned on; "
+                  "their scores are optimistic.", ""]
+    return lines
 
 
 def chart(task: Task, rows: list[dict[str, Any]], path: Path) -> Path:

@@ -25,6 +25,7 @@ from guided_profile.lm.accounting import Usage
 from guided_profile.metrics.stats import bootstrap_ci
 from guided_profile.programs.adapter import PersonalAdapter
 from guided_profile.programs.attempt import attempt
+from guided_profile.provenance import portable
 from guided_profile.store import ProfileStore
 from guided_profile.tasks.base import Task
 
@@ -52,7 +53,11 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
 
 @dataclass
 class RunFolder:
-    """A run folder on disk and what it already holds: a rerun skips every (method, example) recorded."""
+    """A run's folder: the configuration it was made with, and its records by (method, example id).
+
+    Reopened by a rerun of the same command, it skips what is done and retries what failed; a rerun
+    with other settings (task, split, seed, model, data, task options, answer mode) is refused.
+    """
 
     path: Path
     config: dict[str, Any]
@@ -67,6 +72,8 @@ class RunFolder:
         old: dict[str, Any] = {}
         if config_file.exists():
             old = json.loads(config_file.read_text())
+            if isinstance(old.get("data"), str):  # runs made before data was named portably stated a path
+                old["data"] = portable(old["data"])
             keys = ("task", "split", "seed", "lm", "data", "task_options", "answer_mode", "rotations")
             changed = [k for k in keys if old.get(k) != config.get(k)]
             if changed:

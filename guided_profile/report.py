@@ -74,3 +74,25 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "not recorded"
+
+
+def origin(config: dict[str, Any]) -> str:
+    """'data sha256 ..., guided-profile 0.1.0 at commit ...': what a result's options do not say about
+    where it came from (the commit is "not recorded" for runs made before it was)."""
+    git = config.get("git") or {}
+    dirty = " with uncommitted changes" if git.get("dirty") else ""
+    return (f"data sha256 {_short(config.get('data_sha256'))}, guided-profile {config.get('version')} at commit "
+            f"{_short(git.get('commit'))}{dirty}")
+
+
+def provenance_line(config: dict[str, Any]) -> str:
+    """One line of where a result came from, for report headers: data name and hash, split, seed, n,
+    model and weights hash, package version and git commit."""
+    lm = config.get("lm") or {}
+    return (f"Data `{config.get('data')}`, split {config.get('split')}, seed {config.get('seed')}, "
+            f"n = {config.get('n', 'not recorded')}; model {lm.get('model')} (weights sha256 "
+            f"{_short(lm.get('sha256'))}); {origin(config)}.")

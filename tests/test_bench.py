@@ -53,15 +53,16 @@ def test_bench_takes_a_gguf_path_and_refuses_bad_configurations(capsys, monkeypa
     def stop_before_loading(*args, **kwargs):
         raise SystemExit("data")  # the options passed every check
 
-    monkeypatch.setattr(cli_bench, "make_task", stop_before_loading)
+    monkeypatch.setattr(cli_bench, "load_split", stop_before_loading)
     with pytest.raises(SystemExit, match="data"):  # a gguf path gets past the option checks
         main(["bench", "--lm", "gguf:/models/some model.gguf"])
-    for options, message in ((["--parallel", "1,2"], "at least 2"), (["--parallel", "two"], "expected numbers"),
+    for options, message in ((["--slots", "0,2"], "at least 1"), (["--slots", "two"], "expected numbers"),
+                             (["--parallel", "2,4"], "is now --slots 2,4"),
                              (["--configs", "default,paralel-2"], "unknown paralel-2"),
                              (["--configs", "plain-dspy"], "must include 'default'")):
         assert main(["bench", "--lm", "local", *options]) == 2
         assert message in capsys.readouterr().err
-    assert cli_bench._slot_counts("4,2,4") == (2, 4)
+    assert cli_bench._slot_counts("4,2,4") == (2, 4) and cli_bench._slot_counts("1,2,4") == (2, 4)
 
 
 def test_report_states_the_program_and_ratios(tmp_path):

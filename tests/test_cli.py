@@ -1,12 +1,11 @@
 """The command line end to end with the fake LM, and bad input as one clear line (exit 2), never a traceback."""
 
-import argparse
 import json
 
 import pytest
 
 from guided_profile.cli import main
-from guided_profile.cli.common import make_task
+from guided_profile.runs import RunSettings
 from guided_profile.tasks import get_task
 
 TASK_PREFERENCE = get_task("preference")
@@ -37,20 +36,16 @@ def test_preference_end_to_end_on_the_sample(tmp_path, capsys):
 
 
 def test_default_run_folders_keep_data_and_answer_modes_apart():
-    import argparse
-
-    from guided_profile.cli.common import default_out
-
     def folder(**changes):
-        args = dict(out=None, data="sample", lm="gguf:/m/q.gguf", split="test", seed=0, answer_mode="score",
-                    rotations=4) | changes
-        return default_out(argparse.Namespace(**args), TASK_PREFERENCE)
+        settings = dict(data="sample", lm="gguf:/m/q.gguf", split="test", seed=0, answer_mode="score",
+                        rotations=4) | changes
+        return RunSettings.resolve("preference", **settings).default_out()
 
     assert str(folder()) == "runs/preference-test-sample-gguf__m_q.gguf-score4-seed0"
     others = [folder(data="real"), folder(data="/data/amazon_scientific"), folder(answer_mode="generate"),
               folder(rotations=2), folder(lm="local")]
     assert len({folder(), *others}) == 6
-    assert folder(out="mine") == "mine"
+    assert str(folder(answer_mode="auto")) == str(folder())  # auto means score for a choice task
 
 
 def test_rerun_resumes_without_new_calls(tmp_path, capsys, fake_calls):
@@ -126,7 +121,28 @@ def test_answer_mode_auto_scores_choices_and_generates_text(tmp_path):
     (2048, ["max_history_chars=9000"], 9000),      # a stated setting always wins
 ])
 def test_a_small_context_window_shortens_the_default_history(context, given, expected):
-    args = argparse.Namespace(task="preference", task_option=given, seed=0, context=context, answer_mode=None)
-    task, options = make_task(args)
-    assert task.max_history_chars == expected
-    assert options.get("max_history_chars", 6000) == expected  # what runs record as the task's options
+    from guided_profile.cli.common import parse_task_options
+
+    options = parse_task_options(given)
+    settings = RunSettings.resolve("preference", task_options=options, context_window=context)
+    assert settings.make_task().max_history_chars == expected
+    assert settings.task_options.get("max_history_chars", 6000) == expected  # what runs record as the task's options
+    assert options == parse_task_options(given)  # the caller's options are never rewritten
+
+
+def test_context_is_the_old_name_of_context_window(tmp_path, capsys):
+    from guided_profile.cli import build_parser
+
+    for flag in ("--context", "--context-window"):
+        args = build_parser().parse_args(["run", flag, "2048"])
+        assert args.context_window == 2048
+    assert build_parser().parse_args(["run"]).context_window == 8192
+    assert capsys.readouterr().err.count("--context is now --context-window") == 1
+    assert "--context " not in build_parser().format_help() + _run_help()  # hidden: the old name is not taught
+
+
+def _run_help() -> str:
+    from guided_profile.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices["run"].format_help()

@@ -11,7 +11,9 @@ from guided_profile.errors import ConfigError
 from guided_profile.evaluation import RunFolder
 from guided_profile.lm.fake import FakeEngine
 from guided_profile.programs import PersonalAdapter, build_program
-from guided_profile.programs.export import _checksum, data_sha256, load_compiled, read_compiled, save_compiled
+from guided_profile.programs.export import _checksum, load_compiled, read_compiled, save_compiled
+from guided_profile.provenance import data_sha256
+from guided_profile.runs import resolve_data
 from guided_profile.tasks import TASKS, ChoiceTask, get_task
 
 TASK = get_task("preference")
@@ -168,7 +170,9 @@ def test_optimize_command_exports_a_program_that_run_accepts(tmp_path, capsys):
     assert payload["optimizer"]["name"] == "copro" and payload["optimizer"]["settings"]["breadth"] == 2
     assert payload["lm"]["model"] == "scripted-fake" and payload["prompt_lm"] == payload["lm"]
     data = payload["data"]
-    assert data["sha256"] == data_sha256(data["path"]) and data["split_sizes"] == {"train": 7, "dev": 3, "test": 2}
+    assert data["path"] == "sample:amazon_sample"  # named portably, never by this machine's folders
+    assert data["sha256"] == data_sha256(resolve_data(TASK, data["path"]))
+    assert data["split_sizes"] == {"train": 7, "dev": 3, "test": 2}
     assert data["used"] == {"train": 3, "dev": 2} and len(data["train_ids"]) == 3
     assert set(payload["scores"]) == {"objective", "train", "dev"}
     assert payload["usage"]["calls"] == payload["usage"]["expected_calls"] <= 200  # COPRO's plan is exact

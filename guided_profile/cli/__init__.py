@@ -1,6 +1,8 @@
 """The `guided-profile` command: one module per subcommand, each with `add_parser` and `main`.
 
-Subcommands parse options and call the library; they hold no logic of their own.
+Each subcommand parses its options, calls one library function (`guided_profile.runs` for run,
+compare and optimize; `bench`, the store and the task registry for the others) and prints what it
+returns; it holds no logic of its own.  Options shared by several subcommands live in `common`.
 """
 
 from __future__ import annotations

@@ -5,19 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from guided_profile.errors import ConfigError
 from guided_profile.redaction import redact
-from guided_profile.tasks.base import Task
 
 if TYPE_CHECKING:  # heavy imports, only for the annotations
-    import dspy
-
-    from guided_profile.datasets.example import Example
-    from guided_profile.evaluation import RunFolder
-    from guided_profile.lm.factory import LMSpec
-    from guided_profile.store import ProfileStore
+    from guided_profile.runs import RunSettings
 
 FORMATTER = argparse.RawDescriptionHelpFormatter
 
@@ -53,45 +47,75 @@ def command_line(args: argparse.Namespace) -> str:
     return redact(shlex.join(["guided-profile", *(sys.argv[1:] if argv is None else argv)]))
 
 
-def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True) -> None:
-    """--lm and friends; `parallel=False` for commands that send one request at a time (optimize)."""
+class Renamed(argparse.Action):
+    """An old option name kept for a while: it still works, and says its new name once.  (`--context`
+    became `--context-window`, because "context" also names the person's history.)"""
+
+    def __init__(self, *args, new_name: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.new_name = new_name
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import sys
+
+        print(f"note: {option_string} is now {self.new_name}; the old name will go", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True, in_process: bool = False) -> None:
+    """--lm and friends; `parallel=False` for commands that send one request at a time (optimize),
+    `in_process=True` for the benchmark, which measures an in-process model with every cache off."""
     group = parser.add_argument_group("model")
     group.add_argument("--lm", default="local",
                        help="local (embedded Qwen2.5-Coder-1.5B, default), local-0.5b (fast checks), "
                             "gguf:/path/model.gguf, fake (scripted replies, for dry runs), or a DSPy model "
-                            "string such as openai/gpt-4o-mini")
-    group.add_argument("--api-base", default=None,
-                       help="base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp) for --lm openai/NAME; "
-                            "the key is read from $OPENAI_API_KEY and never written anywhere")
-    group.add_argument("--context", type=positive_int, default=8192,
-                       help="context window per request for in-process models (default 8192); a window under "
-                            "4,000 tokens also shortens the default history to fit (see README, data)")
+                            "string such as openai/gpt-4o-mini" + ("; bench: in-process models only" if in_process
+                                                                   else ""))
+    if not in_process:
+        group.add_argument("--api-base", default=None,
+                           help="base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp) for --lm "
+                                "openai/NAME (default: none); the key is read from $OPENAI_API_KEY and never written")
+    group.add_argument("--context-window", type=positive_int, default=8192,
+                       help="the model's context window per request, in tokens, for in-process models (default "
+                            "8192); a window under 4,000 tokens also shortens the default history to fit (see "
+                            "README, data)")
+    group.add_argument("--context", type=positive_int, dest="context_window", default=argparse.SUPPRESS,
+                       action=Renamed, new_name="--context-window", help=argparse.SUPPRESS)
     group.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: all cores)")
     if parallel:
         group.add_argument("--parallel", type=positive_int, default=4,
                            help="examples evaluated at once; in-process models get as many server slots "
                                 "(continuous batching). Default 4, measured fastest on 2 cores; batching changes "
                                 "greedy replies slightly, so use 1 where runs must repeat exactly")
-    group.add_argument("--no-cache", action="store_true",
-                       help="do not reuse DSPy's cached answers nor the profile store (every call goes to the model)")
+    if not in_process:
+        group.add_argument("--no-cache", action="store_true",
+                           help="do not reuse DSPy's cached answers nor the profile store (every call goes to the "
+                                "model)")
 
 
 def add_data_options(parser: argparse.ArgumentParser, *, default_split: str = "test",
-                     default_limit: int | None = None) -> None:
+                     default_limit: int | None = None, splits: bool = True) -> argparse._ArgumentGroup:
+    """--task, --data, --seed, --task-option, and unless `splits=False` (optimize reads train and dev
+    itself) --split and --limit.  Returns the group, for a command's own data options."""
     group = parser.add_argument_group("data")
-    group.add_argument("--task", default="preference", help="task name (see `guided-profile tasks`)")
+    group.add_argument("--task", default="preference",
+                       help="task name (default preference; see `guided-profile tasks`)")
     group.add_argument("--data", default="sample",
                        help="'sample' (the small committed sample, default), 'real' (the task's folder under "
-                            "$GUIDED_PROFILE_DATA, else ../shared/data), or a path to the data")
-    group.add_argument("--split", default=default_split, choices=["train", "dev", "test", "all"],
-                       help=f"users of which split (split by user, seeded; default {default_split})")
-    group.add_argument("--limit", type=positive_int, default=default_limit,
-                       help="use the first N examples of the split"
-                            + (f" (default {default_limit})" if default_limit else " (default: all)"))
-    group.add_argument("--seed", type=int, default=0, help="seed for building examples and splitting users")
+                            "$GUIDED_PROFILE_DATA, else ../shared/data), a name results record (real:SUB, "
+                            "sample:SUB), or a path to the data")
+    if splits:
+        group.add_argument("--split", default=default_split, choices=["train", "dev", "test", "all"],
+                           help=f"users of which split (split by user, seeded; default {default_split})")
+        group.add_argument("--limit", type=positive_int, default=default_limit,
+                           help="use the first N examples of the split"
+                                + (f" (default {default_limit})" if default_limit else " (default: all)"))
+    group.add_argument("--seed", type=int, default=0,
+                       help="seed for building examples, splitting users and sampling (default 0)")
     group.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                        help="a task setting (repeatable), e.g. max_history_chars=6000; each task's settings and "
                             "defaults: `guided-profile tasks`")
+    return group
 
 
 def parse_task_options(pairs: list[str]) -> dict:
@@ -105,81 +129,6 @@ def parse_task_options(pairs: list[str]) -> dict:
         except ValueError:
             options[key] = value
     return options
-
-
-def make_task(args: argparse.Namespace) -> tuple[Task, dict]:
-    """The task the options name; also turns `--answer-mode auto` into the mode it means for this task."""
-    from guided_profile.programs.answer import resolve_answer_mode
-    from guided_profile.tasks import get_task
-    from guided_profile.tasks.base import history_chars_for_window
-
-    options = parse_task_options(args.task_option)
-    try:
-        task = get_task(args.task, seed=args.seed, **options)
-    except TypeError as exc:
-        raise ConfigError(f"--task-option: {exc}") from exc
-    window = getattr(args, "context", None)
-    if window and "max_history_chars" not in options:
-        fit = history_chars_for_window(window)
-        if fit < task.max_history_chars:  # the task's default history would not fit a small window
-            options["max_history_chars"] = task.max_history_chars = fit
-    if getattr(args, "answer_mode", None):
-        args.answer_mode = resolve_answer_mode(args.answer_mode, task.has_options)
-    return task, options
-
-
-def resolve_data(task: Task, data: str) -> Path:
-    from guided_profile.datasets.example import DATA_ROOT_ENV, data_root, samples_dir
-
-    if data == "sample":
-        return samples_dir() / task.sample_subdir
-    if data == "real":
-        root = data_root()
-        if root is None:
-            raise ConfigError(f"--data real: set ${DATA_ROOT_ENV} to the folder holding the real data sets "
-                              "(no ../shared/data here)")
-        return root / task.data_subdir
-    path = Path(data).expanduser()
-    if not path.exists():
-        raise ConfigError(f"--data {data}: no such file or folder")
-    return path
-
-
-def load_split(task: Task, args: argparse.Namespace) -> tuple[list[Example], Path, dict[str, int]]:
-    """(the first --limit examples of --split, data path, build stats)."""
-    from guided_profile.datasets.example import split_examples
-
-    data = resolve_data(task, args.data)
-    examples, stats = task.load(data)
-    selected = split_examples(examples, args.split, args.seed)[: args.limit]
-    if not selected:
-        raise ConfigError(f"no examples in split {args.split!r} of {data} (build stats: {stats})")
-    return selected, data, stats
-
-
-def default_out(args: argparse.Namespace, task: Task, prefix: str = "") -> Path:
-    """`--out`, else runs/[PREFIX-]TASK-SPLIT-DATA-LM-MODE-seedS: one folder per configuration, so a rerun
-    resumes and a run on other data or in another answer mode gets a folder of its own."""
-    if args.out:
-        return args.out
-    tag = "".join(c if c.isalnum() or c in ".-" else "_" for c in f"{Path(args.data).name}-{args.lm}")
-    mode = args.answer_mode if args.answer_mode != "score" else f"score{args.rotations}"
-    return Path("runs") / f"{prefix}{task.name}-{args.split}-{tag}-{mode}-seed{args.seed}"
-
-
-def make_lm_from_args(args: argparse.Namespace) -> tuple[dspy.LM, LMSpec]:
-    from guided_profile.lm import make_lm
-
-    return make_lm(args.lm, api_base=args.api_base, context=args.context, threads=args.threads,
-                   n_parallel=getattr(args, "parallel", 1), cache=not args.no_cache)
-
-
-def open_store(path: Path | None) -> ProfileStore:
-    """The profile store at `path`, default `profiles.sqlite` in the cache folder."""
-    from guided_profile.paths import cache_dir
-    from guided_profile.store import ProfileStore
-
-    return ProfileStore(path or cache_dir() / "profiles.sqlite")
 
 
 def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
@@ -200,30 +149,24 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-store", action="store_true",
                        help="run without the profile store (also implied by --no-cache)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group.add_argument("--allow-overlap", action="store_true",
+                       help="evaluate a compiled program even on users it was tuned on (same data with another split "
+                            "seed, or its train/dev examples in the evaluated split); recorded in config.json. "
+                            "Default: refused with one line")
 
 
-def run_config(args: argparse.Namespace, task: Task, task_options: dict, methods: list[str], data: Path,
-               stats: dict, identity: LMSpec, payloads: dict) -> dict[str, Any]:
-    """What a run folder records about how it was made (and checks when it is resumed)."""
-    from guided_profile import __version__
-    from guided_profile.programs.answer import answer_config
+def settings_from_args(args: argparse.Namespace, **fixed: object) -> RunSettings:
+    """The library's settings from the parsed options, one name for one name; `fixed` overrides (e.g.
+    parallel=1).  The library resolves what depends on what (answer mode, history budget)."""
+    from guided_profile.runs import DEFAULT_STORE, RunSettings
 
-    return {"task": task.name, "task_options": task_options, "methods": methods, "data": str(data),
-            "split": args.split, "limit": args.limit, "seed": args.seed, "lm": identity.to_dict(),
-            **answer_config(args.answer_mode, args.rotations),
-            "programs": {name: p["checksum"] for name, p in payloads.items()}, "build_stats": stats,
-            "version": __version__, "command": command_line(args)}
-
-
-def evaluate_with_progress(args: argparse.Namespace, programs: dict[str, dspy.Module], task: Task,
-                           examples: list[Example], lm: dspy.LM, run: RunFolder, desc: str) -> dict[str, dict]:
-    """`evaluation.evaluate` with a progress bar and the profile store as the options ask."""
-    from tqdm import tqdm
-
-    from guided_profile.evaluation import evaluate
-
-    def progress(total: int) -> tqdm:
-        return tqdm(desc=desc, total=total, disable=args.no_progress, unit="run")
-
-    store = None if args.no_store or args.no_cache else open_store(args.store)
-    return evaluate(programs, task, examples, lm, run, workers=args.parallel, store=store, progress=progress)
+    values = {"task_options": parse_task_options(args.task_option), "data": args.data, "seed": args.seed,
+              "lm": args.lm, "context_window": args.context_window, "threads": args.threads}
+    for name in ("split", "limit", "parallel", "rotations", "answer_mode", "api_base"):
+        if hasattr(args, name):
+            values[name] = getattr(args, name)
+    if hasattr(args, "no_cache"):
+        values["cache"] = not args.no_cache
+    if hasattr(args, "no_store"):
+        values["store"] = None if args.no_store else (args.store or DEFAULT_STORE)
+    return RunSettings.resolve(args.task, **values | fixed)

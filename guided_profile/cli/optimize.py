@@ -10,26 +10,20 @@ cache (every call already answered is free).
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from pathlib import Path
 
 from guided_profile.cli.common import (
     FORMATTER,
+    add_data_options,
     add_lm_options,
     command_line,
-    make_lm_from_args,
-    make_task,
     non_negative_int,
     parse_task_options,
     positive_int,
+    settings_from_args,
 )
 from guided_profile.errors import ConfigError
-from guided_profile.redaction import redact
-
-# With these limits every optimizer's default plan fits the default budget in either answer mode
-# (tests/test_optimizers.py checks it): 543-799 calls in generate mode, 1,083-1,537 in score mode.
-DEFAULT_BUDGET = 1600
-DEFAULT_TRAIN_LIMIT = DEFAULT_DEV_LIMIT = 20
+from guided_profile.runs import DEFAULT_BUDGET, DEFAULT_DEV_LIMIT, DEFAULT_TRAIN_LIMIT
 
 EPILOG = """examples:
   guided-profile optimize --list
@@ -70,17 +64,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     optuna_group.add_argument("--study-name", default=None, help="study name (default: derived from the settings)")
     optuna_group.add_argument("--multi-objective", action="store_true",
                               help="optimize the objective and mean tokens per example; export the Pareto front")
-    data = parser.add_argument_group("data")
-    data.add_argument("--task", default="preference", help="task name (see `guided-profile tasks`)")
-    data.add_argument("--data", default="sample", help="'sample' (default), 'real', or a path (as for `run`)")
-    data.add_argument("--seed", type=int, default=0, help="seed for the user split, subsampling and the optimizer")
+    data = add_data_options(parser, splits=False)
     data.add_argument("--train-limit", type=non_negative_int, default=DEFAULT_TRAIN_LIMIT,
                       help=f"train examples the optimizer sees (seeded sample; 0 = all; default {DEFAULT_TRAIN_LIMIT})")
     data.add_argument("--dev-limit", type=non_negative_int, default=DEFAULT_DEV_LIMIT,
                       help=f"dev examples each candidate is scored on (seeded sample; 0 = all; "
                            f"default {DEFAULT_DEV_LIMIT})")
-    data.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
-                      help="a task setting (repeatable); each task's settings and defaults: `guided-profile tasks`")
     add_lm_options(parser, parallel=False)  # optimizers evaluate one example at a time
     prompt = parser.add_argument_group("prompt model (proposals and reflection)")
     prompt.add_argument("--prompt-lm", default=None, help="same forms as --lm (default: the task model)")
@@ -104,80 +93,23 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.optimizer or not args.out:
         raise ConfigError("optimize needs --optimizer NAME and --out FILE.json (see --list for the optimizers)")
+    from guided_profile.runs import optimize_program
 
-    from guided_profile import __version__
-    from guided_profile.cli.common import resolve_data
-    from guided_profile.datasets.example import split_examples, subsample
-    from guided_profile.lm import make_lm
-    from guided_profile.optimizers import get_optimizer, optimizer_class, run_optimizer
-    from guided_profile.programs import build_program
-    from guided_profile.programs.export import data_sha256, instructions, save_compiled
-
-    cls = optimizer_class(args.optimizer)
-    settings = parse_task_options(args.option)
+    options = parse_task_options(args.option)
     for key, value in (("storage", args.storage), ("study_name", args.study_name),
                        ("multi_objective", True if args.multi_objective else None)):
         if value is not None:
-            settings[key] = value
-    cls.validate_settings(settings)  # a bad name or value fails before anything is loaded
-
-    task, task_options = make_task(args)
-    program = build_program(args.method, task, answer_mode=args.answer_mode, rotations=args.rotations)
-    data = resolve_data(task, args.data)
-    examples, stats = task.load(data)
-    train_all = split_examples(examples, "train", args.seed)
-    dev_all = split_examples(examples, "dev", args.seed)
-    trainset = subsample(train_all, args.train_limit, args.seed)
-    valset = subsample(dev_all, args.dev_limit, args.seed + 1)
-    if not trainset or not valset:
-        raise ConfigError(f"{data}: {len(train_all)} train and {len(dev_all)} dev examples; an optimizer needs both "
-                          f"(build stats: {stats})")
-    print(f"{task.name}: {len(trainset)} of {len(train_all)} train and {len(valset)} of {len(dev_all)} dev examples "
-          f"from {data}; the test split is not read")
-
-    lm, identity = make_lm_from_args(args)
-    prompt_lm, prompt_identity = None, identity
-    if args.prompt_lm and args.prompt_lm != args.lm:
-        prompt_lm, prompt_identity = make_lm(args.prompt_lm, api_base=args.prompt_api_base or args.api_base,
-                                             context=args.context, threads=args.threads, cache=not args.no_cache)
-    run_dir = args.run_dir or args.out.with_suffix(".run")
-    optimizer = get_optimizer(args.optimizer, task=task, task_lm=lm, prompt_lm=prompt_lm, seed=args.seed,
-                              workdir=run_dir, **settings)
-    handwritten = instructions(program)
-    result = run_optimizer(optimizer, program, trainset=trainset, valset=valset, budget=args.budget)
-
-    tuned = instructions(result.program)
-    print(f"\n{task.objective}: train {result.scores['train']:.3f}, dev {result.scores['dev']:.3f}")
-    for name, text in tuned.items():
-        mark = "unchanged" if text == handwritten.get(name) else "tuned"
-        print(f"{name} ({mark}): {text}")
-    u = result.usage
+            options[key] = value
+    settings = settings_from_args(args, parallel=1)  # optimizers evaluate one example at a time
+    tuned = optimize_program(settings, args.optimizer, args.out, options=options, method=args.method,
+                             run_dir=args.run_dir, budget=args.budget, train_limit=args.train_limit,
+                             dev_limit=args.dev_limit, prompt_lm=args.prompt_lm, prompt_api_base=args.prompt_api_base,
+                             command=command_line(args))
+    print(f"\n{tuned.scores['objective']}: train {tuned.scores['train']:.3f}, dev {tuned.scores['dev']:.3f}")
+    for name, text in tuned.tuned.items():
+        print(f"{name} ({'unchanged' if text == tuned.handwritten.get(name) else 'tuned'}): {text}")
+    u = tuned.usage
     print(f"LM calls: {u['calls']} of {u['expected_calls']} expected (budget {args.budget}); "
-          f"{u['model_calls']} reached a model, the rest came from DSPy's cache; {result.seconds:.0f} s")
-
-    metadata = {
-        "base_method": args.method,
-        "handwritten_instructions": handwritten,
-        "optimizer": {"name": optimizer.name, "settings": _public(optimizer.get_params()), "info": result.info},
-        "lm": identity.to_dict(), "prompt_lm": prompt_identity.to_dict(),
-        "task_options": task_options,
-        "data": {"path": str(data), "sha256": data_sha256(data), "seed": args.seed, "build_stats": stats,
-                 "split_sizes": {"train": len(train_all), "dev": len(dev_all),
-                                 "test": len(split_examples(examples, "test", args.seed))},  # counted, never read
-                 "used": {"train": len(trainset), "dev": len(valset)},
-                 "limits": {"train": args.train_limit, "dev": args.dev_limit},
-                 "train_ids": [ex.example_id for ex in trainset], "dev_ids": [ex.example_id for ex in valset]},
-        "scores": result.scores,
-        "usage": u, "seconds": result.seconds,
-        "version": __version__, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command_line(args),
-    }
-    save_compiled(args.out, result.program, task, metadata)
+          f"{u['model_calls']} reached a model, the rest came from DSPy's cache; {tuned.seconds:.0f} s")
     print(f"compiled program written to {args.out}")
     return 0
-
-
-def _public(params: dict) -> dict:
-    """Settings fit for the file: a storage URL loses its password."""
-
-    return {k: redact(v) if k == "storage" and isinstance(v, str) else v for k, v in params.items()}

@@ -6,7 +6,7 @@ import argparse
 import datetime
 from pathlib import Path
 
-from guided_profile.cli.common import open_store
+from guided_profile.runs import open_store
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

@@ -10,14 +10,9 @@ from guided_profile.cli.common import (
     add_data_options,
     add_evaluation_options,
     add_lm_options,
-    default_out,
-    evaluate_with_progress,
-    load_split,
-    make_lm_from_args,
-    make_task,
-    run_config,
+    command_line,
+    settings_from_args,
 )
-from guided_profile.errors import ConfigError
 
 EPILOG = """examples:
   guided-profile run --task preference --methods dg-no-pc,dg-pc,pg,gpg --limit 5 --lm local-0.5b
@@ -45,33 +40,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    from guided_profile.evaluation import RunFolder
-    from guided_profile.programs import build_program, canonical
-    from guided_profile.programs.export import load_program_files
-    from guided_profile.report import markdown_table, summary_rows, text_table, totals_line
+    from guided_profile.report import totals_line
+    from guided_profile.runs import run_methods
 
-    task, task_options = make_task(args)
-    method_list = args.methods if args.methods is not None else ("" if args.program else "dg-no-pc,dg-pc,pg,gpg")
-    methods = list(dict.fromkeys(canonical(m.strip()) for m in method_list.split(",") if m.strip()))
-    programs = {m: build_program(m, task, answer_mode=args.answer_mode, rotations=args.rotations)
-                for m in methods}  # fail on a bad name before loading anything
-    compiled, payloads = load_program_files(args.program, task, taken=set(programs))
-    programs |= compiled
-    methods += list(compiled)
-    if not programs:
-        raise ConfigError("nothing to run: give --methods or --program")
-    selected, data, stats = load_split(task, args)
-    print(f"{task.name}: built from {data} ({stats}); evaluating {len(selected)} examples of split {args.split}")
-
-    lm, identity = make_lm_from_args(args)
-    out = default_out(args, task)
-    config = run_config(args, task, task_options, methods, data, stats, identity, payloads)
-    run = RunFolder.open(out, config)
-    summaries = evaluate_with_progress(args, programs, task, selected, lm, run, f"{task.name} x {len(methods)} methods")
-    header, rows = summary_rows(task, summaries)
-    print(text_table(header, rows))
-    print(totals_line(summaries))
-    (out / "table.md").write_text(f"# {task.name}, split {args.split}, lm {identity.model}\n\n"
-                                  f"Command: `{config['command']}`\n\n{markdown_table(header, rows)}\n")
-    print(f"records, summary and table in {out}/")
+    methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    result = run_methods(settings_from_args(args), methods, args.program, out=args.out,
+                         allow_overlap=args.allow_overlap, command=command_line(args),
+                         progress=not args.no_progress)
+    print(result.text_table())
+    print(totals_line(result.summaries))
+    print(f"records, summary and table in {result.out}/")
     return 0

@@ -22,6 +22,7 @@ from guided_profile.errors import ConfigError
 from guided_profile.programs.answer import ScoreChoice
 from guided_profile.programs.methods import build_program, parts_of
 from guided_profile.programs.modules import DirectAnswer, GuidedProfile, ProfileThenAnswer
+from guided_profile.provenance import data_sha256  # noqa: F401  (moved; imported from here by older code)
 from guided_profile.tasks.base import Task
 
 FORMAT = "guided-profile/compiled-program"
@@ -58,20 +59,6 @@ def shape(program: dspy.Module) -> dict[str, dict[str, list[str]]]:
 
 def instructions(program: dspy.Module) -> dict[str, str]:
     return {name: p.signature.instructions for name, p in program.named_predictors()}
-
-
-def data_sha256(path: Path) -> str:
-    """Content hash of a data file or folder (relative names and bytes, in sorted order)."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        digest.update(str(file.relative_to(path) if file != path else file.name).encode() + b"\0")
-        with open(file, "rb") as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 def _checksum(payload: dict[str, Any]) -> str:

@@ -1,0 +1,434 @@
+"""Runs from plain options: the library behind `guided-profile run`, `compare` and `optimize`.
+
+    from guided_profile.runs import RunSettings, run_methods
+
+    settings = RunSettings.resolve(task="preference", data="sample", limit=5, lm="fake")
+    result = run_methods(settings, ["dg-no-pc", "dg-pc", "pg", "gpg"], out="runs/library-demo")
+    print(result.text_table())
+
+Options that depend on each other are decided once, in `RunSettings.resolve`: `auto` becomes the
+answer mode it means for the task, and a small context window shortens the default history.  The
+result is frozen, so no later step rewrites what an earlier one decided, and the caller's arguments
+are never touched.  Everything a run writes names its data portably (`real:amazon_scientific`) and
+states the data hash, the git commit and the package version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from guided_profile.datasets.example import Example
+from guided_profile.errors import ConfigError
+from guided_profile.lm.embedded import DEFAULT_CONTEXT
+from guided_profile.provenance import cached_data_sha256, from_portable, git_state, portable
+from guided_profile.tasks.base import Task
+
+if TYPE_CHECKING:  # heavy imports, only for the annotations
+    import dspy
+
+    from guided_profile.evaluation import RunFolder
+    from guided_profile.lm.factory import LMSpec
+    from guided_profile.store import ProfileStore
+
+DEFAULT_METHODS = ("dg-no-pc", "dg-pc", "pg", "gpg")
+DEFAULT_STORE = "default"  # profiles.sqlite in the cache folder
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Every option of a run, resolved.  Build it with `RunSettings.resolve(...)`.
+
+    `answer_mode` is `generate` or `score`, never `auto`; `task_options` are the options given plus a
+    `max_history_chars` fitted to a small `context_window`; `store` is the profile store's file, or
+    None to run without one.  These are the values runs record and resumes compare.
+    """
+
+    task: str
+    task_options: Mapping[str, Any]
+    answer_mode: str
+    data: str = "sample"
+    split: str = "test"
+    seed: int = 0
+    limit: int | None = None
+    lm: str = "local"
+    api_base: str | None = None
+    context_window: int = DEFAULT_CONTEXT
+    threads: int | None = None
+    parallel: int = 4
+    cache: bool = True
+    rotations: int = 4
+    store: Path | None = None
+
+    @classmethod
+    def resolve(cls, task: str = "preference", *, task_options: Mapping[str, Any] | None = None,
+                answer_mode: str = "auto", store: Path | str | None = DEFAULT_STORE, **options: Any) -> RunSettings:
+        """Settings from plain options (the keyword names are the fields').  `store`: a file,
+        `"default"` (profiles.sqlite in the cache folder) or None (no store; also when cache=False)."""
+        from guided_profile.paths import cache_dir
+        from guided_profile.programs.answer import resolve_answer_mode
+        from guided_profile.tasks.base import history_chars_for_window
+
+        fitted = dict(task_options or {})  # a copy: the caller's mapping stays as it was
+        settings = cls(task=task, task_options=fitted, answer_mode=answer_mode, **options)
+        built = settings.make_task()  # also refuses an unknown task or option before any work
+        fit = history_chars_for_window(settings.context_window)
+        if "max_history_chars" not in fitted and fit < built.max_history_chars:
+            fitted["max_history_chars"] = fit  # the task's default history would not fit a small window
+        if store == DEFAULT_STORE:
+            store = cache_dir() / "profiles.sqlite"
+        return replace(settings, task_options=fitted, answer_mode=resolve_answer_mode(answer_mode, built.has_options),
+                       store=Path(store) if store and settings.cache else None)
+
+    def make_task(self) -> Task:
+        from guided_profile.tasks import get_task
+
+        try:
+            return get_task(self.task, seed=self.seed, **self.task_options)
+        except TypeError as exc:
+            raise ConfigError(f"--task-option: {exc}") from exc
+
+    def make_lm(self) -> tuple[dspy.LM, LMSpec]:
+        from guided_profile.lm import make_lm
+
+        return make_lm(self.lm, api_base=self.api_base, context=self.context_window, threads=self.threads,
+                       n_parallel=self.parallel, cache=self.cache)
+
+    def default_out(self, prefix: str = "") -> Path:
+        """runs/[PREFIX-]TASK-SPLIT-DATA-LM-MODE-seedS: one folder per configuration, so a rerun resumes
+        and a run on other data or in another answer mode gets a folder of its own."""
+        tag = "".join(c if c.isalnum() or c in ".-" else "_" for c in f"{Path(self.data).name}-{self.lm}")
+        mode = self.answer_mode if self.answer_mode != "score" else f"score{self.rotations}"
+        return Path("runs") / f"{prefix}{self.task}-{self.split}-{tag}-{mode}-seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """The examples a run reads and what identifies them anywhere: the portable name and the content hash."""
+
+    path: Path
+    name: str
+    sha256: str
+    examples: list[Example] = field(repr=False)
+    stats: dict[str, int]
+
+    def split(self, split: str, seed: int) -> list[Example]:
+        from guided_profile.datasets.example import split_examples
+
+        return split_examples(self.examples, split, seed)
+
+
+def resolve_data(task: Task, data: str) -> Path:
+    """The path `--data` means: 'sample', 'real', a portable name (`real:SUB`, `sample:SUB`) or a path."""
+    from guided_profile.datasets.example import DATA_ROOT_ENV, data_root, samples_dir
+
+    if data == "sample":
+        return samples_dir() / task.sample_subdir
+    if data == "real" or data.startswith("real:"):
+        if data_root() is None:
+            raise ConfigError(f"--data {data}: set ${DATA_ROOT_ENV} to the folder holding the real data sets "
+                              "(no ../shared/data here)")
+        path = from_portable(data if data.startswith("real:") else f"real:{task.data_subdir}")
+    else:
+        path = from_portable(data) if data.startswith("sample:") else Path(data).expanduser()
+    if not path.exists():
+        raise ConfigError(f"--data {data}: no such file or folder")
+    return path
+
+
+def load_data(task: Task, data: str) -> DataSource:
+    """Every example the task builds from `data`, named and hashed as results record them."""
+    path = resolve_data(task, data)
+    examples, stats = task.load(path)
+    return DataSource(path, portable(path, data), cached_data_sha256(path), examples, stats)
+
+
+def load_split(task: Task, data: str, split: str, seed: int = 0,
+               limit: int | None = None) -> tuple[list[Example], DataSource]:
+    """(the first `limit` examples of `split`, their data source)."""
+    source = load_data(task, data)
+    selected = source.split(split, seed)[:limit]
+    if not selected:
+        raise ConfigError(f"no examples in split {split!r} of {source.name} (build stats: {source.stats})")
+    return selected, source
+
+
+def open_store(path: Path | None) -> ProfileStore:
+    """The profile store at `path`, default `profiles.sqlite` in the cache folder."""
+    from guided_profile.paths import cache_dir
+    from guided_profile.store import ProfileStore
+
+    return ProfileStore(path or cache_dir() / "profiles.sqlite")
+
+
+def provenance(source: DataSource, n: int) -> dict[str, Any]:
+    """What every result states about its origin beyond its options: n, the data hash, code and version."""
+    from guided_profile import __version__
+
+    return {"n": n, "data_sha256": source.sha256, "git": git_state(), "version": __version__}
+
+
+def library_command(function: str) -> str:
+    """The `command` of a result made from Python rather than the command line."""
+    return f"guided_profile.runs.{function}(...) (called from Python; the settings are in this file)"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run wrote (`out`), the configuration it states, and each method's summary."""
+
+    out: Path
+    config: dict[str, Any]
+    summaries: dict[str, dict]
+    task: Task
+
+    def text_table(self) -> str:
+        from guided_profile.report import summary_rows, text_table
+
+        return text_table(*summary_rows(self.task, self.summaries))
+
+
+def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, programs: Iterable[Path | str] = (), *,
+                out: Path | str | None = None, allow_overlap: bool = False, command: str | None = None,
+                progress: bool = False, log: Log = print) -> RunResult:
+    """Methods (default the paper's four, none when `programs` are given) and compiled programs on the
+    first `limit` examples of the split; writes config.json, records.jsonl, summary.json and table.md
+    to `out` (default `settings.default_out()`), resuming what is there."""
+    from guided_profile.programs import build_program, canonical
+    from guided_profile.programs.export import load_program_files
+    from guided_profile.report import markdown_table, provenance_line, summary_rows
+
+    task = settings.make_task()
+    programs = [Path(p) for p in programs]
+    asked = DEFAULT_METHODS if methods is None and not programs else _names(methods or ())
+    names = list(dict.fromkeys(canonical(m) for m in asked))
+    built = {m: build_program(m, task, answer_mode=settings.answer_mode, rotations=settings.rotations)
+             for m in names}  # fail on a bad name before loading anything
+    compiled, payloads = load_program_files(programs, task, taken=set(built))
+    if not built and not compiled:
+        raise ConfigError("nothing to run: give --methods or --program")
+    selected, source = load_split(task, settings.data, settings.split, settings.seed, settings.limit)
+    log(f"{task.name}: built from {source.name} ({source.stats}); evaluating {len(selected)} examples of split "
+        f"{settings.split}")
+    out = Path(out) if out else settings.default_out()
+    run, summaries = _evaluate(settings, task, built | compiled, payloads, programs, selected, source, out,
+                               allow_overlap=allow_overlap, command=command or library_command("run_methods"),
+                               progress=progress, log=log)
+    config = run.config
+    header, rows = summary_rows(task, summaries)
+    (out / "table.md").write_text(f"# {task.name}, split {settings.split}, lm {config['lm']['model']}\n\n"
+                                  f"Command: `{config['command']}`\n\n{provenance_line(config)}\n\n"
+                                  f"{markdown_table(header, rows)}\n")
+    return RunResult(out, config, summaries, task)
+
+
+def _names(given: Iterable[str | Path] | str) -> list[str]:
+    """Names as a list; one string is read as the command line's comma list (never as its letters)."""
+    items = given.split(",") if isinstance(given, str) else given
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module], payloads: dict[str, dict],
+              files: list[Path], examples: list[Example], source: DataSource, out: Path, *, allow_overlap: bool,
+              command: str, progress: bool, log: Log) -> tuple[RunFolder, dict[str, dict]]:
+    """The programs on the examples in the run folder `out`, after the held-out check; (folder, summaries)."""
+    from tqdm import tqdm
+
+    from guided_profile.evaluation import RunFolder, evaluate
+    from guided_profile.held_out import check_held_out
+    from guided_profile.programs.answer import answer_config
+
+    relations = check_held_out(payloads, {p.stem: p for p in files}, data_sha256=source.sha256, seed=settings.seed,
+                               evaluated=[ex.example_id for ex in examples], allow_overlap=allow_overlap)
+    for name, relation in relations.items():
+        log(f"{name}: {relation}")
+    lm, identity = settings.make_lm()
+    config = {"task": task.name, "task_options": dict(settings.task_options), "methods": list(programs),
+              "data": source.name, "split": settings.split, "limit": settings.limit, "seed": settings.seed,
+              "lm": identity.to_dict(), **answer_config(settings.answer_mode, settings.rotations),
+              "programs": {name: p["checksum"] for name, p in payloads.items()}, "build_stats": source.stats,
+              **provenance(source, len(examples)), "command": command}
+    if payloads:
+        config |= {"held_out": relations, "allow_overlap": allow_overlap}
+    run = RunFolder.open(out, config)
+
+    def bar(total: int) -> tqdm:
+        return tqdm(desc=f"{task.name} x {len(programs)}", total=total, disable=not progress, unit="run")
+
+    store = open_store(settings.store) if settings.store else None
+    summaries = evaluate(programs, task, examples, lm, run, workers=settings.parallel, store=store, progress=bar)
+    return run, summaries
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """The comparison's rows (paired statistics against the hand-written GPG) and the files written."""
+
+    out: Path
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]
+    task: Task
+    report: Path
+    chart: Path
+
+    def text_table(self) -> str:
+        from guided_profile.compare import table
+        from guided_profile.report import text_table
+
+        return text_table(*table(self.task, self.rows))
+
+
+def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Path | str | None = None,
+                     allow_overlap: bool = False, command: str | None = None, progress: bool = False,
+                     log: Log = print) -> CompareResult:
+    """The hand-written GPG (`handwritten`, always included) against compiled programs (`.json` files) or
+    method names on the same users; writes compare.md and compare.png beside the run's records."""
+    from guided_profile.compare import REFERENCE, chart, comparison_rows, markdown_report
+    from guided_profile.programs import build_program
+    from guided_profile.programs.export import load_program_files
+
+    task = settings.make_task()
+    specs = _names(programs)
+    files = [Path(s) for s in specs if s.endswith(".json")]
+    names = list(dict.fromkeys([REFERENCE, *(s for s in specs if not s.endswith(".json"))]))
+    built = {name: build_program("gpg" if name == REFERENCE else name, task, answer_mode=settings.answer_mode,
+                                 rotations=settings.rotations) for name in names}
+    compiled, payloads = load_program_files(files, task, taken=set(built))
+    _check_answer_modes(settings, payloads)
+    built |= compiled
+    if len(built) < 2:
+        raise ConfigError("compare needs at least one program besides handwritten")
+    if settings.split in ("train", "dev"):
+        log(f"note: split {settings.split} was seen by the optimizers; only the test split gives an unbiased "
+            "comparison")
+    selected, source = load_split(task, settings.data, settings.split, settings.seed, settings.limit)
+    log(f"{task.name}: {len(built)} programs on {len(selected)} examples of split {settings.split} from {source.name}")
+    out = Path(out) if out else settings.default_out("compare-")
+    run, summaries = _evaluate(settings, task, built, payloads, files, selected, source, out,
+                               allow_overlap=allow_overlap, command=command or library_command("compare_programs"),
+                               progress=progress, log=log)
+    config = run.config
+    summaries = {name: summaries[name] for name in built}  # not programs compared earlier in this folder
+    rows = comparison_rows(task, summaries, run.done, selected)
+    png = chart(task, rows, out / "compare.png")
+    report = out / "compare.md"
+    report.write_text(markdown_report(task, rows, built, payloads, config, png.name) + "\n", encoding="utf-8")
+    return CompareResult(out, config, rows, task, report, png)
+
+
+def _check_answer_modes(settings: RunSettings, payloads: dict[str, dict]) -> None:
+    """A paired difference between programs that answer differently would mostly measure the answer mode."""
+    from guided_profile.programs.answer import answer_config
+
+    asked = answer_config(settings.answer_mode, settings.rotations)
+    for name, payload in payloads.items():
+        theirs = answer_config(**payload["answer"])
+        if theirs != asked:
+            raise ConfigError(f"{name} answers with {theirs}, the reference with {asked}: a paired difference would "
+                              f"mostly measure the answer mode; rerun with --answer-mode {theirs['answer_mode']}"
+                              + (f" --rotations {theirs['rotations']}" if theirs["rotations"] else ""))
+
+
+# With these limits every optimizer's default plan fits the default budget in either answer mode
+# (tests/test_optimizers.py checks it): 543-799 calls in generate mode, 1,083-1,537 in score mode.
+DEFAULT_BUDGET = 1600
+DEFAULT_TRAIN_LIMIT = DEFAULT_DEV_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class Optimized:
+    """A tuned program, what the exported file holds, and the instructions before and after."""
+
+    program: dspy.Module
+    payload: dict[str, Any]
+    handwritten: dict[str, str]
+    tuned: dict[str, str]
+    scores: dict[str, Any]
+    usage: dict[str, Any]
+    seconds: float
+
+
+def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
+                     options: Mapping[str, Any] | None = None, method: str = "gpg",
+                     run_dir: Path | str | None = None, budget: int = DEFAULT_BUDGET,
+                     train_limit: int = DEFAULT_TRAIN_LIMIT, dev_limit: int = DEFAULT_DEV_LIMIT,
+                     prompt_lm: str | None = None, prompt_api_base: str | None = None, command: str | None = None,
+                     log: Log = print) -> Optimized:
+    """Tune `method`'s instructions with `optimizer` on a seeded sample of the train split, select on the
+    dev split (the test split is never read), and export the result to `out` (one JSON file) with what
+    it was made from: model, data name and hash, seed, the train and dev example ids."""
+    from guided_profile.datasets.example import subsample
+    from guided_profile.lm import make_lm
+    from guided_profile.optimizers import get_optimizer, optimizer_class, run_optimizer
+    from guided_profile.programs import build_program
+    from guided_profile.programs.export import instructions, save_compiled
+
+    options = dict(options or {})
+    optimizer_class(optimizer).validate_settings(options)  # a bad name or value fails before anything is loaded
+    task = settings.make_task()
+    program = build_program(method, task, answer_mode=settings.answer_mode, rotations=settings.rotations)
+    source = load_data(task, settings.data)
+    train_all, dev_all = source.split("train", settings.seed), source.split("dev", settings.seed)
+    trainset = subsample(train_all, train_limit, settings.seed)
+    valset = subsample(dev_all, dev_limit, settings.seed + 1)
+    if not trainset or not valset:
+        raise ConfigError(f"{source.name}: {len(train_all)} train and {len(dev_all)} dev examples; an optimizer needs "
+                          f"both (build stats: {source.stats})")
+    log(f"{task.name}: {len(trainset)} of {len(train_all)} train and {len(valset)} of {len(dev_all)} dev examples "
+        f"from {source.name}; the test split is not read")
+    lm, identity = replace(settings, parallel=1).make_lm()  # optimizers evaluate one example at a time
+    prompt, prompt_identity = None, identity
+    if prompt_lm and prompt_lm != settings.lm:
+        prompt, prompt_identity = make_lm(prompt_lm, api_base=prompt_api_base or settings.api_base,
+                                          context=settings.context_window, threads=settings.threads,
+                                          cache=settings.cache)
+    out = Path(out)
+    run_dir = Path(run_dir) if run_dir else out.with_suffix(".run")
+    tuner = get_optimizer(optimizer, task=task, task_lm=lm, prompt_lm=prompt, seed=settings.seed, workdir=run_dir,
+                          **options)
+    handwritten = instructions(program)
+    result = run_optimizer(tuner, program, trainset=trainset, valset=valset, budget=budget, log=log)
+    metadata = {
+        "base_method": method, "handwritten_instructions": handwritten,
+        "optimizer": {"name": tuner.name, "settings": _portable_storage(tuner.get_params(), run_dir),
+                      "info": _portable_storage(result.info, run_dir)},
+        "lm": identity.to_dict(), "prompt_lm": prompt_identity.to_dict(), "task_options": dict(settings.task_options),
+        "data": _tuning_data(source, settings.seed, trainset, valset, {"train": train_limit, "dev": dev_limit}),
+        "scores": result.scores, "usage": result.usage, "seconds": result.seconds,
+        **{k: v for k, v in provenance(source, len(trainset) + len(valset)).items() if k in ("git", "version")},
+        "created": _now(), "command": command or library_command("optimize_program"),
+    }
+    payload = save_compiled(out, result.program, task, metadata)
+    return Optimized(result.program, payload, handwritten, instructions(result.program), result.scores, result.usage,
+                     result.seconds)
+
+
+def _tuning_data(source: DataSource, seed: int, trainset: list[Example], valset: list[Example],
+                 limits: dict[str, int]) -> dict[str, Any]:
+    """The data identity a compiled program records, which the held-out check later reads."""
+    return {"path": source.name, "sha256": source.sha256, "seed": seed, "build_stats": source.stats,
+            "split_sizes": {s: len(source.split(s, seed)) for s in ("train", "dev", "test")},  # test: only counted
+            "used": {"train": len(trainset), "dev": len(valset)}, "limits": limits,
+            "train_ids": [ex.example_id for ex in trainset], "dev_ids": [ex.example_id for ex in valset]}
+
+
+def _portable_storage(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Settings fit for the file: a storage URL loses its password, and the default SQLite study is named
+    relative to the run folder (`study.db`) rather than by this machine's path."""
+    from guided_profile.redaction import redact
+
+    default = f"sqlite:///{Path(run_dir).resolve() / 'study.db'}"
+
+    def fit(value: Any) -> Any:
+        return "study.db" if value == default else redact(value)
+
+    return {k: fit(v) if k == "storage" and isinstance(v, str) else v for k, v in params.items()}
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
