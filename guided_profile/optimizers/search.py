@@ -24,6 +24,7 @@ from typing import Any
 
 import dspy
 import optuna
+from optuna.study import _multi_objective
 from optuna.trial import TrialState
 
 from guided_profile.datasets.example import Example
@@ -213,8 +214,11 @@ class OptunaSearch(Optimizer):
         config = self.study_config(program, trainset, valset)
         name = self.study_name(config)
         multi = self.settings["multi_objective"]
+        existing = self._existing(name)
+        # Workers with one seed would replay one random sequence: each worker's is offset by the trials it finds.
+        offset = len(existing.get_trials(deepcopy=False)) if existing is not None else 0
         with _stable():
-            sampler = optuna.samplers.TPESampler(seed=self.seed, multivariate=True, group=True)
+            sampler = optuna.samplers.TPESampler(seed=self.seed + offset, multivariate=True, group=True)
         try:
             study = optuna.create_study(study_name=name, storage=self._storage(), sampler=sampler,
                                         load_if_exists=True,
@@ -323,6 +327,8 @@ class OptunaSearch(Optimizer):
             if space.base_words is not None and "pp" in parts.split("+"):
                 words = trial.suggest_int("profile_words", space.grid[0], space.grid[-1],
                                           step=self.settings["word_step"])
+            if self._paid_elsewhere(study, trial):
+                raise optuna.TrialPruned("another worker is scoring this configuration")  # not counted, no call
             before = self.task_calls.snapshot()
             dev = self._score_on_dev(study, f"memo:g{index}|{parts}|w{words}",
                                      self._build(base, space.pool[index], parts, words), valset, metric)
@@ -343,6 +349,13 @@ class OptunaSearch(Optimizer):
             return (mean, mean_tokens) if multi else mean
 
         return objective
+
+    @staticmethod
+    def _paid_elsewhere(study: optuna.Study, trial: optuna.Trial) -> bool:
+        """Whether an earlier trial still running (another worker's) has these parameters: the memo only holds
+        finished examples, so both would pay for the same calls.  The earlier trial goes on, this one yields."""
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return any(t.number < trial.number and t.params == trial.params for t in running)
 
     def _score_on_dev(self, study: optuna.Study, key: str, program: dspy.Module, valset: list[Example],
                       metric: TaskMetric) -> _DevScores:
@@ -381,11 +394,15 @@ class OptunaSearch(Optimizer):
             study.stop()
 
     def _best(self, study: optuna.Study, base: dspy.Module, pool: list[str], multi: bool) -> dspy.Module:
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        # The first `trials` trials to complete: a worker still finishing a trial after the count was reached
+        # must not change the best, or workers that stop a moment apart would export different programs.
+        complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                          key=lambda t: (t.datetime_complete, t.number))[: self.settings["trials"]]
         if not complete:
             raise ConfigError(f"optuna study {study.study_name!r} has no completed trial to export")
         if multi:
-            front = sorted(study.best_trials, key=lambda t: (-t.values[0], t.values[1], t.number))
+            pareto = _multi_objective._get_pareto_front_trials_by_trials(complete, study.directions)
+            front = sorted(pareto, key=lambda t: (-t.values[0], t.values[1], t.number))
             self.info["pareto_front"] = [self._describe(t, pool) for t in front]
             best = front[0]
         else:
