@@ -28,7 +28,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("optuna_worker.py")
-TRIALS, HEARTBEAT, SECONDS_PER_CALL = 10, 1, 0.3
+TRIALS, HEARTBEAT, SECONDS_PER_CALL = 12, 1, 0.3  # enough trials left for the restart to join
 STUDY = "pg-two-workers"
 
 
@@ -138,7 +138,8 @@ def test_two_workers_share_one_postgres_study_and_survive_a_kill(postgres_url, t
         wait_until(lambda: "proposal 2/2" in _text(first.with_suffix(".stdout")), "the candidate pool", 120)
         workers.append(start_worker(second, postgres_url, log, env))
         killed = workers[-1].pid
-        wait_until(lambda: sum(r["pid"] == killed for r in requests(log)) >= 2, "the second worker's trial", 120)
+        # Killed after its 4th call: at least one dev example of its trial finished (3 calls at most), one did not.
+        wait_until(lambda: sum(r["pid"] == killed for r in requests(log)) >= 4, "the second worker's trial", 120)
         workers[-1].send_signal(signal.SIGKILL)  # mid-trial: its calls so far are all trial calls
         workers[-1].wait(timeout=30)
         time.sleep(4 * HEARTBEAT + 1)  # past the grace period: the restart finds the trial stale
@@ -156,6 +157,10 @@ def test_two_workers_share_one_postgres_study_and_survive_a_kill(postgres_url, t
     # One worker may finish a trial it had started when the other saw the count reached.
     assert TRIALS <= states["COMPLETE"] <= TRIALS + 1, states
     assert states["FAIL"] == 1 and states["RUNNING"] == 0, states  # the killed trial, failed by the heartbeat
+    failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))[0]
+    retries = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+               if t.params == failed.params and t.number > failed.number]
+    assert retries and retries[0].user_attrs["reused_examples"] >= 1  # what the killed trial finished is kept
 
     # No configuration paid twice: every dev answer prompt (one per configuration and example) was requested
     # once, but for the one example the killed worker was in the middle of, which its retry paid again.
@@ -164,6 +169,7 @@ def test_two_workers_share_one_postgres_study_and_survive_a_kill(postgres_url, t
     twice = [p for p, n in counts.items() if n > 1]
     assert len(seen) >= TRIALS and max(counts.values()) <= 2, counts.most_common(3)
     assert len(twice) <= 1 and all(any(r["pid"] == killed and r["prompt"] == p for r in seen) for p in twice)
+    assert {r["pid"] for r in seen} >= {workers[0].pid, workers[2].pid}  # both paid for trials of their own
     assert sum(r["step"] == "propose" for r in requests(log)) == 2  # the pool was proposed once, not per worker
 
     a, b = (json.loads(path.read_text()) for path in (first, second))
