@@ -24,7 +24,6 @@ from typing import Any
 
 import dspy
 import optuna
-from optuna.study import _multi_objective
 from optuna.trial import TrialState
 
 from guided_profile.datasets.example import Example
@@ -113,6 +112,15 @@ class _DevScores:
     tokens: list[int] = field(default_factory=list)
     reused: int = 0  # examples whose score the study already held
     failed: int = 0
+
+
+def _pareto_front(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials no other one beats on both objectives (score up, tokens down): Optuna's `best_trials`, but of
+    the trials given rather than of the whole study."""
+    def beats(a: optuna.trial.FrozenTrial, b: optuna.trial.FrozenTrial) -> bool:
+        return a.values[0] >= b.values[0] and a.values[1] <= b.values[1] and a.values != b.values
+
+    return [t for t in trials if not any(beats(other, t) for other in trials)]
 
 
 @register_optimizer
@@ -401,8 +409,7 @@ class OptunaSearch(Optimizer):
         if not complete:
             raise ConfigError(f"optuna study {study.study_name!r} has no completed trial to export")
         if multi:
-            pareto = _multi_objective._get_pareto_front_trials_by_trials(complete, study.directions)
-            front = sorted(pareto, key=lambda t: (-t.values[0], t.values[1], t.number))
+            front = sorted(_pareto_front(complete), key=lambda t: (-t.values[0], t.values[1], t.number))
             self.info["pareto_front"] = [self._describe(t, pool) for t in front]
             best = front[0]
         else:
