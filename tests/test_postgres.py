@@ -128,7 +128,8 @@ def test_two_workers_share_one_postgres_study_and_survive_a_kill(postgres_url, t
     import optuna
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "GUIDED_PROFILE_CACHE": str(tmp_path / "cache")}  # one machine: one cache and profile store
+           "GUIDED_PROFILE_CACHE": str(tmp_path / "cache"),  # one machine: one cache and profile store
+           "PYTHONUNBUFFERED": "1"}  # the test waits for lines the workers print
     log = tmp_path / "requests.jsonl"
     first, second = tmp_path / "worker1.json", tmp_path / "worker2.json"
     workers: list[subprocess.Popen] = []
