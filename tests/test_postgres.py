@@ -114,9 +114,9 @@ def requests(log: Path) -> list[dict]:
 def dev_options() -> list[str]:
     """Each dev example's lettered options: an answer prompt names its example by them (train examples, scored
     by each worker after the search, share single products with dev examples but not the whole list)."""
-    from guided_profile.runs import resolve_data
     from guided_profile.datasets.example import split_examples
     from guided_profile.programs.answer import lettered
+    from guided_profile.runs import resolve_data
     from guided_profile.tasks import get_task
 
     task = get_task("preference")
