@@ -83,7 +83,20 @@ class EmbeddedEngine:
             return self._server.handle_chat_completions(body, callback)
 
     def stream(self, request):
-        raise NotImplementedError("the embedded engine does not stream")
+        raise NotImplementedError("the embedded engine does not stream to DSPy (it streams to itself: raw_streamed)")
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` by the model's own tokenizer, without model time: llama.cpp's `/tokenize`
+        route on the address the in-process server listens on (xllamacpp wraps no tokenize call)."""
+        import json
+        import urllib.request
+
+        address = self._server.listening_address
+        url = (address if "://" in address else f"http://{address}").rstrip("/") + "/tokenize"
+        request = urllib.request.Request(url, data=json.dumps({"content": text, "add_special": False}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as reply:  # a loopback address, never remote
+            return len(json.loads(reply.read())["tokens"])
 
     def close(self) -> None:
         self._server = None
