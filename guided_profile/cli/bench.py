@@ -1,4 +1,4 @@
-"""`guided-profile bench`: throughput of GPG against the hardware's floor and a plain DSPy pipeline."""
+"""`guided-profile bench`: throughput of GPG against an ideal floor and a plain DSPy pipeline, in both answer modes."""
 
 from __future__ import annotations
 
