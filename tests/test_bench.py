@@ -142,7 +142,8 @@ def test_bench_runs_every_configuration_and_keeps_finished_ones_on_a_rerun(tmp_p
     assert score["floor"]["n"] == 4 and score["floor"]["seconds"] > 0
     default = score["results"][1]
     assert default["vs_plain"]["n"] == 4 and default["batching_changes"] is None
-    assert score["results"][2]["batching_changes"]["n"] == 4
+    assert score["results"][2]["batching_changes"]["n"] == 4 and "scores" in score["results"][2]["batching_changes"]
+    assert "scores" not in result["modes"]["generate"]["results"][2]["batching_changes"]  # no probabilities there
     tokens = result["configs"]["score/default"]["tokens"]
     assert tokens["counter"] == "model tokenizer" and set(tokens["per_step"]) == {"digest", "profile", "answer"}
     assert tokens["per_step"]["answer"]["calls"] == 4 * ROTATIONS

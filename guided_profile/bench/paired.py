@@ -7,8 +7,9 @@ from typing import Any
 
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue
 
-# The record field holding each step's output; in score mode the answer is also its option probabilities.
-STEP_OUTPUTS = {"digest": ("guidance",), "profile": ("profile",), "answer": ("reply", "choice_probs")}
+# The record field holding each step's output; in score mode the answer's option probabilities too
+# (`scores`: they move with batching long before the letter chosen does).
+STEP_OUTPUTS = {"digest": "guidance", "profile": "profile", "answer": "reply", "scores": "choice_probs"}
 
 
 def _by_example(records: list[dict]) -> dict[str, dict]:
@@ -40,8 +41,8 @@ def outputs_changed(records: list[dict], one_slot: list[dict]) -> dict[str, Any]
     own, ref = _by_example(records), _by_example(one_slot)
     shared = sorted(set(own) & set(ref))
     changed = {"n": len(shared)}
-    for step, fields in STEP_OUTPUTS.items():
-        present = [e for e in shared if own[e].get(fields[0]) is not None]
+    for step, field in STEP_OUTPUTS.items():
+        present = [e for e in shared if own[e].get(field) is not None]
         if present:
-            changed[step] = sum(any(own[e].get(f) != ref[e].get(f) for f in fields) for e in present)
+            changed[step] = sum(own[e][field] != ref[e].get(field) for e in present)
     return changed

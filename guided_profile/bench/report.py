@@ -55,9 +55,10 @@ def token_table(result: dict, mode_name: str) -> tuple[list[str], list[list[str]
 
 def batching_table(mode: dict) -> tuple[list[str], list[list[str]]] | None:
     """Outputs that differ from the one-slot run's, per step, for each multi-slot configuration."""
-    rows = [[r["config"], *(str(r["batching_changes"].get(s, "-")) for s in STEPS), str(r["batching_changes"]["n"])]
+    kinds = (*STEPS, "scores")
+    rows = [[r["config"], *(str(r["batching_changes"].get(s, "-")) for s in kinds), str(r["batching_changes"]["n"])]
             for r in mode["results"] if r.get("batching_changes")]
-    return (["config", *(f"{s} changed" for s in STEPS), "of users"], rows) if rows else None
+    return (["config", *(f"{s} changed" for s in kinds), "of users"], rows) if rows else None
 
 
 def preamble(result: dict) -> str:

@@ -4,6 +4,7 @@ Every configuration runs GPG on the same examples with DSPy's answer cache and t
 (every call is real) and writes its folder under `out`: records, and `result.json` once it finished.
 A configuration whose `result.json` matches (same settings, examples and model) is kept, not rerun:
 the one bench command can be run again in a later session to finish what an earlier one did not.
+Each result records the git commit it was made at (`git`), since a kept one may be older than the code.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from guided_profile.evaluation import RunFolder, evaluate
 from guided_profile.lm import make_lm
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.programs import PersonalAdapter, build_program
+from guided_profile.provenance import git_state
 from guided_profile.tasks.base import Task
 
 METHOD = "gpg"  # the paper's main row
@@ -131,7 +133,7 @@ def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec
     result = {"key": key, "config": asdict(config), "lm": identity.to_dict(), "wall_seconds": round(wall, 1),
               "totals": totals, "summary": summary, "speeds": measurements(config, lm.engine, records),
               "tokens": token_accounts(lm.engine, records, program),
-              "llama_threads": getattr(lm.engine, "threads", None)}
+              "llama_threads": getattr(lm.engine, "threads", None), "git": git_state(), "finished": time.time()}
     (folder / "result.json").write_text(json.dumps(result, indent=1))
     return result, records
 
