@@ -134,6 +134,7 @@ def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec
               "totals": totals, "summary": summary, "speeds": measurements(config, lm.engine, records),
               "tokens": token_accounts(lm.engine, records, program),
               "llama_threads": getattr(lm.engine, "threads", None), "git": git_state(), "finished": time.time()}
+    lm.engine.close()  # the next configuration loads its own model: free this one's memory first
     (folder / "result.json").write_text(json.dumps(result, indent=1))
     return result, records
 
