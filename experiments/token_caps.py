@@ -63,18 +63,21 @@ def fit(folders: list[Path]) -> dict[tuple[str, str], dict]:
     for folder in folders:
         for task, kind, tokens, text, cap in computed_steps(folder):
             seen[(task, kind)].append((tokens, text, cap))
-    table = {}
-    for key, steps in sorted(seen.items()):
-        capped = [t for t, _, cap in steps if t >= cap]
-        loops = [(t, first_loop_end(text)) for t, text, cap in steps if t < cap and first_loop_end(text)]
-        normal = sorted(t for t, text, cap in steps if t < cap and not first_loop_end(text))
-        caught = sum(first_loop_end(text) is not None for t, text, cap in steps if t >= cap)
-        longest = normal[-1] if normal else 0
-        table[key] = {"n": len(steps), "normal": len(normal), "cut_at_cap": len(capped), "loop_caught_at_cap": caught,
-                      "loop_ended_early": len(loops), "p50": _q(normal, 0.5), "p95": _q(normal, 0.95),
-                      "p99": _q(normal, 0.99), "max_normal": longest, "cap": fitted_cap(longest, steps[0][2]),
-                      "declared": get_task(key[0]).step_max_tokens()[key[1]]}
-    return table
+    return {key: summarize(key, steps) for key, steps in sorted(seen.items())}
+
+
+def summarize(key: tuple[str, str], steps: list[tuple[int, str, int]]) -> dict:
+    """One (task, step) row; a runaway caught by the loop rule would have kept about `tokens x stop / length`."""
+    ends = [first_loop_end(text) for _, text, _ in steps]
+    normal = sorted(t for (t, _, cap), end in zip(steps, ends, strict=True) if t < cap and end is None)
+    caught = [(t, end / len(text)) for (t, text, cap), end in zip(steps, ends, strict=True) if t >= cap and end]
+    longest = normal[-1] if normal else 0
+    return {"n": len(steps), "normal": len(normal), "cut_at_cap": sum(t >= cap for t, _, cap in steps),
+            "loop_caught_at_cap": len(caught), "kept_at_stop": round(sum(t * f for t, f in caught) / len(caught))
+            if caught else None, "loop_ended_early": sum(t < cap and end is not None for (t, _, cap), end
+                                                         in zip(steps, ends, strict=True)),
+            "p50": _q(normal, 0.5), "p95": _q(normal, 0.95), "p99": _q(normal, 0.99), "max_normal": longest,
+            "cap": fitted_cap(longest, steps[0][2]), "declared": get_task(key[0]).step_max_tokens()[key[1]]}
 
 
 def fitted_cap(longest_normal: int, old_cap: int) -> int:
@@ -88,10 +91,12 @@ def _q(values: list[int], q: float) -> int:
 
 def markdown(table: dict, folders: list[Path]) -> str:
     rule = DEFAULT_LOOP_RULE.to_dict()
-    rows = ["| task | step | computed | ended normally | cut at cap | of which loops | loop under cap | p50 | p95 "
-            "| p99 | longest normal | fitted cap | declared |", "|" + "---|" * 13]
+    rows = ["| task | step | computed | ended normally | cut at cap | of which loops | tokens kept at the stop "
+            "| loop under cap | p50 | p95 | p99 | longest normal | fitted cap | declared |", "|" + "---|" * 14]
     for (task, kind), r in table.items():
+        kept = "-" if r["kept_at_stop"] is None else r["kept_at_stop"]
         rows.append(f"| {task} | {kind} | {r['n']} | {r['normal']} | {r['cut_at_cap']} | {r['loop_caught_at_cap']} | "
+                    f"{kept} | "
                     f"{r['loop_ended_early']} | {r['p50']} | {r['p95']} | {r['p99']} | {r['max_normal']} | "
                     f"{r['cap']} | {r['declared']} |")
     names = ", ".join(f"`{f.name}`" for f in folders)
@@ -100,7 +105,9 @@ def markdown(table: dict, folders: list[Path]) -> str:
             f"answers are one token and not listed) in {names}.  Runaways: cut at the cap they ran under "
             f"({OLD_STEP_CAP} for digest and profile, the task's answer cap for answers), or a loop by "
             f"`LoopRule` {rule} (the loop column under the cap counts outputs that looped yet ended by "
-            f"themselves: the outputs a stop would have shortened).  Fitted cap = longest normal output x 1.25, "
+            f"themselves: the outputs a stop would have shortened; tokens kept: the mean a loop stop would have "
+            f"generated instead of running to the cap, estimated as tokens x stop position / length).  "
+            f"Fitted cap = longest normal output x 1.25, "
             f"rounded up to 8, at least {MIN_CAP}, at most the runs' cap; declared = `Task.step_max_tokens()`.\n\n"
             + "\n".join(rows) + "\n")
 
