@@ -185,7 +185,8 @@ def test_bench_takes_a_gguf_path_and_refuses_bad_configurations(capsys, monkeypa
     for options, message in ((["--slots", "0,2"], "at least 1"), (["--slots", "two"], "expected numbers"),
                              (["--parallel", "2,4"], "is now --slots 2,4"),
                              (["--configs", "default,paralel-2"], "unknown paralel-2"),
-                             (["--configs", "plain-dspy"], "must include 'default'")):
+                             (["--configs", "plain-dspy"], "must include 'default'"),
+                             (["--modes", "score,scor"], "choose from score,generate")):
         assert main(["bench", "--lm", "local", *options]) == 2
         assert message in capsys.readouterr().err
     assert cli_bench._slot_counts("4,2,4") == (2, 4) and cli_bench._slot_counts("1,2,4") == (2, 4)
