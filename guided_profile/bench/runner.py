@@ -148,6 +148,7 @@ def bench(task: Task, examples: list[Example], lm_spec: str, out: Path, *, confi
     for config in configs:
         results[config.key], records[config.key] = run_config(config, task, examples, lm_spec, out,
                                                               threads=threads, context=context, log=log)
+        log(f"{config.key}: {results[config.key]['wall_seconds']} s, speeds {results[config.key]['speeds']}")
     speeds = floor_speeds([r["speeds"] for r in results.values()])
     modes = list(dict.fromkeys(c.answer_mode for c in configs if c.name != PLAIN))
     threads_used = next((r["llama_threads"] for r in results.values() if r.get("llama_threads")), None)
