@@ -239,6 +239,7 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
 
     from guided_profile.evaluation import RunFolder, evaluate
     from guided_profile.held_out import check_held_out
+    from guided_profile.lm.repetition import DEFAULT_LOOP_RULE
     from guided_profile.programs.answer import answer_config
 
     relations = check_held_out(payloads, {p.stem: p for p in files}, data_sha256=source.sha256, seed=settings.seed,
@@ -249,6 +250,7 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
     config = {"task": task.name, "task_options": dict(settings.task_options), "methods": list(programs),
               "data": source.name, "split": settings.split, "limit": settings.limit, "seed": settings.seed,
               "lm": identity.to_dict(), **answer_config(settings.answer_mode, settings.rotations),
+              "step_max_tokens": task.step_max_tokens(), "loop_rule": DEFAULT_LOOP_RULE.to_dict(),
               "programs": {name: p["checksum"] for name, p in payloads.items()}, "build_stats": source.stats,
               **provenance(source, len(examples)), "command": command}
     if payloads:

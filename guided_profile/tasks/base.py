@@ -91,6 +91,10 @@ class Task(ABC):
     answer_instruction: ClassVar[str]
     answer_desc: ClassVar[str] = ""
     answer_max_tokens: ClassVar[int] = 128
+    # Token caps of the digestion and profile steps; each task's are fitted on its measured outputs
+    # (experiments/token_caps.py): runaways stop there, no output that ended by itself is cut.
+    digest_max_tokens: ClassVar[int] = 256
+    profile_max_tokens: ClassVar[int] = 256
     has_options: ClassVar[bool] = False          # answers are one of `example.options` (choice scoring applies)
     gpg_switches: ClassVar[dict[str, bool]]      # the final step's inputs in the paper's main GPG row
     objective: ClassVar[str]                     # the summary metric tables report (and text tasks optimise)
@@ -116,6 +120,11 @@ class Task(ABC):
                 if param.name not in ("self", "seed") and param.default is not param.empty:
                     options[param.name] = param.default
         return options
+
+    @classmethod
+    def step_max_tokens(cls) -> dict[str, int]:
+        """Each generating step's token cap, as run configs record them."""
+        return {"digest": cls.digest_max_tokens, "profile": cls.profile_max_tokens, "answer": cls.answer_max_tokens}
 
     @abstractmethod
     def load(self, path: Path) -> tuple[list[Example], dict[str, int]]:

@@ -32,6 +32,8 @@ class DialogueTask(TextTask):
                           "as they would write it (what they like, how they talk). Reply with only that message, one "
                           "or two sentences.")
     answer_desc = "only the person's reply"
+    # Token caps fitted on the committed runs' outputs: experiments/results/token-caps.md
+    digest_max_tokens, profile_max_tokens = 128, 144
     # The paper singles out no other row for this task; like tweet paraphrasing, the final step sees
     # the history, the guidance answer and the profile (PC + G + PP).
     gpg_switches = {"include_context": True, "include_guidance": True, "include_profile": True}

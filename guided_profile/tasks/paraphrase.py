@@ -29,6 +29,8 @@ class ParaphraseTask(TextTask):
                           "(capitalization, emoji, abbreviations, punctuation). Reply with only the tweet, without "
                           "any explanation before or after it.")
     answer_desc = "only the paraphrased tweet"
+    # Token caps fitted on the committed runs' outputs: experiments/results/token-caps.md
+    digest_max_tokens, answer_max_tokens = 32, 72
     # The paper's GPG row for this task gives the final step the tweets, the guidance answer and the profile.
     gpg_switches = {"include_context": True, "include_guidance": True, "include_profile": True}
     objective = "meteor"
