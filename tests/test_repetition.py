@@ -119,15 +119,18 @@ def test_records_count_repetition_stops_beside_truncations():
     assert meter.steps[0]["repetition_stops"] == 1
 
 
-def test_each_task_declares_a_cap_per_step_and_runs_record_them(tmp_path):
+def test_fitted_caps_and_the_loop_stop_are_one_opt_in_task_option_and_runs_record_them(tmp_path):
     from guided_profile.cli import main
 
     for name in ("preference", "paraphrase", "dialogue"):
-        caps = get_task(name).step_max_tokens()
+        caps = get_task(name, stop_runaways=True).step_max_tokens()
         assert set(caps) == {"digest", "profile", "answer"} and all(8 <= v <= 256 for v in caps.values())
-    assert get_task("preference").step_max_tokens()["digest"] == 152  # experiments/results/token-caps.md
-    assert main(["run", "--task", "preference", "--data", "sample", "--limit", "1", "--lm", "fake", "--methods", "gpg",
-                 "--out", str(tmp_path / "run"), "--no-progress"]) == 0
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["step_max_tokens"] == get_task("preference").step_max_tokens()
-    assert config["loop_rule"] == DEFAULT_LOOP_RULE.to_dict()
+    assert get_task("preference").step_max_tokens()["digest"] == 256  # off by default: the runs so far
+    assert get_task("preference", stop_runaways=True).step_max_tokens()["digest"] == 152  # token-caps.md
+    for options, rule in (([], None), (["--task-option", "stop_runaways=true"], DEFAULT_LOOP_RULE.to_dict())):
+        out = tmp_path / f"run{len(options)}"
+        assert main(["run", "--task", "preference", "--data", "sample", "--limit", "1", "--lm", "fake", "--methods",
+                     "gpg", "--out", str(out), "--no-progress", *options]) == 0
+        config = json.loads((out / "config.json").read_text())
+        assert config["step_max_tokens"] == get_task("preference", stop_runaways=bool(options)).step_max_tokens()
+        assert config["loop_rule"] == rule

@@ -21,7 +21,7 @@ from typing import Any
 from dspy.lm15 import Message, Response, TextPart, Usage
 
 from guided_profile._dspy_internals import TokenLogprob, TopLogprob
-from guided_profile.lm.repetition import DEFAULT_LOOP_RULE, LoopRule, loop_at_tail
+from guided_profile.lm.repetition import LoopRule, loop_at_tail
 
 DEFAULT_CONTEXT = 8192
 
@@ -36,7 +36,7 @@ class EmbeddedEngine:
 
     def __init__(self, model_path: str | Path, *, n_ctx: int = DEFAULT_CONTEXT, n_parallel: int = 1,
                  threads: int | None = None, model_name: str | None = None, cache_prompt: bool = True,
-                 loop_rule: LoopRule | None = DEFAULT_LOOP_RULE):
+                 loop_rule: LoopRule | None = None):
         import xllamacpp
 
         self.model_path = str(model_path)

@@ -32,8 +32,7 @@ class DialogueTask(TextTask):
                           "as they would write it (what they like, how they talk). Reply with only that message, one "
                           "or two sentences.")
     answer_desc = "only the person's reply"
-    # Token caps fitted on the committed runs' outputs: experiments/results/token-caps.md
-    digest_max_tokens, profile_max_tokens = 128, 144
+    fitted_max_tokens = {"digest": 128, "profile": 144}  # with stop_runaways: experiments/results/token-caps.md
     # The paper singles out no other row for this task; like tweet paraphrasing, the final step sees
     # the history, the guidance answer and the profile (PC + G + PP).
     gpg_switches = {"include_context": True, "include_guidance": True, "include_profile": True}

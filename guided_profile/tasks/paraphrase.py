@@ -29,8 +29,7 @@ class ParaphraseTask(TextTask):
                           "(capitalization, emoji, abbreviations, punctuation). Reply with only the tweet, without "
                           "any explanation before or after it.")
     answer_desc = "only the paraphrased tweet"
-    # Token caps fitted on the committed runs' outputs: experiments/results/token-caps.md
-    digest_max_tokens, answer_max_tokens = 32, 72
+    fitted_max_tokens = {"digest": 32, "answer": 72}  # with stop_runaways: experiments/results/token-caps.md
     # The paper's GPG row for this task gives the final step the tweets, the guidance answer and the profile.
     gpg_switches = {"include_context": True, "include_guidance": True, "include_profile": True}
     objective = "meteor"
