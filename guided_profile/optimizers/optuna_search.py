@@ -30,12 +30,12 @@ from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
 from guided_profile.lm.accounting import Usage, usage_delta
 from guided_profile.optimizers._guidance_shape import as_guidance, set_instruction
+from guided_profile.optimizers._proposals import Shown, failures_first, propose
 from guided_profile.optimizers._racing import DevScores, race
 from guided_profile.optimizers.base import Optimizer, register_optimizer
 from guided_profile.optimizers.candidates import Candidate
 from guided_profile.optimizers.metric import TaskMetric
 from guided_profile.optimizers.plan import CallPlan, calls_per_example
-from guided_profile.programs.answer import lettered
 from guided_profile.programs.export import answer_options, instructions
 from guided_profile.programs.methods import parts_of, switches_of
 from guided_profile.programs.modules import GuidedProfile
@@ -63,29 +63,6 @@ def with_word_limit(instruction: str, words: int) -> str:
     if WORDS.search(instruction):
         return WORDS.sub(f"at most {words} words", instruction, count=1)
     return f"{instruction.rstrip()} Use at most {words} words."
-
-
-class ProposeGuidance(dspy.Signature):
-    """You design the guidance question of a personalization system. Before the system writes a profile of a person,
-    it asks one question about the person's history and uses the answer to write the profile. Study the examples
-    (each a history, what was asked, and the right answer) and write one new guidance question whose answer would
-    bring out what predicts the right answers. Write a single question ending with '?' (or a single request ending
-    with ':'), at most 40 words, different from the current one."""
-
-    task: str = dspy.InputField(desc="what the system must predict")
-    current_question: str = dspy.InputField(desc="the guidance question used now")
-    examples: str = dspy.InputField(desc="histories, what was asked about each, and the right answer")
-    guidance_question: str = dspy.OutputField(desc="one new guidance question")
-
-
-def example_text(task: Any, examples: list[Example], max_history_chars: int = 800) -> str:
-    blocks = []
-    for i, ex in enumerate(examples, 1):
-        inputs = task.inputs(ex)
-        history = inputs["history"][-max_history_chars:]
-        asked = inputs["question"] + (f"\n{lettered(ex.options)}" if ex.options else "")
-        blocks.append(f"Example {i}\nHistory:\n{history}\nAsked: {asked}\nRight answer: {ex.gold[:300]}")
-    return "\n\n".join(blocks)
 
 
 class IncompleteTrial(Exception):
@@ -132,7 +109,7 @@ class OptunaSearch(Optimizer):
     defaults = {"trials": 8, "candidates": 3, "examples_per_proposal": 3, "search_switches": True,
                 "min_words": 20, "max_words": 100, "word_step": 20, "screen_candidates": True,
                 "multi_objective": False, "storage": "", "study_name": "", "heartbeat": 30,
-                "racing": True, "p_threshold": 0.1, "min_examples": 10}
+                "racing": True, "p_threshold": 0.1, "min_examples": 10, "ground_proposals": True}
     searches_user_candidates = True  # their questions join the pool; step instructions go to the confirm stage
 
     # -- set-up -----------------------------------------------------------------------------------
@@ -210,6 +187,9 @@ class OptunaSearch(Optimizer):
         trials = max(0, self.settings["trials"] - done)
         plan = CallPlan(trials=trials, per_trial=len(valset) * c)
         plan.parts["guidance candidates (prompt)"] = 0 if has_pool else self.settings["candidates"]
+        grounding = min(len(trainset), self.settings["candidates"] * self.settings["examples_per_proposal"])
+        plan.parts["failures shown to the proposals (task)"] = (
+            0 if has_pool or not self.settings["ground_proposals"] else grounding * c)
         plan.parts["trials on dev (task)"] = trials * len(valset) * c
         if done:
             plan.notes.append(f"resuming study: {done} of {self.settings['trials']} trials already done")
@@ -268,25 +248,22 @@ class OptunaSearch(Optimizer):
         return self._best(study, program, pool, multi)
 
     def _pool(self, study: optuna.Study, program: dspy.Module, trainset: list[Example]) -> list[str]:
-        """The guidance candidates: stored with the study, so resuming never proposes again."""
+        """The guidance candidates: the hand-written question, the user's, then the prompt model's proposals,
+        each from train users the hand-written program gets wrong; stored with the study, so resuming never
+        proposes again."""
         if "guidance_pool" in study.user_attrs:
             return list(study.user_attrs["guidance_pool"])
         handwritten = program.digest.signature.instructions
-        pool, refused = list(dict.fromkeys([handwritten, *(c.guidance_question for c in self.user_candidates)])), []
+        pool = list(dict.fromkeys([handwritten, *(c.guidance_question for c in self.user_candidates)]))
         k, m = self.settings["candidates"], max(1, self.settings["examples_per_proposal"])
-        propose = dspy.Predict(ProposeGuidance)
+        shown = failures_first(self, program, trainset[: k * m]) if self.settings["ground_proposals"] else [
+            Shown(ex) for ex in trainset]
+        refused: list[str] = []
         for i in range(k):
-            batch = [trainset[(i * m + j) % len(trainset)] for j in range(min(m, len(trainset)))]
-            lm = self.prompt_lm.copy(rollout_id=i + 1, temperature=1.0)  # distinct proposals, each cached
-            try:
-                with dspy.context(lm=lm):
-                    text = propose(task=self.task.description, current_question=handwritten,
-                                   examples=example_text(self.task, batch)).guidance_question
-            except Exception as exc:  # an unusable reply costs one call, not the run
-                refused.append(f"(failed: {type(exc).__name__})")
-                continue
+            batch = [shown[(i * m + j) % len(shown)] for j in range(min(m, len(shown)))]
+            text = propose(self.task, handwritten, batch, self.prompt_lm.copy(rollout_id=i + 1, temperature=1.0))
             shaped = as_guidance(text)
-            if shaped is None or shaped in {ex.query for ex in batch}:  # no question, or the task's own question
+            if shaped is None or shaped in {s.example.query for s in batch}:  # no question, or the task's own
                 refused.append(text)
             elif shaped not in pool:
                 pool.append(shaped)
