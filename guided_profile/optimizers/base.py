@@ -23,7 +23,7 @@ from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
 from guided_profile.lm.accounting import attach_counter
 from guided_profile.optimizers.candidates import Candidate, with_candidate
-from guided_profile.optimizers.confirm import ConfirmSettings, confirm_stage, split_for_confirm
+from guided_profile.optimizers.confirm import ConfirmSettings, configuration, confirm_stage, split_for_confirm
 from guided_profile.optimizers.metric import TaskMetric
 from guided_profile.optimizers.plan import CONFIRM, FINAL, CallPlan, calls_per_example
 from guided_profile.programs.adapter import ProgramAdapter
@@ -85,6 +85,9 @@ class Optimizer(ABC):
         self.task_calls = attach_counter(self.task_lm)
         self.prompt_calls = attach_counter(self.prompt_lm)
         self.info: dict[str, Any] = {}  # what the search found worth keeping (candidates, fronts, ...)
+        # (configuration, example id) -> every metric of the confirm stage's runs: the exported program's
+        # accuracy on the confirm users is reported beside the objective without running it again
+        self.confirm_metrics: dict[tuple[str, str], dict[str, Any]] = {}
         self._best_score: float | None = None
 
     @classmethod
@@ -152,9 +155,13 @@ class Optimizer(ABC):
             return program
 
     def score_one(self, program: dspy.Module, example: Example) -> float:
-        """The objective of `program` on one example (0 if it failed), through the one evaluation loop."""
-        return attempt(program, self.task, example, lm=self.task_lm, adapter=ProgramAdapter(),
-                       objective=self.metric.objective).score
+        """The objective of `program` on one example (0 if it failed), through the one evaluation loop;
+        its other metrics are kept in `confirm_metrics`."""
+        tried = attempt(program, self.task, example, lm=self.task_lm, adapter=ProgramAdapter(),
+                        objective=self.metric.objective)
+        if tried.metrics is not None:
+            self.confirm_metrics[(configuration(program), example.example_id)] = tried.metrics
+        return tried.score
 
     def _split_dev(self, valset: list[Example]) -> tuple[list[Example], list[Example]]:
         """(search part, confirm part) of the dev examples; no confirm part without a confirm stage."""
