@@ -316,7 +316,7 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
                                progress=progress, log=log)
     config = run.config
     summaries = {name: summaries[name] for name in built}  # not programs compared earlier in this folder
-    rows = comparison_rows(task, summaries, run.done, selected)
+    rows = comparison_rows(task, summaries, run.done, selected, payloads=payloads)
     png = chart(task, rows, out / "compare.png")
     report = out / "compare.md"
     report.write_text(markdown_report(task, rows, built, payloads, config, png.name) + "\n", encoding="utf-8")
