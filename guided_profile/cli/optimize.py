@@ -1,8 +1,10 @@
 """`guided-profile optimize`: tune a program's instructions (the guidance question among them) on
 the train split, select on the dev split, and export the result as one JSON file.
 
-The test split is never read.  The expected number of LM calls is printed, and checked against
---budget, before any call is made.  Rerunning the same command resumes: the optuna optimizer from
+The test split is never read.  Part of the dev users (--confirm-fraction) is held out of the search:
+there the search's best meet the hand-written program, and a candidate is exported only if it beats
+it; the last line printed is that verdict.  The expected number of LM calls is printed, and checked
+against --budget, before any call is made.  Rerunning the same command resumes: the optuna optimizer from
 its study (a SQLite file in the run folder, or --storage), DSPy's optimizers through DSPy's answer
 cache (every call already answered is free).
 """
@@ -28,9 +30,9 @@ from guided_profile.runs import DEFAULT_BUDGET, DEFAULT_DEV_LIMIT, DEFAULT_TRAIN
 
 EPILOG = """examples:
   guided-profile optimize --list
-  guided-profile optimize --task preference --optimizer optuna --budget 900 --lm local --data real \\
+  guided-profile optimize --task preference --optimizer optuna --lm local --data real \\
       --out compiled/preference-optuna.json
-  guided-profile optimize --task preference --optimizer optuna --candidates my-questions.txt \\
+  guided-profile optimize --task preference --optimizer optuna --data real --candidates my-questions.txt \\
       --objective accuracy --confirm-top 5 --out compiled/preference-mine.json
   guided-profile optimize --task preference --optimizer gepa --lm local --prompt-lm openai/gpt-4o-mini \\
       --option max_metric_calls=150 --out compiled/preference-gepa.json
