@@ -246,3 +246,16 @@ def test_confirm_users_are_tuning_users(tuned, many_users, tmp_path):
     payload["data"]["dev_ids"] = [i for i in payload["data"]["dev_ids"] if i not in confirm_ids]
     relation, leak = tuning_relation(payload, data_sha256(many_users), 0, confirm_ids)
     assert leak and f"tuned on {len(confirm_ids)} of the evaluated examples" in leak
+
+
+def test_export_unconfirmed_exports_the_best_candidate_flagged(many_users, tmp_path):
+    (tmp_path / "mine.txt").write_text(f"{NEW_Q}\n")
+    out = tmp_path / "flagged.json"
+    code, printed, _ = cli(*optimize_args(many_users, out, "copro", "--confirm-fraction", "0.5", "--candidates",
+                                          tmp_path / "mine.txt", "--export-unconfirmed"))
+    payload = read_compiled(out)
+    verdict = payload["confirm"]["verdict"]  # the fake model answers A whatever the guidance: nothing is confirmed
+    assert code == 0 and not verdict["confirmed"] and verdict["exported"] == "candidate"
+    assert printed[-1] == verdict["line"] and "exported anyway, flagged as unconfirmed" in printed[-1]
+    assert payload["confirm"]["settings"]["export_unconfirmed"] and payload["instructions"]["digest"] == NEW_Q
+    assert confirm_estimate(payload)["exported"] == "candidate"
