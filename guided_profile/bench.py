@@ -27,6 +27,7 @@ import dspy
 
 from guided_profile.datasets.example import Example
 from guided_profile.evaluation import RunFolder, evaluate
+from guided_profile.files import write_json, write_text
 from guided_profile.lm import make_lm
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.programs import PersonalAdapter, build_program
@@ -129,8 +130,9 @@ def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec
                                   "answer_mode": ANSWER_MODE, "bench": asdict(config)})
     start = time.perf_counter()
     program = build_program(METHOD, task, answer_mode=ANSWER_MODE)
-    summary = evaluate({METHOD: program}, task, examples, lm, run, workers=config.parallel,
-                       adapter=config.make_adapter())[METHOD]
+    with run:
+        summary = evaluate({METHOD: program}, task, examples, lm, run, workers=config.parallel,
+                           adapter=config.make_adapter())[METHOD]
     wall = time.perf_counter() - start
     records = [run.done[(METHOD, ex.example_id)] for ex in examples if (METHOD, ex.example_id) in run.done]
     totals = {k: sum(r["usage"][k] for r in records) for k in records[0]["usage"]} if records else {}
@@ -180,7 +182,8 @@ def machine() -> dict[str, Any]:
 
 
 def write_report(result: dict, out: Path) -> str:
-    """`table.md` in `out` from a bench.json's content; returns the text for the terminal."""
+    """bench.json and `table.md` in `out` from the bench's result; returns the text for the terminal."""
+    write_json(out / "bench.json", result)
     objective = result["objective"]
     header = ["config", "wall s", "calls", "prompt tok", "cached tok", "generated tok", objective,
               "wall/floor", "speedup vs plain"]
@@ -200,6 +203,6 @@ def write_report(result: dict, out: Path) -> str:
                 f"{speed['generated_tokens_per_s']}: {floor['seconds']} s for {floor['prompt_tokens']} prompt + "
                 f"{floor['generated_tokens']} generated tokens.  Data `{result['data'].get('path')}`, seed "
                 f"{result['data'].get('seed')}; {origin(result)}")
-    (out / "table.md").write_text(f"# Throughput, {result['task']}\n\nCommand: `{result['command']}`\n\n"
-                                  f"{preamble}\n\n{markdown_table(header, rows)}\n")
+    write_text(out / "table.md", f"# Throughput, {result['task']}\n\nCommand: `{result['command']}`\n\n"
+                                 f"{preamble}\n\n{markdown_table(header, rows)}\n")
     return f"{preamble}\n{text_table(header, rows)}"

@@ -8,19 +8,22 @@ skips every (method, example) already recorded, so a killed run loses at most th
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import dspy
 
 from guided_profile.datasets.example import Example
-from guided_profile.errors import ConfigError
+from guided_profile.errors import ConfigError, RunFolderError, RunFolderWarning
+from guided_profile.files import FolderLock, append_line, irregular, write_json
 from guided_profile.lm.accounting import Usage
 from guided_profile.metrics.stats import bootstrap_ci
 from guided_profile.programs.adapter import PersonalAdapter
@@ -30,25 +33,146 @@ from guided_profile.store import ProfileStore
 from guided_profile.tasks.base import Task
 
 RECORDS = "records.jsonl"
+RECORD_TYPES = {"method": str, "example_id": str, "inputs": dict, "usage": dict, "seconds": (int, float),
+                "history_cut": (bool, int), "steps": list}  # what resumes and summaries read from every record
+CONFIG_TYPES = {"methods": list, "programs": dict, "task_options": dict, "data": str}
 
 
 def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file (none if it does not exist).  A line a kill cut short is
-    skipped with a note: its example is simply run again.  With `repair`, that line is ended so the
-    next appended record starts on a line of its own."""
-    if not path.exists():
+    """The records of a JSON-lines file (none if it does not exist).  A line that is not a record (a kill
+    cut it short, or it was edited) is skipped with a warning naming the line and left in the file: its
+    example is simply run again.  With `repair`, a last line a kill cut short is ended, so the next
+    appended record starts on a line of its own."""
+    raw = _read_run_file(path)
+    if raw is None:
         return []
-    text = path.read_text(encoding="utf-8")
-    if repair and text and not text.endswith("\n"):
-        with open(path, "a", encoding="utf-8") as f:
-            f.write("\n")
+    if repair and raw and not raw.endswith(b"\n"):
+        append_line(path, "")
     records = []
-    for line_no, line in enumerate(text.splitlines(), 1):
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            print(f"note: {path} line {line_no} is incomplete and will be redone")
+    for line_no, line in enumerate(raw.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        record, problem = _parse_record(line)
+        if problem:
+            warnings.warn(RunFolderWarning(f"{path}, line {line_no}: {problem}; skipped and left in the file, its "
+                                           "example will be run again"), stacklevel=2)
+        else:
+            records.append(record)
     return records
+
+
+def _parse_record(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """(the record, None), or (None, what is wrong with the line)."""
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None, "incomplete or not JSON (cut short by a kill?)"
+    if not isinstance(record, dict):
+        return None, f"a JSON {type(record).__name__}, not a record"
+    needed = [*RECORD_TYPES, "gold", "error"] + (["metrics"] if record.get("error") is None else [])
+    missing = [key for key in needed if key not in record]
+    if missing:
+        return None, f"not a record (no {', '.join(missing)})"
+    wrong = [key for key, kind in RECORD_TYPES.items() if not isinstance(record[key], kind)]
+    if record.get("error") is None and not isinstance(record["metrics"], dict):
+        wrong.append("metrics")
+    unknown = set(record["usage"]) - {f.name for f in fields(Usage)}
+    if wrong or unknown:
+        return None, f"not a record ({', '.join(wrong + sorted(unknown))} of the wrong type or unknown)"
+    return record, None
+
+
+def _read_run_file(path: Path) -> bytes | None:
+    """A run folder's file as bytes, None if it does not exist; a folder, a pipe or an unreadable file in
+    its place is one clear error (opening a pipe would block)."""
+    kind = irregular(path)
+    if kind:
+        raise RunFolderError(f"{path} is {kind}, where the run keeps a file; move it away or use another --out folder")
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A run folder's config.json ({} if there is none yet); a file cut short or of another shape is refused
+    with one line: resuming on a configuration that cannot be read would mix two experiments."""
+    raw = _read_run_file(path)
+    if raw is None:
+        return {}
+    try:
+        config = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RunFolderError(f"{path}: not UTF-8 text (byte {exc.start}); restore it or use another --out "
+                             "folder") from exc
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}: cut short or edited); restore "
+                             "it or use another --out folder") from exc
+    if not isinstance(config, dict):
+        raise RunFolderError(f"{path}: a JSON {type(config).__name__}, not a run's configuration (an object); "
+                             "restore it or use another --out folder")
+    for key, kind in CONFIG_TYPES.items():
+        if config.get(key) is not None and not isinstance(config[key], kind):
+            raise RunFolderError(f"{path}: {key!r} is a {type(config[key]).__name__}, a run writes a "
+                                 f"{kind.__name__}; restore it or use another --out folder")
+    return config
+
+
+def _make_folder(path: Path) -> None:
+    """The run folder, created if missing; a file in its place is one clear error."""
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"{path} is a file, not a folder: the run folder (--out) must be a folder (it is "
+                             "created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot create the run folder ({exc.strerror or exc})") from exc
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before any LM call, not at the first record, when the folder or its records cannot be written."""
+    records = path / RECORDS
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+        with open(records, "ab"):
+            pass
+    except OSError as exc:
+        where = records if records.exists() else path
+        raise RunFolderError(f"{where}: cannot be written ({exc.strerror or exc}); make it writable or use another "
+                             "--out folder") from exc
+
+
+def _merged_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """`config` joined with the folder's own (methods and programs run before), after refusing a folder made
+    with other settings; config.json is written when new or when it gains methods or programs."""
+    config_file = path / "config.json"
+    old = read_config(config_file)
+    if old:
+        if isinstance(old.get("data"), str):  # runs made before data was named portably stated a path
+            old["data"] = portable(old["data"])
+        keys = ("task", "split", "seed", "lm", "data", "task_options", "answer_mode", "rotations")
+        changed = [k for k in keys if old.get(k) != config.get(k)]
+        if changed:
+            raise ConfigError(f"{path} holds a run with different {', '.join(changed)}; "
+                              "use another --out folder to start a new run")
+        # A compiled program is named by its file stem: the same name must still mean the same file.
+        old_programs, new_programs = old.get("programs") or {}, config.get("programs") or {}
+        replaced = sorted(m for m in new_programs if m in old_programs and old_programs[m] != new_programs[m])
+        if replaced:
+            raise ConfigError(f"{path} holds results of other programs named {', '.join(replaced)} (the files "
+                              "changed since); use another --out folder")
+        config = config | {"methods": list(dict.fromkeys(old.get("methods", []) + config["methods"])),
+                           "programs": old_programs | new_programs}
+    # Written now only when new, or when it gains methods or programs (which later resumes check);
+    # otherwise with the summary, so the command and limit it states are those of the summary.
+    gains = (set(config["methods"]) != set(old.get("methods", []))
+             or (old.get("programs") or {}) != (config.get("programs") or {}))
+    if not old or gains:
+        write_json(config_file, config)
+    return config
 
 
 @dataclass
@@ -56,53 +180,50 @@ class RunFolder:
     """A run's folder: the configuration it was made with, and its records by (method, example id).
 
     Reopened by a rerun of the same command, it skips what is done and retries what failed; a rerun
-    with other settings (task, split, seed, model, data, task options, answer mode) is refused.
+    with other settings (task, split, seed, model, data, task options, answer mode) is refused.  It is
+    locked for one writer at a time until `close()` (or the process ends): a second run on the same
+    folder is refused at once, naming the process that holds it.
     """
 
     path: Path
     config: dict[str, Any]
     done: dict[tuple[str, str], dict] = field(default_factory=dict)  # (method, example id) -> its record
     failed: set[tuple[str, str]] = field(default_factory=set)  # whose last attempt failed (retried on resume)
+    lock: FolderLock | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, path: Path, config: dict[str, Any]) -> RunFolder:
         """Create the folder, or reopen it to resume if it was made by the same configuration."""
-        path.mkdir(parents=True, exist_ok=True)
-        config_file = path / "config.json"
-        old: dict[str, Any] = {}
-        if config_file.exists():
-            old = json.loads(config_file.read_text())
-            if isinstance(old.get("data"), str):  # runs made before data was named portably stated a path
-                old["data"] = portable(old["data"])
-            keys = ("task", "split", "seed", "lm", "data", "task_options", "answer_mode", "rotations")
-            changed = [k for k in keys if old.get(k) != config.get(k)]
-            if changed:
-                raise ConfigError(f"{path} holds a run with different {', '.join(changed)}; "
-                                  "use another --out folder to start a new run")
-            # A compiled program is named by its file stem: the same name must still mean the same file.
-            old_programs, new_programs = old.get("programs") or {}, config.get("programs") or {}
-            replaced = sorted(m for m in new_programs if m in old_programs and old_programs[m] != new_programs[m])
-            if replaced:
-                raise ConfigError(f"{path} holds results of other programs named {', '.join(replaced)} (the files "
-                                  "changed since); use another --out folder")
-            config = config | {"methods": list(dict.fromkeys(old.get("methods", []) + config["methods"])),
-                               "programs": old_programs | new_programs}
-        # Written now only when new, or when it gains methods or programs (which later resumes check);
-        # otherwise with the summary, so the command and limit it states are those of the summary.
-        gains = (set(config["methods"]) != set(old.get("methods", []))
-                 or (old.get("programs") or {}) != (config.get("programs") or {}))
-        if not old or gains:
-            config_file.write_text(json.dumps(config, indent=2))
-        run = cls(path, config)
-        records = path / RECORDS
-        for record in read_records(records, repair=True):
-            run._remember(record)
+        path = Path(path)
+        _make_folder(path)
+        lock = FolderLock(path, config.get("command"))
+        lock.acquire()
+        try:
+            _check_writable(path)
+            run = cls(path, _merged_config(path, config), lock=lock)
+            for record in read_records(path / RECORDS, repair=True):
+                run._remember(record)
+        except BaseException:
+            lock.release()
+            raise
         return run
+
+    def close(self) -> None:
+        """Let other processes write here again."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def save_summary(self, summaries: dict[str, dict]) -> None:
         """summary.json, with config.json rewritten beside it so both state the same command."""
-        (self.path / "config.json").write_text(json.dumps(self.config, indent=2))
-        (self.path / "summary.json").write_text(json.dumps({"config": self.config, "methods": summaries}, indent=2))
+        write_json(self.path / "config.json", self.config)
+        write_json(self.path / "summary.json", {"config": self.config, "methods": summaries})
 
     def check_matches(self, task: Task, examples: list[Example]) -> None:
         """Refuse to resume on records whose example now reads differently (the data file, the task's
@@ -117,9 +238,7 @@ class RunFolder:
                                   "another --out folder to start a new run")
 
     def append(self, record: dict[str, Any]) -> None:
-        with open(self.path / RECORDS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            f.flush()
+        append_line(self.path / RECORDS, json.dumps(record, ensure_ascii=False))
         self._remember(record)
 
     def _remember(self, record: dict[str, Any]) -> None:

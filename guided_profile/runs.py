@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
+from guided_profile.files import irregular, write_text
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.provenance import cached_data_sha256, from_portable, git_state, portable
 from guided_profile.tasks.base import Task
@@ -198,7 +199,6 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     first `limit` examples of the split; writes config.json, records.jsonl, summary.json and table.md
     to `out` (default `settings.default_out()`), resuming what is there."""
     from guided_profile.programs import build_program, canonical
-    from guided_profile.programs.export import load_program_files
     from guided_profile.report import markdown_table, provenance_line, summary_rows
 
     task = settings.make_task()
@@ -207,7 +207,7 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     names = list(dict.fromkeys(canonical(m) for m in asked))
     built = {m: build_program(m, task, answer_mode=settings.answer_mode, rotations=settings.rotations)
              for m in names}  # fail on a bad name before loading anything
-    compiled, payloads = load_program_files(programs, task, taken=set(built))
+    compiled, payloads = _load_programs(programs, task, taken=set(built))
     if not built and not compiled:
         raise ConfigError("nothing to run: give --methods or --program")
     selected, source = load_split(task, settings.data, settings.split, settings.seed, settings.limit)
@@ -217,12 +217,25 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     run, summaries = _evaluate(settings, task, built | compiled, payloads, programs, selected, source, out,
                                allow_overlap=allow_overlap, command=command or library_command("run_methods"),
                                progress=progress, log=log)
-    config = run.config
-    header, rows = summary_rows(task, summaries)
-    (out / "table.md").write_text(f"# {task.name}, split {settings.split}, lm {config['lm']['model']}\n\n"
-                                  f"Command: `{config['command']}`\n\n{provenance_line(config)}\n\n"
-                                  f"{markdown_table(header, rows)}\n")
+    with run:
+        config = run.config
+        header, rows = summary_rows(task, summaries)
+        write_text(out / "table.md", f"# {task.name}, split {settings.split}, lm {config['lm']['model']}\n\n"
+                                     f"Command: `{config['command']}`\n\n{provenance_line(config)}\n\n"
+                                     f"{markdown_table(header, rows)}\n")
     return RunResult(out, config, summaries, task)
+
+
+def _load_programs(paths: list[Path], task: Task, taken: set[str]) -> tuple[dict[str, dspy.Module], dict[str, dict]]:
+    """Compiled programs by table name, and their files' content; anything but a regular file is refused
+    first, since reading a named pipe blocks until something writes to it."""
+    from guided_profile.programs.export import load_program_files
+
+    for path in paths:
+        kind = irregular(path)
+        if kind:
+            raise ConfigError(f"{path} is {kind}; expected a compiled program (a JSON file from `optimize`)")
+    return load_program_files(paths, task, taken=taken)
 
 
 def _names(given: Iterable[str | Path] | str) -> list[str]:
@@ -258,9 +271,13 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
     def bar(total: int) -> tqdm:
         return tqdm(desc=f"{task.name} x {len(programs)}", total=total, disable=not progress, unit="run")
 
-    store = open_store(settings.store) if settings.store else None
-    summaries = evaluate(programs, task, examples, lm, run, workers=settings.parallel, store=store, progress=bar)
-    return run, summaries
+    try:
+        store = open_store(settings.store) if settings.store else None
+        summaries = evaluate(programs, task, examples, lm, run, workers=settings.parallel, store=store, progress=bar)
+    except BaseException:
+        run.close()
+        raise
+    return run, summaries  # still locked: the caller writes its reports, then closes it
 
 
 @dataclass(frozen=True)
@@ -288,7 +305,6 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     method names on the same users; writes compare.md and compare.png beside the run's records."""
     from guided_profile.compare import REFERENCE, chart, comparison_rows, markdown_report
     from guided_profile.programs import build_program
-    from guided_profile.programs.export import load_program_files
 
     task = settings.make_task()
     specs = _names(programs)
@@ -296,7 +312,7 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     names = list(dict.fromkeys([REFERENCE, *(s for s in specs if not s.endswith(".json"))]))
     built = {name: build_program("gpg" if name == REFERENCE else name, task, answer_mode=settings.answer_mode,
                                  rotations=settings.rotations) for name in names}
-    compiled, payloads = load_program_files(files, task, taken=set(built))
+    compiled, payloads = _load_programs(files, task, taken=set(built))
     _check_answer_modes(settings, payloads)
     built |= compiled
     if len(built) < 2:
@@ -310,12 +326,13 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     run, summaries = _evaluate(settings, task, built, payloads, files, selected, source, out,
                                allow_overlap=allow_overlap, command=command or library_command("compare_programs"),
                                progress=progress, log=log)
-    config = run.config
-    summaries = {name: summaries[name] for name in built}  # not programs compared earlier in this folder
-    rows = comparison_rows(task, summaries, run.done, selected)
-    png = chart(task, rows, out / "compare.png")
-    report = out / "compare.md"
-    report.write_text(markdown_report(task, rows, built, payloads, config, png.name) + "\n", encoding="utf-8")
+    with run:
+        config = run.config
+        summaries = {name: summaries[name] for name in built}  # not programs compared earlier in this folder
+        rows = comparison_rows(task, summaries, run.done, selected)
+        png = chart(task, rows, out / "compare.png")
+        report = out / "compare.md"
+        write_text(report, markdown_report(task, rows, built, payloads, config, png.name) + "\n")
     return CompareResult(out, config, rows, task, report, png)
 
 

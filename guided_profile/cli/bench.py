@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from guided_profile.cli.common import FORMATTER, add_data_options, add_lm_options, command_line, settings_from_args
@@ -53,7 +52,6 @@ def main(args: argparse.Namespace) -> int:
     result["command"] = command_line(args)
     result["data"] = {"path": source.name, "split": args.split, "limit": args.limit, "seed": args.seed}
     result |= provenance(source, len(examples))
-    (args.out / "bench.json").write_text(json.dumps(result, indent=2))
     print(write_report(result, args.out))
     return 0
 
