@@ -22,13 +22,14 @@ from typing import Any
 import dspy
 
 from guided_profile.datasets.example import Example
-from guided_profile.errors import ConfigError, RunFolderError, RunFolderWarning
+from guided_profile.errors import ConfigError, EndpointDown, RunFolderError, RunFolderWarning
 from guided_profile.files import FolderLock, append_line, irregular, write_json
 from guided_profile.lm.accounting import Usage
 from guided_profile.metrics.stats import bootstrap_ci
 from guided_profile.programs.adapter import PersonalAdapter
 from guided_profile.programs.attempt import attempt
 from guided_profile.provenance import portable
+from guided_profile.redaction import redact
 from guided_profile.store import ProfileStore
 from guided_profile.tasks.base import Task
 
@@ -272,26 +273,30 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     todo = [(ex, [m for m in programs if (m, ex.example_id) not in run.done]) for ex in examples]
     todo = [(ex, methods) for ex, methods in todo if methods]
     local = threading.local()
-    saving = threading.Lock()
+    saver = _Saver(run)
+    watch = _EndpointWatch(min(len(todo), max(2, workers)), _endpoint(lm))
 
-    def work(item: tuple[Example, list[str]]) -> int:
+    def work(item: tuple[Example, list[str]]) -> _Finished:
         if not hasattr(local, "lm"):
             local.lm = lm.copy() if workers > 1 else lm
         example, methods = item
-        records = [{"method": m, **attempt(programs[m], task, example, lm=local.lm, adapter=adapter,
-                                           store=store).record()} for m in methods]
-        with saving:  # saved by the worker, so an example in flight when the run stops is kept too
-            for record in records:
-                run.append(record)
-        return len(records)
+        tried = {m: attempt(programs[m], task, example, lm=local.lm, adapter=adapter, store=store) for m in methods}
+        saver.save([{"method": m, **a.record()} for m, a in tried.items()])  # by the worker: kept if the run stops
+        return _Finished(len(tried), all(a.unreachable for a in tried.values()),
+                         next((a.error for a in tried.values() if a.error), None))
 
     total = sum(len(methods) for _, methods in todo)
     bar = progress(total) if progress else None
     try:
-        with closing(_each_done(work, todo, workers)) as finished:
-            for n_records in finished:
-                if bar is not None:
-                    bar.update(n_records)
+        with closing(_each_done(work, todo, workers, saver)) as finished:
+            try:
+                for done in finished:
+                    if bar is not None:
+                        bar.update(done.records)
+                    watch.saw(done)
+            except KeyboardInterrupt:
+                saver.abandon()  # before the pool is closed, so it is closed without waiting
+                raise
     finally:
         if bar is not None:
             bar.close()
@@ -306,9 +311,69 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     return summaries
 
 
-def _each_done(work: Callable, items: list, workers: int) -> Iterator:
-    """`work(item)` for every item, yielded as each finishes.  If the caller stops early (Ctrl-C, an
-    error) nothing queued is started any more: only the examples already in flight finish."""
+@dataclass
+class _Finished:
+    """One example's pending methods, done: how many records, whether every one failed to reach the model's
+    server, and the first error."""
+
+    records: int
+    unreachable: bool
+    error: str | None
+
+
+class _Saver:
+    """Appends records from the worker threads, one example at a time, until the run is interrupted: after
+    that nothing more is written, so the process can exit at once without waiting for requests in flight
+    (their examples have no record and are run again on resume: nothing is lost, nothing doubled)."""
+
+    def __init__(self, run: RunFolder):
+        self.run = run
+        self.abandoned = False
+        self._lock = threading.RLock()  # re-entrant: with one worker, an interrupt may come while saving
+
+    def save(self, records: list[dict[str, Any]]) -> None:
+        with self._lock:
+            if not self.abandoned:
+                for record in records:
+                    self.run.append(record)
+
+    def abandon(self) -> None:
+        with self._lock:
+            self.abandoned = True
+
+
+class _EndpointWatch:
+    """Stops a run whose first examples all failed to reach the model's server: every later example would
+    fail the same way, each after DSPy's retries, and a run of failed records looks finished."""
+
+    def __init__(self, probe: int, endpoint: str):
+        self.probe, self.endpoint = probe, endpoint
+        self.failed = 0
+        self.decided = probe == 0
+
+    def saw(self, done: _Finished) -> None:
+        if self.decided:
+            return
+        if not done.unreachable:
+            self.decided = True  # the server answered once: later failures are the examples' own
+            return
+        self.failed += 1
+        if self.failed >= self.probe:
+            cause = (done.error or "").replace("\n", " ")
+            raise EndpointDown(redact(f"cannot reach the model at {self.endpoint}: the first {self.failed} examples "
+                                      f"all failed to connect ({cause}); start or fix the server, then rerun the "
+                                      "same command to resume"))
+
+
+def _endpoint(lm: dspy.BaseLM) -> str:
+    """The server a model is asked through (its URL, or the provider's name), for messages."""
+    return str(getattr(lm, "kwargs", {}).get("api_base") or getattr(lm, "model", "the model"))
+
+
+def _each_done(work: Callable, items: list, workers: int, saver: _Saver) -> Iterator:
+    """`work(item)` for every item, yielded as each finishes.  If the caller stops early (an error) nothing
+    queued is started any more and the examples already in flight finish; on an interrupt (Ctrl-C, SIGTERM)
+    those are abandoned instead: `saver` stops writing and the pool is not waited for."""
     if workers <= 1:
         yield from map(work, items)
         return
@@ -316,7 +381,7 @@ def _each_done(work: Callable, items: list, workers: int) -> Iterator:
 
     def guarded(item: Any) -> Any:
         if stop.is_set():
-            return 0
+            return None
         try:
             return work(item)
         except BaseException:
@@ -325,10 +390,14 @@ def _each_done(work: Callable, items: list, workers: int) -> Iterator:
 
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        yield from (future.result() for future in as_completed([pool.submit(guarded, item) for item in items]))
+        futures = [pool.submit(guarded, item) for item in items]
+        yield from (done for done in (future.result() for future in as_completed(futures)) if done is not None)
+    except KeyboardInterrupt:
+        saver.abandon()
+        raise
     finally:
         stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=not saver.abandoned, cancel_futures=True)
 
 
 def summarize(task: Task, records: list[dict | None], failed: int = 0) -> dict[str, Any]:
