@@ -115,3 +115,20 @@ class FolderLock:
             return redact(f"process {int(held['pid'])} ({held['command']})")
         except (OSError, ValueError, TypeError, KeyError):
             return "another process"
+
+
+def processes_using(path: Path) -> list[str]:
+    """'process 123 (python -m ...)' for every other process that has `path` open, as far as /proc shows
+    (Linux; empty elsewhere or where /proc hides other users' processes)."""
+    target = os.path.realpath(path)
+    found = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        pid = int(fd_dir.parent.name)
+        try:
+            if pid == os.getpid() or not any(os.path.realpath(fd) == target for fd in fd_dir.iterdir()):
+                continue
+            command = (fd_dir.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # the process ended, or is not ours to look at
+            continue
+        found.append(redact(f"process {pid} ({command})"))
+    return found

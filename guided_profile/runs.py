@@ -25,6 +25,7 @@ from guided_profile.errors import ConfigError
 from guided_profile.files import irregular, write_text
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.provenance import cached_data_sha256, from_portable, git_state, portable
+from guided_profile.redaction import redact_json
 from guided_profile.tasks.base import Task
 
 if TYPE_CHECKING:  # heavy imports, only for the annotations
@@ -418,7 +419,7 @@ def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
         **{k: v for k, v in provenance(source, len(trainset) + len(valset)).items() if k in ("git", "version")},
         "created": _now(), "command": command or library_command("optimize_program"),
     }
-    payload = save_compiled(out, result.program, task, metadata)
+    payload = save_compiled(out, result.program, task, redact_json(metadata))  # errors and proposals may quote a URL
     return Optimized(result.program, payload, handwritten, instructions(result.program), result.scores, result.usage,
                      result.seconds)
 
@@ -435,12 +436,10 @@ def _tuning_data(source: DataSource, seed: int, trainset: list[Example], valset:
 def _portable_storage(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Settings fit for the file: a storage URL loses its password, and the default SQLite study is named
     relative to the run folder (`study.db`) rather than by this machine's path."""
-    from guided_profile.redaction import redact
-
     default = f"sqlite:///{Path(run_dir).resolve() / 'study.db'}"
 
     def fit(value: Any) -> Any:
-        return "study.db" if value == default else redact(value)
+        return "study.db" if value == default else redact_json(value)
 
     return {k: fit(v) if k == "storage" and isinstance(v, str) else v for k, v in params.items()}
 

@@ -39,7 +39,7 @@ from guided_profile.programs.attempt import attempt
 from guided_profile.programs.export import answer_options, instructions
 from guided_profile.programs.methods import parts_of, switches_of
 from guided_profile.programs.modules import GuidedProfile
-from guided_profile.redaction import redact
+from guided_profile.redaction import redact, redact_json
 
 PART_CHOICES = ["pc+pp", "pc+g+pp", "pc+g", "g+pp", "g", "pp"]  # every final step with guidance or profile
 WORDS = re.compile(r"\b(?:at most|no more than|fewer than|less than|under|up to)\s+(\d+)\s+words\b", re.IGNORECASE)
@@ -220,7 +220,7 @@ class OptunaSearch(Optimizer):
                                         directions=["maximize", "minimize"] if multi else ["maximize"])
         except ValueError as exc:  # e.g. an existing study with other directions
             raise ConfigError(f"optuna study {name!r}: {exc}") from exc
-        stored = study.user_attrs.get("config")
+        stored, config = study.user_attrs.get("config"), redact_json(config)  # as stored: no secret in the study
         if stored is None:
             study.set_user_attr("config", config)
         elif stored != config:
@@ -273,8 +273,8 @@ class OptunaSearch(Optimizer):
             if self.progress_fn:
                 self.progress_fn(f"[optuna] proposal {i + 1}/{k}: {len(pool) - 1} guidance candidates, "
                                  f"{len(refused)} refused (not one question); calls {self.calls_spent()}")
-        study.set_user_attr("guidance_pool", pool)
-        study.set_user_attr("refused_candidates", refused)
+        study.set_user_attr("guidance_pool", redact_json(pool))
+        study.set_user_attr("refused_candidates", redact_json(refused))
         return pool
 
     def _seed_trials(self, study: optuna.Study, pool: list[str], base_parts: str, base_words: int | None) -> None:
@@ -327,7 +327,7 @@ class OptunaSearch(Optimizer):
                                      self._build(base, space.pool[index], parts, words), valset)
             used = usage_delta(self.task_calls.snapshot(), before)
             mean, mean_tokens = sum(dev.scores) / len(dev.scores), sum(dev.tokens) / len(dev.tokens)
-            trial.set_user_attr("guidance_text", space.pool[index])
+            trial.set_user_attr("guidance_text", redact(space.pool[index]))
             trial.set_user_attr("tokens_per_example", round(mean_tokens, 1))
             trial.set_user_attr("calls", used.calls)
             trial.set_user_attr("cache_hits", used.cache_hits)
