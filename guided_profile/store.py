@@ -77,7 +77,7 @@ class SQLiteFile:
         """The error to show: a file another process keeps locked is in use, not broken (deleting it would
         destroy that process's work), so that case names the process when it can."""
         if "locked" not in str(exc) and "busy" not in str(exc):
-            return StoreError(f"{self.label} {self.path}: {exc}; {hint}")
+            return StoreError(f"{self.label} {self.path} cannot be used ({exc}); {hint}")
         users = ", ".join(processes_using(self.path)) or "another process"
         otherwise = f", or {self.in_use_hint}" if self.in_use_hint else ""
         return StoreError(f"{self.label} {self.path} is in use by {users} and stayed locked for {self.timeout:g} s; "
