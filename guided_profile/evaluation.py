@@ -69,7 +69,7 @@ def _parse_record(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
     except (UnicodeDecodeError, ValueError):
         return None, "incomplete or not JSON (cut short by a kill?)"
     if not isinstance(record, dict):
-        return None, f"a JSON {type(record).__name__}, not a record"
+        return None, f"{_json_kind(record)}, not a record"
     needed = [*RECORD_TYPES, "gold", "error"] + (["metrics"] if record.get("error") is None else [])
     missing = [key for key in needed if key not in record]
     if missing:
@@ -86,15 +86,19 @@ def _parse_record(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
 def _read_run_file(path: Path) -> bytes | None:
     """A run folder's file as bytes, None if it does not exist; a folder, a pipe or an unreadable file in
     its place is one clear error (opening a pipe would block)."""
-    kind = irregular(path)
-    if kind:
-        raise RunFolderError(f"{path} is {kind}, where the run keeps a file; move it away or use another --out folder")
+    _refuse_irregular(path)
     try:
         return path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise RunFolderError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
+
+
+def _refuse_irregular(path: Path) -> None:
+    kind = irregular(path)
+    if kind:
+        raise RunFolderError(f"{path} is {kind}, where the run keeps a file; move it away or use another --out folder")
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -112,13 +116,20 @@ def read_config(path: Path) -> dict[str, Any]:
         raise RunFolderError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}: cut short or edited); restore "
                              "it or use another --out folder") from exc
     if not isinstance(config, dict):
-        raise RunFolderError(f"{path}: a JSON {type(config).__name__}, not a run's configuration (an object); "
+        raise RunFolderError(f"{path}: {_json_kind(config)}, not a run's configuration (an object); "
                              "restore it or use another --out folder")
     for key, kind in CONFIG_TYPES.items():
         if config.get(key) is not None and not isinstance(config[key], kind):
-            raise RunFolderError(f"{path}: {key!r} is a {type(config[key]).__name__}, a run writes a "
-                                 f"{kind.__name__}; restore it or use another --out folder")
+            raise RunFolderError(f"{path}: {key!r} is {_json_kind(config[key])}, a run writes "
+                                 f"{_json_kind(kind())}; restore it or use another --out folder")
     return config
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words ("null", "an array"), for messages about a file's content."""
+    kinds = [(type(None), "null"), (bool, "a boolean"), ((int, float), "a number"), (str, "a string"),
+             (list, "an array"), (dict, "an object")]
+    return next((name for kind, name in kinds if isinstance(value, kind)), type(value).__name__)
 
 
 def _make_folder(path: Path) -> None:
@@ -135,6 +146,7 @@ def _make_folder(path: Path) -> None:
 def _check_writable(path: Path) -> None:
     """Fail before any LM call, not at the first record, when the folder or its records cannot be written."""
     records = path / RECORDS
+    _refuse_irregular(records)
     try:
         with tempfile.TemporaryFile(dir=path):
             pass
