@@ -39,11 +39,12 @@ RECORD_TYPES = {"method": str, "example_id": str, "inputs": dict, "usage": dict,
 CONFIG_TYPES = {"methods": list, "programs": dict, "task_options": dict, "data": str}
 
 
-def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file (none if it does not exist).  A line that is not a record (a kill
-    cut it short, or it was edited) is skipped with a warning naming the line and left in the file: its
-    example is simply run again.  With `repair`, a last line a kill cut short is ended, so the next
-    appended record starts on a line of its own."""
+def read_records(path: Path, repair: bool = False,
+                 check: Callable[[dict[str, Any]], str | None] | None = None) -> list[dict[str, Any]]:
+    """The records (JSON objects) of a JSON-lines file (none if it does not exist).  A line that is not one,
+    or that `check` finds wrong (a kill cut it short, or it was edited), is skipped with a warning naming
+    the line and left in the file: its example is simply run again.  With `repair`, a last line a kill cut
+    short is ended, so the next appended record starts on a line of its own."""
     raw = _read_run_file(path)
     if raw is None:
         return []
@@ -53,7 +54,7 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     for line_no, line in enumerate(raw.split(b"\n"), 1):
         if not line.strip():
             continue
-        record, problem = _parse_record(line)
+        record, problem = _parse_record(line, check)
         if problem:
             warnings.warn(RunFolderWarning(f"{path}, line {line_no}: {problem}; skipped and left in the file, its "
                                            "example will be run again"), stacklevel=2)
@@ -62,7 +63,8 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     return records
 
 
-def _parse_record(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
+def _parse_record(line: bytes, check: Callable[[dict[str, Any]], str | None] | None
+                  ) -> tuple[dict[str, Any] | None, str | None]:
     """(the record, None), or (None, what is wrong with the line)."""
     try:
         record = json.loads(line.decode("utf-8"))
@@ -70,17 +72,23 @@ def _parse_record(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
         return None, "incomplete or not JSON (cut short by a kill?)"
     if not isinstance(record, dict):
         return None, f"{_json_kind(record)}, not a record"
+    problem = check(record) if check else None
+    return (None, problem) if problem else (record, None)
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """What keeps `record` from being a run folder's record (what resumes and summaries read), or None."""
     needed = [*RECORD_TYPES, "gold", "error"] + (["metrics"] if record.get("error") is None else [])
     missing = [key for key in needed if key not in record]
     if missing:
-        return None, f"not a record (no {', '.join(missing)})"
+        return f"not a record (no {', '.join(missing)})"
     wrong = [key for key, kind in RECORD_TYPES.items() if not isinstance(record[key], kind)]
     if record.get("error") is None and not isinstance(record["metrics"], dict):
         wrong.append("metrics")
     unknown = set(record["usage"]) - {f.name for f in fields(Usage)}
     if wrong or unknown:
-        return None, f"not a record ({', '.join(wrong + sorted(unknown))} of the wrong type or unknown)"
-    return record, None
+        return f"not a record ({', '.join(wrong + sorted(unknown))} of the wrong type or unknown)"
+    return None
 
 
 def _read_run_file(path: Path) -> bytes | None:
@@ -214,7 +222,7 @@ class RunFolder:
         try:
             _check_writable(path)
             run = cls(path, _merged_config(path, config), lock=lock)
-            for record in read_records(path / RECORDS, repair=True):
+            for record in read_records(path / RECORDS, repair=True, check=record_problem):
                 run._remember(record)
         except BaseException:
             lock.release()
