@@ -320,15 +320,19 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     finally:
         if bar is not None:
             bar.close()
-    # Also the folder's other methods with records on these examples, so a run grown one method at a
-    # time still has every row in its summary.
-    earlier = [m for m in run.config.get("methods", []) if m not in programs
-               and any((m, ex.example_id) in run.done for ex in examples)]
-    summaries = {method: summarize(task, [run.done.get((method, ex.example_id)) for ex in examples],
-                                   failed=sum((method, ex.example_id) in run.failed for ex in examples))
-                 for method in [*programs, *earlier]}
+    summaries = _summaries(task, run, list(programs), examples)
     run.save_summary(summaries)
     return summaries
+
+
+def _summaries(task: Task, run: RunFolder, methods: list[str], examples: list[Example]) -> dict[str, dict]:
+    """Each method's summary on `examples`, also of the folder's other methods with records on them, so a
+    run grown one method at a time still has every row in its summary."""
+    earlier = [m for m in run.config.get("methods", []) if m not in methods
+               and any((m, ex.example_id) in run.done for ex in examples)]
+    return {method: summarize(task, [run.done.get((method, ex.example_id)) for ex in examples],
+                              failed=sum((method, ex.example_id) in run.failed for ex in examples))
+            for method in [*methods, *earlier]}
 
 
 @dataclass
