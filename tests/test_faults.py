@@ -38,8 +38,14 @@ def start_cli(tmp_path: Path, *args: str, delay: float = 0.0) -> subprocess.Pope
 
 def record_keys(out: Path) -> list[tuple[str, str]]:
     """(method, example id) of every finished record in the folder, repeats included."""
-    lines = (out / "records.jsonl").read_text().splitlines() if (out / "records.jsonl").exists() else []
-    return [(r["method"], r["example_id"]) for r in map(json.loads, lines) if r["error"] is None]
+    text = (out / "records.jsonl").read_text() if (out / "records.jsonl").exists() else ""
+    records = []
+    for line in text.split("\n"):  # not splitlines: a reply may hold U+2028
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # empty, or being written (or cut by kill -9): the run skips it too
+            continue
+    return [(r["method"], r["example_id"]) for r in records if r["error"] is None]
 
 
 def wait_for_records(out: Path, n: int, process: subprocess.Popen, timeout: float = 60) -> None:
@@ -87,10 +93,13 @@ def test_a_second_run_on_the_same_folder_is_refused_at_once_naming_the_holder(tm
 
 # -- interrupts and kills ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_an_interrupt_stops_within_seconds_with_slots_busy_and_a_rerun_does_the_rest(tmp_path, signum, code):
+@pytest.mark.parametrize(("signum", "code", "slots"), [(signal.SIGTERM, 143, 4), (signal.SIGINT, 130, 4),
+                                                       (signal.SIGTERM, 143, 1)],
+                         ids=["SIGTERM-4-slots", "SIGINT-4-slots", "SIGTERM-1-slot"])
+def test_an_interrupt_stops_within_seconds_with_slots_busy_and_a_rerun_does_the_rest(tmp_path, signum, code, slots):
     out = tmp_path / "run"
-    process = start_cli(tmp_path, "--methods", "gpg", "--parallel", "4", "--no-store", "--out", str(out), delay=0.4)
+    process = start_cli(tmp_path, "--methods", "gpg", "--parallel", str(slots), "--no-store", "--out", str(out),
+                        delay=0.4 if slots > 1 else 0.1)
     wait_for_records(out, 2, process)
     sent = time.monotonic()
     process.send_signal(signum)
@@ -168,6 +177,30 @@ def failing_first(monkeypatch, calls: int, error: str) -> dict:
     return state
 
 
+def test_transport_errors_are_told_from_the_examples_own_failures():
+    import socket
+
+    from dspy.utils.exceptions import LMProviderError, LMTransportError
+
+    from guided_profile.programs.attempt import unreachable
+
+    class ConnectError(Exception):  # httpx's name
+        pass
+
+    def chained(outer: Exception, cause: BaseException) -> Exception:
+        outer.__cause__ = cause
+        return outer
+
+    assert unreachable(LMTransportError("failed to connect"))
+    assert unreachable(chained(RuntimeError("wrapped"), ConnectionRefusedError(111, "Connection refused")))
+    assert unreachable(chained(ValueError("wrapped"), ConnectError("boom")))
+    assert unreachable(socket.gaierror(-2, "Name or service not known"))
+    assert unreachable(TimeoutError("timed out"))
+    assert not unreachable(LMProviderError("400: bad request"))
+    assert not unreachable(RuntimeError("the reply was refused"))
+    assert not unreachable(None)
+
+
 def test_failures_are_stated_under_the_table(tmp_path, capsys, monkeypatch):
     failing_first(monkeypatch, 2, "the reply was refused")
     assert main([*FAKE_RUN, "--methods", "dg-no-pc", "--parallel", "1", "--out", str(tmp_path / "run")]) == 0
@@ -197,6 +230,23 @@ def test_lines_that_are_not_records_are_reported_skipped_and_kept(tmp_path, caps
         assert any(f"records.jsonl, line {line_no}: {what}" in line for line in err), err
     assert all(line.startswith("warning: ") for line in err) and len(err) == len(bad)
     assert records.read_text().startswith("\n".join(bad))  # left in the file
+
+
+def test_a_reply_with_a_unicode_line_separator_is_one_record_not_two_broken_lines(tmp_path, monkeypatch, fake_calls):
+    """JSON keeps U+2028 unescaped with ensure_ascii=False; a reader splitting on every line break would cut
+    the record in two, drop it and redo its example on every rerun."""
+    complete = FakeEngine.complete
+
+    def separated(self, request):
+        self.rule = lambda system, user: default_rule(system, user).replace(" ", "\u2028", 1)
+        return complete(self, request)
+
+    monkeypatch.setattr(FakeEngine, "complete", separated)
+    assert main([*FAKE_RUN, "--methods", "pg", "--limit", "3", "--no-store", "--out", str(tmp_path / "run")]) == 0
+    calls = len(fake_calls)
+    assert "\u2028" in (tmp_path / "run" / "records.jsonl").read_text()
+    assert main([*FAKE_RUN, "--methods", "pg", "--limit", "3", "--no-store", "--out", str(tmp_path / "run")]) == 0
+    assert len(fake_calls) == calls and len(record_keys(tmp_path / "run")) == 3
 
 
 @pytest.mark.parametrize(("content", "needle"), [
@@ -310,7 +360,7 @@ def test_no_planted_secret_reaches_any_file_a_run_an_optimize_or_a_compare_write
                  "--out", str(tmp_path / "compare")]) == 0
     shown = capsys.readouterr()
     assert "***" in (tmp_path / "run" / "records.jsonl").read_text()  # the error was recorded, masked
-    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    written = [p for folder in (tmp_path, Path(os.environ["DSPY_CACHEDIR"])) for p in folder.rglob("*") if p.is_file()]
     assert {"records.jsonl", "config.json", "summary.json", "table.md", "compare.md", "compare.png", "tuned.json",
             "study.db", "profiles.sqlite"} <= {p.name for p in written}
     leaking = [str(p) for p in written if SECRET.encode() in p.read_bytes()]
