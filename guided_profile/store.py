@@ -64,8 +64,12 @@ class SQLiteFile:
         kind = irregular(self.path)
         if kind:  # SQLite would block on a pipe, or fail with "unable to open database file" on a folder
             raise StoreError(f"{self.label} {self.path} is {kind}; give a file, or {self.failing_hint}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. a file where its folder should be
+            raise StoreError(f"{self.label} {self.path}: cannot create its folder ({exc.strerror or exc}); "
+                             f"{self.unusable_hint}") from exc
         try:
             self._db = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -287,6 +287,13 @@ def test_a_read_only_records_file_is_one_clear_line_before_any_call(tmp_path, ca
     assert "records.jsonl: cannot be written" in capsys.readouterr().err and len(fake_calls) == calls
 
 
+def test_a_store_whose_folder_is_a_file_is_one_clear_line(tmp_path, capsys):
+    (tmp_path / "not-a-folder").write_text("")
+    assert run_fake(tmp_path, "--store", str(tmp_path / "not-a-folder" / "profiles.sqlite")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot create its folder" in err[0], err
+
+
 @pytest.mark.parametrize("where", ["records", "program", "store"])
 def test_a_named_pipe_is_refused_instead_of_hanging(tmp_path, capsys, no_hang, where):
     fifo = tmp_path / "pipe"
