@@ -22,14 +22,14 @@ from typing import Any
 import dspy
 
 from guided_profile.datasets.example import Example
-from guided_profile.errors import ConfigError, EndpointDown, RunFolderError, RunFolderWarning
+from guided_profile.errors import ConfigError, RunFolderError, RunFolderWarning
 from guided_profile.files import FolderLock, append_line, irregular, write_json
 from guided_profile.lm.accounting import Usage
+from guided_profile.lm.transport import endpoint_down
 from guided_profile.metrics.stats import bootstrap_ci
 from guided_profile.programs.adapter import PersonalAdapter
 from guided_profile.programs.attempt import attempt
 from guided_profile.provenance import portable
-from guided_profile.redaction import redact
 from guided_profile.store import ProfileStore
 from guided_profile.tasks.base import Task
 
@@ -294,7 +294,7 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     todo = [(ex, methods) for ex, methods in todo if methods]
     local = threading.local()
     saver = _Saver(run)
-    watch = _EndpointWatch(min(len(todo), max(2, workers)), _endpoint(lm))
+    watch = _EndpointWatch(min(len(todo), max(2, workers)), lm)
 
     def work(item: tuple[Example, list[str]]) -> _Finished:
         if not hasattr(local, "lm"):
@@ -370,8 +370,8 @@ class _EndpointWatch:
     """Stops a run whose first examples all failed to reach the model's server: every later example would
     fail the same way, each after DSPy's retries, and a run of failed records looks finished."""
 
-    def __init__(self, probe: int, endpoint: str):
-        self.probe, self.endpoint = probe, endpoint
+    def __init__(self, probe: int, lm: dspy.BaseLM):
+        self.probe, self.lm = probe, lm
         self.failed = 0
         self.decided = probe == 0
 
@@ -383,15 +383,7 @@ class _EndpointWatch:
             return
         self.failed += 1
         if self.failed >= self.probe:
-            cause = (done.error or "").replace("\n", " ")
-            raise EndpointDown(redact(f"cannot reach the model at {self.endpoint}: the first {self.failed} examples "
-                                      f"all failed to connect ({cause}); start or fix the server, then rerun the "
-                                      "same command to resume"))
-
-
-def _endpoint(lm: dspy.BaseLM) -> str:
-    """The server a model is asked through (its URL, or the provider's name), for messages."""
-    return str(getattr(lm, "kwargs", {}).get("api_base") or getattr(lm, "model", "the model"))
+            raise endpoint_down(self.lm, done.error or "", f"the first {self.failed} examples all failed to connect")
 
 
 def _each_done(work: Callable, items: list, workers: int, saver: _Saver) -> Iterator:

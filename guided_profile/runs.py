@@ -380,6 +380,7 @@ def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
     it was made from: model, data name and hash, seed, the train and dev example ids."""
     from guided_profile.datasets.example import subsample
     from guided_profile.lm import make_lm
+    from guided_profile.lm.transport import check_reachable
     from guided_profile.optimizers import get_optimizer, optimizer_class, run_optimizer
     from guided_profile.programs import build_program
     from guided_profile.programs.export import instructions, save_compiled
@@ -398,11 +399,13 @@ def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
     log(f"{task.name}: {len(trainset)} of {len(train_all)} train and {len(valset)} of {len(dev_all)} dev examples "
         f"from {source.name}; the test split is not read")
     lm, identity = replace(settings, parallel=1).make_lm()  # optimizers evaluate one example at a time
+    check_reachable(lm, identity)  # before any budget is spent on a server that is down
     prompt, prompt_identity = None, identity
     if prompt_lm and prompt_lm != settings.lm:
         prompt, prompt_identity = make_lm(prompt_lm, api_base=prompt_api_base or settings.api_base,
                                           context=settings.context_window, threads=settings.threads,
                                           cache=settings.cache)
+        check_reachable(prompt, prompt_identity)
     out = Path(out)
     run_dir = Path(run_dir) if run_dir else out.with_suffix(".run")
     tuner = get_optimizer(optimizer, task=task, task_lm=lm, prompt_lm=prompt, seed=settings.seed, workdir=run_dir,

@@ -2,6 +2,7 @@
 non-regular files, a store in use, and secrets in everything written.  Each ends in one clear line or a
 clean resume: no traceback, no hang, no record lost or doubled."""
 
+import functools
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _http_stub import StubServer, free_port
 
 from guided_profile.cli import main
 from guided_profile.lm.fake import DELAY_ENV, FakeEngine, default_rule
@@ -134,16 +136,16 @@ def test_a_kill_9_mid_run_resumes_with_nothing_lost_or_doubled(tmp_path):
 
 # -- an endpoint that is down, then up -----------------------------------------------------------------
 
-def test_an_endpoint_that_is_down_stops_the_run_and_a_rerun_after_it_is_up_retries_the_failures(
-        tmp_path, capsys, monkeypatch):
-    import functools
-
-    from _http_stub import StubServer, free_port
-
+@pytest.fixture
+def no_retries(monkeypatch):
+    """DSPy's 3 retries with backoff take ~8 s a call against a closed port: none here, the rule is the same."""
     import guided_profile.lm as lm_package
 
-    # DSPy's 3 retries with backoff take ~8 s per call against a closed port: none here, the rule is the same
     monkeypatch.setattr(lm_package, "make_lm", functools.partial(lm_package.make_lm, num_retries=0))
+
+
+def test_an_endpoint_that_is_down_stops_the_run_and_a_rerun_after_it_is_up_retries_the_failures(
+        tmp_path, capsys, no_retries):
     port = free_port()
     args = ["run", "--task", "preference", "--lm", "openai/stub", "--api-base", f"http://127.0.0.1:{port}/v1",
             "--answer-mode", "generate", "--methods", "dg-no-pc", "--split", "all", "--limit", "6", "--parallel", "2",
@@ -177,12 +179,26 @@ def failing_first(monkeypatch, calls: int, error: str) -> dict:
     return state
 
 
+def test_an_optimizer_on_a_server_that_is_down_stops_before_its_budget_is_spent(tmp_path, capsys, no_retries):
+    port = free_port()
+    args = ["optimize", "--task", "preference", "--lm", "openai/stub", "--api-base", f"http://127.0.0.1:{port}/v1",
+            "--answer-mode", "generate", "--optimizer", "optuna", "--option", "trials=1", "--option", "candidates=0",
+            "--train-limit", "2", "--dev-limit", "2", "--out", str(tmp_path / "tuned.json")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot reach the model at http://127.0.0.1:{port}/v1" in err[0], err
+    assert not (tmp_path / "tuned.json").exists()
+    with StubServer(port) as server:
+        assert main(args) == 0
+        assert server.requests
+
+
 def test_transport_errors_are_told_from_the_examples_own_failures():
     import socket
 
     from dspy.utils.exceptions import LMProviderError, LMTransportError
 
-    from guided_profile.programs.attempt import unreachable
+    from guided_profile.lm.transport import unreachable
 
     class ConnectError(Exception):  # httpx's name
         pass

@@ -12,7 +12,6 @@ Optuna search's dev scores all run a program through `attempt`, so they agree on
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,13 +22,12 @@ import dspy
 from guided_profile.datasets.example import Example
 from guided_profile.errors import GuidedProfileError
 from guided_profile.lm.accounting import Usage, UsageMeter
+from guided_profile.lm.transport import unreachable
 from guided_profile.programs.stored import using_store
 from guided_profile.store import ProfileStore
 from guided_profile.tasks.base import ProgramInputs, Task
 
 STOPS_EVERYTHING = (GuidedProfileError,)
-TRANSPORT = {"LMTransportError", "LMTimeoutError", "APIConnectionError", "APITimeoutError", "ConnectError",
-             "ConnectTimeout", "ReadTimeout", "TimeoutException"}  # the server was never reached
 KEPT_FIELDS = ("guidance", "profile", "choice_probs", "answer_path", "rotations_without_letter")
 
 T = TypeVar("T")
@@ -50,7 +48,7 @@ class Attempt:
         reply: the program's answer (None on failure).
         metrics: `task.score` of the reply (None on failure).
         kept: the prediction's other fields that records keep (guidance, profile, choice scoring's details).
-        unreachable: the error says the model's server was never reached (see `unreachable`).
+        unreachable: the error says the model's server was never reached (`lm.transport.unreachable`).
     """
 
     example: Example
@@ -117,16 +115,3 @@ def _guarded(call: Callable[[], T]) -> tuple[T | None, Exception | None]:
 
 def _describe(error: Exception | None) -> str | None:
     return None if error is None else f"{type(error).__name__}: {error}"
-
-
-def unreachable(error: BaseException | None) -> bool:
-    """Whether `error`, or an error that caused it, says the server was never reached: refused, timed out, no
-    such host.  DSPy raises `LMTransportError` (and `LMTimeoutError`); LiteLLM, openai and httpx have their own
-    names, matched by name so none of them is imported here."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, (ConnectionError, TimeoutError, socket.gaierror)) or type(error).__name__ in TRANSPORT:
-            return True
-        error = error.__cause__ or error.__context__
-    return False
