@@ -367,23 +367,23 @@ class _Saver:
 
 
 class _EndpointWatch:
-    """Stops a run whose first examples all failed to reach the model's server: every later example would
-    fail the same way, each after DSPy's retries, and a run of failed records looks finished."""
+    """Stops a run once `probe` examples in a row failed to reach the model's server (at the start, or when
+    it goes down mid-run): every later example would fail the same way, each after DSPy's retries, and a
+    run of failed records looks finished.  One example that reaches it starts the count again."""
 
     def __init__(self, probe: int, lm: dspy.BaseLM):
         self.probe, self.lm = probe, lm
-        self.failed = 0
-        self.decided = probe == 0
+        self.in_a_row = 0
+        self.reached = False
 
     def saw(self, done: _Finished) -> None:
-        if self.decided:
-            return
         if not done.unreachable:
-            self.decided = True  # the server answered once: later failures are the examples' own
+            self.in_a_row, self.reached = 0, True
             return
-        self.failed += 1
-        if self.failed >= self.probe:
-            raise endpoint_down(self.lm, done.error or "", f"the first {self.failed} examples all failed to connect")
+        self.in_a_row += 1
+        if self.in_a_row >= self.probe:
+            what = f"{self.in_a_row} examples in a row" if self.reached else f"the first {self.in_a_row} examples all"
+            raise endpoint_down(self.lm, done.error or "", f"{what} failed to connect")
 
 
 def _each_done(work: Callable, items: list, workers: int, saver: _Saver) -> Iterator:

@@ -179,6 +179,22 @@ def failing_first(monkeypatch, calls: int, error: str) -> dict:
     return state
 
 
+def test_a_server_that_goes_down_mid_run_stops_it_after_a_few_examples(tmp_path, capsys, monkeypatch):
+    complete, calls = FakeEngine.complete, []
+
+    def going_down(self, request):
+        calls.append(1)
+        if len(calls) > 3:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return complete(self, request)
+
+    monkeypatch.setattr(FakeEngine, "complete", going_down)
+    assert main([*FAKE_RUN, "--methods", "dg-no-pc", "--parallel", "1", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 examples in a row failed to connect" in err[0], err
+    assert len(calls) == 5 and len(record_keys(tmp_path / "run")) == 3
+
+
 def test_an_optimizer_on_a_server_that_is_down_stops_before_its_budget_is_spent(tmp_path, capsys, no_retries):
     port = free_port()
     args = ["optimize", "--task", "preference", "--lm", "openai/stub", "--api-base", f"http://127.0.0.1:{port}/v1",
