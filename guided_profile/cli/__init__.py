@@ -16,6 +16,7 @@ import warnings
 
 from guided_profile.cli import bench, compare, optimize, profiles, run, tasks
 from guided_profile.errors import DataWarning, GuidedProfileError, Interrupted
+from guided_profile.redaction import redact
 
 SUBCOMMANDS = [run, optimize, compare, bench, profiles, tasks]
 
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Our data warnings as one line a person reads; any other warning as Python prints it."""
     if issubclass(category, DataWarning):
-        print(f"warning: {message}", file=sys.stderr)
+        print(f"warning: {redact(str(message))}", file=sys.stderr)
     else:
         _python_show_warning(message, category, filename, lineno, file, line)
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except GuidedProfileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)  # a message may quote a URL with its password
         return 2
     except KeyboardInterrupt as exc:
         name, code = getattr(exc, "signal_name", "SIGINT"), getattr(exc, "exit_code", 128 + signal.SIGINT)
