@@ -27,7 +27,7 @@ import dspy
 
 from guided_profile.datasets.example import Example
 from guided_profile.evaluation import RunFolder, evaluate
-from guided_profile.files import write_json, write_text
+from guided_profile.files import make_folder, write_json, write_text
 from guided_profile.lm import make_lm
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.programs import PersonalAdapter, build_program
@@ -145,6 +145,7 @@ def bench(task: Task, examples: list[Example], lm_spec: str, out: Path, *, confi
           threads: int | None = None, context: int = DEFAULT_CONTEXT,
           log: Callable[[str], None] = print) -> dict[str, Any]:
     """Speed probe, then every configuration; returns the numbers the report and table are made of."""
+    make_folder(out, "the bench folder (--out)")
     results = []
     probe = None
     for config in configs:

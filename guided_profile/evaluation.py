@@ -23,7 +23,7 @@ import dspy
 
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError, RunFolderError, RunFolderWarning
-from guided_profile.files import FolderLock, append_line, irregular, write_json
+from guided_profile.files import FolderLock, append_line, irregular, make_folder, write_json
 from guided_profile.lm.accounting import Usage
 from guided_profile.lm.transport import endpoint_down
 from guided_profile.metrics.stats import bootstrap_ci
@@ -140,17 +140,6 @@ def _json_kind(value: Any) -> str:
     return next((name for kind, name in kinds if isinstance(value, kind)), type(value).__name__)
 
 
-def _make_folder(path: Path) -> None:
-    """The run folder, created if missing; a file in its place is one clear error."""
-    if path.exists() and not path.is_dir():
-        raise RunFolderError(f"{path} is a file, not a folder: the run folder (--out) must be a folder (it is "
-                             "created if missing)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunFolderError(f"{path}: cannot create the run folder ({exc.strerror or exc})") from exc
-
-
 def _check_writable(path: Path) -> None:
     """Fail before any LM call, not at the first record, when the folder or its records cannot be written."""
     records = path / RECORDS
@@ -216,7 +205,7 @@ class RunFolder:
     def open(cls, path: Path, config: dict[str, Any]) -> RunFolder:
         """Create the folder, or reopen it to resume if it was made by the same configuration."""
         path = Path(path)
-        _make_folder(path)
+        make_folder(path, "the run folder (--out)")
         lock = FolderLock(path, config.get("command"))
         lock.acquire()
         try:

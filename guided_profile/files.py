@@ -31,6 +31,18 @@ def irregular(path: Path) -> str | None:
     return "a folder" if path.is_dir() else "not a regular file (a pipe, socket or device)"
 
 
+def make_folder(path: Path, what: str) -> None:
+    """`path` as a folder, created if missing; a file in its place (or in its parents' places) is one clear
+    error naming `what` the folder is for."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path} is a file, not a folder: {what} must be a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create {what} ({exc.strerror or exc})") from exc
+
+
 def write_text(path: Path, text: str) -> None:
     """Replace `path` with `text` (redacted), atomically."""
     write_bytes(path, redact(text).encode("utf-8"))

@@ -46,7 +46,6 @@ def main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, parallel=1, cache=False)
     task = settings.make_task()
     examples, source = load_split(task, settings.data, settings.split, settings.seed, settings.limit)
-    args.out.mkdir(parents=True, exist_ok=True)
     result = bench(task, examples, args.lm, args.out, configs=configs, threads=args.threads,
                    context=settings.context_window)
     result["command"] = command_line(args)
