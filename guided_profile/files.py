@@ -108,6 +108,8 @@ class FolderLock:
         except Timeout:
             raise FolderInUse(f"{self.folder} is in use by {self.holder()}; wait for it to end, or use another "
                               "--out folder") from None
+        except OSError as exc:  # an unwritable folder, or something else where the lock file belongs
+            raise OutputError(f"{self.folder / LOCK_NAME}: cannot lock the folder ({exc.strerror or exc})") from exc
         if self._lock.lock_counter == 1:
             write_json(self.folder / HOLDER_NAME, {"pid": os.getpid(), "command": self.command,
                                                    "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})

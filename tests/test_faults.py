@@ -303,6 +303,13 @@ def test_a_folder_where_a_run_file_belongs_is_one_clear_line(tmp_path, capsys, n
     assert len(err) == 1 and f"{name} is a folder" in err[0], err
 
 
+def test_a_folder_where_the_lock_file_belongs_is_one_clear_line(tmp_path, capsys):
+    (tmp_path / "run" / ".lock").mkdir(parents=True)
+    assert run_fake(tmp_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ".lock: cannot lock the folder" in err[0], err
+
+
 def test_out_pointing_at_a_file_is_one_clear_line(tmp_path, capsys):
     (tmp_path / "run").write_text("not a folder")
     assert run_fake(tmp_path) == 2
