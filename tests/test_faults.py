@@ -32,10 +32,26 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left():
+    """A test that fails while its run is going kills that run (by its own handle) instead of leaving it."""
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=30)
+
+
 def start_cli(tmp_path: Path, *args: str, delay: float = 0.0) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "guided_profile", *FAKE_RUN, *args], cwd=tmp_path,
-                            env=cli_env(tmp_path, **{DELAY_ENV: str(delay)}), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "guided_profile", *FAKE_RUN, *args], cwd=tmp_path,
+                               env=cli_env(tmp_path, **{DELAY_ENV: str(delay)}), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    STARTED.append(process)
+    return process
 
 
 def record_keys(out: Path) -> list[tuple[str, str]]:
