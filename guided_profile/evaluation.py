@@ -1,8 +1,11 @@
 """Run methods over examples into a run folder that survives interruption.
 
 A run folder holds `config.json` (what was asked), `records.jsonl` (one line per method and
-example, appended and flushed as each finishes) and `summary.json`.  Re-running the same command
-skips every (method, example) already recorded, so a killed run loses at most the example in flight.
+example, appended and synced as each finishes) and `summary.json`.  Re-running the same command
+skips every (method, example) already recorded, so a killed run loses at most the examples in flight.
+One process writes to a folder at a time (its lock), an interrupt abandons the requests in flight
+without waiting for them, a server that cannot be reached stops the run, and a damaged file is one
+clear error (or, for a records line, a warning and a redo): never a traceback, a lost or a doubled record.
 """
 
 from __future__ import annotations
