@@ -7,12 +7,14 @@ permutation p-value (see `metrics.stats`).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import dspy
 
 from guided_profile.datasets.example import Example
+from guided_profile.files import write_bytes
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue
 from guided_profile.programs.export import instructions
 from guided_profile.report import fmt, fmt_p, markdown_table, metric_columns, p_clause, provenance_line
@@ -219,6 +221,8 @@ def chart(task: Task, rows: list[dict[str, Any]], path: Path) -> Path:
     right.set_xlabel(f"paired difference vs {REFERENCE}")
     right.set_title("optimized - hand-written")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
+    write_bytes(path, png.getvalue())
     return path

@@ -44,6 +44,17 @@ def totals_line(summaries: dict[str, dict]) -> str:
             f"limit, {t.get('empty_replies', 0)} empty); {t.get('model_seconds', 0):.1f} s of model time")
 
 
+def failures_line(summaries: dict[str, dict]) -> str | None:
+    """One line stating the failed method runs, if any: a table's n alone does not show that rows rest on
+    fewer examples than asked."""
+    failed = {method: s.get("failed", 0) for method, s in summaries.items() if s.get("failed", 0)}
+    if not failed:
+        return None
+    each = ", ".join(f"{method} {n}" for method, n in failed.items())
+    return (f"FAILED: {sum(failed.values())} method runs ({each}); their errors are in records.jsonl, and rerunning "
+            "the same command retries only them")
+
+
 def summary_rows(task: Task, summaries: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     """Columns: method, the task's metrics (objective with its 95% interval), n, failures, cost."""
     metric_keys = metric_columns(task)

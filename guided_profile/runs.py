@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
+from guided_profile.files import irregular, write_text
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.optimizers.confirm import ConfirmSettings
 from guided_profile.provenance import cached_data_sha256, from_portable, git_state, portable
+from guided_profile.redaction import redact_json
 from guided_profile.tasks.base import Task
 
 if TYPE_CHECKING:  # heavy imports, only for the annotations
@@ -207,7 +209,6 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     first `limit` examples of the split; writes config.json, records.jsonl, summary.json and table.md
     to `out` (default `settings.default_out()`), resuming what is there."""
     from guided_profile.programs import build_program, canonical
-    from guided_profile.programs.export import load_program_files
     from guided_profile.report import markdown_table, provenance_line, summary_rows
 
     task = settings.make_task()
@@ -216,7 +217,7 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     names = list(dict.fromkeys(canonical(m) for m in asked))
     built = {m: build_program(m, task, answer_mode=settings.answer_mode, rotations=settings.rotations)
              for m in names}  # fail on a bad name before loading anything
-    compiled, payloads = load_program_files(programs, task, taken=set(built))
+    compiled, payloads = _load_programs(programs, task, taken=set(built))
     if not built and not compiled:
         raise ConfigError("nothing to run: give --methods or --program")
     selected, source = load_split(task, settings.data, settings.split, settings.seed, settings.limit)
@@ -226,12 +227,25 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     run, summaries = _evaluate(settings, task, built | compiled, payloads, programs, selected, source, out,
                                allow_overlap=allow_overlap, command=command or library_command("run_methods"),
                                progress=progress, log=log)
-    config = run.config
-    header, rows = summary_rows(task, summaries)
-    (out / "table.md").write_text(f"# {task.name}, split {settings.split}, lm {config['lm']['model']}\n\n"
-                                  f"Command: `{config['command']}`\n\n{provenance_line(config)}\n\n"
-                                  f"{markdown_table(header, rows)}\n")
+    with run:
+        config = run.config
+        header, rows = summary_rows(task, summaries)
+        write_text(out / "table.md", f"# {task.name}, split {settings.split}, lm {config['lm']['model']}\n\n"
+                                     f"Command: `{config['command']}`\n\n{provenance_line(config)}\n\n"
+                                     f"{markdown_table(header, rows)}\n")
     return RunResult(out, config, summaries, task)
+
+
+def _load_programs(paths: list[Path], task: Task, taken: set[str]) -> tuple[dict[str, dspy.Module], dict[str, dict]]:
+    """Compiled programs by table name, and their files' content; anything but a regular file is refused
+    first, since reading a named pipe blocks until something writes to it."""
+    from guided_profile.programs.export import load_program_files
+
+    for path in paths:
+        kind = irregular(path)
+        if kind:
+            raise ConfigError(f"{path} is {kind}; expected a compiled program (a JSON file from `optimize`)")
+    return load_program_files(paths, task, taken=taken)
 
 
 def _names(given: Iterable[str | Path] | str) -> list[str]:
@@ -270,9 +284,13 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
     def bar(total: int) -> tqdm:
         return tqdm(desc=f"{task.name} x {len(programs)}", total=total, disable=not progress, unit="run")
 
-    store = open_store(settings.store) if settings.store else None
-    summaries = evaluate(programs, task, examples, lm, run, workers=settings.parallel, store=store, progress=bar)
-    return run, summaries
+    try:
+        store = open_store(settings.store) if settings.store else None
+        summaries = evaluate(programs, task, examples, lm, run, workers=settings.parallel, store=store, progress=bar)
+    except BaseException:
+        run.close()
+        raise
+    return run, summaries  # still locked: the caller writes its reports, then closes it
 
 
 @dataclass(frozen=True)
@@ -300,7 +318,6 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     method names on the same users; writes compare.md and compare.png beside the run's records."""
     from guided_profile.compare import REFERENCE, chart, comparison_rows, markdown_report
     from guided_profile.programs import build_program
-    from guided_profile.programs.export import load_program_files
 
     task = settings.make_task()
     specs = _names(programs)
@@ -308,7 +325,7 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     names = list(dict.fromkeys([REFERENCE, *(s for s in specs if not s.endswith(".json"))]))
     built = {name: build_program("gpg" if name == REFERENCE else name, task, answer_mode=settings.answer_mode,
                                  rotations=settings.rotations) for name in names}
-    compiled, payloads = load_program_files(files, task, taken=set(built))
+    compiled, payloads = _load_programs(files, task, taken=set(built))
     _check_answer_modes(settings, payloads)
     built |= compiled
     if len(built) < 2:
@@ -322,12 +339,13 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     run, summaries = _evaluate(settings, task, built, payloads, files, selected, source, out,
                                allow_overlap=allow_overlap, command=command or library_command("compare_programs"),
                                progress=progress, log=log)
-    config = run.config
-    summaries = {name: summaries[name] for name in built}  # not programs compared earlier in this folder
-    rows = comparison_rows(task, summaries, run.done, selected, payloads=payloads)
-    png = chart(task, rows, out / "compare.png")
-    report = out / "compare.md"
-    report.write_text(markdown_report(task, rows, built, payloads, config, png.name) + "\n", encoding="utf-8")
+    with run:
+        config = run.config
+        summaries = {name: summaries[name] for name in built}  # not programs compared earlier in this folder
+        rows = comparison_rows(task, summaries, run.done, selected, payloads=payloads)
+        png = chart(task, rows, out / "compare.png")
+        report = out / "compare.md"
+        write_text(report, markdown_report(task, rows, built, payloads, config, png.name) + "\n")
     return CompareResult(out, config, rows, task, report, png)
 
 
@@ -407,6 +425,7 @@ def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
     the hand-written program there (`ConfirmSettings(fraction=0)`: no stage); `user_candidates_file`
     holds guidance questions a person wrote (`optimizers/candidates.py` gives the format).
     """
+    from guided_profile.lm.transport import check_reachable
     from guided_profile.optimizers import get_optimizer, optimizer_class, run_optimizer
     from guided_profile.programs.export import instructions, save_compiled
 
@@ -415,12 +434,14 @@ def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
     task = settings.make_task()
     program, metric, candidates = _optimization_inputs(settings, task, method, objective, user_candidates_file)
     source, trainset, valset = _tuning_sets(task, settings, train_limit, dev_limit, log)
-    lm, identity = replace(settings, parallel=1).make_lm()  # optimizers evaluate one example at a time
+    lm, identity = settings.make_lm()  # as many server slots as examples scored at once (`parallel`)
+    check_reachable(lm, identity)  # before any budget is spent on a server that is down
     prompt, prompt_identity = _prompt_lm(settings, identity, prompt_lm, prompt_api_base)
     out = Path(out)
     run_dir = Path(run_dir) if run_dir else out.with_suffix(".run")
     tuner = get_optimizer(optimizer, task=task, task_lm=lm, prompt_lm=prompt, metric=metric, seed=settings.seed,
-                          workdir=run_dir, confirm=confirm, user_candidates=candidates, **options)
+                          workdir=run_dir, confirm=confirm, user_candidates=candidates, parallel=settings.parallel,
+                          **options)
     handwritten = instructions(program)
     result = run_optimizer(tuner, program, trainset=trainset, valset=valset, budget=budget, log=log)
     info = dict(result.info)
@@ -437,7 +458,7 @@ def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
         **{k: v for k, v in provenance(source, len(trainset) + len(valset)).items() if k in ("git", "version")},
         "created": _now(), "command": command or library_command("optimize_program"),
     }
-    payload = save_compiled(out, result.program, task, metadata)
+    payload = save_compiled(out, result.program, task, redact_json(metadata))  # errors and proposals may quote a URL
     return Optimized(result.program, payload, handwritten, instructions(result.program), result.scores, result.usage,
                      result.seconds, stage["verdict"] if stage else None, out)
 
@@ -482,11 +503,14 @@ def _prompt_lm(settings: RunSettings, identity: LMSpec, prompt_lm: str | None,
                prompt_api_base: str | None) -> tuple[dspy.LM | None, LMSpec]:
     """The prompt model and its identity; None (a copy of the task model) unless another model is named."""
     from guided_profile.lm import make_lm
+    from guided_profile.lm.transport import check_reachable
 
     if not prompt_lm or prompt_lm == settings.lm:
         return None, identity
-    return make_lm(prompt_lm, api_base=prompt_api_base or settings.api_base, context=settings.context_window,
-                   threads=settings.threads, cache=settings.cache)
+    prompt, prompt_identity = make_lm(prompt_lm, api_base=prompt_api_base or settings.api_base,
+                                      context=settings.context_window, threads=settings.threads, cache=settings.cache)
+    check_reachable(prompt, prompt_identity)
+    return prompt, prompt_identity
 
 
 def _candidates_record(path: Path | str | None, candidates: list[Candidate]) -> dict[str, Any] | None:
@@ -509,12 +533,10 @@ def _tuning_data(source: DataSource, seed: int, trainset: list[Example], valset:
 def _portable_storage(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Settings fit for the file: a storage URL loses its password, and the default SQLite study is named
     relative to the run folder (`study.db`) rather than by this machine's path."""
-    from guided_profile.redaction import redact
-
     default = f"sqlite:///{Path(run_dir).resolve() / 'study.db'}"
 
     def fit(value: Any) -> Any:
-        return "study.db" if value == default else redact(value)
+        return "study.db" if value == default else redact_json(value)
 
     return {k: fit(v) if k == "storage" and isinstance(v, str) else v for k, v in params.items()}
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from guided_profile.errors import GuidedProfileError
+from guided_profile.files import irregular, processes_using
+from guided_profile.redaction import redact
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS steps (
@@ -53,18 +55,37 @@ class SQLiteFile:
     schema: ClassVar[str]
     label: ClassVar[str]            # what the file is, as errors name it
     unusable_hint: ClassVar[str]    # what to do when the file cannot be opened
-    failing_hint: ClassVar[str]     # what to do when a statement fails (e.g. the file stays locked)
+    failing_hint: ClassVar[str]     # what to do when a statement fails
+    in_use_hint: ClassVar[str] = ""  # what else to do when another process keeps the file locked
 
     def __init__(self, path: str | Path, timeout: float = 30.0):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = timeout
+        kind = irregular(self.path)
+        if kind:  # SQLite would block on a pipe, or fail with "unable to open database file" on a folder
+            raise StoreError(f"{self.label} {self.path} is {kind}; give a file, or {self.failing_hint}")
         self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. a file where its folder should be
+            raise StoreError(f"{self.label} {self.path}: cannot create its folder ({exc.strerror or exc}); "
+                             f"{self.unusable_hint}") from exc
         try:
             self._db = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(self.schema)
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.label} {self.path} cannot be used ({exc}); {self.unusable_hint}") from exc
+            raise self._error(exc, self.unusable_hint) from exc
+
+    def _error(self, exc: sqlite3.Error, hint: str) -> StoreError:
+        """The error to show: a file another process keeps locked is in use, not broken (deleting it would
+        destroy that process's work), so that case names the process when it can."""
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            return StoreError(f"{self.label} {self.path} cannot be used ({exc}); {hint}")
+        users = ", ".join(processes_using(self.path)) or "another process"
+        otherwise = f", or {self.in_use_hint}" if self.in_use_hint else ""
+        return StoreError(f"{self.label} {self.path} is in use by {users} and stayed locked for {self.timeout:g} s; "
+                          f"wait for it to finish{otherwise}")
 
     def _run(self, sql: str, params: Sequence = (), many: bool = False) -> list[tuple]:
         """One statement in its own transaction (`many`: once per row of `params`)."""
@@ -75,7 +96,7 @@ class SQLiteFile:
                     return []
                 return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.label} {self.path}: {exc}; {self.failing_hint}") from exc
+            raise self._error(exc, self.failing_hint) from exc
 
     def close(self) -> None:
         self._db.close()
@@ -88,6 +109,7 @@ class ProfileStore(SQLiteFile):
     label = "profile store"
     unusable_hint = "delete it or run with --no-store"
     failing_hint = "run with --no-store to go on without it"
+    in_use_hint = "run with --no-store to go on without it"
 
     @staticmethod
     def key(kind: str, history: str, instruction: str, guidance: str, lm: str) -> str:
@@ -102,9 +124,9 @@ class ProfileStore(SQLiteFile):
              user_id: str | None = None, usage: dict[str, int] | None = None, seconds: float | None = None) -> None:
         usage = usage or {}
         self._run("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  (kind, self.key(kind, history, instruction, guidance, lm), user_id, lm, instruction, guidance,
-                   _sha(history), text, usage.get("prompt_tokens"), usage.get("cached_prompt_tokens"),
-                   usage.get("completion_tokens"), seconds, time.time()))
+                  (kind, self.key(kind, history, instruction, guidance, lm), user_id, lm, redact(instruction),
+                   redact(guidance), _sha(history), redact(text), usage.get("prompt_tokens"),
+                   usage.get("cached_prompt_tokens"), usage.get("completion_tokens"), seconds, time.time()))
 
     def for_user(self, user_id: str) -> list[dict[str, Any]]:
         rows = self._run("SELECT kind, lm, instruction, guidance, text, prompt_tokens, completion_tokens, seconds, "

@@ -41,11 +41,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    from guided_profile.report import failures_line
     from guided_profile.runs import compare_programs
 
     programs = [s.strip() for s in args.programs.split(",") if s.strip()]
     result = compare_programs(settings_from_args(args), programs, out=args.out, allow_overlap=args.allow_overlap,
                               command=command_line(args), progress=not args.no_progress)
     print(result.text_table())
+    failures = failures_line({row["method"]: row["summary"] for row in result.rows})
+    if failures:
+        print(failures)
     print(f"report {result.report}, chart {result.chart}, records in {result.out}/")
     return 0

@@ -80,7 +80,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                       help=f"dev examples, split by user into the search's part and the confirm part (seeded "
                            f"sample; 0 = all; default {DEFAULT_DEV_LIMIT}: on the real preference data with seed 0, "
                            "116 search and 44 confirm users)")
-    add_lm_options(parser, parallel=False)  # optimizers evaluate one example at a time
+    add_lm_options(parser)  # --parallel: dev and confirm examples scored at once (the Optuna search, the confirm stage)
     prompt = parser.add_argument_group("prompt model (proposals and reflection)")
     prompt.add_argument("--prompt-lm", default=None, help="same forms as --lm (default: the task model)")
     prompt.add_argument("--prompt-api-base", default=None, help="base URL for --prompt-lm (default: --api-base)")
@@ -145,7 +145,7 @@ def main(args: argparse.Namespace) -> int:
             options[key] = value
     confirm = ConfirmSettings(fraction=args.confirm_fraction, top=args.confirm_top,
                               export_unconfirmed=args.export_unconfirmed)
-    settings = settings_from_args(args, parallel=1)  # optimizers evaluate one example at a time
+    settings = settings_from_args(args)
     tuned = optimize_program(settings, args.optimizer, args.out, options=options, method=args.method,
                              run_dir=args.run_dir, budget=args.budget, train_limit=args.train_limit,
                              dev_limit=args.dev_limit, objective=args.objective, confirm=confirm,

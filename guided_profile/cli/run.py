@@ -40,7 +40,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    from guided_profile.report import totals_line
+    from guided_profile.report import failures_line, totals_line
     from guided_profile.runs import run_methods
 
     methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -49,5 +49,8 @@ def main(args: argparse.Namespace) -> int:
                          progress=not args.no_progress)
     print(result.text_table())
     print(totals_line(result.summaries))
+    failures = failures_line(result.summaries)
+    if failures:
+        print(failures)
     print(f"records, summary and table in {result.out}/")
     return 0

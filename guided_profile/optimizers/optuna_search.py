@@ -39,7 +39,7 @@ from guided_profile.optimizers.plan import CallPlan, calls_per_example
 from guided_profile.programs.export import answer_options, instructions
 from guided_profile.programs.methods import parts_of, switches_of
 from guided_profile.programs.modules import GuidedProfile
-from guided_profile.redaction import redact
+from guided_profile.redaction import redact, redact_json
 
 
 def _counted(study: optuna.Study) -> int:
@@ -218,7 +218,7 @@ class OptunaSearch(Optimizer):
                                         directions=["maximize", "minimize"] if multi else ["maximize"])
         except ValueError as exc:  # e.g. an existing study with other directions
             raise ConfigError(f"optuna study {name!r}: {exc}") from exc
-        stored = study.user_attrs.get("config")
+        stored, config = study.user_attrs.get("config"), redact_json(config)  # as stored: no secret in the study
         if stored is None:
             study.set_user_attr("config", config)
         elif stored != config:
@@ -270,8 +270,8 @@ class OptunaSearch(Optimizer):
             if self.progress_fn:
                 self.progress_fn(f"[optuna] proposal {i + 1}/{k}: {len(pool) - 1} guidance candidates, "
                                  f"{len(refused)} refused (not one question); calls {self.calls_spent()}")
-        study.set_user_attr("guidance_pool", pool)
-        study.set_user_attr("refused_candidates", refused)
+        study.set_user_attr("guidance_pool", redact_json(pool))
+        study.set_user_attr("refused_candidates", redact_json(refused))
         return pool
 
     def _seed_trials(self, study: optuna.Study, pool: list[str], base_parts: str, base_words: int | None) -> None:
@@ -315,7 +315,7 @@ class OptunaSearch(Optimizer):
             index, parts, words = self._suggest(trial, space)
             if self._paid_elsewhere(study, trial):
                 raise optuna.TrialPruned("another worker is scoring this configuration")  # not counted, no call
-            trial.set_user_attr("guidance_text", space.pool[index])
+            trial.set_user_attr("guidance_text", redact(space.pool[index]))
             before = self.task_calls.snapshot()
             program = self._build(base, space.pool[index], parts, words)
             try:
