@@ -255,7 +255,7 @@ def test_final_prompt_holds_exactly_the_switched_parts(method, fake_lm, chat):
     assert ("two beagles" in final) == ("History" in blocks)
     if method.startswith("gpg"):
         digest = requests[0]["user"]
-        assert TASK.guidance in digest and all(a in digest for a in ("pets", "residence", "self-description"))
+        assert TASK.guidance_question in digest and all(a in digest for a in ("pets", "residence", "self-description"))
     if "Profile" in blocks:
         assert (prediction.profile is not None) and prediction.profile in final
     assert not any("i love hiking" in r["user"] for r in requests)  # the true persona is never shown

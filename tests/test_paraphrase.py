@@ -170,7 +170,7 @@ def test_final_prompt_holds_exactly_the_switched_parts(method, fake_lm, tweet):
     assert "Options (" not in final  # a text task shows no lettered options
     assert ("1. omg the bus was late AGAIN" in final) == ("History" in blocks)
     if method.startswith("gpg"):
-        assert TASK.guidance in requests[0]["user"] and "1. omg the bus" in requests[0]["user"]
+        assert TASK.guidance_question in requests[0]["user"] and "1. omg the bus" in requests[0]["user"]
         assert "I am very hungry" not in requests[0]["user"]  # digestion sees the tweets, not the question
     assert prediction.answer == "A"  # the scripted reply, passed through as the tweet
 

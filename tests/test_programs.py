@@ -53,7 +53,7 @@ def test_final_prompt_holds_exactly_the_switched_parts(method, fake_lm, example)
 def test_digest_prompt_asks_the_guidance_question_and_profile_sees_its_answer(fake_lm, example):
     prediction, requests = run("gpg", fake_lm, example)
     digest, profile, _ = requests
-    assert TASK.guidance in digest["user"]
+    assert TASK.guidance_question in digest["user"]
     assert prediction.guidance == "tools, lab supplies"  # "guidance:" echo stripped by the adapter
     assert "Guidance (" in profile["user"] and "tools, lab supplies" in profile["user"]
     assert TASK.guided_profile_instruction in profile["user"]
@@ -104,7 +104,7 @@ def test_save_load_round_trip_keeps_rewritten_guidance(tmp_path, fake_lm, exampl
     loaded.load(str(path))
     assert loaded.digest.signature.instructions == new_question
     _, requests = run_loaded(loaded, fake_lm, example)
-    assert new_question in requests[0]["user"] and TASK.guidance not in requests[0]["user"]
+    assert new_question in requests[0]["user"] and TASK.guidance_question not in requests[0]["user"]
 
 
 def run_loaded(program, lm, example):

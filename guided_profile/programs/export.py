@@ -19,7 +19,7 @@ from typing import Any
 import dspy
 
 from guided_profile.errors import ConfigError
-from guided_profile.programs.answer import ScoreChoice
+from guided_profile.programs.answer import answer_config_of
 from guided_profile.programs.methods import build_program, parts_of
 from guided_profile.programs.modules import DirectAnswer, GuidedProfile, ProfileThenAnswer
 from guided_profile.provenance import data_sha256  # noqa: F401  (moved; imported from here by older code)
@@ -28,14 +28,6 @@ from guided_profile.tasks.base import Task
 FORMAT = "guided-profile/compiled-program"
 FORMAT_VERSION = 1
 REQUIRED = ("task", "method", "answer", "shape", "state", "checksum")
-
-
-def answer_options(program: dspy.Module) -> dict[str, Any]:
-    """How the program's final step answers, as `build_program` takes it."""
-    respond = getattr(program, "respond", None)
-    if isinstance(respond, ScoreChoice):
-        return {"answer_mode": "score", "rotations": respond.rotations}
-    return {"answer_mode": "generate", "rotations": 4}
 
 
 def method_of(program: dspy.Module, task: Task) -> str:
@@ -75,7 +67,7 @@ def save_compiled(path: Path, program: dspy.Module, task: Task, metadata: dict[s
     state = {name: {**step, "lm": None} if isinstance(step, dict) and "lm" in step else step
              for name, step in program.dump_state().items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata, "task": task.name,
-               "method": method_of(program, task), "answer": answer_options(program),
+               "method": method_of(program, task), "answer": answer_config_of(program),
                "switches": getattr(program, "switches", None), "program_class": type(program).__name__,
                "instructions": instructions(program), "shape": shape(program), "state": state}
     payload = json.loads(json.dumps(payload, default=str))  # plain JSON types only, as loading will see them

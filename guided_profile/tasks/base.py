@@ -85,7 +85,7 @@ class Task(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
-    guidance: ClassVar[str]                      # the paper's hand-written guidance question
+    guidance_question: ClassVar[str]             # the paper's hand-written guidance question (the digest step's)
     profile_instruction: ClassVar[str]           # unguided profile (PG)
     guided_profile_instruction: ClassVar[str]    # profile steered by the guidance (GPG)
     answer_instruction: ClassVar[str]

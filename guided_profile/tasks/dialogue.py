@@ -20,9 +20,9 @@ class DialogueTask(TextTask):
     name = "dialogue"
     description = ("personalized dialogue reply (PER-CHAT shape; PersonaChat data): reply as the person would "
                    "(sentence-transformer similarity, BERTScore, profile vs true persona)")
-    guidance = ("What is this person's basic personal information, according to the above replies? Answer briefly "
-                "for each aspect: " + ", ".join(f"{i}. {a}" for i, a in enumerate(ASPECTS, 1))
-                + " (write 'unknown' for an aspect the replies do not show).")
+    guidance_question = ("What is this person's basic personal information, according to the above replies? "
+                         "Answer briefly for each aspect: " + ", ".join(f"{i}. {a}" for i, a in enumerate(ASPECTS, 1))
+                         + " (write 'unknown' for an aspect the replies do not show).")
     profile_instruction = ("Write a short profile of this person from their replies: who they are, what they like "
                            "and how they talk. Use at most 60 words.")
     guided_profile_instruction = ("Using the personal information in the guidance, write a short first-person "

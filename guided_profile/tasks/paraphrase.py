@@ -17,8 +17,8 @@ from guided_profile.tasks.text import TextTask
 class ParaphraseTask(TextTask):
     name = "paraphrase"
     description = "LaMP-7 tweet paraphrasing: rewrite a tweet in its author's style (ROUGE, METEOR, BLEU)"
-    guidance = ("Among the usage of 1. Capitalization, 2. Emoji, 3. Abbreviation, 4. Punctuation, which is the "
-                "most distinctive feature of the above tweets?")
+    guidance_question = ("Among the usage of 1. Capitalization, 2. Emoji, 3. Abbreviation, 4. Punctuation, which is "
+                         "the most distinctive feature of the above tweets?")
     profile_instruction = ("Write a short profile of how this person writes tweets: their tone and topics, and their "
                            "habits of capitalization, emoji, abbreviation, spelling and punctuation. "
                            "Use at most 60 words.")

@@ -15,8 +15,8 @@ from guided_profile.tasks.base import ChoiceTask, register_task, whole_number
 class PreferenceTask(ChoiceTask):
     name = "preference"
     description = "Amazon purchase-preference prediction (4 options, one held-out purchase)"
-    guidance = ("Provide the product category of above one by one, each of them use less than 10 words, "
-                "split by a comma:")
+    guidance_question = ("Provide the product category of above one by one, each of them use less than 10 words, "
+                         "split by a comma:")
     profile_instruction = ("Write a short profile of this shopper: what kinds of products they buy and "
                            "what they seem to need them for. Use at most 60 words.")
     guided_profile_instruction = ("Using the product categories in the guidance, write a short profile of this "
