@@ -38,10 +38,10 @@ def answer_step(task: Task, *, history: bool, guidance: bool, profile: bool, ans
 class DirectAnswer(dspy.Module):
     """DG: answer the question directly, with or without the raw history (the paper's baselines)."""
 
-    def __init__(self, task: Task, with_context: bool = True, **answer):
+    def __init__(self, task: Task, with_context: bool = True, **answer_options):
         super().__init__()
         self.with_context = with_context
-        self.respond = answer_step(task, history=with_context, guidance=False, profile=False, **answer)
+        self.respond = answer_step(task, history=with_context, guidance=False, profile=False, **answer_options)
 
     def forward(self, history: str, question: str, options: Sequence[str] = ()) -> dspy.Prediction:
         context = {"history": history} if self.with_context else {}
@@ -51,11 +51,11 @@ class DirectAnswer(dspy.Module):
 class ProfileThenAnswer(dspy.Module):
     """PG: write an unguided profile from the history, then answer from history + profile."""
 
-    def __init__(self, task: Task, **answer):
+    def __init__(self, task: Task, **answer_options):
         super().__init__()
         self.write_profile = StoredStep(WriteProfile.delete("guidance").with_instructions(task.profile_instruction),
                                         kind="profile", max_tokens=STEP_MAX_TOKENS)
-        self.respond = answer_step(task, history=True, guidance=False, profile=True, **answer)
+        self.respond = answer_step(task, history=True, guidance=False, profile=True, **answer_options)
 
     def forward(self, history: str, question: str, options: Sequence[str] = ()) -> dspy.Prediction:
         profile = self.write_profile(history=history).profile
@@ -70,7 +70,7 @@ class GuidedProfile(dspy.Module):
     (`task.gpg_switches`: history + profile for preference, + guidance too for paraphrasing)."""
 
     def __init__(self, task: Task, include_context: bool | None = None, include_guidance: bool | None = None,
-                 include_profile: bool | None = None, **answer):
+                 include_profile: bool | None = None, **answer_options):
         super().__init__()
         given = {"include_context": include_context, "include_guidance": include_guidance,
                  "include_profile": include_profile}
@@ -83,7 +83,7 @@ class GuidedProfile(dspy.Module):
         self.write_profile = StoredStep(WriteProfile.with_instructions(task.guided_profile_instruction),
                                         kind="profile", max_tokens=STEP_MAX_TOKENS)
         self.respond = answer_step(task, history=self.include_context, guidance=self.include_guidance,
-                                   profile=self.include_profile, **answer)
+                                   profile=self.include_profile, **answer_options)
 
     @property
     def switches(self) -> dict[str, bool]:
