@@ -171,6 +171,14 @@ def provenance(source: DataSource, n: int) -> dict[str, Any]:
     return {"n": n, "data_sha256": source.sha256, "git": git_state(), "version": __version__}
 
 
+def optimizer_settings() -> dict[str, set[str]]:
+    """Each registered optimizer's name -> the settings it records (`get_params`): what a compiled program's
+    `optimizer.settings` may name.  Loading checks against it, so compare.md never prints a forged setting."""
+    from guided_profile.optimizers import OPTIMIZERS
+
+    return {name: {"name", "seed", *cls.defaults} for name, cls in OPTIMIZERS.items()}
+
+
 def library_command(function: str) -> str:
     """The `command` of a result made from Python rather than the command line."""
     return f"guided_profile.runs.{function}(...) (called from Python; the settings are in this file)"
@@ -207,7 +215,7 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     names = list(dict.fromkeys(canonical(m) for m in asked))
     built = {m: build_program(m, task, answer_mode=settings.answer_mode, rotations=settings.rotations)
              for m in names}  # fail on a bad name before loading anything
-    compiled, payloads = load_program_files(programs, task, taken=set(built))
+    compiled, payloads = load_program_files(programs, task, taken=set(built), optimizer_settings=optimizer_settings())
     if not built and not compiled:
         raise ConfigError("nothing to run: give --methods or --program")
     selected, source = load_split(task, settings.data, settings.split, settings.seed, settings.limit)
@@ -296,7 +304,7 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     names = list(dict.fromkeys([REFERENCE, *(s for s in specs if not s.endswith(".json"))]))
     built = {name: build_program("gpg" if name == REFERENCE else name, task, answer_mode=settings.answer_mode,
                                  rotations=settings.rotations) for name in names}
-    compiled, payloads = load_program_files(files, task, taken=set(built))
+    compiled, payloads = load_program_files(files, task, taken=set(built), optimizer_settings=optimizer_settings())
     _check_answer_modes(settings, payloads)
     built |= compiled
     if len(built) < 2:

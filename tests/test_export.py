@@ -106,7 +106,8 @@ def _rewrite(path, change, *, keep_checksum=False):
     (lambda p: _rewrite(p, lambda d: d["state"].pop("digest")), "saved state has steps"),
     (lambda p: _rewrite(p, lambda d: d["state"]["digest"].update(lm={"model": "openai/x", "api_base": "http://e"})),
      "carries a model configuration"),
-    (lambda p: _rewrite(p, lambda d: d["state"]["digest"]["signature"].update(instructions=7)), "malformed"),
+    (lambda p: _rewrite(p, lambda d: d["state"]["digest"]["signature"].update(instructions=7)),
+     "field state.digest.signature.instructions: input should be a valid string"),
     (lambda p: _rewrite(p, lambda d: d.update(format_version=99)), "format version 99"),
 ])
 def test_broken_or_edited_files_are_refused(tmp_path, damage, message):
