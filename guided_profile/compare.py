@@ -15,7 +15,7 @@ import dspy
 from guided_profile.datasets.example import Example
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue
 from guided_profile.programs.export import instructions
-from guided_profile.report import fmt, fmt_p, markdown_table, metric_columns, p_clause, provenance_line
+from guided_profile.report import fmt, fmt_p, markdown_table, p_clause, provenance_line
 from guided_profile.tasks.base import Task
 
 REFERENCE = "handwritten"
@@ -47,7 +47,7 @@ def comparison_rows(task: Task, summaries: dict[str, dict], done: dict[tuple[str
 
 
 def table(task: Task, rows: list[dict[str, Any]], reference: str = REFERENCE) -> tuple[list[str], list[list[str]]]:
-    metric_keys = metric_columns(task)
+    metric_keys = list(task.columns)
     header = ["program", *metric_keys, "n", f"{task.objective} 95% CI", "paired n", f"diff vs {reference}",
               "diff 95% CI", "p (paired perm.)", "failed", "cut", "calls/ex", "store hits/ex", "tokens/ex"]
     body = []

@@ -68,7 +68,7 @@ def other_task(monkeypatch):
     class OtherChoice(ChoiceTask):
         name = "other-choice"
         description = "a second choice task"
-        guidance = "What does this person like?"
+        guidance_question = "What does this person like?"
         profile_instruction = guided_profile_instruction = "Write a profile."
         answer_instruction = "Choose."
         gpg_switches: ClassVar[dict] = {"include_context": True, "include_guidance": False, "include_profile": True}

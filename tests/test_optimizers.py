@@ -17,7 +17,6 @@ from guided_profile.optimizers._guidance_shape import as_guidance_question, clea
 from guided_profile.programs import build_program
 from guided_profile.programs.adapter import PREAMBLE
 from guided_profile.programs.export import read_compiled
-from guided_profile.report import metric_columns
 from guided_profile.tasks import get_task
 
 TASK = get_task("preference")
@@ -283,7 +282,7 @@ def test_text_tasks_optimize_and_compare_through_the_command_line(task_name, tmp
                      "--split", "test", "--limit", "3", "--out", str(folder), "--no-progress"]) == 0
     report = (folder / "compare.md").read_text()
     assert "| tuned |" in report and task.guidance_question in report
-    assert all(column in report for column in metric_columns(task))
+    assert all(column in report for column in task.columns)
 
 
 def test_compile_is_shaped_like_dspys_with_the_metric_given_at_construction(tmp_path):

@@ -9,14 +9,15 @@ from typing import Any
 from guided_profile.datasets.dialogue import load_dialogues
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
-from guided_profile.tasks.base import register_task
 from guided_profile.tasks.text import TextTask
 
 ASPECTS = ("pets", "family", "residence", "favorites", "partner", "possession", "gender", "self-description")
 
 
-@register_task
 class DialogueTask(TextTask):
+    """PER-CHAT: the person's next chat reply from their earlier replies, scored by embedding similarity to the
+    real reply; the written profile is also judged against the person's true persona."""
+
     name = "dialogue"
     description = ("personalized dialogue reply (PER-CHAT shape; PersonaChat data): reply as the person would "
                    "(sentence-transformer similarity, BERTScore, profile vs true persona)")
@@ -39,6 +40,7 @@ class DialogueTask(TextTask):
     per_example_metrics = ("st", "bs")
     metric_keys = ("st", "bs", "profile_quality")  # the paper's Table 2, then the profile against the true persona
     optional_keys = ("profile_quality",)
+    columns = (*metric_keys, "profile_quality_n")
     data_subdir = "personachat"
     sample_subdir = "personachat_sample"
 

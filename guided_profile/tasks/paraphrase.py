@@ -9,12 +9,13 @@ from typing import Any
 from guided_profile.datasets.example import Example
 from guided_profile.datasets.lamp import PREFIX, load_lamp7
 from guided_profile.metrics.text import BLEU_STATS, corpus_bleu_from_stats, text_scores
-from guided_profile.tasks.base import register_task
 from guided_profile.tasks.text import TextTask
 
 
-@register_task
 class ParaphraseTask(TextTask):
+    """LaMP-7: rewrite a neutral tweet as its author would, scored against the author's own tweet with the
+    paper's Figure 3 metrics."""
+
     name = "paraphrase"
     description = "LaMP-7 tweet paraphrasing: rewrite a tweet in its author's style (ROUGE, METEOR, BLEU)"
     guidance_question = ("Among the usage of 1. Capitalization, 2. Emoji, 3. Abbreviation, 4. Punctuation, which is "
@@ -34,6 +35,7 @@ class ParaphraseTask(TextTask):
     objective = "meteor"
     per_example_metrics = ("meteor", "rouge1", "rouge2", "rougeL", "bleu")
     metric_keys = ("rouge1", "rouge2", "meteor", "rougeL", "bleu")  # the order of the paper's Figure 3
+    columns = metric_keys
     data_subdir = "lamp7"
     sample_subdir = "lamp7_sample"
 

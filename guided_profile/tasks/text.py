@@ -12,7 +12,7 @@ class TextTask(Task):
     """A task whose gold is a reference text and whose reply is free text of about a tweet's length."""
 
     answer_max_tokens = 96  # a tweet is at most 280 characters (~70 tokens); a chat reply is shorter
-    metric_keys: ClassVar[tuple[str, ...]]  # the summary's columns, in table order
+    metric_keys: ClassVar[tuple[str, ...]]  # the per-example metrics the summary averages, in table order
     optional_keys: ClassVar[tuple[str, ...]] = ()  # metrics some examples lack (None): averaged over the rest
 
     def summarize(self, scores: list[dict[str, Any]]) -> dict[str, Any]:
