@@ -15,5 +15,6 @@ def main(args: argparse.Namespace) -> int:
     for name, cls in sorted(TASKS.items()):
         options = ", ".join(f"{key}={value}" for key, value in cls.option_defaults().items())
         print(f"{name}: {cls.description}\n  guidance question: {cls.guidance_question}\n  objective: {cls.objective}\n"
+              f"  columns: {', '.join(cls.columns)}\n"
               f"  settings (--task-option KEY=VALUE): {options}")
     return 0
