@@ -41,7 +41,7 @@ FORGERIES = {
     "rotations as text": (lambda d: d["answer"].update(rotations="4"),
                           "field answer.rotations: input should be a valid integer (got str '4')"),
     "rotations missing in score mode": (lambda d: d["answer"].update(rotations=None),
-                                        "field answer: value error, score mode needs rotations"),
+                                        "field answer: score mode needs rotations"),
     "unknown answer mode": (lambda d: d["answer"].update(answer_mode="vote"),
                             "field answer.answer_mode: input should be 'generate' or 'score' (got str 'vote')"),
     "instruction not text": (lambda d: d["instructions"].update(digest=["Say", "hi"]),
@@ -56,7 +56,9 @@ FORGERIES = {
                             "field state.digest.lm: the step carries a model configuration"),
     "format version as text": (lambda d: d.update(format_version="1"), "format version '1'; this version reads 1, 2"),
     "negative calls": (lambda d: d["usage"].update(calls=-5), "field usage.calls: input should be greater than"),
-    "score as text": (lambda d: d["scores"].update(dev="0.99"), "field scores.dev"),
+    "score as text": (lambda d: d["scores"].update(dev="0.99"), "field scores.dev: input should be a number (got str"),
+    "setting not a scalar": (lambda d: d["optimizer"]["settings"].update(trials=[8]),
+                             "field optimizer.settings.trials: input should be text, a number, true, false or null"),
 }
 
 

@@ -19,17 +19,18 @@ pool as `guidance_pool`; a generate-mode program stated `rotations: 4`); 2 is to
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
     StrictBool,
-    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -44,12 +45,31 @@ FORMAT = "guided-profile/compiled-program"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
+
+
+def _number(value: Any) -> Any:
+    # One check instead of a union of int and float, whose errors would name each member ("dev.int: ...").
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("input should be a number")
+    if not math.isfinite(value):
+        raise ValueError("input should be a finite number")
+    return value
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool):
+        return value
+    if not isinstance(value, int | float):
+        raise ValueError("input should be text, a number, true, false or null")
+    return _number(value)
+
+
 Count = Annotated[StrictInt, Field(ge=0)]
-Number = StrictInt | StrictFloat
-Amount = Annotated[Number, Field(ge=0)]
+Number = Annotated[int | float, BeforeValidator(_number)]
+Amount = Annotated[int | float, BeforeValidator(_number), Field(ge=0)]
 Sha256 = Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
 StepName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", max_length=100)]
-Scalar = StrictStr | StrictInt | StrictFloat | StrictBool | None
+Scalar = Annotated[Any, BeforeValidator(_scalar)]  # a setting's or task option's value: text, number, bool or null
 
 
 class _Strict(BaseModel):
@@ -250,7 +270,8 @@ def _first_problem(exc: ValidationError) -> str:
         return f"missing {where}, a required field"
     if where.startswith("state.") and where.endswith(".lm"):
         return f"field {where}: the step carries a model configuration; compiled programs never do"
-    message = error["msg"][0].lower() + error["msg"][1:]
+    message = error["msg"].removeprefix("Value error, ")
+    message = message[0].lower() + message[1:]
     got = error.get("input")
     if isinstance(got, dict | list):
         return f"field {where}: {message}"
