@@ -116,6 +116,8 @@ def test_a_task_missing_a_declaration_is_refused_when_registered():
     from guided_profile.tasks import ChoiceTask, register_task
 
     class Half(ChoiceTask):
+        """Declares a name and nothing a program could run on."""
+
         name = "half"
         description = "declares little"
 
@@ -123,6 +125,8 @@ def test_a_task_missing_a_declaration_is_refused_when_registered():
         register_task(Half)
 
     class WrongObjective(ChoiceTask):
+        """Declares everything, but reports an objective its tables would not show."""
+
         name, description, guidance_question = "wrong", "objective not shown", "What?"
         profile_instruction = guided_profile_instruction = answer_instruction = "Do it."
         gpg_switches: ClassVar[dict] = {"include_context": True, "include_guidance": False, "include_profile": True}
