@@ -1,4 +1,4 @@
-"""The confirm stage's split and verdict, and reading user-written guidance candidates."""
+"""The confirm stage's split and verdict, and reading user-written guidance question candidates."""
 
 import json
 
@@ -91,3 +91,67 @@ def test_malformed_candidate_files_are_one_clear_error(tmp_path, name, content, 
     path.write_text(content)
     with pytest.raises(DataError, match=rf"{name}.*{says}"):
         read_candidates(path, steps=("digest", "write_profile", "answer"))
+
+
+# ----------------------------------------------------------------------------- the stage, end to end
+
+def _tune(tmp_path, name="copro", task_rule=None, user_candidates=(), fraction=0.5, **settings):
+    from test_optimizers import SETTINGS, TASK, examples, lms, rewarding_rule
+
+    from guided_profile.optimizers import get_optimizer, run_optimizer
+    from guided_profile.optimizers.confirm import ConfirmSettings
+    from guided_profile.programs import build_program
+
+    task_lm, task_engine, prompt_lm, _ = lms(task_rule or rewarding_rule)
+    optimizer = get_optimizer(name, task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path, progress=None,
+                              confirm=ConfirmSettings(fraction=fraction), user_candidates=user_candidates,
+                              **(SETTINGS[name] | settings))
+    result = run_optimizer(optimizer, build_program("gpg", TASK), trainset=examples(4, "t"),
+                           valset=examples(24, "d"), budget=100_000, log=lambda line: None)
+    return result, task_engine
+
+
+@pytest.mark.parametrize("name", ["copro", "optuna"])
+def test_a_candidate_that_wins_on_users_the_search_never_saw_is_confirmed(tmp_path, name):
+    from test_optimizers import NEW_Q
+
+    result, engine = _tune(tmp_path, name)
+    confirm = result.info["confirm"]
+    assert result.program.digest.signature.instructions == NEW_Q
+    assert confirm["verdict"]["confirmed"] and confirm["verdict"]["line"].startswith("confirmed: +100.0 points")
+    assert confirm["means"]["handwritten"] == 0.0 and confirm["n"] == len(confirm["example_ids"]) >= 6
+    assert result.usage["calls"] <= result.usage["expected_calls"]  # the plan counts the stage
+
+
+def test_when_nothing_beats_the_handwritten_program_it_is_exported_with_the_verdict(tmp_path):
+    from test_optimizers import TASK
+
+    def indifferent(system, user):  # the answer never depends on the guidance: any gain is luck
+        return "B" if "d1" in user or "d3" in user else "A"
+
+    result, _ = _tune(tmp_path, "copro", task_rule=indifferent)
+    verdict = result.info["confirm"]["verdict"]
+    assert not verdict["confirmed"] and verdict["exported"] == "handwritten"
+    assert "the hand-written program is exported" in verdict["line"]
+    assert result.program.digest.signature.instructions == TASK.guidance_question
+
+
+def test_user_candidates_meet_the_handwritten_program_in_the_confirm_stage(tmp_path):
+    from test_optimizers import NEW_Q, TASK
+
+    mine = Candidate(NEW_Q, {"write_profile": "Write a profile in 30 words."})
+
+    def rewards_mine_only(system, user):
+        tail = user.rsplit("\n\n", 1)[-1].lower()
+        if "reply with only the guidance" in tail:
+            return "families-known" if NEW_Q in user else "tools"
+        if "reply with only the profile" in tail:
+            return "KNOWN shopper" if "families-known" in user and "30 words" in user else "a shopper"
+        return "B" if "KNOWN" in user else "A"
+
+    result, _ = _tune(tmp_path, "copro", task_rule=rewards_mine_only, user_candidates=[mine], breadth=2)
+    confirm = result.info["confirm"]
+    assert confirm["verdict"]["confirmed"]
+    assert any(steps["write_profile"] == "Write a profile in 30 words." for steps in confirm["finalists"].values())
+    assert result.program.write_profile.signature.instructions == "Write a profile in 30 words."
+    assert result.program.digest.signature.instructions == NEW_Q != TASK.guidance_question

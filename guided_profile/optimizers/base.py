@@ -22,9 +22,12 @@ import dspy
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
 from guided_profile.lm.accounting import attach_counter
+from guided_profile.optimizers.candidates import Candidate, with_candidate
+from guided_profile.optimizers.confirm import ConfirmSettings, confirm_stage, split_for_confirm
 from guided_profile.optimizers.metric import TaskMetric
-from guided_profile.optimizers.plan import FINAL, CallPlan, calls_per_example
+from guided_profile.optimizers.plan import CONFIRM, FINAL, CallPlan, calls_per_example
 from guided_profile.programs.adapter import ProgramAdapter
+from guided_profile.programs.attempt import attempt
 from guided_profile.tasks.base import Task
 
 
@@ -46,6 +49,10 @@ class Optimizer(ABC):
         seed: for every random choice of the search.
         workdir: where a search keeps what makes it resumable (the Optuna study).
         progress: called with one line per trial; None is silent.
+        confirm: hold part of the dev users out of the search and export a candidate only if it beats
+            the hand-written program there (`confirm.py`); None: no confirm stage, as DSPy's optimizers.
+        user_candidates: guidance questions (and instructions) a person wrote: searched where the optimizer
+            can (`searches_user_candidates`), and always scored in the confirm stage.
         **settings: the optimizer's own settings (`defaults` lists them).
     """
 
@@ -54,10 +61,15 @@ class Optimizer(ABC):
     defaults: ClassVar[dict[str, Any]]
     may_be_zero: ClassVar[tuple[str, ...]] = ()  # numeric settings for which 0 is meaningful
 
+    searches_user_candidates: ClassVar[bool] = False  # True: they join the search, not only the confirm stage
+
     def __init__(self, *, task: Task, task_lm: dspy.BaseLM, metric: TaskMetric | None = None,
                  prompt_lm: dspy.BaseLM | None = None, seed: int = 0, workdir: Any = None,
-                 progress: Callable[[str], None] | None = print, **settings: Any):
+                 progress: Callable[[str], None] | None = print, confirm: ConfirmSettings | None = None,
+                 user_candidates: Sequence[Candidate] = (), **settings: Any):
         self.settings = self.validate_settings(settings)
+        self.confirm = confirm
+        self.user_candidates = list(user_candidates)
         self.task = task
         self.metric = metric if metric is not None else TaskMetric(task)
         self.task_lm = task_lm
@@ -98,8 +110,11 @@ class Optimizer(ABC):
              valset: Sequence[Example] | None = None) -> CallPlan:
         """Expected calls before anything runs (upper bounds: DSPy's cache and early stops only lower them)."""
         trainset, valset = _checked(trainset, valset)
+        search, confirm = self._split_dev(valset)
         c = self._calls_per_example(student, trainset[0])
-        plan = self._plan(student, trainset, valset, c)
+        plan = self._plan(student, trainset, search, c)
+        if confirm:
+            plan.parts[CONFIRM] = (self.confirm.top + len(self._unsearched_candidates()) + 1) * len(confirm) * c
         plan.parts[FINAL] = len(trainset) * c
         return plan
 
@@ -124,9 +139,41 @@ class Optimizer(ABC):
                 valset: Sequence[Example] | None = None) -> dspy.Module:
         """The tuned copy of `student` (the argument is left as it was), selected on `valset`."""
         trainset, valset = _checked(trainset, valset)
+        search, confirm = self._split_dev(valset)
         self.metric.remember([*trainset, *valset])
         with dspy.context(lm=self.task_lm, adapter=ProgramAdapter()):
-            return self._search(student.deepcopy(), trainset, valset, self.metric)
+            best = self._search(student.deepcopy(), trainset, search, self.metric)
+            if not confirm:
+                return best
+            finalists = self._finalists(best, self.confirm.top)
+            finalists += [with_candidate(student, c) for c in self._unsearched_candidates()]
+            program, self.info["confirm"] = confirm_stage(student, finalists, confirm, score=self.score_one,
+                                                          objective=self.metric.objective, settings=self.confirm)
+            return program
+
+    def score_one(self, program: dspy.Module, example: Example) -> float:
+        """The objective of `program` on one example (0 if it failed), through the one evaluation loop."""
+        return attempt(program, self.task, example, lm=self.task_lm, adapter=ProgramAdapter(),
+                       objective=self.metric.objective).score
+
+    def _split_dev(self, valset: list[Example]) -> tuple[list[Example], list[Example]]:
+        """(search part, confirm part) of the dev examples; no confirm part without a confirm stage."""
+        if self.confirm is None or not self.confirm.fraction:
+            return valset, []
+        search, confirm = split_for_confirm(valset, self.confirm.fraction, self.seed)
+        if not search or not confirm:
+            raise ConfigError(f"{len(valset)} dev examples split {len(search)} for the search and {len(confirm)} "
+                              f"to confirm (fraction {self.confirm.fraction}): raise --dev-limit or change the "
+                              "confirm fraction (0 turns the confirm stage off)")
+        return search, confirm
+
+    def _finalists(self, best: dspy.Module, top: int) -> list[dspy.Module]:
+        """The search's best distinct configurations, best first, at most `top`: only the best by default
+        (DSPy's optimizers return one program); a search that keeps its trials returns more."""
+        return [best]
+
+    def _unsearched_candidates(self) -> list[Candidate]:
+        return [] if self.searches_user_candidates else self.user_candidates
 
     @abstractmethod
     def _plan(self, program: dspy.Module, trainset: list[Example], valset: list[Example],

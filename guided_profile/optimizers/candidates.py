@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dspy
+
 from guided_profile.datasets.io import read_json, read_text
-from guided_profile.errors import DataError
+from guided_profile.errors import ConfigError, DataError
+from guided_profile.optimizers._guidance_shape import set_instruction
 
 MAX_CHARS = 600  # a guidance question is a sentence or two; longer text is almost surely the wrong file
 
@@ -80,3 +83,19 @@ def _question(path: Path, where: str, text: Any) -> str:
     if len(text) > MAX_CHARS:
         raise DataError(path, f"{where}: {len(text)} characters; a guidance question has at most {MAX_CHARS}")
     return text
+
+
+def with_candidate(program: dspy.Module, candidate: Candidate) -> dspy.Module:
+    """A copy of `program` whose digest step asks `candidate`'s question and whose named steps take its
+    instructions; a program without a digest step (DG, PG) cannot take a guidance question."""
+    steps = dict(program.named_predictors())
+    if "digest" not in steps:
+        raise ConfigError("guidance question candidates need a program with a digest step (gpg or gpg:PARTS)")
+    unknown = set(candidate.instructions) - set(steps)
+    if unknown:
+        raise ConfigError(f"candidate {candidate.guidance_question!r} names no step {', '.join(sorted(unknown))}; "
+                          f"the program's steps are {', '.join(steps)}")
+    copy = program.deepcopy()
+    for name, text in {"digest": candidate.guidance_question, **candidate.instructions}.items():
+        set_instruction(copy, name, text)
+    return copy

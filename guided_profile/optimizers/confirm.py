@@ -11,17 +11,47 @@ itself a choice made on them.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
+
+import dspy
 
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue
+from guided_profile.programs.answer import answer_config_of
+from guided_profile.programs.export import instructions
 
 ALPHA = 0.05
+DEFAULT_FRACTION = 0.3  # of the dev users; with 150 dev users, about 45 confirm and 105 search
+DEFAULT_TOP = 3
 # Objectives on a 0-1 scale read better as points (x100); text metrics keep their own scale.
 POINT_OBJECTIVES = frozenset({"accuracy", "gold_probability"})
+
+
+@dataclass(frozen=True)
+class ConfirmSettings:
+    """How the confirm stage runs (recorded in the export).
+
+    Args:
+        fraction: share of the dev users held out of the search for the confirm stage (0: no stage,
+            the search's best is exported as before, with no verdict).
+        top: how many of the search's best distinct configurations meet the hand-written program there.
+        export_unconfirmed: export the best candidate even when it is not confirmed (flagged so).
+    """
+
+    fraction: float = DEFAULT_FRACTION
+    top: int = DEFAULT_TOP
+    export_unconfirmed: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.fraction < 1:
+            raise ConfigError(f"confirm fraction must be in [0, 1), got {self.fraction}")
+        if self.top < 1:
+            raise ConfigError(f"confirm top must be at least 1, got {self.top}")
 
 
 def split_for_confirm(examples: Sequence[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
@@ -60,6 +90,9 @@ class Verdict:
 
     def line(self) -> str:
         """One line in plain words, e.g. "confirmed: +4.1 points [+1.0, +7.2], p = 0.01 on 60 confirm users"."""
+        if self.candidates == 0:
+            return (f"not confirmed: the search found no configuration other than the hand-written one "
+                    f"({self.n} confirm users); the hand-written program is exported")
         scale, unit = (100, " points") if self.objective in POINT_OBJECTIVES else (1, "")
         digits = 1 if scale == 100 else 3
         numbers = (f"{scale * self.diff:+.{digits}f}{unit} [{scale * self.low:+.{digits}f}, "
@@ -91,6 +124,11 @@ def judge(candidate: Sequence[float], handwritten: Sequence[float], *, objective
     return Verdict(objective, len(candidate), max(1, candidates), diff, low, high, p, confirmed, exported)
 
 
+def nothing_to_confirm(objective: str, n: int) -> Verdict:
+    """The verdict when every finalist is the hand-written program itself."""
+    return Verdict(objective, n, 0, 0.0, 0.0, 0.0, 1.0, False, "handwritten")
+
+
 def pick_on_confirm(scores: dict[str, Sequence[float]]) -> str:
     """The candidate with the best mean on the confirm users (ties: the first given, i.e. the search's best)."""
     if not scores:
@@ -100,3 +138,34 @@ def pick_on_confirm(scores: dict[str, Sequence[float]]) -> str:
 
 def _p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
+
+
+def configuration(program: dspy.Module) -> str:
+    """What makes two programs the same configuration: every step's instruction, the switches, the answer."""
+    return json.dumps([instructions(program), getattr(program, "switches", None), answer_config_of(program)],
+                      sort_keys=True)
+
+
+def confirm_stage(handwritten: dspy.Module, finalists: Sequence[dspy.Module], examples: Sequence[Example], *,
+                  score: Callable[[dspy.Module, Example], float], objective: str,
+                  settings: ConfirmSettings) -> tuple[dspy.Module, dict[str, Any]]:
+    """Score the hand-written program and each distinct finalist on the confirm `examples`; return the
+    program to export and what the export records (per-program means, the winner, the verdict)."""
+    distinct: dict[str, dspy.Module] = {}
+    for program in finalists:
+        distinct.setdefault(configuration(program), program)
+    distinct.pop(configuration(handwritten), None)  # the hand-written program is the reference, not a candidate
+    scores = {"handwritten": [score(handwritten, ex) for ex in examples]}
+    named = {f"finalist {i}": program for i, program in enumerate(distinct.values(), 1)}
+    scores |= {name: [score(program, ex) for ex in examples] for name, program in named.items()}
+    if named:
+        winner = pick_on_confirm({name: scores[name] for name in named})
+        verdict = judge(scores[winner], scores["handwritten"], objective=objective, candidates=len(named),
+                        export_unconfirmed=settings.export_unconfirmed)
+    else:
+        winner, verdict = "handwritten", nothing_to_confirm(objective, len(examples))
+    info = {"settings": asdict(settings), "n": len(examples), "example_ids": [ex.example_id for ex in examples],
+            "means": {name: math.fsum(values) / len(values) for name, values in scores.items()},
+            "finalists": {name: instructions(program) for name, program in named.items()},
+            "winner": winner, "verdict": verdict.to_dict()}
+    return (named[winner] if verdict.exported == "candidate" else handwritten), info

@@ -8,6 +8,7 @@ from typing import Any
 import dspy
 
 from guided_profile.datasets.example import Example, option_letters
+from guided_profile.errors import ConfigError
 from guided_profile.tasks.base import Task
 
 
@@ -24,11 +25,15 @@ class TaskMetric:
     """The task's objective as DSPy optimizers call it, with text feedback for GEPA.
 
     `__call__` takes DSPy's (gold, pred, trace) and GEPA's extra (pred_name, pred_trace); the score
-    is `task.metric(example, answer, profile)` of the original example, found by its id.
+    is `objective` of `task.score_prediction` on the original example, found by its id.  The
+    objective defaults to the task's reported one; `Task.default_objective(answer_mode)` is what
+    `optimize` uses (the gold option's probability in score mode: smooth, so a search on a few
+    users compares candidates by more than luck).
     """
 
-    def __init__(self, task: Task, examples: Sequence[Example] = ()):
+    def __init__(self, task: Task, examples: Sequence[Example] = (), objective: str | None = None):
         self.task = task
+        self.objective = objective or task.objective
         self.by_id: dict[str, Example] = {}
         self.remember(examples)
         self.on_score: Callable[[float], None] | None = None  # progress hook, set by an optimizer
@@ -47,7 +52,11 @@ class TaskMetric:
         answer = getattr(pred, "answer", None) if pred is not None else None
         if answer is None:
             return 0.0
-        return self.task.metric(self.example(gold), answer, pred.get("profile"))
+        metrics = self.task.score_prediction(self.example(gold), pred)
+        if self.objective not in metrics:  # e.g. gold_probability of a program that answers in generate mode
+            raise ConfigError(f"objective {self.objective!r}: the program's replies give no such metric "
+                              f"(they give {', '.join(sorted(metrics))}); choose another --objective")
+        return float(metrics[self.objective])
 
     def __call__(self, gold: Any, pred: Any, trace: Any = None, pred_name: str | None = None,
                  pred_trace: Any = None) -> float:
@@ -61,8 +70,8 @@ class TaskMetric:
         example = self.example(gold)
         answer = (getattr(pred, "answer", None) or "").strip()
         details = self.task.score(example, answer, pred.get("profile") if pred is not None else None)
-        value = float(details[self.task.objective])
-        lines = [f"Score {value:.2f} ({self.task.objective})."]
+        value = self.score(gold, pred) if pred is not None and answer else 0.0
+        lines = [f"Score {value:.2f} ({self.objective})."]
         if example.options:
             labelled = zip(option_letters(len(example.options)), example.options, strict=True)
             gold_text = dict(labelled).get(example.gold, "")

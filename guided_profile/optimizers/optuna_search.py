@@ -134,6 +134,15 @@ class _DevScores:
     failed: int = 0
 
 
+def _pareto_front(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials no other one beats on both objectives (score up, tokens down): Optuna's `best_trials`, but of
+    the trials given rather than of the whole study."""
+    def beats(a: optuna.trial.FrozenTrial, b: optuna.trial.FrozenTrial) -> bool:
+        return a.values[0] >= b.values[0] and a.values[1] <= b.values[1] and a.values != b.values
+
+    return [t for t in trials if not any(beats(other, t) for other in trials)]
+
+
 @register_optimizer
 class OptunaSearch(Optimizer):
     """The `optuna` optimizer: TPE over guidance question, final-step parts and profile length (see the module)."""
@@ -235,8 +244,11 @@ class OptunaSearch(Optimizer):
         config = self.study_config(program, trainset, valset)
         name = self.study_name(config)
         multi = self.settings["multi_objective"]
+        existing = self._existing(name)
+        # Workers with one seed would replay one random sequence: each worker's is offset by the trials it finds.
+        offset = len(existing.get_trials(deepcopy=False)) if existing is not None else 0
         with _stable():
-            sampler = optuna.samplers.TPESampler(seed=self.seed, multivariate=True, group=True)
+            sampler = optuna.samplers.TPESampler(seed=self.seed + offset, multivariate=True, group=True)
         try:
             study = optuna.create_study(study_name=name, storage=self._storage(), sampler=sampler,
                                         load_if_exists=True,
@@ -346,6 +358,8 @@ class OptunaSearch(Optimizer):
             if space.base_words is not None and "pp" in parts.split("+"):
                 words = trial.suggest_int("profile_words", space.grid[0], space.grid[-1],
                                           step=self.settings["word_step"])
+            if self._paid_elsewhere(study, trial):
+                raise optuna.TrialPruned("another worker is scoring this configuration")  # not counted, no call
             before = self.task_calls.snapshot()
             dev = self._score_on_dev(study, f"memo:g{index}|{parts}|w{words}",
                                      self._build(base, space.pool[index], parts, words), valset)
@@ -366,6 +380,13 @@ class OptunaSearch(Optimizer):
             return (mean, mean_tokens) if multi else mean
 
         return objective
+
+    @staticmethod
+    def _paid_elsewhere(study: optuna.Study, trial: optuna.Trial) -> bool:
+        """Whether an earlier trial still running (another worker's) has these parameters: the memo only holds
+        finished examples, so both would pay for the same calls.  The earlier trial goes on, this one yields."""
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return any(t.number < trial.number and t.params == trial.params for t in running)
 
     def _score_on_dev(self, study: optuna.Study, key: str, program: dspy.Module,
                       valset: list[Example]) -> _DevScores:
@@ -401,11 +422,14 @@ class OptunaSearch(Optimizer):
             study.stop()
 
     def _best(self, study: optuna.Study, base: dspy.Module, pool: list[str], multi: bool) -> dspy.Module:
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        # The first `trials` trials to complete: a worker still finishing a trial after the count was reached
+        # must not change the best, or workers that stop a moment apart would export different programs.
+        complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                          key=lambda t: (t.datetime_complete, t.number))[: self.settings["trials"]]
         if not complete:
             raise ConfigError(f"optuna study {study.study_name!r} has no completed trial to export")
         if multi:
-            front = sorted(study.best_trials, key=lambda t: (-t.values[0], t.values[1], t.number))
+            front = sorted(_pareto_front(complete), key=lambda t: (-t.values[0], t.values[1], t.number))
             self.info["pareto_front"] = [self._describe(t, pool) for t in front]
             best = front[0]
         else:

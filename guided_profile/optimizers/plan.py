@@ -13,6 +13,7 @@ from guided_profile.programs.adapter import PersonalAdapter
 from guided_profile.tasks.base import Task
 
 FINAL = "final scoring on train (task)"
+CONFIRM = "confirm stage (task)"
 
 
 @dataclass

@@ -31,8 +31,8 @@ class OptimizeResult:
 def mean_score(optimizer: Optimizer, program: dspy.Module, examples: Sequence[Example]) -> float:
     """The objective's mean over `examples`; a failed example scores 0, as in DSPy's Evaluate."""
     adapter = ProgramAdapter()
-    scores = [attempt(program, optimizer.task, example, lm=optimizer.task_lm, adapter=adapter).score
-              for example in examples]
+    scores = [attempt(program, optimizer.task, example, lm=optimizer.task_lm, adapter=adapter,
+                      objective=optimizer.metric.objective).score for example in examples]
     return sum(scores) / len(examples)
 
 
@@ -55,5 +55,5 @@ def run_optimizer(optimizer: Optimizer, student: dspy.Module, *, trainset: Seque
     usage = {"calls": calls, "model_calls": calls - task_usage.cache_hits - prompt_usage.cache_hits,
              "task": task_usage.to_dict(), "prompt": prompt_usage.to_dict(), "expected_calls": plan.total,
              "expected_parts": dict(plan.parts), "budget": budget}
-    return OptimizeResult(compiled, plan, {"objective": optimizer.task.objective, "train": train, "dev": dev},
+    return OptimizeResult(compiled, plan, {"objective": optimizer.metric.objective, "train": train, "dev": dev},
                           usage, round(time.perf_counter() - start, 1), dict(optimizer.info))
