@@ -95,7 +95,12 @@ class RunSettings:
         from guided_profile.lm import make_lm
 
         return make_lm(self.lm, api_base=self.api_base, context=self.context_window, threads=self.threads,
-                       n_parallel=self.parallel, cache=self.cache)
+                       n_parallel=self.parallel, cache=self.cache, stop_loops=self.stop_runaways)
+
+    @property
+    def stop_runaways(self) -> bool:
+        """The task option that turns on the fitted step caps and, with them, the model's repetition stop."""
+        return bool(self.task_options.get("stop_runaways", False))
 
     def default_out(self, prefix: str = "") -> Path:
         """runs/[PREFIX-]TASK-SPLIT-DATA-LM-MODE-seedS: one folder per configuration, so a rerun resumes
@@ -247,6 +252,7 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
 
     from guided_profile.evaluation import RunFolder, evaluate
     from guided_profile.held_out import check_held_out
+    from guided_profile.lm.repetition import DEFAULT_LOOP_RULE
     from guided_profile.programs.answer import answer_config
 
     relations = check_held_out(payloads, {p.stem: p for p in files}, data_sha256=source.sha256, seed=settings.seed,
@@ -257,6 +263,8 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
     config = {"task": task.name, "task_options": dict(settings.task_options), "methods": list(programs),
               "data": source.name, "split": settings.split, "limit": settings.limit, "seed": settings.seed,
               "lm": identity.to_dict(), **answer_config(settings.answer_mode, settings.rotations),
+              "step_max_tokens": task.step_max_tokens(),
+              "loop_rule": DEFAULT_LOOP_RULE.to_dict() if settings.stop_runaways else None,
               "programs": {name: p["checksum"] for name, p in payloads.items()}, "build_stats": source.stats,
               **provenance(source, len(examples)), "command": command}
     if payloads:

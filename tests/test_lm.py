@@ -141,3 +141,32 @@ def test_the_key_for_a_server_comes_from_the_environment(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     lm, _ = make_lm("openai/served", api_base="http://127.0.0.1:9/v1")
     assert lm.kwargs["api_key"] == "not-needed" and lm.num_retries == 3
+
+
+def test_tokens_are_counted_by_the_servers_tokenize_route_without_model_time():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    class Tokenize(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            assert self.path == "/tokenize" and body["add_special"] is False
+            reply = json.dumps({"tokens": list(range(len(body["content"].split())))}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Tokenize)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        engine = EmbeddedEngine.__new__(EmbeddedEngine)
+        engine._server = SimpleNamespace(listening_address=f"http://127.0.0.1:{server.server_address[1]}")
+        assert engine.count_tokens("three small words") == 3
+    finally:
+        server.shutdown()

@@ -174,11 +174,11 @@ def test_optuna_study_resumes_without_repeating_a_call(tmp_path):
             raise KeyboardInterrupt
         return rewarding_rule(system, user)
 
-    with pytest.raises(KeyboardInterrupt):
-        optimize("optuna", tmp_path, task_rule=dies_after_30)
+    with pytest.raises(KeyboardInterrupt):  # proposals from fixed examples: the call counts below stay exact
+        optimize("optuna", tmp_path, task_rule=dies_after_30, ground_proposals=False)
     task_lm, task_engine, prompt_lm, prompt_engine = lms()
     optimizer = get_optimizer("optuna", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
-                              progress=None, **SETTINGS["optuna"])
+                              progress=None, ground_proposals=False, **SETTINGS["optuna"])
     plan = optimizer.plan(build_program("gpg", TASK), trainset=TRAIN, valset=DEV)
     assert plan.parts["guidance question candidates (prompt)"] == 0 and plan.trials == 2  # pool and 2 trials kept
     result = run_optimizer(optimizer, build_program("gpg", TASK), trainset=TRAIN, valset=DEV,
@@ -299,3 +299,10 @@ def test_compile_is_shaped_like_dspys_with_the_metric_given_at_construction(tmp_
     assert optimizer.metric is metric and set(metric.by_id) == {ex.example_id for ex in TRAIN + DEV}
     assert compiled.digest.signature.instructions == NEW_Q
     assert student.digest.signature.instructions == TASK.guidance_question  # the student is left as it was
+
+
+def test_optuna_proposals_are_grounded_in_what_the_handwritten_program_gets_wrong(tmp_path):
+    result, task_engine, prompt_engine = optimize("optuna", tmp_path)
+    seen = prompt_engine.requests[0]["user"]
+    assert "The system answered: A (score 0.00)" in seen and "Its guidance answer was: tools" in seen
+    assert result.usage["calls"] <= result.usage["expected_calls"]  # the plan counts the probe

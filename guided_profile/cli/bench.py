@@ -1,4 +1,4 @@
-"""`guided-profile bench`: throughput of GPG against the hardware's floor and a plain DSPy pipeline."""
+"""`guided-profile bench`: throughput of GPG against an ideal floor and a plain DSPy pipeline, in both answer modes."""
 
 from __future__ import annotations
 
@@ -11,19 +11,24 @@ from guided_profile.errors import ConfigError
 from guided_profile.runs import load_split
 
 EPILOG = """Run it with nothing else using the CPU: a competing job halves the model's speed.
+Rerun the same command to finish an interrupted benchmark: finished configurations are kept.
 example:
-  guided-profile bench --task preference --data real --split test --limit 50 --lm local --slots 2,4 \\
-      --out experiments/results/bench-preference-1.5b
-(the committed results were made before --slots was split off --parallel: their commands say --parallel 2,4)
+  guided-profile bench --task preference --data real --split test --limit 50 --lm local --slots 4 \\
+      --modes score,generate --out experiments/results/bench-preference-1.5b-v2
+(the committed bench-preference-1.5b was made before --slots was split off --parallel and before
+--modes: its command says --parallel 2,4 and it ran generate mode only)
 """
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     parser = sub.add_parser("bench", help="measure throughput: model speed, plain DSPy vs this project's settings",
                             description=__doc__, epilog=EPILOG, formatter_class=FORMATTER)
-    parser.add_argument("--slots", default="2",
-                        help="comma-separated server slot counts, one parallel-N row each, e.g. 2,4 (default 2); "
-                             "1 slot is the 'default' row, always run")
+    parser.add_argument("--slots", default="4",
+                        help="comma-separated server slot counts, one parallel-N row per answer mode each, e.g. 2,4 "
+                             "(default 4, run's default); 1 slot is the 'default' row, always run")
+    parser.add_argument("--modes", default="score,generate",
+                        help="answer modes to benchmark, each with default and parallel-N rows (default score,generate;"
+                             " score uses run's 4 rotations); plain-dspy runs once, in generate mode")
     parser.add_argument("--parallel", default=None, help=argparse.SUPPRESS)  # renamed --slots: refused with a hint
     parser.add_argument("--configs", default=None,
                         help="comma-separated subset of plain-dspy,default,parallel-N to run (default: all)")
@@ -43,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
                           "try); --parallel means examples evaluated at once in the other commands")
     if not (args.lm in ("local", "local-0.5b") or args.lm.startswith("gguf:")):
         raise ConfigError(f"--lm {args.lm}: bench measures an in-process model: use local, local-0.5b or gguf:PATH")
-    configs = _chosen(default_configs(_slot_counts(args.slots)), args.configs)
+    configs = _chosen(default_configs(_slot_counts(args.slots), _modes(args.modes)), args.configs)
     settings = settings_from_args(args, parallel=1, cache=False)
     task = settings.make_task()
     examples, source = load_split(task, settings.data, settings.split, settings.seed, settings.limit)
@@ -63,13 +68,22 @@ def _chosen(configs: list, wanted_text: str | None) -> list:
     if not wanted_text:
         return configs
     wanted = {c.strip() for c in wanted_text.split(",") if c.strip()}
-    unknown = wanted - {c.name for c in configs}
+    unknown = wanted - {c.name for c in configs}  # a name stands for its row in every mode
     if unknown:
         raise ConfigError(f"--configs: unknown {', '.join(sorted(unknown))}; choose from "
                           f"{', '.join(c.name for c in configs)}")
     if "default" not in wanted:
-        raise ConfigError("--configs must include 'default': the floor is computed from its token counts")
+        raise ConfigError("--configs must include 'default': one slot is what batching changes are counted against")
     return [c for c in configs if c.name in wanted]
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    """--modes as distinct answer modes, in the order given."""
+    modes = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = [m for m in modes if m not in ("score", "generate")]
+    if unknown or not modes:
+        raise ConfigError(f"--modes {text!r}: choose from score,generate")
+    return modes
 
 
 def _slot_counts(text: str) -> tuple[int, ...]:

@@ -29,6 +29,7 @@ class Usage:
     prompt_seconds: float = 0.0    # ... of which computing the prompt (the part not reused)
     generation_seconds: float = 0.0
     truncated: int = 0             # replies cut off at their token limit (one-token scoring calls excluded)
+    repetition_stops: int = 0      # replies ended early because they had fallen into a loop (lm/repetition.py)
     empty_replies: int = 0         # replies with no text at all (the step's output is then empty)
 
     def add(self, other: Usage) -> None:
@@ -69,6 +70,7 @@ def usage_of(entries: list[dict]) -> Usage:
         if usage:  # a cache hit replays the old response's timings, but took no model time now
             timings = (getattr(response, "provider_data", None) or {}).get("timings", {})
         prompt_seconds, generation_seconds = timings.get("prompt_ms", 0) / 1000, timings.get("predicted_ms", 0) / 1000
+        looped = bool(usage and (getattr(response, "provider_data", None) or {}).get("repetition_stop"))
         one_token = (entry.get("kwargs") or {}).get("max_tokens") == 1  # scoring: cut short on purpose
         cut = getattr(response, "finish_reason", None) == "length" and not one_token
         text = getattr(response, "text", None)
@@ -78,7 +80,7 @@ def usage_of(entries: list[dict]) -> Usage:
                         completion_tokens=usage.get("completion_tokens") or 0,
                         model_seconds=prompt_seconds + generation_seconds, prompt_seconds=prompt_seconds,
                         generation_seconds=generation_seconds, truncated=int(cut),
-                        empty_replies=int(empty)))
+                        repetition_stops=int(looped), empty_replies=int(empty)))
     return total
 
 

@@ -4,6 +4,11 @@ DSPy 3.4 plugs custom backends in as engines: `complete(Request) -> Response`, p
 `dspy.LM(..., engine=...)`.  DSPy keeps owning the cache, retries and history; this class only
 translates one request into llama.cpp's OpenAI-compatible chat call and back, keeping the
 numbers we account for (prompt, cached-prompt and generated tokens, log-probabilities).
+
+Replies that generate text are streamed so a loop can be cut where it is made: after every piece
+the tail is checked (`lm.repetition`), and a loop ends the request, which frees the slot at once.
+Decoding is the same either way, so the text kept is exactly the start of what the model would
+have written; the stop is marked `repetition_stop` (counted as `usage.repetition_stops`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 from dspy.lm15 import Message, Response, TextPart, Usage
 
 from guided_profile._dspy_internals import TokenLogprob, TopLogprob
+from guided_profile.lm.repetition import LoopRule, loop_at_tail
 
 DEFAULT_CONTEXT = 8192
 
@@ -29,7 +35,8 @@ class EmbeddedEngine:
     """llama.cpp in this process; nothing leaves the machine."""
 
     def __init__(self, model_path: str | Path, *, n_ctx: int = DEFAULT_CONTEXT, n_parallel: int = 1,
-                 threads: int | None = None, model_name: str | None = None, cache_prompt: bool = True):
+                 threads: int | None = None, model_name: str | None = None, cache_prompt: bool = True,
+                 loop_rule: LoopRule | None = None):
         import xllamacpp
 
         self.model_path = str(model_path)
@@ -38,6 +45,7 @@ class EmbeddedEngine:
         self.n_parallel = n_parallel
         self.threads = threads or default_threads()
         self.cache_prompt = cache_prompt
+        self.loop_rule = loop_rule  # None: no streaming, replies run to their end or cap
         params = xllamacpp.CommonParams()
         params.model.path = self.model_path
         params.n_ctx = n_ctx * n_parallel  # llama.cpp divides the context among the slots
@@ -52,17 +60,43 @@ class EmbeddedEngine:
 
     # -- DSPy engine protocol -------------------------------------------------------------------
     def complete(self, request) -> Response:
-        return self.to_response(self.raw(self.with_prompt_cache(self.chat_body(request))))
+        body = self.with_prompt_cache(self.chat_body(request))
+        if self.loop_rule is None or body.get("logprobs") or body["max_tokens"] <= 1:
+            return self.to_response(self.raw(body))  # scoring reads one token: nothing can loop
+        return self.to_response(self.raw_streamed(body))
 
     def raw(self, body: dict[str, Any]) -> dict[str, Any]:
         """One OpenAI-style chat request as llama.cpp answers it (with its `timings`)."""
+        return self._call(body)
+
+    def raw_streamed(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`raw`'s answer, streamed and cut at a loop; shaped like a non-streamed reply."""
+        stream = LoopWatch(self.loop_rule)
+        self._call({**body, "stream": True, "stream_options": {"include_usage": True}, "timings_per_token": True},
+                   stream)
+        return stream.reply()
+
+    def _call(self, body: dict[str, Any], callback=None) -> dict[str, Any] | None:
         if self._lock is None:
-            return self._server.handle_chat_completions(body)
+            return self._server.handle_chat_completions(body, callback)
         with self._lock:
-            return self._server.handle_chat_completions(body)
+            return self._server.handle_chat_completions(body, callback)
 
     def stream(self, request):
-        raise NotImplementedError("the embedded engine does not stream")
+        raise NotImplementedError("the embedded engine does not stream to DSPy (it streams to itself: raw_streamed)")
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` by the model's own tokenizer, without model time: llama.cpp's `/tokenize`
+        route on the address the in-process server listens on (xllamacpp wraps no tokenize call)."""
+        import json
+        import urllib.request
+
+        address = self._server.listening_address
+        url = (address if "://" in address else f"http://{address}").rstrip("/") + "/tokenize"
+        request = urllib.request.Request(url, data=json.dumps({"content": text, "add_special": False}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as reply:  # a loopback address, never remote
+            return len(json.loads(reply.read())["tokens"])
 
     def close(self) -> None:
         self._server = None
@@ -123,5 +157,67 @@ class EmbeddedEngine:
             ),
             logprobs=logprobs,
             provider_data={"timings": {k: raw["timings"][k] for k in ("prompt_ms", "predicted_ms")
-                                       if k in raw.get("timings", {})}},
+                                       if k in raw.get("timings", {})},
+                           "repetition_stop": bool(raw.get("repetition_stop"))},
         )
+
+
+class LoopWatch:
+    """The callback of a streamed request: gathers the pieces and stops the stream at a loop.
+
+    llama.cpp calls it with each chunk and ends the request when it returns True; an exception
+    raised here would be swallowed by xllamacpp (it just stops), so errors are kept and raised
+    by `reply` instead.
+    """
+
+    def __init__(self, rule: LoopRule):
+        self.rule = rule
+        self.text = ""
+        self.finish: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.timings: dict[str, Any] = {}
+        self.loop_unit: int | None = None
+        self.error: Any = None
+
+    def __call__(self, chunk: dict[str, Any]) -> bool:
+        try:
+            return self.take(chunk)
+        except Exception as exc:  # re-raised by reply()
+            self.error = exc
+            return True
+
+    def take(self, chunk: dict[str, Any]) -> bool:
+        """Keep one chunk; True to stop the stream (an error, or the text now ends in a loop)."""
+        if "error" in chunk or ("code" in chunk and "choices" not in chunk):
+            self.error = chunk.get("error", chunk)
+            return True
+        self.timings = chunk.get("timings") or self.timings
+        self.usage = chunk.get("usage") or self.usage
+        for choice in chunk.get("choices") or []:
+            self.text += (choice.get("delta") or {}).get("content") or ""
+            self.finish = choice.get("finish_reason") or self.finish
+        if self.finish is None:
+            self.loop_unit = loop_at_tail(self.text, self.rule)
+        return self.loop_unit is not None
+
+    def reply(self) -> dict[str, Any]:
+        """The streamed answer in the shape of a non-streamed one (`to_response` reads both)."""
+        if self.error is not None:
+            if isinstance(self.error, Exception):
+                raise self.error
+            return {"error": self.error}
+        stopped = self.loop_unit is not None
+        return {"choices": [{"message": {"content": self.text}, "finish_reason": "stop" if stopped else self.finish}],
+                "usage": self.usage if self.usage and not stopped else usage_from_timings(self.timings),
+                "timings": self.timings, "repetition_stop": stopped}
+
+
+def usage_from_timings(timings: dict[str, Any]) -> dict[str, Any]:
+    """Token counts of a request cut short, from llama.cpp's per-token timings (no final usage then).
+
+    cache_n is the prompt reused, prompt_n the prompt computed, predicted_n the tokens generated so
+    far (the one or two generated while the stop reached the server are not counted).
+    """
+    cached = timings.get("cache_n", 0)
+    return {"prompt_tokens": timings.get("prompt_n", 0) + cached, "completion_tokens": timings.get("predicted_n", 0),
+            "prompt_tokens_details": {"cached_tokens": cached}}

@@ -12,6 +12,7 @@ import dspy
 
 from guided_profile.errors import ConfigError
 from guided_profile.lm.embedded import DEFAULT_CONTEXT, EmbeddedEngine
+from guided_profile.lm.repetition import DEFAULT_LOOP_RULE
 from guided_profile.lm.weights import EMBEDDED_MODELS, ensure_model_file, sha256_file
 from guided_profile.paths import cache_dir
 from guided_profile.redaction import redact
@@ -106,7 +107,8 @@ def resolve_spec(spec: str, api_base: str | None = None, context: int = DEFAULT_
 
 def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CONTEXT, n_parallel: int = 1,
             threads: int | None = None, max_tokens: int = 512, temperature: float = 0.0,
-            cache: bool = True, prompt_cache: bool = True, num_retries: int = 3) -> tuple[dspy.LM, LMSpec]:
+            cache: bool = True, prompt_cache: bool = True, num_retries: int = 3,
+            stop_loops: bool = False) -> tuple[dspy.LM, LMSpec]:
     """A `dspy.LM` for `spec` plus its identity.
 
     Greedy decoding by default, as in the paper.  For in-process models the DSPy model string
@@ -114,6 +116,7 @@ def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CO
     DSPy's answer cache; `prompt_cache` is llama.cpp's reuse of a shared prompt prefix (KV entries).
     `num_retries`: a remote call that fails for a transient reason (rate limit, timeout, a dropped
     connection) is retried that many times with exponential backoff (LiteLLM's, through DSPy).
+    `stop_loops`: an in-process model stops a reply whose tail repeats one piece (lm/repetition.py).
     """
     if spec == "fake":
         from guided_profile.lm.fake import FakeEngine
@@ -124,7 +127,8 @@ def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CO
     identity, gguf = resolve_spec(spec, api_base, context)
     if gguf is not None:
         engine = EmbeddedEngine(gguf, n_ctx=context, n_parallel=n_parallel, threads=threads,
-                                model_name=identity.model, cache_prompt=prompt_cache)
+                                model_name=identity.model, cache_prompt=prompt_cache,
+                                loop_rule=DEFAULT_LOOP_RULE if stop_loops else None)
         model_string = f"embedded/{identity.model}@{identity.sha256[:16]}"
         lm = dspy.LM(model_string, engine=engine, temperature=temperature, max_tokens=max_tokens, cache=cache)
     else:

@@ -13,8 +13,10 @@ module: the metric (`metric.py`), plans (`plan.py`), the shape of a guidance que
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import dspy
@@ -27,7 +29,7 @@ from guided_profile.optimizers.confirm import ConfirmSettings, confirm_stage, sp
 from guided_profile.optimizers.metric import TaskMetric
 from guided_profile.optimizers.plan import CONFIRM, FINAL, CallPlan, calls_per_example
 from guided_profile.programs.adapter import ProgramAdapter
-from guided_profile.programs.attempt import attempt
+from guided_profile.programs.attempt import Attempt, attempt
 from guided_profile.tasks.base import Task
 
 
@@ -53,6 +55,8 @@ class Optimizer(ABC):
             the hand-written program there (`confirm.py`); None: no confirm stage, as DSPy's optimizers.
         user_candidates: guidance questions (and instructions) a person wrote: searched where the optimizer
             can (`searches_user_candidates`), and always scored in the confirm stage.
+        parallel: examples scored at once where the optimizer scores them itself (the Optuna search's dev
+            examples, the confirm stage): the embedded model's server slots, or concurrent requests.
         **settings: the optimizer's own settings (`defaults` lists them).
     """
 
@@ -66,8 +70,12 @@ class Optimizer(ABC):
     def __init__(self, *, task: Task, task_lm: dspy.BaseLM, metric: TaskMetric | None = None,
                  prompt_lm: dspy.BaseLM | None = None, seed: int = 0, workdir: Any = None,
                  progress: Callable[[str], None] | None = print, confirm: ConfirmSettings | None = None,
-                 user_candidates: Sequence[Candidate] = (), **settings: Any):
+                 user_candidates: Sequence[Candidate] = (), parallel: int = 1, **settings: Any):
         self.settings = self.validate_settings(settings)
+        if parallel < 1:
+            raise ConfigError(f"parallel must be at least 1, got {parallel}")
+        self.parallel = parallel
+        self._local = threading.local()
         self.confirm = confirm
         self.user_candidates = list(user_candidates)
         self.task = task
@@ -147,14 +155,33 @@ class Optimizer(ABC):
                 return best
             finalists = self._finalists(best, self.confirm.top)
             finalists += [with_candidate(student, c) for c in self._unsearched_candidates()]
-            program, self.info["confirm"] = confirm_stage(student, finalists, confirm, score=self.score_one,
+            program, self.info["confirm"] = confirm_stage(student, finalists, confirm, score=self.scores,
                                                           objective=self.metric.objective, settings=self.confirm)
             return program
 
-    def score_one(self, program: dspy.Module, example: Example) -> float:
-        """The objective of `program` on one example (0 if it failed), through the one evaluation loop."""
-        return attempt(program, self.task, example, lm=self.task_lm, adapter=ProgramAdapter(),
-                       objective=self.metric.objective).score
+    def scores(self, program: dspy.Module, examples: Sequence[Example]) -> list[float]:
+        """The objective of `program` on each example (0 where it failed), through the one evaluation loop."""
+        return [tried.score for tried, _ in self.attempts(program, examples)]
+
+    def attempts(self, program: dspy.Module, examples: Sequence[Example]) -> list[tuple[Attempt, int]]:
+        """`attempt` of `program` on each example, `parallel` at a time (one server slot or request each),
+        in the examples' order, each with the tokens it cost (estimated alike for DSPy cache hits, so a
+        configuration's cost does not depend on what an earlier trial happened to ask)."""
+        if self.parallel <= 1 or len(examples) <= 1:
+            return [self._attempt(program, example) for example in examples]
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(examples))) as pool:
+            return list(pool.map(lambda example: self._attempt(program, example), examples))
+
+    def _attempt(self, program: dspy.Module, example: Example) -> tuple[Attempt, int]:
+        # Each thread has its own copy of the task model (same engine): its own history, so each example's
+        # usage is its own, and its own counter for tokens; the copies still report to `task_calls`.
+        if not hasattr(self._local, "lm"):
+            self._local.lm = self.task_lm.copy()
+            self._local.counter = attach_counter(self._local.lm)
+        before = self._local.counter.tokens
+        tried = attempt(program, self.task, example, lm=self._local.lm, adapter=ProgramAdapter(),
+                        objective=self.metric.objective)
+        return tried, self._local.counter.tokens - before
 
     def _split_dev(self, valset: list[Example]) -> tuple[list[Example], list[Example]]:
         """(search part, confirm part) of the dev examples; no confirm part without a confirm stage."""

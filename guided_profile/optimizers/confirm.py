@@ -147,17 +147,18 @@ def configuration(program: dspy.Module) -> str:
 
 
 def confirm_stage(handwritten: dspy.Module, finalists: Sequence[dspy.Module], examples: Sequence[Example], *,
-                  score: Callable[[dspy.Module, Example], float], objective: str,
+                  score: Callable[[dspy.Module, Sequence[Example]], list[float]], objective: str,
                   settings: ConfirmSettings) -> tuple[dspy.Module, dict[str, Any]]:
-    """Score the hand-written program and each distinct finalist on the confirm `examples`; return the
-    program to export and what the export records (per-program means, the winner, the verdict)."""
+    """Score the hand-written program and each distinct finalist on the confirm `examples` (`score` gives a
+    program's per-example objective); return the program to export and what the export records
+    (per-program means, the winner, the verdict)."""
     distinct: dict[str, dspy.Module] = {}
     for program in finalists:
         distinct.setdefault(configuration(program), program)
     distinct.pop(configuration(handwritten), None)  # the hand-written program is the reference, not a candidate
-    scores = {"handwritten": [score(handwritten, ex) for ex in examples]}
+    scores = {"handwritten": score(handwritten, examples)}
     named = {f"finalist {i}": program for i, program in enumerate(distinct.values(), 1)}
-    scores |= {name: [score(program, ex) for ex in examples] for name, program in named.items()}
+    scores |= {name: score(program, examples) for name, program in named.items()}
     if named:
         winner = pick_on_confirm({name: scores[name] for name in named})
         verdict = judge(scores[winner], scores["handwritten"], objective=objective, candidates=len(named),

@@ -18,7 +18,7 @@ import json
 import re
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +28,27 @@ from optuna.trial import TrialState
 
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
-from guided_profile.lm.accounting import usage_delta
+from guided_profile.lm.accounting import Usage, usage_delta
 from guided_profile.optimizers._guidance_shape import as_guidance_question, set_instruction
+from guided_profile.optimizers._proposals import Shown, failures_first, propose
+from guided_profile.optimizers._racing import DevScores, race
 from guided_profile.optimizers.base import Optimizer, register_optimizer
+from guided_profile.optimizers.candidates import Candidate
 from guided_profile.optimizers.metric import TaskMetric
 from guided_profile.optimizers.plan import CallPlan, calls_per_example
-from guided_profile.programs.adapter import ProgramAdapter
-from guided_profile.programs.answer import answer_config_of, lettered
-from guided_profile.programs.attempt import attempt
+from guided_profile.programs.answer import answer_config_of
 from guided_profile.programs.export import instructions
 from guided_profile.programs.methods import parts_of, switches_of
 from guided_profile.programs.modules import GuidedProfile
 from guided_profile.redaction import redact
+
+
+def _counted(study: optuna.Study) -> int:
+    """Trials that count towards `trials`: completed ones and those the race stopped (`trials` configurations
+    are tried, each on at most the whole dev set, so the plan's bound holds).  Not counted: a trial that
+    yielded to another worker scoring the same configuration (it paid nothing), and failed ones (retried)."""
+    ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return sum(t.state == TrialState.COMPLETE or "paid_examples" in t.user_attrs for t in ended)
 
 PART_CHOICES = ["pc+pp", "pc+g+pp", "pc+g", "g+pp", "g", "pp"]  # every final step with guidance or profile
 WORDS = re.compile(r"\b(?:at most|no more than|fewer than|less than|under|up to)\s+(\d+)\s+words\b", re.IGNORECASE)
@@ -55,29 +64,6 @@ def with_word_limit(instruction: str, words: int) -> str:
     if WORDS.search(instruction):
         return WORDS.sub(f"at most {words} words", instruction, count=1)
     return f"{instruction.rstrip()} Use at most {words} words."
-
-
-class ProposeGuidance(dspy.Signature):
-    """You design the guidance question of a personalization system. Before the system writes a profile of a person,
-    it asks one question about the person's history and uses the answer to write the profile. Study the examples
-    (each a history, what was asked, and the right answer) and write one new guidance question whose answer would
-    bring out what predicts the right answers. Write a single question ending with '?' (or a single request ending
-    with ':'), at most 40 words, different from the current one."""
-
-    task: str = dspy.InputField(desc="what the system must predict")
-    current_question: str = dspy.InputField(desc="the guidance question used now")
-    examples: str = dspy.InputField(desc="histories, what was asked about each, and the right answer")
-    guidance_question: str = dspy.OutputField(desc="one new guidance question")
-
-
-def example_text(task: Any, examples: list[Example], max_history_chars: int = 800) -> str:
-    blocks = []
-    for i, ex in enumerate(examples, 1):
-        inputs = task.inputs(ex)
-        history = inputs["history"][-max_history_chars:]
-        asked = inputs["question"] + (f"\n{lettered(ex.options)}" if ex.options else "")
-        blocks.append(f"Example {i}\nHistory:\n{history}\nAsked: {asked}\nRight answer: {ex.gold[:300]}")
-    return "\n\n".join(blocks)
 
 
 class IncompleteTrial(Exception):
@@ -126,14 +112,6 @@ class _Space:
     grid: list[int]
 
 
-@dataclass
-class _DevScores:
-    scores: list[float] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)
-    reused: int = 0  # examples whose score the study already held
-    failed: int = 0
-
-
 def _pareto_front(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
     """The trials no other one beats on both objectives (score up, tokens down): Optuna's `best_trials`, but of
     the trials given rather than of the whole study."""
@@ -154,7 +132,9 @@ class OptunaSearch(Optimizer):
     may_be_zero = ("candidates",)  # 0: search the switches and length with the hand-written guidance only
     defaults = {"trials": 8, "candidates": 3, "examples_per_proposal": 3, "search_switches": True,
                 "min_words": 20, "max_words": 100, "word_step": 20, "screen_candidates": True,
-                "multi_objective": False, "storage": "", "study_name": "", "heartbeat": 30}
+                "multi_objective": False, "storage": "", "study_name": "", "heartbeat": 30,
+                "racing": True, "p_threshold": 0.1, "min_examples": 10, "ground_proposals": True}
+    searches_user_candidates = True  # their questions join the pool; step instructions go to the confirm stage
 
     # -- set-up -----------------------------------------------------------------------------------
     @classmethod
@@ -179,7 +159,8 @@ class OptunaSearch(Optimizer):
     def study_config(self, program: dspy.Module, trainset: list[Example], valset: list[Example]) -> dict[str, Any]:
         """What a study's trials depend on: a stored study made with anything else is not resumed."""
         settings = {k: v for k, v in self.settings.items() if k not in ("trials", "storage", "study_name", "heartbeat")}
-        return {"task": self.task.name, "settings": settings, "seed": self.seed,
+        return {"task": self.task.name, "settings": settings, "seed": self.seed, "objective": self.metric.objective,
+                "user_candidates": [c.guidance_question for c in self.user_candidates],
                 "instructions": instructions(program), "switches": getattr(program, "switches", None),
                 "answer": _study_answer(program), "task_lm": self.task_lm.model, "prompt_lm": self.prompt_lm.model,
                 "train": self._examples_digest(trainset), "dev": self._examples_digest(valset)}
@@ -225,11 +206,14 @@ class OptunaSearch(Optimizer):
         study = self._existing(self.study_name(config))
         done, has_pool = 0, False
         if study is not None:
-            done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            done = _counted(study)
             has_pool = _stored_pool(study) is not None
         trials = max(0, self.settings["trials"] - done)
         plan = CallPlan(trials=trials, per_trial=len(valset) * c)
         plan.parts["guidance question candidates (prompt)"] = 0 if has_pool else self.settings["candidates"]
+        grounding = min(len(trainset), self.settings["candidates"] * self.settings["examples_per_proposal"])
+        plan.parts["failures shown to the proposals (task)"] = (
+            0 if has_pool or not self.settings["ground_proposals"] else grounding * c)
         plan.parts["trials on dev (task)"] = trials * len(valset) * c
         if done:
             plan.notes.append(f"resuming study: {done} of {self.settings['trials']} trials already done")
@@ -249,8 +233,11 @@ class OptunaSearch(Optimizer):
         offset = len(existing.get_trials(deepcopy=False)) if existing is not None else 0
         with _stable():
             sampler = optuna.samplers.TPESampler(seed=self.seed + offset, multivariate=True, group=True)
+            pruner = (optuna.pruners.WilcoxonPruner(p_threshold=self.settings["p_threshold"],
+                                                    n_startup_steps=self.settings["min_examples"])
+                      if self.settings["racing"] and not multi else optuna.pruners.NopPruner())
         try:
-            study = optuna.create_study(study_name=name, storage=self._storage(), sampler=sampler,
+            study = optuna.create_study(study_name=name, storage=self._storage(), sampler=sampler, pruner=pruner,
                                         load_if_exists=True,
                                         directions=["maximize", "minimize"] if multi else ["maximize"])
         except ValueError as exc:  # e.g. an existing study with other directions
@@ -263,6 +250,8 @@ class OptunaSearch(Optimizer):
             raise ConfigError(f"optuna study {name!r} in {redact(self.storage_url())} was made with a different "
                               f"{', '.join(changed)}; give another study_name or run folder")
         self.info.update(study_name=name, storage=redact(self.storage_url()))
+        if "dev_ids" not in study.user_attrs:
+            study.set_user_attr("dev_ids", [ex.example_id for ex in valset])
 
         pool = self._pool(study, program, trainset)
         grid = self._word_grid()
@@ -272,37 +261,34 @@ class OptunaSearch(Optimizer):
         self._seed_trials(study, pool, space.base_parts, base_words)
 
         target = self.settings["trials"]
-        complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        complete = _counted(study)
         if complete < target:
             objective = self._objective(study, program, space, valset, multi)
             # A trial cut short by failed calls does not count: each missing trial gets one retry here, and
             # the callback stops as soon as `target` trials are complete.
             study.optimize(objective, n_trials=2 * (target - complete), catch=(IncompleteTrial,),
-                           callbacks=[optuna.study.MaxTrialsCallback(target, states=(TrialState.COMPLETE,)),
+                           callbacks=[self._enough_trials,
                                       self._budget_guard])
         return self._best(study, program, pool, multi)
 
     def _pool(self, study: optuna.Study, program: dspy.Module, trainset: list[Example]) -> list[str]:
-        """The guidance question candidates: stored with the study, so resuming never proposes again."""
+        """The guidance question candidates: the hand-written one, the user's, then the prompt model's proposals,
+        each from train users the hand-written program gets wrong; stored with the study, so resuming never
+        proposes again."""
         stored = _stored_pool(study)
         if stored is not None:
             return stored
         handwritten = program.digest.signature.instructions
-        pool, refused = [handwritten], []
+        pool = list(dict.fromkeys([handwritten, *(c.guidance_question for c in self.user_candidates)]))
         k, m = self.settings["candidates"], max(1, self.settings["examples_per_proposal"])
-        propose = dspy.Predict(ProposeGuidance)
+        shown = failures_first(self, program, trainset[: k * m]) if self.settings["ground_proposals"] else [
+            Shown(ex) for ex in trainset]
+        refused: list[str] = []
         for i in range(k):
-            batch = [trainset[(i * m + j) % len(trainset)] for j in range(min(m, len(trainset)))]
-            lm = self.prompt_lm.copy(rollout_id=i + 1, temperature=1.0)  # distinct proposals, each cached
-            try:
-                with dspy.context(lm=lm):
-                    text = propose(task=self.task.description, current_question=handwritten,
-                                   examples=example_text(self.task, batch)).guidance_question
-            except Exception as exc:  # an unusable reply costs one call, not the run
-                refused.append(f"(failed: {type(exc).__name__})")
-                continue
+            batch = [shown[(i * m + j) % len(shown)] for j in range(min(m, len(shown)))]
+            text = propose(self.task, handwritten, batch, self.prompt_lm.copy(rollout_id=i + 1, temperature=1.0))
             shaped = as_guidance_question(text)
-            if shaped is None or shaped in {ex.query for ex in batch}:  # no question, or the task's own question
+            if shaped is None or shaped in {s.example.query for s in batch}:  # no question, or the task's own
                 refused.append(text)
             elif shaped not in pool:
                 pool.append(shaped)
@@ -349,37 +335,63 @@ class OptunaSearch(Optimizer):
 
     def _objective(self, study: optuna.Study, base: dspy.Module, space: _Space, valset: list[Example],
                    multi: bool) -> Callable[[optuna.Trial], float | tuple[float, float]]:
-        """One trial: pick a configuration, score it on the dev set, record what it cost."""
+        """One trial: pick a configuration, race it on the dev set, record what it cost."""
         def objective(trial: optuna.Trial) -> float | tuple[float, float]:
-            index = trial.suggest_categorical(QUESTION_PARAM, list(range(len(space.pool))))
-            parts = (trial.suggest_categorical("parts", PART_CHOICES) if self.settings["search_switches"]
-                     else space.base_parts)
-            words = None
-            if space.base_words is not None and "pp" in parts.split("+"):
-                words = trial.suggest_int("profile_words", space.grid[0], space.grid[-1],
-                                          step=self.settings["word_step"])
+            index, parts, words = self._suggest(trial, space)
             if self._paid_elsewhere(study, trial):
                 raise optuna.TrialPruned("another worker is scoring this configuration")  # not counted, no call
-            before = self.task_calls.snapshot()
-            dev = self._score_on_dev(study, f"memo:g{index}|{parts}|w{words}",
-                                     self._build(base, space.pool[index], parts, words), valset)
-            used = usage_delta(self.task_calls.snapshot(), before)
-            mean, mean_tokens = sum(dev.scores) / len(dev.scores), sum(dev.tokens) / len(dev.tokens)
             trial.set_user_attr("guidance_question", space.pool[index])
-            trial.set_user_attr("tokens_per_example", round(mean_tokens, 1))
-            trial.set_user_attr("calls", used.calls)
-            trial.set_user_attr("cache_hits", used.cache_hits)
-            trial.set_user_attr("reused_examples", dev.reused)
-            trial.set_user_attr("failed_examples", dev.failed)
-            self.report(trial.number + 1, self.settings["trials"], mean,
+            before = self.task_calls.snapshot()
+            program = self._build(base, space.pool[index], parts, words)
+            try:
+                # Optuna takes per-example reports (and prunes) only in a single-objective study.
+                dev = race(study, None if multi else trial, f"g{index}|{parts}|w{words}", valset,
+                           score=self._scorer(program), batch=self.parallel, seed=self.seed + trial.number,
+                           prune=self.settings["racing"] and not multi)
+            except optuna.TrialPruned as stop:
+                self._note(trial, before, None)
+                self.report(trial.number + 1, self.settings["trials"], None,
+                            f"guidance question #{index} parts {parts}: {stop}")
+                raise
+            used = self._note(trial, before, dev)
+            self.report(trial.number + 1, self.settings["trials"], dev.mean(),
                         f"guidance question #{index} parts {parts} words {words or '-'}; {used.calls} calls"
                         + (f", {dev.reused} reused" if dev.reused else "")
                         + (f", {dev.failed} FAILED" if dev.failed else ""))
             if dev.failed:  # a score with failed examples counted as 0 would bias the search: fail the trial instead
                 raise IncompleteTrial(f"{dev.failed} dev examples failed; their scores are retried on resume")
-            return (mean, mean_tokens) if multi else mean
+            return (dev.mean(), dev.mean_tokens()) if multi else dev.mean()
 
         return objective
+
+    def _suggest(self, trial: optuna.Trial, space: _Space) -> tuple[int, str, int | None]:
+        """The configuration a trial tries: guidance question (pool index), final-step parts, profile words."""
+        index = trial.suggest_categorical(QUESTION_PARAM, list(range(len(space.pool))))
+        parts = (trial.suggest_categorical("parts", PART_CHOICES) if self.settings["search_switches"]
+                 else space.base_parts)
+        words = None
+        if space.base_words is not None and "pp" in parts.split("+"):
+            words = trial.suggest_int("profile_words", space.grid[0], space.grid[-1], step=self.settings["word_step"])
+        return index, parts, words
+
+    def _scorer(self, program: dspy.Module) -> Callable[[list[Example]], list[tuple[float, int, bool]]]:
+        def score(examples: list[Example]) -> list[tuple[float, int, bool]]:
+            done = self.attempts(program, examples)
+            return [(tried.score, tokens, tried.error is not None) for tried, tokens in done]
+
+        return score
+
+    def _note(self, trial: optuna.Trial, before: Usage, dev: DevScores | None) -> Usage:
+        """What a trial cost and scored, as attributes a person reads in optuna-dashboard."""
+        used = usage_delta(self.task_calls.snapshot(), before)
+        trial.set_user_attr("calls", used.calls)
+        trial.set_user_attr("cache_hits", used.cache_hits)
+        if dev is not None:
+            trial.set_user_attr("tokens_per_example", round(dev.mean_tokens(), 1))
+            trial.set_user_attr("reused_examples", dev.reused)
+            trial.set_user_attr("paid_examples", dev.paid)
+            trial.set_user_attr("failed_examples", dev.failed)
+        return used
 
     @staticmethod
     def _paid_elsewhere(study: optuna.Study, trial: optuna.Trial) -> bool:
@@ -388,28 +400,9 @@ class OptunaSearch(Optimizer):
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         return any(t.number < trial.number and t.params == trial.params for t in running)
 
-    def _score_on_dev(self, study: optuna.Study, key: str, program: dspy.Module,
-                      valset: list[Example]) -> _DevScores:
-        """Score and tokens per dev example; an example this configuration already scored in the study (the
-        memo under `key`) is not run again, a failed one scores 0 here and is retried in a later trial."""
-        memo = dict(study.user_attrs.get(key, {}))  # example id -> [score, tokens] already paid for
-        dev = _DevScores()
-        for example in valset:
-            if example.example_id in memo:
-                score, spent = memo[example.example_id]
-                dev.reused += 1
-            else:
-                start = self.task_calls.tokens
-                tried = attempt(program, self.task, example, lm=self.task_lm, adapter=ProgramAdapter())
-                score, spent = tried.score, self.task_calls.tokens - start
-                if tried.error is not None:
-                    dev.failed += 1  # scores 0 here; the trial fails and the example is retried later
-                else:
-                    memo[example.example_id] = [score, spent]
-                    study.set_user_attr(key, memo)
-            dev.scores.append(score)
-            dev.tokens.append(spent)
-        return dev
+    def _enough_trials(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if _counted(study) >= self.settings["trials"]:
+            study.stop()
 
     def _budget_guard(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """Stop before a trial that could overrun the budget (the run still exports the best so far)."""
@@ -437,10 +430,34 @@ class OptunaSearch(Optimizer):
         self.info["best_trial"] = self._describe(best, pool)
         self.info["trials"] = [self._describe(t, pool) for t in complete]
         self.info["guidance_question_pool"] = pool
+        self.info["racing"] = self._racing_savings(study)
         self.known_dev_score = best.values[0]
-        p = best.params
-        parts = p.get("parts", parts_of(base.switches))
-        return self._build(base, pool[p[QUESTION_PARAM]], parts, p.get("profile_words"))
+        ranked = sorted(complete, key=lambda t: (-t.values[0], t.number))
+        self._ranked = [self._from_trial(base, pool, t) for t in [best, *(t for t in ranked if t is not best)]]
+        return self._ranked[0]
+
+    def _from_trial(self, base: dspy.Module, pool: list[str], trial: optuna.trial.FrozenTrial) -> GuidedProfile:
+        p = trial.params
+        return self._build(base, pool[p[QUESTION_PARAM]], p.get("parts", parts_of(base.switches)),
+                           p.get("profile_words"))
+
+    def _finalists(self, best: dspy.Module, top: int) -> list[dspy.Module]:
+        """The `top` best distinct configurations of the completed trials (pruned ones never reach here)."""
+        return self._ranked[:top] if getattr(self, "_ranked", None) else [best]
+
+    def _unsearched_candidates(self) -> list[Candidate]:
+        return [c for c in self.user_candidates if c.instructions]  # the search varies only their question
+
+    def _racing_savings(self, study: optuna.Study) -> dict[str, int]:
+        """Dev examples scored (paid now or reused) against a full evaluation of every trial that ran."""
+        ran = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        ran = [t for t in ran if "paid_examples" in t.user_attrs]  # not those pruned before any call
+        scored = sum(t.user_attrs["paid_examples"] + t.user_attrs.get("reused_examples", 0) for t in ran)
+        full = sum(len(study.user_attrs.get("dev_ids", [])) for _ in ran)
+        pruned = [t for t in ran if t.state == TrialState.PRUNED]
+        return {"trials": len(ran), "pruned": len(pruned), "dev_examples_scored": scored,
+                "full_evaluation": full, "saved": full - scored,
+                "paid": sum(t.user_attrs["paid_examples"] for t in ran)}
 
     @staticmethod
     def _describe(trial: optuna.trial.FrozenTrial, pool: list[str]) -> dict[str, Any]:

@@ -183,6 +183,7 @@ class UsageCounts(_Strict):
     prompt_seconds: Amount = 0
     generation_seconds: Amount = 0
     truncated: Count = 0
+    repetition_stops: Count = 0
     empty_replies: Count = 0
 
 

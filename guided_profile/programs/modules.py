@@ -18,7 +18,8 @@ from guided_profile.programs.signatures import Digest, WriteProfile, respond_sig
 from guided_profile.programs.stored import StoredStep
 from guided_profile.tasks.base import Task
 
-STEP_MAX_TOKENS = 256  # digestion and profile: the paper's are a line or two; this only stops run-on replies
+# A profile update's cap (programs/update.py); digestion and profile caps are the task's (`Task.step_max_tokens`).
+STEP_MAX_TOKENS = 256
 
 
 def answer_step(task: Task, *, history: bool, guidance: bool, profile: bool, answer_mode: str = "generate",
@@ -54,7 +55,7 @@ class ProfileThenAnswer(dspy.Module):
     def __init__(self, task: Task, **answer_options):
         super().__init__()
         self.write_profile = StoredStep(WriteProfile.delete("guidance").with_instructions(task.profile_instruction),
-                                        kind="profile", max_tokens=STEP_MAX_TOKENS)
+                                        kind="profile", max_tokens=task.profile_max_tokens)
         self.respond = answer_step(task, history=True, guidance=False, profile=True, **answer_options)
 
     def forward(self, history: str, question: str, options: Sequence[str] = ()) -> dspy.Prediction:
@@ -79,9 +80,9 @@ class GuidedProfile(dspy.Module):
         self.include_guidance = switches["include_guidance"]
         self.include_profile = switches["include_profile"]
         self.digest = StoredStep(Digest.with_instructions(task.guidance_question), kind="digest",
-                                 max_tokens=STEP_MAX_TOKENS)
+                                 max_tokens=task.digest_max_tokens)
         self.write_profile = StoredStep(WriteProfile.with_instructions(task.guided_profile_instruction),
-                                        kind="profile", max_tokens=STEP_MAX_TOKENS)
+                                        kind="profile", max_tokens=task.profile_max_tokens)
         self.respond = answer_step(task, history=self.include_context, guidance=self.include_guidance,
                                    profile=self.include_profile, **answer_options)
 

@@ -92,6 +92,13 @@ class Task(ABC):
     answer_instruction: ClassVar[str]
     answer_desc: ClassVar[str] = ""
     answer_max_tokens: ClassVar[int] = 128
+    # Token caps of the digestion and profile steps.  Each task also declares caps fitted on its measured
+    # outputs (experiments/token_caps.py: runaways stop there, no output that ended by itself is cut), used
+    # with the task option stop_runaways=true together with the engine's repetition stop: off by default
+    # until a paired accuracy check on real users says they change nothing but cost (issue 20).
+    digest_max_tokens: ClassVar[int] = 256
+    profile_max_tokens: ClassVar[int] = 256
+    fitted_max_tokens: ClassVar[dict[str, int]] = {}
     has_options: ClassVar[bool] = False          # answers are one of `example.options` (choice scoring applies)
     gpg_switches: ClassVar[dict[str, bool]]      # the final step's inputs in the paper's main GPG row
     objective: ClassVar[str]                     # the summary metric tables report (and text tasks optimise)
@@ -100,8 +107,14 @@ class Task(ABC):
     data_subdir: ClassVar[str]                   # real data, relative to the data root
     sample_subdir: ClassVar[str]                 # committed sample, relative to datasets/
 
-    def __init__(self, seed: int = 0, max_history_chars: int = DEFAULT_MAX_HISTORY_CHARS):
+    def __init__(self, seed: int = 0, max_history_chars: int = DEFAULT_MAX_HISTORY_CHARS,
+                 stop_runaways: bool = False):
         whole_number("max_history_chars", max_history_chars)
+        if not isinstance(stop_runaways, bool):
+            raise ConfigError(f"task option stop_runaways must be true or false, got {stop_runaways!r}")
+        self.stop_runaways = stop_runaways
+        for step, cap in (self.fitted_max_tokens if stop_runaways else {}).items():
+            setattr(self, f"{step}_max_tokens", cap)
         self.seed = seed
         self.max_history_chars = max_history_chars
 
@@ -118,6 +131,10 @@ class Task(ABC):
                 if param.name not in ("self", "seed") and param.default is not param.empty:
                     options[param.name] = param.default
         return options
+
+    def step_max_tokens(self) -> dict[str, int]:
+        """Each generating step's token cap, as run configs record them."""
+        return {"digest": self.digest_max_tokens, "profile": self.profile_max_tokens, "answer": self.answer_max_tokens}
 
     @abstractmethod
     def load(self, path: Path) -> tuple[list[Example], dict[str, int]]:

@@ -33,14 +33,11 @@ class DialogueTask(TextTask):
                           "as they would write it (what they like, how they talk). Reply with only that message, one "
                           "or two sentences.")
     answer_desc = "only the person's reply"
-    # The paper singles out no other row for this task; like tweet paraphrasing, the final step sees
-    # the history, the guidance answer and the profile (PC + G + PP).
-    gpg_switches = {"include_context": True, "include_guidance": True, "include_profile": True}
+    fitted_max_tokens = {"digest": 128, "profile": 144}  # with stop_runaways: experiments/results/token-caps.md
+    # gpg_switches: TextTask's (PC + G + PP), as for tweets; the paper singles out no other row for this task.
     objective = "st"
-    per_example_metrics = ("st", "bs")
     metric_keys = ("st", "bs", "profile_quality")  # the paper's Table 2, then the profile against the true persona
     optional_keys = ("profile_quality",)
-    columns = (*metric_keys, "profile_quality_n")
     data_subdir = "personachat"
     sample_subdir = "personachat_sample"
 

@@ -30,12 +30,10 @@ class ParaphraseTask(TextTask):
                           "(capitalization, emoji, abbreviations, punctuation). Reply with only the tweet, without "
                           "any explanation before or after it.")
     answer_desc = "only the paraphrased tweet"
-    # The paper's GPG row for this task gives the final step the tweets, the guidance answer and the profile.
-    gpg_switches = {"include_context": True, "include_guidance": True, "include_profile": True}
+    fitted_max_tokens = {"digest": 32, "answer": 72}  # with stop_runaways: experiments/results/token-caps.md
+    # gpg_switches: TextTask's, the paper's GPG row for this task (the tweets, the guidance answer, the profile).
     objective = "meteor"
-    per_example_metrics = ("meteor", "rouge1", "rouge2", "rougeL", "bleu")
     metric_keys = ("rouge1", "rouge2", "meteor", "rougeL", "bleu")  # the order of the paper's Figure 3
-    columns = metric_keys
     data_subdir = "lamp7"
     sample_subdir = "lamp7_sample"
 

@@ -1,0 +1,58 @@
+"""The Optuna search races configurations on the dev users: a clearly worse one is stopped early, the
+scores it paid for stay in the study, and dev examples are scored in parallel."""
+
+import optuna
+from optuna.trial import TrialState
+from test_optimizers import NEW_Q, TASK, examples, lms
+
+from guided_profile.optimizers import get_optimizer, run_optimizer
+from guided_profile.programs import build_program
+
+
+def handwritten_wins(system, user):
+    """Right (B) only with the hand-written question: the proposed NEW_Q is clearly worse."""
+    tail = user.rsplit("\n\n", 1)[-1].lower()
+    if "reply with only the guidance" in tail:
+        return "families-unknown" if NEW_Q in user else "tools"
+    if "reply with only the profile" in tail:
+        return "a shopper" if "families-unknown" in user else "TOOLS shopper"
+    return "B" if "TOOLS" in user else "A"
+
+
+def search(tmp_path, parallel=1, **settings):
+    task_lm, engine, prompt_lm, _ = lms(handwritten_wins)
+    optimizer = get_optimizer("optuna", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
+                              progress=None, parallel=parallel, trials=2, candidates=1, search_switches=False,
+                              min_examples=5, **settings)
+    result = run_optimizer(optimizer, build_program("gpg", TASK), trainset=examples(3, "t"),
+                           valset=examples(40, "d"), budget=100_000, log=lambda line: None)
+    study = optuna.load_study(study_name=result.info["study_name"], storage=f"sqlite:///{tmp_path / 'study.db'}")
+    return result, study, engine
+
+
+def test_a_clearly_worse_candidate_is_stopped_early_and_its_scores_are_kept(tmp_path):
+    result, study, _ = search(tmp_path)
+    trials = {t.params["guidance"]: t for t in study.get_trials()}
+    assert trials[0].state == TrialState.COMPLETE and trials[0].value == 1.0
+    worse = trials[1]
+    assert worse.state == TrialState.PRUNED and 5 <= worse.user_attrs["pruned_after_examples"] < 40
+    assert sum(key.startswith("score:g1|") for key in study.user_attrs) == worse.user_attrs["paid_examples"]
+    racing = result.info["racing"]
+    assert racing == {"trials": 2, "pruned": 1, "dev_examples_scored": 40 + worse.user_attrs["paid_examples"],
+                      "full_evaluation": 80, "saved": 40 - worse.user_attrs["paid_examples"],
+                      "paid": 40 + worse.user_attrs["paid_examples"]}
+    assert result.program.digest.signature.instructions == TASK.guidance_question
+
+
+def test_without_racing_every_trial_sees_every_dev_user(tmp_path):
+    result, study, _ = search(tmp_path, racing=False)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 2
+    assert result.info["racing"]["saved"] == 0
+
+
+def test_dev_examples_are_scored_in_parallel_with_the_same_scores(tmp_path):
+    one, _, engine_one = search(tmp_path / "one", racing=False)
+    four, _, engine_four = search(tmp_path / "four", racing=False, parallel=4)
+    assert [t["score"] for t in one.info["trials"]] == [t["score"] for t in four.info["trials"]]
+    assert sorted(r["user"] for r in engine_one.requests) == sorted(r["user"] for r in engine_four.requests)
+    assert one.info["trials"][0]["tokens_per_example"] == four.info["trials"][0]["tokens_per_example"]
