@@ -116,7 +116,7 @@ def compare_report() -> list[Path]:
                                              rotations=config["rotations"])} | compiled
     summaries = {m: s for m, s in json.loads((folder / "summary.json").read_text())["methods"].items() if m in programs}
     done = {(r["method"], r["example_id"]): r for r in read_records(folder / RECORDS) if r.get("error") is None}
-    rows = comparison_rows(task, summaries, done, selected)
+    rows = comparison_rows(task, summaries, done, selected, payloads=payloads)
     report = folder / "compare.md"
     before = report.read_text(encoding="utf-8")
     report.write_text(markdown_report(task, rows, programs, payloads, config, "compare.png") + "\n", encoding="utf-8")

@@ -16,13 +16,14 @@ states the data hash, the git commit and the package version.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
+from guided_profile.optimizers.confirm import ConfirmSettings
 from guided_profile.provenance import cached_data_sha256, from_portable, git_state, portable
 from guided_profile.tasks.base import Task
 
@@ -31,8 +32,11 @@ if TYPE_CHECKING:  # heavy imports, only for the annotations
 
     from guided_profile.evaluation import RunFolder
     from guided_profile.lm.factory import LMSpec
+    from guided_profile.optimizers import TaskMetric
+    from guided_profile.optimizers.candidates import Candidate
     from guided_profile.store import ProfileStore
 
+DEFAULT_CONFIRM = ConfirmSettings()  # 30% of the dev users confirm the search's best 3
 DEFAULT_METHODS = ("dg-no-pc", "dg-pc", "pg", "gpg")
 DEFAULT_STORE = "default"  # profiles.sqlite in the cache folder
 Log = Callable[[str], None]
@@ -328,7 +332,7 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
                                progress=progress, log=log)
     config = run.config
     summaries = {name: summaries[name] for name in built}  # not programs compared earlier in this folder
-    rows = comparison_rows(task, summaries, run.done, selected)
+    rows = comparison_rows(task, summaries, run.done, selected, payloads=payloads)
     png = chart(task, rows, out / "compare.png")
     report = out / "compare.md"
     report.write_text(markdown_report(task, rows, built, payloads, config, png.name) + "\n", encoding="utf-8")
@@ -348,15 +352,23 @@ def _check_answer_modes(settings: RunSettings, payloads: dict[str, dict]) -> Non
                               + (f" --rotations {theirs['rotations']}" if theirs["rotations"] else ""))
 
 
-# With these limits every optimizer's default plan fits the default budget in either answer mode
-# (tests/test_optimizers.py checks it): 543-799 calls in generate mode, 1,083-1,537 in score mode.
-DEFAULT_BUDGET = 1600
-DEFAULT_TRAIN_LIMIT = DEFAULT_DEV_LIMIT = 20
+# Sized for the confirm stage (issue 18: confirm >= 40 users): 160 dev users of the real preference data split
+# 116 for the search and 44 to confirm with seed 0 (150 would give 39), 111 and 49 with seed 1.
+# DEFAULT_BUDGET is a safety stop just above the largest default plan, as `optimize --lm fake --data real` prints
+# them on those users (score mode: optuna 6,747, copro 7,446, mipro 5,130, gepa 3,137; generate mode about half);
+# tests/test_optimizers.py checks that every default plan fits.
+DEFAULT_BUDGET = 7600
+DEFAULT_TRAIN_LIMIT = 20
+DEFAULT_DEV_LIMIT = 160
 
 
 @dataclass(frozen=True)
 class Optimized:
-    """A tuned program, what the exported file holds, and the instructions before and after."""
+    """A tuned program, what the exported file holds, and the instructions before and after.
+
+    `verdict` is the confirm stage's conclusion (`Verdict.to_dict()`, with its one `line` in plain
+    words), or None when the stage was off.
+    """
 
     program: dspy.Module
     payload: dict[str, Any]
@@ -365,27 +377,103 @@ class Optimized:
     scores: dict[str, Any]
     usage: dict[str, Any]
     seconds: float
+    verdict: dict[str, Any] | None = None
+    out: Path | None = None
+
+    def text(self) -> str:
+        """What `optimize` prints at the end: scores, instructions, cost, the file, and the verdict last,
+        so the one line that says whether to trust the result is the last thing read."""
+        s, u = self.scores, self.usage
+        lines = [f"{s['objective']}: train {_num(s['train'])}, dev {_num(s['dev'])} (dev: {s.get('dev_on', 'dev')})"]
+        lines += [f"{name}: train {_num(v.get('train'))}, dev {_num(v.get('dev'))}"
+                  for name, v in s.items() if isinstance(v, dict)]  # the task's reported metric, beside
+        lines += [f"{name} ({'unchanged' if text == self.handwritten.get(name) else 'tuned'}): {text}"
+                  for name, text in self.tuned.items()]
+        lines.append(f"LM calls: {u['calls']} of {u['expected_calls']} expected (budget {u['budget']}); "
+                     f"{u['model_calls']} reached a model, the rest came from DSPy's cache; {self.seconds:.0f} s")
+        if self.out is not None:
+            lines.append(f"compiled program written to {self.out}")
+        lines.append(self.verdict["line"] if self.verdict else
+                     "no confirm stage (confirm fraction 0): the search's best is exported, unconfirmed")
+        return "\n".join(lines)
 
 
 def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
                      options: Mapping[str, Any] | None = None, method: str = "gpg",
                      run_dir: Path | str | None = None, budget: int = DEFAULT_BUDGET,
                      train_limit: int = DEFAULT_TRAIN_LIMIT, dev_limit: int = DEFAULT_DEV_LIMIT,
+                     objective: str | None = None, confirm: ConfirmSettings = DEFAULT_CONFIRM,
+                     user_candidates_file: Path | str | None = None,
                      prompt_lm: str | None = None, prompt_api_base: str | None = None, command: str | None = None,
                      log: Log = print) -> Optimized:
     """Tune `method`'s instructions with `optimizer` on a seeded sample of the train split, select on the
     dev split (the test split is never read), and export the result to `out` (one JSON file) with what
-    it was made from: model, data name and hash, seed, the train and dev example ids."""
-    from guided_profile.datasets.example import subsample
-    from guided_profile.lm import make_lm
+    it was made from: model, data name and hash, seed, the train and dev example ids.
+
+    `objective` (default the task's for the answer mode) is what every optimizer maximises; `confirm`
+    holds part of the dev users out of the search, and the search's best is exported only if it beats
+    the hand-written program there (`ConfirmSettings(fraction=0)`: no stage); `user_candidates_file`
+    holds guidance questions a person wrote (`optimizers/candidates.py` gives the format).
+    """
     from guided_profile.optimizers import get_optimizer, optimizer_class, run_optimizer
-    from guided_profile.programs import build_program
     from guided_profile.programs.export import instructions, save_compiled
 
     options = dict(options or {})
     optimizer_class(optimizer).validate_settings(options)  # a bad name or value fails before anything is loaded
     task = settings.make_task()
+    program, metric, candidates = _optimization_inputs(settings, task, method, objective, user_candidates_file)
+    source, trainset, valset = _tuning_sets(task, settings, train_limit, dev_limit, log)
+    lm, identity = replace(settings, parallel=1).make_lm()  # optimizers evaluate one example at a time
+    prompt, prompt_identity = _prompt_lm(settings, identity, prompt_lm, prompt_api_base)
+    out = Path(out)
+    run_dir = Path(run_dir) if run_dir else out.with_suffix(".run")
+    tuner = get_optimizer(optimizer, task=task, task_lm=lm, prompt_lm=prompt, metric=metric, seed=settings.seed,
+                          workdir=run_dir, confirm=confirm, user_candidates=candidates, **options)
+    handwritten = instructions(program)
+    result = run_optimizer(tuner, program, trainset=trainset, valset=valset, budget=budget, log=log)
+    info = dict(result.info)
+    stage = info.pop("confirm", None)  # recorded at the top of the file, not among the search's findings
+    metadata = {
+        "base_method": method, "handwritten_instructions": handwritten, "objective": metric.objective,
+        "confirm": stage or {"settings": asdict(confirm), "verdict": None},
+        "user_candidates": _candidates_record(user_candidates_file, candidates),
+        "optimizer": {"name": tuner.name, "settings": _portable_storage(tuner.get_params(), run_dir),
+                      "info": _portable_storage(info, run_dir)},
+        "lm": identity.to_dict(), "prompt_lm": prompt_identity.to_dict(), "task_options": dict(settings.task_options),
+        "data": _tuning_data(source, settings.seed, trainset, valset, {"train": train_limit, "dev": dev_limit}),
+        "scores": result.scores, "usage": result.usage, "seconds": result.seconds,
+        **{k: v for k, v in provenance(source, len(trainset) + len(valset)).items() if k in ("git", "version")},
+        "created": _now(), "command": command or library_command("optimize_program"),
+    }
+    payload = save_compiled(out, result.program, task, metadata)
+    return Optimized(result.program, payload, handwritten, instructions(result.program), result.scores, result.usage,
+                     result.seconds, stage["verdict"] if stage else None, out)
+
+
+def _optimization_inputs(settings: RunSettings, task: Task, method: str, objective: str | None,
+                         candidates_file: Path | str | None) -> tuple[dspy.Module, TaskMetric, list[Candidate]]:
+    """(the program to start from, the metric of the chosen objective, the user's candidates), all checked
+    before any data is loaded or any call made: a wrong objective or file fails in a second, not after a search."""
+    from guided_profile.optimizers import TaskMetric
+    from guided_profile.optimizers.candidates import read_candidates, with_candidate
+    from guided_profile.programs import build_program
+
     program = build_program(method, task, answer_mode=settings.answer_mode, rotations=settings.rotations)
+    chosen = task.check_objective(objective or task.default_objective(settings.answer_mode), settings.answer_mode)
+    candidates = []
+    if candidates_file is not None:
+        steps = tuple(name for name, _ in program.named_predictors())
+        candidates = read_candidates(Path(candidates_file), steps=steps)
+        for candidate in candidates:
+            with_candidate(program, candidate)  # refuses a program without a guidance step, now
+    return program, TaskMetric(task, objective=chosen), candidates
+
+
+def _tuning_sets(task: Task, settings: RunSettings, train_limit: int, dev_limit: int,
+                 log: Log) -> tuple[DataSource, list[Example], list[Example]]:
+    """(the data source, seeded samples of its train and dev splits); the test split is only counted."""
+    from guided_profile.datasets.example import subsample
+
     source = load_data(task, settings.data)
     train_all, dev_all = source.split("train", settings.seed), source.split("dev", settings.seed)
     trainset = subsample(train_all, train_limit, settings.seed)
@@ -395,31 +483,26 @@ def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
                           f"both (build stats: {source.stats})")
     log(f"{task.name}: {len(trainset)} of {len(train_all)} train and {len(valset)} of {len(dev_all)} dev examples "
         f"from {source.name}; the test split is not read")
-    lm, identity = replace(settings, parallel=1).make_lm()  # optimizers evaluate one example at a time
-    prompt, prompt_identity = None, identity
-    if prompt_lm and prompt_lm != settings.lm:
-        prompt, prompt_identity = make_lm(prompt_lm, api_base=prompt_api_base or settings.api_base,
-                                          context=settings.context_window, threads=settings.threads,
-                                          cache=settings.cache)
-    out = Path(out)
-    run_dir = Path(run_dir) if run_dir else out.with_suffix(".run")
-    tuner = get_optimizer(optimizer, task=task, task_lm=lm, prompt_lm=prompt, seed=settings.seed, workdir=run_dir,
-                          **options)
-    handwritten = instructions(program)
-    result = run_optimizer(tuner, program, trainset=trainset, valset=valset, budget=budget, log=log)
-    metadata = {
-        "base_method": method, "handwritten_instructions": handwritten,
-        "optimizer": {"name": tuner.name, "settings": _portable_storage(tuner.get_params(), run_dir),
-                      "info": _portable_storage(result.info, run_dir)},
-        "lm": identity.to_dict(), "prompt_lm": prompt_identity.to_dict(), "task_options": dict(settings.task_options),
-        "data": _tuning_data(source, settings.seed, trainset, valset, {"train": train_limit, "dev": dev_limit}),
-        "scores": result.scores, "usage": result.usage, "seconds": result.seconds,
-        **{k: v for k, v in provenance(source, len(trainset) + len(valset)).items() if k in ("git", "version")},
-        "created": _now(), "command": command or library_command("optimize_program"),
-    }
-    payload = save_compiled(out, result.program, task, metadata)
-    return Optimized(result.program, payload, handwritten, instructions(result.program), result.scores, result.usage,
-                     result.seconds)
+    return source, trainset, valset
+
+
+def _prompt_lm(settings: RunSettings, identity: LMSpec, prompt_lm: str | None,
+               prompt_api_base: str | None) -> tuple[dspy.LM | None, LMSpec]:
+    """The prompt model and its identity; None (a copy of the task model) unless another model is named."""
+    from guided_profile.lm import make_lm
+
+    if not prompt_lm or prompt_lm == settings.lm:
+        return None, identity
+    return make_lm(prompt_lm, api_base=prompt_api_base or settings.api_base, context=settings.context_window,
+                   threads=settings.threads, cache=settings.cache)
+
+
+def _candidates_record(path: Path | str | None, candidates: list[Candidate]) -> dict[str, Any] | None:
+    """What the file records of the user's candidates: the file's name (not this machine's folder) and
+    the candidates themselves, so the export says what was compared even after the file changes."""
+    if path is None:
+        return None
+    return {"file": Path(path).name, "candidates": [asdict(c) for c in candidates]}
 
 
 def _tuning_data(source: DataSource, seed: int, trainset: list[Example], valset: list[Example],
@@ -442,6 +525,10 @@ def _portable_storage(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         return "study.db" if value == default else redact(value)
 
     return {k: fit(v) if k == "storage" and isinstance(v, str) else v for k, v in params.items()}
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _now() -> str:

@@ -27,7 +27,9 @@ def test_preference_end_to_end_on_the_sample(tmp_path, capsys):
     assert len(records) == 12 * 4
     gpg = next(r for r in records if r["method"] == "gpg")
     assert gpg["guidance"] and gpg["profile"] and gpg["reply"] == "A"
-    assert set(gpg["metrics"]) == {"parsed", "parse", "outcome", "accuracy"}
+    # no log-probabilities: the generated letter carries all the mass, so score mode's objective still exists
+    assert set(gpg["metrics"]) == {"parsed", "parse", "outcome", "accuracy", "gold_probability"}
+    assert gpg["metrics"]["gold_probability"] == gpg["metrics"]["accuracy"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["config"]["lm"]["model"] == "scripted-fake"
     assert summary["methods"]["gpg"]["n"] == 12

@@ -11,8 +11,16 @@ from guided_profile.cli import main as cli_main
 from guided_profile.errors import ConfigError
 from guided_profile.lm.accounting import Usage
 from guided_profile.lm.factory import LMSpec
+from guided_profile.optimizers.candidates import Candidate
+from guided_profile.optimizers.confirm import ConfirmSettings, Verdict
 from guided_profile.programs import build_program
-from guided_profile.programs.compiled_schema import LMIdentity, UsageCounts
+from guided_profile.programs.compiled_schema import (
+    CandidateRecord,
+    ConfirmSettingsRecord,
+    LMIdentity,
+    UsageCounts,
+    VerdictRecord,
+)
 from guided_profile.programs.export import _checksum, load_compiled, read_compiled, save_compiled
 from guided_profile.runs import optimizer_settings
 from guided_profile.tasks import get_task
@@ -57,6 +65,15 @@ FORGERIES = {
     "format version as text": (lambda d: d.update(format_version="1"), "format version '1'; this version reads 1, 2"),
     "negative calls": (lambda d: d["usage"].update(calls=-5), "field usage.calls: input should be greater than"),
     "score as text": (lambda d: d["scores"].update(dev="0.99"), "field scores.dev: input should be a number (got str"),
+    "confirm fraction out of range": (
+        lambda d: d.update(confirm={"settings": {"fraction": 1.5, "top": 3}, "verdict": None}),
+        "field confirm.settings.fraction: input should be less than 1 (got float 1.5)"),
+    "a verdict without its means": (
+        lambda d: d.update(confirm={"settings": {"fraction": 0.3, "top": 3}, "winner": "finalist 1", "means": {},
+                                    "verdict": {"objective": "accuracy", "n": 5, "candidates": 1, "diff": 0.2,
+                                                "low": 0.1, "high": 0.3, "p": 0.01, "confirmed": True,
+                                                "exported": "candidate", "line": "confirmed"}}),
+        "field confirm: the verdict's program 'handwritten' has no mean in `means`"),
     "setting not a scalar": (lambda d: d["optimizer"]["settings"].update(trials=[8]),
                              "field optimizer.settings.trials: input should be text, a number, true, false or null"),
 }
@@ -125,7 +142,10 @@ def test_a_version_1_generate_mode_file_loads(tmp_path):
 
 
 def test_the_schema_follows_the_records_it_mirrors():
-    """The model identity and usage counts are written from these dataclasses: a new field there must be
-    declared in the schema too, or every new export would be refused."""
+    """These parts of a compiled program are written from dataclasses: a new field there must be declared in
+    the schema too, or every new export would be refused."""
     assert set(LMIdentity.model_fields) == {f.name for f in dataclasses.fields(LMSpec)}
     assert set(UsageCounts.model_fields) == {f.name for f in dataclasses.fields(Usage)}
+    assert set(ConfirmSettingsRecord.model_fields) == {f.name for f in dataclasses.fields(ConfirmSettings)}
+    assert set(VerdictRecord.model_fields) == {f.name for f in dataclasses.fields(Verdict)} | {"line"}
+    assert set(CandidateRecord.model_fields) == {f.name for f in dataclasses.fields(Candidate)}

@@ -163,7 +163,7 @@ def test_optimize_command_exports_a_program_that_run_accepts(tmp_path, capsys):
     out = tmp_path / "copro-tuned.json"
     assert cli_main(["optimize", "--task", "preference", "--optimizer", "copro", "--option", "breadth=2",
                      "--lm", "fake", "--train-limit", "3", "--dev-limit", "2", "--budget", "200",
-                     "--answer-mode", "generate", "--out", str(out)]) == 0
+                     "--answer-mode", "generate", "--confirm-fraction", "0", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "expected LM calls" in printed and "[copro] trial 1/6" in printed
     payload = read_compiled(out)
@@ -175,7 +175,7 @@ def test_optimize_command_exports_a_program_that_run_accepts(tmp_path, capsys):
     assert data["sha256"] == data_sha256(resolve_data(TASK, data["path"]))
     assert data["split_sizes"] == {"train": 7, "dev": 3, "test": 2}
     assert data["used"] == {"train": 3, "dev": 2} and len(data["train_ids"]) == 3
-    assert set(payload["scores"]) == {"objective", "train", "dev"}
+    assert set(payload["scores"]) == {"objective", "train", "dev", "dev_on"}
     assert payload["usage"]["calls"] == payload["usage"]["expected_calls"] <= 200  # COPRO's plan is exact
     assert payload["handwritten_instructions"]["digest"] == TASK.guidance_question
     assert cli_main(["run", "--program", str(out), "--lm", "fake", "--split", "test", "--out", str(tmp_path / "r"),

@@ -17,6 +17,7 @@ from guided_profile.optimizers._guidance_shape import as_guidance_question, clea
 from guided_profile.programs import build_program
 from guided_profile.programs.adapter import PREAMBLE
 from guided_profile.programs.export import read_compiled
+from guided_profile.runs import DEFAULT_CONFIRM
 from guided_profile.tasks import get_task
 
 TASK = get_task("preference")
@@ -140,8 +141,9 @@ def test_every_default_plan_fits_the_default_budget(tmp_path, mode):
     task_lm, _, _, _ = lms()
     program = build_program("gpg", TASK, answer_mode=mode, rotations=4)
     trainset, valset = examples(DEFAULT_TRAIN_LIMIT, "t"), examples(DEFAULT_DEV_LIMIT, "d")
-    for name in sorted(SETTINGS):
-        optimizer = get_optimizer(name, task=TASK, task_lm=task_lm, workdir=tmp_path / name, progress=None)
+    for name in sorted(SETTINGS):  # with the confirm stage `optimize` runs by default
+        optimizer = get_optimizer(name, task=TASK, task_lm=task_lm, workdir=tmp_path / name, progress=None,
+                                  confirm=DEFAULT_CONFIRM)
         assert optimizer.plan(program, trainset=trainset, valset=valset).total <= DEFAULT_BUDGET, name
 
 
@@ -155,7 +157,7 @@ def test_unknown_optimizer_or_setting_is_a_clear_error(tmp_path, capsys):
         get_optimizer("copro", task=TASK, task_lm=task_lm, breadth="many")
     with pytest.raises(ConfigError, match="max_words=20 is below min_words=60"):  # before any proposal is paid for
         get_optimizer("optuna", task=TASK, task_lm=task_lm, min_words=60, max_words=20)
-    base = ["optimize", "--lm", "fake", "--out", str(tmp_path / "c.json")]
+    base = ["optimize", "--lm", "fake", "--confirm-fraction", "0", "--out", str(tmp_path / "c.json")]
     assert cli_main([*base, "--optimizer", "nope"]) == 2
     assert cli_main([*base, "--optimizer", "mipro", "--multi-objective"]) == 2
     assert cli_main([*base, "--optimizer", "copro", "--budget", "3"]) == 2
@@ -273,7 +275,8 @@ def test_text_tasks_optimize_and_compare_through_the_command_line(task_name, tmp
     task = get_task(task_name)
     out = tmp_path / "tuned.json"
     assert cli_main(["optimize", "--task", task_name, "--lm", "fake", "--optimizer", "optuna", "--option", "trials=2",
-                     "--option", "candidates=1", "--train-limit", "3", "--dev-limit", "3", "--out", str(out)]) == 0
+                     "--option", "candidates=1", "--train-limit", "3", "--dev-limit", "3", "--confirm-fraction", "0",
+                     "--out", str(out)]) == 0
     payload = read_compiled(out)
     assert payload["task"] == task_name and payload["scores"]["objective"] == task.objective
     assert 0.0 <= payload["scores"]["dev"] <= 1.0 and payload["optimizer"]["info"]["trials"]

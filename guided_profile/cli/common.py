@@ -90,7 +90,7 @@ def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True, in
     if not in_process:
         group.add_argument("--no-cache", action="store_true",
                            help="do not reuse DSPy's cached answers nor the profile store (every call goes to the "
-                                "model)")
+                                "model; default: both are reused)")
 
 
 def add_data_options(parser: argparse.ArgumentParser, *, default_split: str = "test",

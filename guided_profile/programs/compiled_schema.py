@@ -20,6 +20,7 @@ pool as `guidance_pool`; a generate-mode program stated `rotations: 4`); 2 is to
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -162,12 +163,31 @@ class DataRecord(_Strict):
     dev_ids: list[StrictStr] = []
 
 
-class Scores(_Strict):
-    """The objective's mean on the train and dev examples."""
+class MetricScores(_Strict):
+    """Another metric's mean on the train and dev examples."""
+
+    train: Number | None = None
+    dev: Number | None = None
+
+
+class Scores(BaseModel):
+    """The objective's mean on the train and dev examples, which dev users those were (`dev_on`), and the
+    task's reported metric beside it when the objective is another one (`{"accuracy": {"train", "dev"}}`)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    __pydantic_extra__: dict[str, MetricScores]
 
     objective: StrictStr | None = None
     train: Number | None = None
     dev: Number | None = None
+    dev_on: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _metric_names(self) -> Scores:
+        for name in self.__pydantic_extra__ or {}:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", name):
+                raise ValueError(f"{_shown(name)} is not a metric's name")
+        return self
 
 
 class UsageCounts(_Strict):
@@ -199,6 +219,64 @@ class UsageRecord(_Strict):
     budget: Count | None = None
 
 
+class ConfirmSettingsRecord(_Strict):
+    """How the confirm stage ran (`optimizers.confirm.ConfirmSettings`)."""
+
+    fraction: Annotated[int | float, BeforeValidator(_number), Field(ge=0, lt=1)]
+    top: Annotated[StrictInt, Field(ge=1)]
+    export_unconfirmed: StrictBool = False
+
+
+class VerdictRecord(_Strict):
+    """What the confirm stage concluded (`optimizers.confirm.Verdict.to_dict()`); compare.md prints `line`."""
+
+    objective: StrictStr
+    n: Count
+    candidates: Count
+    diff: Number
+    low: Number
+    high: Number
+    p: Amount
+    confirmed: StrictBool
+    exported: Literal["candidate", "handwritten"]
+    line: StrictStr
+
+
+class ConfirmRecord(_Strict):
+    """The confirm stage: its settings, users, each program's mean there, the winner and the verdict (null
+    without a stage)."""
+
+    settings: ConfirmSettingsRecord
+    verdict: VerdictRecord | None = None
+    n: Count | None = None
+    example_ids: list[StrictStr] = []
+    means: dict[StrictStr, Number] = {}
+    finalists: dict[StrictStr, dict[StepName, StrictStr]] = {}
+    winner: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _verdict_has_its_means(self) -> ConfirmRecord:
+        if self.verdict is not None:  # compare reads the winner's and the hand-written program's means
+            for name in ("handwritten", self.winner):
+                if name is None or name not in self.means:
+                    raise ValueError(f"the verdict's program {name!r} has no mean in `means`")
+        return self
+
+
+class CandidateRecord(_Strict):
+    """One user-written configuration (`optimizers.candidates.Candidate`)."""
+
+    guidance_question: StrictStr
+    instructions: dict[StepName, StrictStr] = {}
+
+
+class UserCandidatesRecord(_Strict):
+    """The user's candidates file (its name only) and what it held."""
+
+    file: StrictStr
+    candidates: list[CandidateRecord] = []
+
+
 class GitRecord(_Strict):
     """The commit the program was made at."""
 
@@ -221,6 +299,9 @@ class CompiledProgram(_Strict):
     state: dict[StepName, StepState]
     base_method: StrictStr | None = None
     handwritten_instructions: dict[StepName, StrictStr] = {}
+    objective: StrictStr | None = None
+    confirm: ConfirmRecord | None = None
+    user_candidates: UserCandidatesRecord | None = None
     optimizer: OptimizerRecord | None = None
     lm: LMIdentity | None = None
     prompt_lm: LMIdentity | None = None

@@ -268,6 +268,10 @@ class ChoiceTask(Task):
         probs = prediction.get("choice_probs")
         if probs:
             metrics["gold_probability"] = probs[option_letters(len(example.options)).index(example.gold)]
+        elif prediction.get("answer_path") == "fallback-generate":
+            # No log-probabilities (the fake model, some endpoints): the one letter generated carries all the
+            # mass, so score mode's default objective exists on every path instead of stopping a search midway.
+            metrics["gold_probability"] = metrics["accuracy"]
         return metrics
 
     def objectives(self, answer_mode: str) -> tuple[str, ...]:
