@@ -97,14 +97,15 @@ def compare_report() -> list[Path]:
     from guided_profile.held_out import check_held_out
     from guided_profile.programs import build_program
     from guided_profile.programs.export import load_program_files
-    from guided_profile.runs import load_split
+    from guided_profile.runs import load_split, optimizer_settings
 
     folder = RESULTS / "compare-preference-1.5b"
     config = json.loads((folder / "config.json").read_text())
     task = get_task(config["task"], seed=config["seed"], **config["task_options"])
     selected, source = load_split(task, config["data"], config["split"], config["seed"], config["limit"])
     files = {name: RESULTS / "compiled" / f"{name}.json" for name in config["programs"]}
-    compiled, payloads = load_program_files(list(files.values()), task, taken={"handwritten"})
+    compiled, payloads = load_program_files(list(files.values()), task, taken={"handwritten"},
+                                            optimizer_settings=optimizer_settings())
     relations = check_held_out(payloads, files, data_sha256=source.sha256, seed=config["seed"],
                                evaluated=[ex.example_id for ex in selected])
     changed = [path for path in (folder / "config.json", folder / "summary.json") if rewrite_json(

@@ -17,7 +17,7 @@ from guided_profile.datasets.example import Example
 from guided_profile.files import write_bytes
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue
 from guided_profile.programs.export import instructions
-from guided_profile.report import fmt, fmt_p, markdown_table, metric_columns, p_clause, provenance_line
+from guided_profile.report import fmt, fmt_p, markdown_table, p_clause, provenance_line
 from guided_profile.tasks.base import Task
 
 REFERENCE = "handwritten"
@@ -79,7 +79,7 @@ def confirm_estimate(payload: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def table(task: Task, rows: list[dict[str, Any]], reference: str = REFERENCE) -> tuple[list[str], list[list[str]]]:
-    metric_keys = metric_columns(task)
+    metric_keys = list(task.columns)
     header = ["program", *metric_keys, "n", f"{task.objective} 95% CI", "paired n", f"diff vs {reference}",
               "diff 95% CI", "p (paired perm.)", "confirm estimate (dev)", "realized on this split", "failed",
               "cut", "calls/ex", "store hits/ex", "tokens/ex"]

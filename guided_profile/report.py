@@ -26,11 +26,6 @@ def p_clause(p: float) -> str:
     return f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
 
 
-def metric_columns(task: Task) -> list[str]:
-    """The task's own summary keys (its metrics and counts), in its order; a summary's other keys are costs."""
-    return [key for key in task.summarize([]) if key != "n"]
-
-
 def totals_line(summaries: dict[str, dict]) -> str:
     """One line of what this command's methods cost on its examples (summed over the methods)."""
     t: dict[str, float] = {}
@@ -57,7 +52,7 @@ def failures_line(summaries: dict[str, dict]) -> str | None:
 
 def summary_rows(task: Task, summaries: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     """Columns: method, the task's metrics (objective with its 95% interval), n, failures, cost."""
-    metric_keys = metric_columns(task)
+    metric_keys = list(task.columns)
     header = ["method", *metric_keys, f"{task.objective} 95% CI", "n", "failed", "cut", "calls/ex", "store hits/ex",
               "prompt tok/ex", "cached/ex", "gen tok/ex", "s/ex"]
     rows = []

@@ -182,6 +182,14 @@ def provenance(source: DataSource, n: int) -> dict[str, Any]:
     return {"n": n, "data_sha256": source.sha256, "git": git_state(), "version": __version__}
 
 
+def optimizer_settings() -> dict[str, set[str]]:
+    """Each registered optimizer's name -> the settings it records (`get_params`): what a compiled program's
+    `optimizer.settings` may name.  Loading checks against it, so compare.md never prints a forged setting."""
+    from guided_profile.optimizers import OPTIMIZERS
+
+    return {name: {"name", "seed", *cls.defaults} for name, cls in OPTIMIZERS.items()}
+
+
 def library_command(function: str) -> str:
     """The `command` of a result made from Python rather than the command line."""
     return f"guided_profile.runs.{function}(...) (called from Python; the settings are in this file)"
@@ -245,7 +253,7 @@ def _load_programs(paths: list[Path], task: Task, taken: set[str]) -> tuple[dict
         kind = irregular(path)
         if kind:
             raise ConfigError(f"{path} is {kind}; expected a compiled program (a JSON file from `optimize`)")
-    return load_program_files(paths, task, taken=taken)
+    return load_program_files(paths, task, taken=taken, optimizer_settings=optimizer_settings())
 
 
 def _names(given: Iterable[str | Path] | str) -> list[str]:

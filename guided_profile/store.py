@@ -1,4 +1,4 @@
-"""The profile store: digestions (guidance answers) and profiles kept in SQLite.
+"""The profile store: digestions (the answers to the guidance question) and profiles kept in SQLite.
 
 A step's answer depends on the person's history, the step's instruction (for a digestion, the
 guidance question), the guidance it was given (for a guided profile) and the model, so that is the
@@ -24,7 +24,7 @@ from guided_profile.redaction import redact
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS steps (
-    kind TEXT NOT NULL,             -- 'guidance' or 'profile'
+    kind TEXT NOT NULL,             -- 'digest' or 'profile' ('guidance': a digest kept before the rename)
     key TEXT NOT NULL,              -- sha256 of (kind, history, instruction, guidance, lm)
     user_id TEXT,
     lm TEXT NOT NULL,
@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS steps (
 );
 CREATE INDEX IF NOT EXISTS steps_user ON steps (user_id);
 """
+
+
+# Store kinds by their earlier names: a digest was kept as kind 'guidance' (the word that now means only the
+# model's answer), so rows written then are found, and shown, under their current kind.
+LEGACY_KINDS = {"digest": "guidance"}
 
 
 class StoreError(GuidedProfileError):
@@ -116,9 +121,15 @@ class ProfileStore(SQLiteFile):
         return _sha(kind, history, instruction, guidance, lm)
 
     def lookup(self, kind: str, history: str, instruction: str, guidance: str, lm: str) -> str | None:
-        rows = self._run("SELECT text FROM steps WHERE kind = ? AND key = ?",
-                         (kind, self.key(kind, history, instruction, guidance, lm)))
-        return rows[0][0] if rows else None
+        """The kept text of this step, if any; a row kept under the kind's earlier name counts too."""
+        for name in (kind, LEGACY_KINDS.get(kind)):
+            if name is None:
+                continue
+            rows = self._run("SELECT text FROM steps WHERE kind = ? AND key = ?",
+                             (name, self.key(name, history, instruction, guidance, lm)))
+            if rows:
+                return rows[0][0]
+        return None
 
     def save(self, kind: str, history: str, instruction: str, guidance: str, lm: str, text: str, *,
              user_id: str | None = None, usage: dict[str, int] | None = None, seconds: float | None = None) -> None:
@@ -133,7 +144,8 @@ class ProfileStore(SQLiteFile):
                          "created FROM steps WHERE user_id = ? ORDER BY created", (user_id,))
         names = ("kind", "lm", "instruction", "guidance", "text", "prompt_tokens", "completion_tokens", "seconds",
                  "created")
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        current = {old: new for new, old in LEGACY_KINDS.items()}
+        return [{**dict(zip(names, row, strict=True)), "kind": current.get(row[0], row[0])} for row in rows]
 
     def count(self) -> int:
         return self._run("SELECT COUNT(*) FROM steps")[0][0]

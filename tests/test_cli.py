@@ -85,9 +85,11 @@ def test_bad_options_are_one_clear_line(tmp_path, capsys, extra, needle):
     assert needle in capsys.readouterr().err
 
 
-def test_tasks_lists_the_guidance(capsys):
+def test_tasks_lists_the_guidance_question_and_columns(capsys):
     assert main(["tasks"]) == 0
-    assert "Provide the product category of above one by one" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "  guidance question: Provide the product category of above one by one" in out
+    assert "  columns: accuracy, correct, incorrect, abstain, unparseable" in out
 
 
 @pytest.mark.parametrize("extra,needle", [

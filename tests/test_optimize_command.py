@@ -140,7 +140,7 @@ def disagreeing_rule(system, user):
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
-@pytest.mark.parametrize(("objective", "wins"), [("accuracy", NEW_Q), ("gold_probability", TASK.guidance)])
+@pytest.mark.parametrize(("objective", "wins"), [("accuracy", NEW_Q), ("gold_probability", TASK.guidance_question)])
 def test_each_optimizer_chooses_by_the_objective(name, objective, wins, tmp_path):
     task_lm, _, prompt_lm, _ = lms(disagreeing_rule)
     optimizer = get_optimizer(name, task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
@@ -177,7 +177,7 @@ def test_candidates_need_a_program_with_a_guidance_question(tmp_path):
     (tmp_path / "mine.txt").write_text("Which brands?\n")
     code, _, err = cli("optimize", "--lm", "fake", "--optimizer", "copro", "--method", "pg", "--candidates",
                        tmp_path / "mine.txt", "--out", tmp_path / "x.json")
-    assert code == 2 and len(err) == 1 and "need a program with a guidance step" in err[0]
+    assert code == 2 and len(err) == 1 and "need a program with a digest step" in err[0]
 
 
 # ----------------------------------------------------------------------------- compare and the held-out check

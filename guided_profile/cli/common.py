@@ -155,6 +155,24 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
                             "Default: refused with one line")
 
 
+def add_evaluation_command(sub, name: str, *, summary: str, doc: str | None, epilog: str,
+                           default_out: str) -> argparse.ArgumentParser:
+    """The parser of a command that evaluates programs into a run folder (`run`, `compare`): `--out` and
+    the evaluation, data and LM options they share; the command adds which programs it runs."""
+    parser = sub.add_parser(name, help=summary, description=doc, epilog=epilog, formatter_class=FORMATTER)
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"run folder (default {default_out}); rerunning resumes it")
+    add_evaluation_options(parser)
+    add_data_options(parser)
+    add_lm_options(parser)
+    return parser
+
+
+def comma_list(text: str) -> list[str]:
+    """The names of a comma-separated option, blanks dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def settings_from_args(args: argparse.Namespace, **fixed: object) -> RunSettings:
     """The library's settings from the parsed options, one name for one name; `fixed` overrides (e.g.
     parallel=1).  The library resolves what depends on what (answer mode, history budget)."""

@@ -55,8 +55,9 @@ def canonical(method: str) -> str:
     return method
 
 
-def build_program(method: str, task: Task, *, answer_mode: str = "generate", rotations: int = 4) -> dspy.Module:
-    """A fresh program for `method` on `task`; `answer_mode` / `rotations` configure its final step."""
+def build_program(method: str, task: Task, *, answer_mode: str = "generate", rotations: int | None = 4) -> dspy.Module:
+    """A fresh program for `method` on `task`; `answer_mode` / `rotations` configure its final step (`answer_config`
+    gives both; rotations matter in score mode only)."""
     answer = {"answer_mode": answer_mode, "rotations": rotations}
     if method in METHODS:
         return METHODS[method](task, **answer)
