@@ -99,7 +99,8 @@ def record_scores(trial: optuna.Trial, dev: DevScores, examples: Sequence[Exampl
     """Write, once as the trial ends, the dev scores it saw by example id: the intermediate values are keyed by
     index and the study's memo by configuration, so this is what lets a person read one trial on its own in
     optuna-dashboard.  A JSON text, not a dict: the dashboard cuts a dict's JSON at 1,024 characters, a text
-    it shows whole.  One write of `len(examples)` entries, in the dev set's order."""
+    it shows whole.  Two writes however long the race: the count, and at most `len(examples)` scores in the dev
+    set's order."""
     scores = {examples[i].example_id: round(dev.scores[i], 4) for i in sorted(dev.scores)}
     trial.set_user_attr("dev_examples", len(scores))
     trial.set_user_attr("example_scores", json.dumps(scores))
