@@ -12,6 +12,7 @@ trial, a resumed run or another worker, pays only for examples not yet scored.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -64,7 +65,7 @@ def race(study: optuna.Study, trial: optuna.Trial | None, configuration: str, ex
         dev.scores[index], dev.tokens[index] = kept
         dev.reused += 1
         _report(trial, index, kept[0])
-    _stop_if_worse(trial, dev, len(examples), prune)
+    _stop_if_worse(trial, dev, examples, prune)
     for start in range(0, len(pending), batch):
         chunk = pending[start:start + batch]
         for index, (value, tokens, failed) in zip(chunk, score([examples[i] for i in chunk]), strict=True):
@@ -75,7 +76,7 @@ def race(study: optuna.Study, trial: optuna.Trial | None, configuration: str, ex
             dev.scores[index], dev.tokens[index] = value, tokens
             study.set_user_attr(memo_key(configuration, examples[index].example_id), [value, tokens])
             _report(trial, index, value)
-        _stop_if_worse(trial, dev, len(examples), prune)
+        _stop_if_worse(trial, dev, examples, prune)
     return dev
 
 
@@ -84,9 +85,22 @@ def _report(trial: optuna.Trial | None, index: int, value: float) -> None:
         trial.report(value, step=index)
 
 
-def _stop_if_worse(trial: optuna.Trial | None, dev: DevScores, total: int, prune: bool) -> None:
+def _stop_if_worse(trial: optuna.Trial | None, dev: DevScores, examples: Sequence[Example], prune: bool) -> None:
+    total = len(examples)
     if trial is None or not prune or len(dev.scores) == total or not trial.should_prune():
         return
     trial.set_user_attr("pruned_after_examples", len(dev.scores))
     trial.set_user_attr("paid_examples", dev.paid)
+    record_scores(trial, dev, examples)
     raise optuna.TrialPruned(f"worse than the best trial after {len(dev.scores)} of {total} dev examples")
+
+
+def record_scores(trial: optuna.Trial, dev: DevScores, examples: Sequence[Example]) -> None:
+    """Write, once as the trial ends, the dev scores it saw by example id: the intermediate values are keyed by
+    index and the study's memo by configuration, so this is what lets a person read one trial on its own in
+    optuna-dashboard.  A JSON text, not a dict: the dashboard cuts a dict's JSON at 1,024 characters, a text
+    it shows whole.  Two writes however long the race: the count, and at most `len(examples)` scores in the dev
+    set's order."""
+    scores = {examples[i].example_id: round(dev.scores[i], 4) for i in sorted(dev.scores)}
+    trial.set_user_attr("dev_examples", len(scores))
+    trial.set_user_attr("example_scores", json.dumps(scores))

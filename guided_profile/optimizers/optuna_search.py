@@ -31,7 +31,7 @@ from guided_profile.errors import ConfigError
 from guided_profile.lm.accounting import Usage, usage_delta
 from guided_profile.optimizers._guidance_shape import as_guidance_question, set_instruction
 from guided_profile.optimizers._proposals import Shown, failures_first, propose
-from guided_profile.optimizers._racing import DevScores, race
+from guided_profile.optimizers._racing import DevScores, race, record_scores
 from guided_profile.optimizers.base import Optimizer, register_optimizer
 from guided_profile.optimizers.candidates import Candidate
 from guided_profile.optimizers.metric import TaskMetric
@@ -341,6 +341,9 @@ class OptunaSearch(Optimizer):
             if self._paid_elsewhere(study, trial):
                 raise optuna.TrialPruned("another worker is scoring this configuration")  # not counted, no call
             trial.set_user_attr("guidance_question", redact(space.pool[index]))
+            trial.set_user_attr("parts", parts)  # also when fixed (not a param): each trial reads on its own
+            no_words = "no limit" if "pp" in parts.split("+") else "no profile"
+            trial.set_user_attr("profile_words", no_words if words is None else words)
             before = self.task_calls.snapshot()
             program = self._build(base, space.pool[index], parts, words)
             try:
@@ -353,6 +356,7 @@ class OptunaSearch(Optimizer):
                 self.report(trial.number + 1, self.settings["trials"], None,
                             f"guidance question #{index} parts {parts}: {stop}")
                 raise
+            record_scores(trial, dev, valset)
             used = self._note(trial, before, dev)
             self.report(trial.number + 1, self.settings["trials"], dev.mean(),
                         f"guidance question #{index} parts {parts} words {words or '-'}; {used.calls} calls"
