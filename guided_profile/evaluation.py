@@ -25,11 +25,15 @@ from guided_profile.lm.accounting import Usage
 from guided_profile.metrics.stats import bootstrap_ci
 from guided_profile.programs.adapter import PersonalAdapter
 from guided_profile.programs.attempt import attempt
+from guided_profile.programs.methods import is_cold_start
+from guided_profile.programs.retrieved import TODAY
 from guided_profile.provenance import portable
 from guided_profile.store import ProfileStore
 from guided_profile.tasks.base import Task
 
 RECORDS = "records.jsonl"
+# What a config made before a setting existed did without it: such a run resumes under today's default.
+ASSUMED = {"retrieval": TODAY.to_dict()}
 
 
 def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
@@ -74,8 +78,8 @@ class RunFolder:
             old = json.loads(config_file.read_text())
             if isinstance(old.get("data"), str):  # runs made before data was named portably stated a path
                 old["data"] = portable(old["data"])
-            keys = ("task", "split", "seed", "lm", "data", "task_options", "answer_mode", "rotations")
-            changed = [k for k in keys if old.get(k) != config.get(k)]
+            keys = ("task", "split", "seed", "lm", "data", "task_options", "answer_mode", "rotations", "retrieval")
+            changed = [k for k in keys if old.get(k, ASSUMED.get(k)) != config.get(k, ASSUMED.get(k))]
             if changed:
                 raise ConfigError(f"{path} holds a run with different {', '.join(changed)}; "
                                   "use another --out folder to start a new run")
@@ -150,7 +154,7 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     """
     adapter = adapter or PersonalAdapter()
     run.check_matches(task, examples)
-    todo = [(ex, [m for m in programs if (m, ex.example_id) not in run.done]) for ex in examples]
+    todo = [(ex, [m for m in _answering(programs, task, ex) if (m, ex.example_id) not in run.done]) for ex in examples]
     todo = [(ex, methods) for ex, methods in todo if methods]
     local = threading.local()
     saving = threading.Lock()
@@ -185,6 +189,15 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
                  for method in [*programs, *earlier]}
     run.save_summary(summaries)
     return summaries
+
+
+def _answering(programs: dict[str, dspy.Module], task: Task, example: Example) -> list[str]:
+    """The programs that answer `example`: a cold-start row, if given, answers the users with too short a
+    history (`Task.is_cold_start`) and no one else; every other program answers the rest."""
+    cold = [m for m in programs if is_cold_start(m)]
+    if not cold:
+        return list(programs)
+    return cold if task.is_cold_start(example) else [m for m in programs if m not in cold]
 
 
 def _each_done(work: Callable, items: list, workers: int) -> Iterator:

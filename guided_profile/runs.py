@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # heavy imports, only for the annotations
 
     from guided_profile.evaluation import RunFolder
     from guided_profile.lm.factory import LMSpec
+    from guided_profile.programs.retrieved import Retrieval
     from guided_profile.store import ProfileStore
 
 DEFAULT_METHODS = ("dg-no-pc", "dg-pc", "pg", "gpg")
@@ -62,6 +63,10 @@ class RunSettings:
     cache: bool = True
     rotations: int = 4
     store: Path | None = None
+    retriever: str = "recent"
+    k: int | None = None
+    retriever_options: Mapping[str, Any] = field(default_factory=dict)
+    retrieval_steps: str = "all"
 
     @classmethod
     def resolve(cls, task: str = "preference", *, task_options: Mapping[str, Any] | None = None,
@@ -75,6 +80,7 @@ class RunSettings:
         fitted = dict(task_options or {})  # a copy: the caller's mapping stays as it was
         settings = cls(task=task, task_options=fitted, answer_mode=answer_mode, **options)
         built = settings.make_task()  # also refuses an unknown task or option before any work
+        settings.retrieval  # noqa: B018  (likewise an unknown retriever, a missing k, a bad setting)
         fit = history_chars_for_window(settings.context_window)
         if "max_history_chars" not in fitted and fit < built.max_history_chars:
             fitted["max_history_chars"] = fit  # the task's default history would not fit a small window
@@ -96,6 +102,13 @@ class RunSettings:
 
         return make_lm(self.lm, api_base=self.api_base, context=self.context_window, threads=self.threads,
                        n_parallel=self.parallel, cache=self.cache, stop_loops=self.stop_runaways)
+
+    @property
+    def retrieval(self) -> Retrieval:
+        """Which history items the methods' steps see (`--retriever`, `--k`); the default is today's history."""
+        from guided_profile.programs.retrieved import Retrieval
+
+        return Retrieval(self.retriever, self.k, self.retriever_options, self.retrieval_steps)
 
     @property
     def stop_runaways(self) -> bool:
@@ -210,8 +223,8 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     programs = [Path(p) for p in programs]
     asked = DEFAULT_METHODS if methods is None and not programs else _names(methods or ())
     names = list(dict.fromkeys(canonical(m) for m in asked))
-    built = {m: build_program(m, task, answer_mode=settings.answer_mode, rotations=settings.rotations)
-             for m in names}  # fail on a bad name before loading anything
+    built = {m: build_program(m, task, answer_mode=settings.answer_mode, rotations=settings.rotations,
+                              retrieval=settings.retrieval) for m in names}  # a bad name fails before any loading
     compiled, payloads = load_program_files(programs, task, taken=set(built))
     if not built and not compiled:
         raise ConfigError("nothing to run: give --methods or --program")
@@ -251,11 +264,12 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
                                evaluated=[ex.example_id for ex in examples], allow_overlap=allow_overlap)
     for name, relation in relations.items():
         log(f"{name}: {relation}")
+    programs = programs | _cold_start_row(settings, task, examples, log)
     lm, identity = settings.make_lm()
     config = {"task": task.name, "task_options": dict(settings.task_options), "methods": list(programs),
               "data": source.name, "split": settings.split, "limit": settings.limit, "seed": settings.seed,
               "lm": identity.to_dict(), **answer_config(settings.answer_mode, settings.rotations),
-              "step_max_tokens": task.step_max_tokens(),
+              "retrieval": settings.retrieval.to_dict(), "step_max_tokens": task.step_max_tokens(),
               "loop_rule": DEFAULT_LOOP_RULE.to_dict() if settings.stop_runaways else None,
               "programs": {name: p["checksum"] for name, p in payloads.items()}, "build_stats": source.stats,
               **provenance(source, len(examples)), "command": command}
@@ -269,6 +283,20 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
     store = open_store(settings.store) if settings.store else None
     summaries = evaluate(programs, task, examples, lm, run, workers=settings.parallel, store=store, progress=bar)
     return run, summaries
+
+
+def _cold_start_row(settings: RunSettings, task: Task, examples: list[Example], log: Log) -> dict[str, dspy.Module]:
+    """The task's fallback program under its row name, if some examples are cold-start users (too short a
+    history for the other programs: `Task.is_cold_start`); evaluation gives it those users and nothing else."""
+    from guided_profile.programs.methods import build_program, cold_start_method
+
+    cold = sum(task.is_cold_start(ex) for ex in examples)
+    if not cold:
+        return {}
+    name = cold_start_method(task)
+    log(f"{cold} of {len(examples)} users have fewer than {task.min_history_items} history items: answered by "
+        f"{task.cold_start_fallback}, in the row {name}")
+    return {name: build_program(name, task, answer_mode=settings.answer_mode, rotations=settings.rotations)}
 
 
 @dataclass(frozen=True)
@@ -297,13 +325,14 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     from guided_profile.compare import REFERENCE, chart, comparison_rows, markdown_report
     from guided_profile.programs import build_program
     from guided_profile.programs.export import load_program_files
+    from guided_profile.programs.methods import is_cold_start
 
     task = settings.make_task()
     specs = _names(programs)
     files = [Path(s) for s in specs if s.endswith(".json")]
     names = list(dict.fromkeys([REFERENCE, *(s for s in specs if not s.endswith(".json"))]))
     built = {name: build_program("gpg" if name == REFERENCE else name, task, answer_mode=settings.answer_mode,
-                                 rotations=settings.rotations) for name in names}
+                                 rotations=settings.rotations, retrieval=settings.retrieval) for name in names}
     compiled, payloads = load_program_files(files, task, taken=set(built))
     _check_answer_modes(settings, payloads)
     built |= compiled
@@ -319,7 +348,7 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
                                allow_overlap=allow_overlap, command=command or library_command("compare_programs"),
                                progress=progress, log=log)
     config = run.config
-    summaries = {name: summaries[name] for name in built}  # not programs compared earlier in this folder
+    summaries = {name: s for name, s in summaries.items() if name in built or is_cold_start(name)}  # not earlier ones
     rows = comparison_rows(task, summaries, run.done, selected)
     png = chart(task, rows, out / "compare.png")
     report = out / "compare.md"
@@ -377,7 +406,8 @@ def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
     options = dict(options or {})
     optimizer_class(optimizer).validate_settings(options)  # a bad name or value fails before anything is loaded
     task = settings.make_task()
-    program = build_program(method, task, answer_mode=settings.answer_mode, rotations=settings.rotations)
+    program = build_program(method, task, answer_mode=settings.answer_mode, rotations=settings.rotations,
+                            retrieval=settings.retrieval)
     source = load_data(task, settings.data)
     train_all, dev_all = source.split("train", settings.seed), source.split("dev", settings.seed)
     trainset = subsample(train_all, train_limit, settings.seed)

@@ -119,6 +119,7 @@ def add_data_options(parser: argparse.ArgumentParser, *, default_split: str = "t
 
 
 def parse_task_options(pairs: list[str]) -> dict:
+    """KEY=VALUE pairs as a dict, each value read as JSON where it is (numbers, true/false), else as text."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -155,6 +156,23 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
                             "Default: refused with one line")
 
 
+def add_retrieval_options(parser: argparse.ArgumentParser) -> None:
+    """--retriever, --k and friends: which history items the programs' steps see (run, compare, optimize)."""
+    group = parser.add_argument_group("retrieval")
+    group.add_argument("--retriever", default="recent",
+                       help="which history items the steps see: recent (the last k; default, and without --k "
+                            "exactly the history runs used before retrieval), none (all), bm25, dense (MiniLM); "
+                            "recorded in config.json, every record and compiled programs")
+    group.add_argument("--k", type=positive_int, default=None,
+                       help="history items to keep (needed by bm25 and dense; default: every item), before the "
+                            "max_history_chars cut")
+    group.add_argument("--retriever-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="a retriever setting (repeatable), e.g. k1=1.2 for bm25")
+    group.add_argument("--retrieval-steps", default="all", choices=["all", "digest", "answer"],
+                       help="which steps see the retrieved items: all (default), digest (digestion and profile; "
+                            "the final step reads the recent history), answer (the reverse)")
+
+
 def settings_from_args(args: argparse.Namespace, **fixed: object) -> RunSettings:
     """The library's settings from the parsed options, one name for one name; `fixed` overrides (e.g.
     parallel=1).  The library resolves what depends on what (answer mode, history budget)."""
@@ -165,6 +183,9 @@ def settings_from_args(args: argparse.Namespace, **fixed: object) -> RunSettings
     for name in ("split", "limit", "parallel", "rotations", "answer_mode", "api_base"):
         if hasattr(args, name):
             values[name] = getattr(args, name)
+    if hasattr(args, "retriever"):
+        values |= {"retriever": args.retriever, "k": args.k, "retrieval_steps": args.retrieval_steps,
+                   "retriever_options": parse_task_options(args.retriever_option)}
     if hasattr(args, "no_cache"):
         values["cache"] = not args.no_cache
     if hasattr(args, "no_store"):

@@ -16,6 +16,7 @@ from guided_profile.cli.common import (
     FORMATTER,
     add_data_options,
     add_lm_options,
+    add_retrieval_options,
     command_line,
     non_negative_int,
     parse_task_options,
@@ -71,6 +72,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                       help=f"dev examples each candidate is scored on (seeded sample; 0 = all; "
                            f"default {DEFAULT_DEV_LIMIT})")
     add_lm_options(parser, parallel=False)  # optimizers evaluate one example at a time
+    add_retrieval_options(parser)
     prompt = parser.add_argument_group("prompt model (proposals and reflection)")
     prompt.add_argument("--prompt-lm", default=None, help="same forms as --lm (default: the task model)")
     prompt.add_argument("--prompt-api-base", default=None, help="base URL for --prompt-lm (default: --api-base)")

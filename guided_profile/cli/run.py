@@ -10,6 +10,7 @@ from guided_profile.cli.common import (
     add_data_options,
     add_evaluation_options,
     add_lm_options,
+    add_retrieval_options,
     command_line,
     settings_from_args,
 )
@@ -36,6 +37,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_evaluation_options(parser)
     add_data_options(parser)
     add_lm_options(parser)
+    add_retrieval_options(parser)
     return parser
 
 

@@ -22,6 +22,7 @@ from guided_profile.errors import ConfigError
 from guided_profile.programs.answer import ScoreChoice
 from guided_profile.programs.methods import build_program, parts_of
 from guided_profile.programs.modules import DirectAnswer, GuidedProfile, ProfileThenAnswer
+from guided_profile.programs.retrieved import Retrieval, compiled_retrieval_field
 from guided_profile.provenance import data_sha256  # noqa: F401  (moved; imported from here by older code)
 from guided_profile.tasks.base import Task
 
@@ -77,7 +78,8 @@ def save_compiled(path: Path, program: dspy.Module, task: Task, metadata: dict[s
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata, "task": task.name,
                "method": method_of(program, task), "answer": answer_options(program),
                "switches": getattr(program, "switches", None), "program_class": type(program).__name__,
-               "instructions": instructions(program), "shape": shape(program), "state": state}
+               "instructions": instructions(program), "shape": shape(program), "state": state,
+               **compiled_retrieval_field(program)}
     payload = json.loads(json.dumps(payload, default=str))  # plain JSON types only, as loading will see them
     payload["checksum"] = _checksum(payload)
     path = Path(path)
@@ -126,7 +128,7 @@ def load_compiled(path: Path, task: Task) -> tuple[dspy.Module, dict[str, Any]]:
     answer = payload["answer"]
     if not isinstance(answer, dict) or set(answer) != {"answer_mode", "rotations"}:
         raise ConfigError(f"{path}: \"answer\" must give answer_mode and rotations")
-    program = build_program(payload["method"], task, **answer)
+    program = build_program(payload["method"], task, **answer, retrieval=Retrieval.from_dict(payload.get("retrieval")))
     expected = shape(program)
     if payload["shape"] != expected:
         raise ConfigError(f"{path}: its steps {_describe(payload['shape'])} do not fit the {payload['method']} "
