@@ -94,9 +94,6 @@ class Retrieval:
         return cls(retriever["name"], data.get("k"), settings, data.get("steps", "all"))
 
 
-TODAY = Retrieval()  # what every run did before retrieval existed; an old config without the field means it
-
-
 class RetrievalStep:
     """A `Retrieval` bound to the task's history budget: what a program runs before its first LM step."""
 
@@ -187,3 +184,6 @@ def _with_defaults(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def _params(cls: type) -> set[str]:
     return set(inspect.signature(cls.__init__).parameters)
+
+
+TODAY = Retrieval()  # what every run did before retrieval existed; an old config without the field means it
