@@ -405,6 +405,9 @@ def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
 
     options = dict(options or {})
     optimizer_class(optimizer).validate_settings(options)  # a bad name or value fails before anything is loaded
+    if optimizer == "optuna" and settings.retrieval.active:  # trials rebuild GPG; see _retrieval_space.py
+        raise ConfigError("--optimizer optuna cannot keep --retriever/--k yet (its trials rebuild the program without "
+                          "them); use mipro, gepa or copro, or leave out --k")
     task = settings.make_task()
     program = build_program(method, task, answer_mode=settings.answer_mode, rotations=settings.rotations,
                             retrieval=settings.retrieval)
