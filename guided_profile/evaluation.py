@@ -150,6 +150,8 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     `store`, digestions and profiles are looked up there before any LM call and kept there after.
     Each method on each example is one `attempt`: a failed LM call is that record's error and the run
     goes on; a set-up error (e.g. a broken store) stops the run.
+    A cold-start row among `programs` (`cold-start:METHOD`) answers the users with too short a history,
+    and only them (`Task.is_cold_start`).
     `progress(total)` makes a bar (tqdm-like: `update(n)`, `close()`) for the method runs to do.
     """
     adapter = adapter or PersonalAdapter()

@@ -162,3 +162,21 @@ def test_bm25_with_k_2_end_to_end_through_the_command_line(tmp_path, capsys, fak
     capsys.readouterr()
     assert main([*args[:-4], "--k", "3", "--out", str(tmp_path / "run")]) == 2
     assert "different retrieval" in capsys.readouterr().err
+
+
+def test_an_optimized_program_keeps_its_retrieval_and_runs_with_it(tmp_path, capsys):
+    compiled = tmp_path / "tuned.json"
+    assert main(["optimize", "--task", "preference", "--optimizer", "copro", "--option", "breadth=2", "--option",
+                 "depth=1", "--lm", "fake", "--no-cache", "--retriever", "bm25", "--k", "2", "--train-limit", "3",
+                 "--dev-limit", "3", "--out", str(compiled)]) == 0
+    assert json.loads(compiled.read_text())["retrieval"]["k"] == 2
+    assert main(["run", "--task", "preference", "--lm", "fake", "--split", "test", "--no-progress", "--no-store",
+                 "--program", str(compiled), "--allow-overlap", "--out", str(tmp_path / "run")]) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    assert records and all(len(r["retrieval"]["kept"]) == 2 for r in records)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["retrieval"] == TODAY.to_dict()  # the run's own methods: none here; the program brought its own
+    capsys.readouterr()
+    assert main(["optimize", "--task", "preference", "--optimizer", "optuna", "--lm", "fake", "--retriever", "bm25",
+                 "--k", "2", "--out", str(tmp_path / "o.json")]) == 2
+    assert "optuna cannot keep --retriever" in capsys.readouterr().err
