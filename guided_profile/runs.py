@@ -120,7 +120,14 @@ class RunSettings:
         and a run on other data or in another answer mode gets a folder of its own."""
         tag = "".join(c if c.isalnum() or c in ".-" else "_" for c in f"{Path(self.data).name}-{self.lm}")
         mode = self.answer_mode if self.answer_mode != "score" else f"score{self.rotations}"
-        return Path("runs") / f"{prefix}{self.task}-{self.split}-{tag}-{mode}-seed{self.seed}"
+        name = f"{prefix}{self.task}-{self.split}-{tag}-{mode}-seed{self.seed}"
+        return Path("runs") / (name + self.retrieval_tag())
+
+    def retrieval_tag(self) -> str:
+        """'-bm25k8' (plus '-digest' or '-answer' for the switch) for a run that retrieves, so it gets its own
+        default folder; '' without retrieval, so default folders of earlier runs keep their names."""
+        r = self.retrieval
+        return f"-{r.retriever}k{r.k}" + ("" if r.steps == "all" else f"-{r.steps}") if r.active else ""
 
 
 @dataclass(frozen=True)

@@ -180,3 +180,32 @@ def test_an_optimized_program_keeps_its_retrieval_and_runs_with_it(tmp_path, cap
     assert main(["optimize", "--task", "preference", "--optimizer", "optuna", "--lm", "fake", "--retriever", "bm25",
                  "--k", "2", "--out", str(tmp_path / "o.json")]) == 2
     assert "optuna cannot keep --retriever" in capsys.readouterr().err
+
+
+def test_a_retrieving_run_gets_its_own_default_folder():
+    plain = RunSettings.resolve("preference", lm="fake")
+    assert str(plain.default_out()) == "runs/preference-test-sample-fake-score4-seed0"  # as before retrieval
+    assert str(replace(plain, retriever="bm25", k=8).default_out()).endswith("-seed0-bm25k8")
+    assert str(replace(plain, k=4, retrieval_steps="digest").default_out()).endswith("-seed0-recentk4-digest")
+
+
+def test_embeddings_are_kept_beside_the_profile_store_in_use(tmp_path):
+    from guided_profile.programs.retrieved import _retriever
+    from guided_profile.programs.stored import using_store
+    from guided_profile.store import ProfileStore
+
+    with using_store(ProfileStore(tmp_path / "mine" / "profiles.sqlite")):
+        dense = _retriever(Retrieval("dense", k=2))
+    assert dense.cache.path == tmp_path / "mine" / "embeddings.sqlite"
+    assert _retriever(Retrieval("bm25", k=2)) is _retriever(Retrieval("bm25", k=2))  # built once per process
+
+
+def test_dialogues_without_earlier_replies_join_only_when_asked(tmp_path):
+    chats = [{"id": "a", "history": ["i love my two dogs"], "query": "any pets?", "response": "yes, two dogs!"},
+             {"id": "b", "history": [], "query": "hi, how are you?", "response": "great, just back from a run"}]
+    path = tmp_path / "chats.json"
+    path.write_text(json.dumps(chats))
+    default, stats = get_task("dialogue").load(path)
+    assert [ex.example_id for ex in default] == ["a"] and stats["empty_history"] == 1
+    kept, stats = get_task("dialogue", include_empty_history=True).load(path)
+    assert [ex.example_id for ex in kept] == ["a", "b"] and stats["empty_history"] == 1 and stats["built"] == 2
