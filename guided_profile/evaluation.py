@@ -60,7 +60,7 @@ class RunFolder:
     """A run's folder: the configuration it was made with, and its records by (method, example id).
 
     Reopened by a rerun of the same command, it skips what is done and retries what failed; a rerun
-    with other settings (task, split, seed, model, data, task options, answer mode) is refused.
+    with other settings (task, split, seed, model, data, task options, answer mode, retrieval) is refused.
     """
 
     path: Path
