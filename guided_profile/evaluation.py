@@ -234,7 +234,7 @@ def summarize(task: Task, records: list[dict | None], failed: int = 0) -> dict[s
     values = [r["metrics"][task.objective] for r in ok]
     row["ci95"] = bootstrap_ci(values) if values else None
     row["failed"] = failed
-    row["history_cut"] = sum(r["history_cut"] for r in ok)
+    row["history_cut"] = sum(map(_history_cut, ok))
     total = Usage()
     for r in ok:
         total.add(Usage(**r["usage"]))
@@ -247,3 +247,12 @@ def summarize(task: Task, records: list[dict | None], failed: int = 0) -> dict[s
         row["answer_paths"] = dict(paths)
         row["rotations_without_letter"] = sum(r.get("rotations_without_letter") or 0 for r in ok)
     return row
+
+
+def _history_cut(record: dict[str, Any]) -> bool:
+    """Whether a history some step read was cut to fit: a retrieving program's kept items (`retrieval.cut`), and
+    the whole history where its switch leaves a step reading that."""
+    retrieval = record.get("retrieval")
+    if retrieval is None:
+        return record["history_cut"]
+    return retrieval["cut"] or (retrieval["steps"] != "all" and record["history_cut"])

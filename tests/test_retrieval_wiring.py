@@ -65,7 +65,7 @@ def test_the_character_cut_comes_after_retrieval(fake_lm):
 
 
 def test_without_a_retriever_nothing_changes():
-    assert not TODAY.active and not Retrieval("none").active
+    assert not TODAY.active and not Retrieval("none").active and Retrieval(steps="digest") == TODAY
     assert retrieval_of(build_program("gpg", TASK, retrieval=TODAY)) is None
     assert program_inputs(build_program("gpg", TASK), TASK, SHOPPER) == TASK.inputs(SHOPPER)
     assert set(TASK.inputs(SHOPPER)) == {"history", "question", "options"}  # what committed records compare
@@ -209,3 +209,13 @@ def test_dialogues_without_earlier_replies_join_only_when_asked(tmp_path):
     assert [ex.example_id for ex in default] == ["a"] and stats["empty_history"] == 1
     kept, stats = get_task("dialogue", include_empty_history=True).load(path)
     assert [ex.example_id for ex in kept] == ["a", "b"] and stats["empty_history"] == 1 and stats["built"] == 2
+
+
+def test_the_cut_column_counts_the_histories_the_steps_read(tmp_path):
+    settings = RunSettings.resolve("preference", lm="fake", split="all", cache=False,
+                                   task_options={"max_history_chars": 120})
+    today = run_methods(settings, ["dg-pc"], out=tmp_path / "today", log=lambda _: None).summaries["dg-pc"]
+    one = run_methods(replace(settings, k=1), ["dg-pc"], out=tmp_path / "one", log=lambda _: None).summaries["dg-pc"]
+    both = run_methods(replace(settings, k=1, retrieval_steps="digest"), ["dg-pc"], out=tmp_path / "both",
+                       log=lambda _: None).summaries["dg-pc"]
+    assert today["history_cut"] == both["history_cut"] == 12 and one["history_cut"] == 0

@@ -70,6 +70,8 @@ class Retrieval:
                               "(--k N)")
         if self.steps not in STEPS:
             raise ConfigError(f"retrieval steps must be one of {', '.join(STEPS)}, got {self.steps!r}")
+        if self.k is None:
+            object.__setattr__(self, "steps", "all")  # every step reads every item: one spelling of today's history
         object.__setattr__(self, "settings", _with_defaults(self.retriever, self.settings))
 
     @property
