@@ -43,7 +43,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-KINDS = ("guidance", "guided profile", "unguided profile")
+KINDS = ("digest", "guided profile", "unguided profile")
 
 
 def generations(store: ProfileStore, users: set[str]) -> dict:
@@ -51,8 +51,8 @@ def generations(store: ProfileStore, users: set[str]) -> dict:
     kinds = Counter()
     for user in users:
         for step in store.for_user(user):
-            kind = "guidance" if step["kind"] == "guidance" else ("guided profile" if step["guidance"]
-                                                                  else "unguided profile")
+            kind = "digest" if step["kind"] == "digest" else ("guided profile" if step["guidance"]
+                                                              else "unguided profile")
             kinds[(user, kind)] += 1
     per_kind = {k: [n for (_, kind), n in kinds.items() if kind == k] for k in KINDS}
     return {"users": len(users), "generations": store.count(),

@@ -97,14 +97,15 @@ def compare_report() -> list[Path]:
     from guided_profile.held_out import check_held_out
     from guided_profile.programs import build_program
     from guided_profile.programs.export import load_program_files
-    from guided_profile.runs import load_split
+    from guided_profile.runs import load_split, optimizer_settings
 
     folder = RESULTS / "compare-preference-1.5b"
     config = json.loads((folder / "config.json").read_text())
     task = get_task(config["task"], seed=config["seed"], **config["task_options"])
     selected, source = load_split(task, config["data"], config["split"], config["seed"], config["limit"])
     files = {name: RESULTS / "compiled" / f"{name}.json" for name in config["programs"]}
-    compiled, payloads = load_program_files(list(files.values()), task, taken={"handwritten"})
+    compiled, payloads = load_program_files(list(files.values()), task, taken={"handwritten"},
+                                            optimizer_settings=optimizer_settings())
     relations = check_held_out(payloads, files, data_sha256=source.sha256, seed=config["seed"],
                                evaluated=[ex.example_id for ex in selected])
     changed = [path for path in (folder / "config.json", folder / "summary.json") if rewrite_json(
@@ -115,7 +116,7 @@ def compare_report() -> list[Path]:
                                              rotations=config["rotations"])} | compiled
     summaries = {m: s for m, s in json.loads((folder / "summary.json").read_text())["methods"].items() if m in programs}
     done = {(r["method"], r["example_id"]): r for r in read_records(folder / RECORDS) if r.get("error") is None}
-    rows = comparison_rows(task, summaries, done, selected)
+    rows = comparison_rows(task, summaries, done, selected, payloads=payloads)
     report = folder / "compare.md"
     before = report.read_text(encoding="utf-8")
     report.write_text(markdown_report(task, rows, programs, payloads, config, "compare.png") + "\n", encoding="utf-8")

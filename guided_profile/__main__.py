@@ -1,7 +1,5 @@
 """`python -m guided_profile` is the `guided-profile` command."""
 
-import sys
+from guided_profile.cli import entry
 
-from guided_profile.cli import main
-
-sys.exit(main())
+entry()

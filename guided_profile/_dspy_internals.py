@@ -3,7 +3,7 @@
 DSPy's public API does not offer three things we need: the log-probability types of its vendored
 `lm15` client (our engines build responses with them), a hook on an adapter's raw replies before
 parsing (DSPy raises on an empty reply that our single-output steps must keep), and hooks on
-MIPROv2's candidate pool and trial logging (we drop malformed guidance candidates and print our
+MIPROv2's candidate pool and trial logging (we drop malformed guidance question candidates and print our
 progress line).  Each is reached here and nowhere else, behind a small public face, so a DSPy
 upgrade breaks this module only; `tests/test_dspy_internals.py` fails loudly, naming what moved.
 """

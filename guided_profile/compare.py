@@ -7,37 +7,44 @@ permutation p-value (see `metrics.stats`).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import dspy
 
 from guided_profile.datasets.example import Example
+from guided_profile.files import write_bytes
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue
 from guided_profile.programs.export import instructions
-from guided_profile.report import fmt, fmt_p, markdown_table, metric_columns, p_clause, provenance_line
+from guided_profile.report import fmt, fmt_p, markdown_table, p_clause, provenance_line
 from guided_profile.tasks.base import Task
 
 REFERENCE = "handwritten"
 
 
 def comparison_rows(task: Task, summaries: dict[str, dict], done: dict[tuple[str, str], dict],
-                    examples: list[Example], reference: str = REFERENCE) -> list[dict[str, Any]]:
-    """One row per program: its summary, n, interval, paired difference against `reference`, cost."""
-    def scores(method: str) -> dict[str, float]:
-        return {ex.example_id: done[(method, ex.example_id)]["metrics"][task.objective]
-                for ex in examples if (method, ex.example_id) in done}
+                    examples: list[Example], reference: str = REFERENCE,
+                    payloads: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One row per program: its summary, n, interval, paired difference against `reference`, cost; for a
+    compiled program whose file records a confirm stage, the gain that stage predicted (`confirm`) and the
+    paired difference realized here in the same objective (`realized`), side by side."""
+    def scores(method: str, metric: str = task.objective) -> dict[str, float]:
+        return {ex.example_id: done[(method, ex.example_id)]["metrics"][metric]
+                for ex in examples if (method, ex.example_id) in done
+                and metric in done[(method, ex.example_id)]["metrics"]}
 
     ref = scores(reference)
     rows = []
     for method, summary in summaries.items():
-        own = scores(method)
         row: dict[str, Any] = {"method": method, "summary": summary, "n": summary["n"], "ci95": summary["ci95"]}
-        paired = [eid for eid in own if eid in ref]
-        if method != reference and paired:
-            a, b = [own[e] for e in paired], [ref[e] for e in paired]
-            diff, lo, hi = paired_bootstrap(a, b)
-            row.update(diff=diff, diff_ci=(lo, hi), p=paired_permutation_pvalue(a, b), paired_n=len(paired))
+        if method != reference:
+            row |= _paired(scores(method), ref)
+            estimate = confirm_estimate((payloads or {}).get(method))
+            if estimate is not None:
+                metric = estimate["objective"]
+                realized = _paired(scores(method, metric), scores(reference, metric))
+                row |= {"confirm": estimate, "realized": realized or None}
         per = summary["per_example"]
         row["calls"] = per["calls"]
         row["store_hits"] = per.get("store_hits", 0)
@@ -46,10 +53,36 @@ def comparison_rows(task: Task, summaries: dict[str, dict], done: dict[tuple[str
     return rows
 
 
+def _paired(own: dict[str, float], ref: dict[str, float]) -> dict[str, Any]:
+    """Mean paired difference on the examples both have, its bootstrap interval and permutation p-value."""
+    paired = [eid for eid in own if eid in ref]
+    if not paired:
+        return {}
+    a, b = [own[e] for e in paired], [ref[e] for e in paired]
+    diff, lo, hi = paired_bootstrap(a, b)
+    return {"diff": diff, "diff_ci": (lo, hi), "p": paired_permutation_pvalue(a, b), "paired_n": len(paired)}
+
+
+def confirm_estimate(payload: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The gain over the hand-written program that the confirm stage predicted for the exported program:
+    its mean minus the hand-written's on the confirm users, with the verdict's 95% interval.  When the
+    stage exported the hand-written program itself, the prediction is exactly 0.  None for a file with
+    no confirm stage (made before it existed, or with --confirm-fraction 0)."""
+    stage = (payload or {}).get("confirm") or {}
+    verdict, means = stage.get("verdict"), stage.get("means") or {}
+    if not verdict or "handwritten" not in means:
+        return None
+    candidate = verdict["exported"] == "candidate"
+    diff = (means[stage["winner"]] if candidate else means["handwritten"]) - means["handwritten"]
+    return {"objective": verdict["objective"], "diff": diff, "n": verdict["n"], "confirmed": verdict["confirmed"],
+            "diff_ci": (verdict["low"], verdict["high"]) if candidate else (0.0, 0.0), "exported": verdict["exported"]}
+
+
 def table(task: Task, rows: list[dict[str, Any]], reference: str = REFERENCE) -> tuple[list[str], list[list[str]]]:
-    metric_keys = metric_columns(task)
+    metric_keys = list(task.columns)
     header = ["program", *metric_keys, "n", f"{task.objective} 95% CI", "paired n", f"diff vs {reference}",
-              "diff 95% CI", "p (paired perm.)", "failed", "cut", "calls/ex", "store hits/ex", "tokens/ex"]
+              "diff 95% CI", "p (paired perm.)", "confirm estimate (dev)", "realized on this split", "failed",
+              "cut", "calls/ex", "store hits/ex", "tokens/ex"]
     body = []
     for r in rows:
         s = r["summary"]
@@ -58,10 +91,29 @@ def table(task: Task, rows: list[dict[str, Any]], reference: str = REFERENCE) ->
                      f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-", str(r.get("paired_n", "-")),
                      f"{r['diff']:+.3f}" if "diff" in r else "-",
                      f"[{r['diff_ci'][0]:+.3f}, {r['diff_ci'][1]:+.3f}]" if "diff" in r else "-",
-                     fmt_p(r["p"]) if "p" in r else "-", str(s["failed"]), str(s["history_cut"]),
-                     f"{r['calls']:.1f}", f"{r['store_hits']:.1f}",
+                     fmt_p(r["p"]) if "p" in r else "-", *_predicted_and_realized(r), str(s["failed"]),
+                     str(s["history_cut"]), f"{r['calls']:.1f}", f"{r['store_hits']:.1f}",
                      f"{r['tokens']:.0f}"])
     return header, body
+
+
+def _predicted_and_realized(row: dict[str, Any]) -> tuple[str, str]:
+    """The confirm stage's estimate and the paired difference here, in the same objective and form:
+    "+0.041 [+0.010, +0.072] gold_probability, 44 users, confirmed"; "-" without a confirm stage."""
+    estimate = row.get("confirm")
+    if estimate is None:
+        return "-", "-"
+    low, high = estimate["diff_ci"]
+    status = "confirmed" if estimate["confirmed"] else (
+        "not confirmed, exported anyway" if estimate["exported"] == "candidate" else "not confirmed: hand-written")
+    predicted = (f"{estimate['diff']:+.3f} [{low:+.3f}, {high:+.3f}] {estimate['objective']}, "
+                 f"{estimate['n']} users, {status}")
+    realized = row.get("realized")
+    if not realized:
+        return predicted, "-"
+    low, high = realized["diff_ci"]
+    return predicted, (f"{realized['diff']:+.3f} [{low:+.3f}, {high:+.3f}] {estimate['objective']}, "
+                       f"{realized['paired_n']} users, {p_clause(realized['p'])}")
 
 
 def _cell(text: str) -> str:
@@ -99,7 +151,11 @@ def markdown_report(task: Task, rows: list[dict[str, Any]], programs: dict[str, 
              f"Differences are paired per example against `{REFERENCE}` (the hand-written GPG): mean difference, "
              "paired bootstrap 95% interval, and a two-sided paired permutation (sign-flip) p-value. "
              "calls/ex and tokens/ex are the mean LM calls and prompt + generated tokens per example; steps taken "
-             "from the profile store (store hits/ex) cost neither, so use --no-store to compare full costs.", ""]
+             "from the profile store (store hits/ex) cost neither, so use --no-store to compare full costs.", "",
+             "*confirm estimate (dev)* is the gain over the hand-written program that the optimizer's confirm stage "
+             "predicted, on dev users its search never saw, in the objective it maximised (the verdict's 95% "
+             "interval); *realized on this split* is the paired difference measured here in that same objective. "
+             "'-': the hand-written program itself, or a file made without a confirm stage.", ""]
     if chart:
         parts += [f"![{task.objective} per program]({chart})", ""]
     parts += ["## Instructions side by side", "", instructions_table(programs), ""]
@@ -116,12 +172,14 @@ def _made_from(payloads: dict[str, dict[str, Any]], config: dict[str, Any]) -> l
     for name, p in payloads.items():
         opt, scores, usage = p.get("optimizer", {}), p.get("scores", {}), p.get("usage", {})
         settings = ", ".join(f"{k}={v}" for k, v in (opt.get("settings") or {}).items() if k != "name")
+        verdict = (p.get("confirm") or {}).get("verdict") or {}
         meta_rows.append([name, str(opt.get("name", "-")), _cell(settings), p.get("method", "-"),
-                          fmt(scores.get("train")), fmt(scores.get("dev")), str(usage.get("calls", "-")),
+                          str(p.get("objective") or scores.get("objective", "-")), fmt(scores.get("train")),
+                          fmt(scores.get("dev")), _cell(verdict.get("line", "-")), str(usage.get("calls", "-")),
                           str((p.get("lm") or {}).get("model", "-")), _cell(relations.get(name, "not checked"))])
     lines = ["## How the optimized programs were made", "",
-             markdown_table(["program", "optimizer", "settings", "method", "train", "dev", "LM calls spent", "model",
-                             "tuned on"], meta_rows), ""]
+             markdown_table(["program", "optimizer", "settings", "method", "objective", "train", "dev",
+                             "confirm verdict", "LM calls spent", "model", "tuned on"], meta_rows), ""]
     transfer = [name for name, relation in relations.items() if relation.startswith("transfer")]
     if transfer:
         lines += [f"**Transfer evaluation:** {', '.join(transfer)} {'was' if len(transfer) == 1 else 'were'} tuned on "
@@ -163,6 +221,8 @@ def chart(task: Task, rows: list[dict[str, Any]], path: Path) -> Path:
     right.set_xlabel(f"paired difference vs {REFERENCE}")
     right.set_title("optimized - hand-written")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
+    write_bytes(path, png.getvalue())
     return path

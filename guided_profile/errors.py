@@ -25,3 +25,28 @@ class OutputError(GuidedProfileError):
 
 class DataWarning(UserWarning):
     """The data loaded, but something in it probably is not what its author meant (the CLI prints one line)."""
+
+
+class RunFolderError(GuidedProfileError):
+    """A run folder's file cannot be used as a run keeps it (cut short, edited, of another kind, unwritable)."""
+
+
+class FolderInUse(RunFolderError):
+    """Another process is writing to this run folder (two writers would duplicate records)."""
+
+
+class EndpointDown(GuidedProfileError):
+    """The model's server cannot be reached: the first examples all failed to connect."""
+
+
+class RunFolderWarning(DataWarning):
+    """A line of records.jsonl is skipped (cut short or not a record); it stays in the file, its example is redone."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every layer stops the same way; `exit_code` is what the command returns."""
+
+    def __init__(self, signal_name: str = "SIGINT", exit_code: int = 130):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.exit_code = exit_code

@@ -2,9 +2,10 @@
 
 An optimizer picks the instructions that did best on its train and dev users; scored on those same
 users again, the program looks better than it is.  A compiled program records what it was tuned on
-(the data's content hash, the split seed, the train and dev example ids), so before a run the
-evaluated examples are checked against it.  A program tuned on other data is a transfer evaluation:
-allowed, and said so.  Old files without these fields still run, with what could not be checked.
+(the data's content hash, the split seed, the train and dev example ids; the confirm stage's users
+are dev users, chosen on like the rest), so before a run the evaluated examples are checked against
+it.  A program tuned on other data is a transfer evaluation: allowed, and said so.  Old files
+without these fields still run, with what could not be checked.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def tuning_relation(payload: dict[str, Any], data_sha256: str, seed: int,
     if data["seed"] != seed:
         return "", (f"was tuned on this data split with seed {data['seed']}, and the users of seed {seed}'s split "
                     f"include its train and dev users; use --seed {data['seed']}")
-    ids = [*(data.get("train_ids") or []), *(data.get("dev_ids") or [])]
+    ids = [*(data.get("train_ids") or []), *(data.get("dev_ids") or []), *_confirm_ids(payload)]
     if "train_ids" not in data or "dev_ids" not in data:
         return "unverified: tuned on this data and seed, but the file records no train/dev example ids", None
     seen = sorted({str(i) for i in ids} & evaluated)
@@ -42,6 +43,13 @@ def tuning_relation(payload: dict[str, Any], data_sha256: str, seed: int,
         return "", (f"was tuned on {len(seen)} of the evaluated examples (ids {', '.join(seen[:5])}"
                     f"{', ...' if len(seen) > 5 else ''}); evaluate on the test split")
     return f"held out: tuned on this data and seed, none of its {len(set(ids))} train/dev examples is evaluated", None
+
+
+def _confirm_ids(payload: dict[str, Any]) -> list[str]:
+    """The confirm stage's users: dev users (`dev_ids` holds them too), named here as well because the
+    exported program was chosen on them; a file that recorded only the search's part would leak them."""
+    stage = payload.get("confirm") if isinstance(payload.get("confirm"), dict) else {}
+    return [str(i) for i in stage.get("example_ids") or []]
 
 
 def check_held_out(payloads: dict[str, dict[str, Any]], files: dict[str, Path], *, data_sha256: str, seed: int,

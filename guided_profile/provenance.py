@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from guided_profile.datasets.example import data_root, samples_dir
+from guided_profile.files import write_text
 from guided_profile.paths import cache_dir
 
 SAMPLE, REAL = "sample", "real"
@@ -76,7 +77,7 @@ def cached_data_sha256(path: Path) -> str:
     remembered = cache_dir() / "data-hashes" / f"{key}.sha256"  # one small file per key: no shared index to race on
     if not remembered.is_file():
         remembered.parent.mkdir(parents=True, exist_ok=True)
-        remembered.write_text(data_sha256(path))
+        write_text(remembered, data_sha256(path))  # whole or not at all: a cut file would name a wrong hash
     return remembered.read_text().strip()
 
 

@@ -26,11 +26,6 @@ def p_clause(p: float) -> str:
     return f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
 
 
-def metric_columns(task: Task) -> list[str]:
-    """The task's own summary keys (its metrics and counts), in its order; a summary's other keys are costs."""
-    return [key for key in task.summarize([]) if key != "n"]
-
-
 def totals_line(summaries: dict[str, dict]) -> str:
     """One line of what this command's methods cost on its examples (summed over the methods)."""
     t: dict[str, float] = {}
@@ -44,9 +39,20 @@ def totals_line(summaries: dict[str, dict]) -> str:
             f"limit, {t.get('empty_replies', 0)} empty); {t.get('model_seconds', 0):.1f} s of model time")
 
 
+def failures_line(summaries: dict[str, dict]) -> str | None:
+    """One line stating the failed method runs, if any: a table's n alone does not show that rows rest on
+    fewer examples than asked."""
+    failed = {method: s.get("failed", 0) for method, s in summaries.items() if s.get("failed", 0)}
+    if not failed:
+        return None
+    each = ", ".join(f"{method} {n}" for method, n in failed.items())
+    return (f"FAILED: {sum(failed.values())} method runs ({each}); their errors are in records.jsonl, and rerunning "
+            "the same command retries only them")
+
+
 def summary_rows(task: Task, summaries: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     """Columns: method, the task's metrics (objective with its 95% interval), n, failures, cost."""
-    metric_keys = metric_columns(task)
+    metric_keys = list(task.columns)
     header = ["method", *metric_keys, f"{task.objective} 95% CI", "n", "failed", "cut", "calls/ex", "store hits/ex",
               "prompt tok/ex", "cached/ex", "gen tok/ex", "s/ex"]
     rows = []

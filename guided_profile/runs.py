@@ -16,14 +16,17 @@ states the data hash, the git commit and the package version.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
+from guided_profile.files import irregular, write_text
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
+from guided_profile.optimizers.confirm import ConfirmSettings
 from guided_profile.provenance import cached_data_sha256, from_portable, git_state, portable
+from guided_profile.redaction import redact_json
 from guided_profile.tasks.base import Task
 
 if TYPE_CHECKING:  # heavy imports, only for the annotations
@@ -31,9 +34,12 @@ if TYPE_CHECKING:  # heavy imports, only for the annotations
 
     from guided_profile.evaluation import RunFolder
     from guided_profile.lm.factory import LMSpec
+    from guided_profile.optimizers import TaskMetric
+    from guided_profile.optimizers.candidates import Candidate
     from guided_profile.programs.retrieved import Retrieval
     from guided_profile.store import ProfileStore
 
+DEFAULT_CONFIRM = ConfirmSettings()  # 30% of the dev users confirm the search's best 3
 DEFAULT_METHODS = ("dg-no-pc", "dg-pc", "pg", "gpg")
 DEFAULT_STORE = "default"  # profiles.sqlite in the cache folder
 Log = Callable[[str], None]
@@ -196,6 +202,14 @@ def provenance(source: DataSource, n: int) -> dict[str, Any]:
     return {"n": n, "data_sha256": source.sha256, "git": git_state(), "version": __version__}
 
 
+def optimizer_settings() -> dict[str, set[str]]:
+    """Each registered optimizer's name -> the settings it records (`get_params`): what a compiled program's
+    `optimizer.settings` may name.  Loading checks against it, so compare.md never prints a forged setting."""
+    from guided_profile.optimizers import OPTIMIZERS
+
+    return {name: {"name", "seed", *cls.defaults} for name, cls in OPTIMIZERS.items()}
+
+
 def library_command(function: str) -> str:
     """The `command` of a result made from Python rather than the command line."""
     return f"guided_profile.runs.{function}(...) (called from Python; the settings are in this file)"
@@ -223,7 +237,6 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     first `limit` examples of the split; writes config.json, records.jsonl, summary.json and table.md
     to `out` (default `settings.default_out()`), resuming what is there."""
     from guided_profile.programs import build_program, canonical
-    from guided_profile.programs.export import load_program_files
     from guided_profile.report import markdown_table, provenance_line, summary_rows
 
     task = settings.make_task()
@@ -232,7 +245,7 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     names = list(dict.fromkeys(canonical(m) for m in asked))
     built = {m: build_program(m, task, answer_mode=settings.answer_mode, rotations=settings.rotations,
                               retrieval=settings.retrieval) for m in names}  # a bad name fails before any loading
-    compiled, payloads = load_program_files(programs, task, taken=set(built))
+    compiled, payloads = _load_programs(programs, task, taken=set(built))
     if not built and not compiled:
         raise ConfigError("nothing to run: give --methods or --program")
     selected, source = load_split(task, settings.data, settings.split, settings.seed, settings.limit)
@@ -242,12 +255,25 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     run, summaries = _evaluate(settings, task, built | compiled, payloads, programs, selected, source, out,
                                allow_overlap=allow_overlap, command=command or library_command("run_methods"),
                                progress=progress, log=log)
-    config = run.config
-    header, rows = summary_rows(task, summaries)
-    (out / "table.md").write_text(f"# {task.name}, split {settings.split}, lm {config['lm']['model']}\n\n"
-                                  f"Command: `{config['command']}`\n\n{provenance_line(config)}\n\n"
-                                  f"{markdown_table(header, rows)}\n")
+    with run:
+        config = run.config
+        header, rows = summary_rows(task, summaries)
+        write_text(out / "table.md", f"# {task.name}, split {settings.split}, lm {config['lm']['model']}\n\n"
+                                     f"Command: `{config['command']}`\n\n{provenance_line(config)}\n\n"
+                                     f"{markdown_table(header, rows)}\n")
     return RunResult(out, config, summaries, task)
+
+
+def _load_programs(paths: list[Path], task: Task, taken: set[str]) -> tuple[dict[str, dspy.Module], dict[str, dict]]:
+    """Compiled programs by table name, and their files' content; anything but a regular file is refused
+    first, since reading a named pipe blocks until something writes to it."""
+    from guided_profile.programs.export import load_program_files
+
+    for path in paths:
+        kind = irregular(path)
+        if kind:
+            raise ConfigError(f"{path} is {kind}; expected a compiled program (a JSON file from `optimize`)")
+    return load_program_files(paths, task, taken=taken, optimizer_settings=optimizer_settings())
 
 
 def _names(given: Iterable[str | Path] | str) -> list[str]:
@@ -287,9 +313,13 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
     def bar(total: int) -> tqdm:
         return tqdm(desc=f"{task.name} x {len(programs)}", total=total, disable=not progress, unit="run")
 
-    store = open_store(settings.store) if settings.store else None
-    summaries = evaluate(programs, task, examples, lm, run, workers=settings.parallel, store=store, progress=bar)
-    return run, summaries
+    try:
+        store = open_store(settings.store) if settings.store else None
+        summaries = evaluate(programs, task, examples, lm, run, workers=settings.parallel, store=store, progress=bar)
+    except BaseException:
+        run.close()
+        raise
+    return run, summaries  # still locked: the caller writes its reports, then closes it
 
 
 def _cold_start_row(settings: RunSettings, task: Task, examples: list[Example], log: Log) -> dict[str, dspy.Module]:
@@ -331,7 +361,6 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     method names on the same users; writes compare.md and compare.png beside the run's records."""
     from guided_profile.compare import REFERENCE, chart, comparison_rows, markdown_report
     from guided_profile.programs import build_program
-    from guided_profile.programs.export import load_program_files
     from guided_profile.programs.methods import is_cold_start
 
     task = settings.make_task()
@@ -340,7 +369,7 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     names = list(dict.fromkeys([REFERENCE, *(s for s in specs if not s.endswith(".json"))]))
     built = {name: build_program("gpg" if name == REFERENCE else name, task, answer_mode=settings.answer_mode,
                                  rotations=settings.rotations, retrieval=settings.retrieval) for name in names}
-    compiled, payloads = load_program_files(files, task, taken=set(built))
+    compiled, payloads = _load_programs(files, task, taken=set(built))
     _check_answer_modes(settings, payloads)
     built |= compiled
     if len(built) < 2:
@@ -354,12 +383,14 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     run, summaries = _evaluate(settings, task, built, payloads, files, selected, source, out,
                                allow_overlap=allow_overlap, command=command or library_command("compare_programs"),
                                progress=progress, log=log)
-    config = run.config
-    summaries = {name: s for name, s in summaries.items() if name in built or is_cold_start(name)}  # not earlier ones
-    rows = comparison_rows(task, summaries, run.done, selected)
-    png = chart(task, rows, out / "compare.png")
-    report = out / "compare.md"
-    report.write_text(markdown_report(task, rows, built, payloads, config, png.name) + "\n", encoding="utf-8")
+    with run:
+        config = run.config
+        # not programs compared earlier in this folder; the cold-start row answers the users the others leave
+        summaries = {name: s for name, s in summaries.items() if name in built or is_cold_start(name)}
+        rows = comparison_rows(task, summaries, run.done, selected, payloads=payloads)
+        png = chart(task, rows, out / "compare.png")
+        report = out / "compare.md"
+        write_text(report, markdown_report(task, rows, built, payloads, config, png.name) + "\n")
     return CompareResult(out, config, rows, task, report, png)
 
 
@@ -376,15 +407,23 @@ def _check_answer_modes(settings: RunSettings, payloads: dict[str, dict]) -> Non
                               + (f" --rotations {theirs['rotations']}" if theirs["rotations"] else ""))
 
 
-# With these limits every optimizer's default plan fits the default budget in either answer mode
-# (tests/test_optimizers.py checks it): 543-799 calls in generate mode, 1,083-1,537 in score mode.
-DEFAULT_BUDGET = 1600
-DEFAULT_TRAIN_LIMIT = DEFAULT_DEV_LIMIT = 20
+# Sized for the confirm stage (issue 18: confirm >= 40 users): 160 dev users of the real preference data split
+# 116 for the search and 44 to confirm with seed 0 (150 would give 39), 111 and 49 with seed 1.
+# DEFAULT_BUDGET is a safety stop just above the largest default plan, as `optimize --lm fake --data real` prints
+# them on those users (score mode: optuna 6,747, copro 7,446, mipro 5,130, gepa 3,137; generate mode about half);
+# tests/test_optimizers.py checks that every default plan fits.
+DEFAULT_BUDGET = 7600
+DEFAULT_TRAIN_LIMIT = 20
+DEFAULT_DEV_LIMIT = 160
 
 
 @dataclass(frozen=True)
 class Optimized:
-    """A tuned program, what the exported file holds, and the instructions before and after."""
+    """A tuned program, what the exported file holds, and the instructions before and after.
+
+    `verdict` is the confirm stage's conclusion (`Verdict.to_dict()`, with its one `line` in plain
+    words), or None when the stage was off.
+    """
 
     program: dspy.Module
     payload: dict[str, Any]
@@ -393,21 +432,46 @@ class Optimized:
     scores: dict[str, Any]
     usage: dict[str, Any]
     seconds: float
+    verdict: dict[str, Any] | None = None
+    out: Path | None = None
+
+    def text(self) -> str:
+        """What `optimize` prints at the end: scores, instructions, cost, the file, and the verdict last,
+        so the one line that says whether to trust the result is the last thing read."""
+        s, u = self.scores, self.usage
+        lines = [f"{s['objective']}: train {_num(s['train'])}, dev {_num(s['dev'])} (dev: {s.get('dev_on', 'dev')})"]
+        lines += [f"{name}: train {_num(v.get('train'))}, dev {_num(v.get('dev'))}"
+                  for name, v in s.items() if isinstance(v, dict)]  # the task's reported metric, beside
+        lines += [f"{name} ({'unchanged' if text == self.handwritten.get(name) else 'tuned'}): {text}"
+                  for name, text in self.tuned.items()]
+        lines.append(f"LM calls: {u['calls']} of {u['expected_calls']} expected (budget {u['budget']}); "
+                     f"{u['model_calls']} reached a model, the rest came from DSPy's cache; {self.seconds:.0f} s")
+        if self.out is not None:
+            lines.append(f"compiled program written to {self.out}")
+        lines.append(self.verdict["line"] if self.verdict else
+                     "no confirm stage (confirm fraction 0): the search's best is exported, unconfirmed")
+        return "\n".join(lines)
 
 
 def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
                      options: Mapping[str, Any] | None = None, method: str = "gpg",
                      run_dir: Path | str | None = None, budget: int = DEFAULT_BUDGET,
                      train_limit: int = DEFAULT_TRAIN_LIMIT, dev_limit: int = DEFAULT_DEV_LIMIT,
+                     objective: str | None = None, confirm: ConfirmSettings = DEFAULT_CONFIRM,
+                     user_candidates_file: Path | str | None = None,
                      prompt_lm: str | None = None, prompt_api_base: str | None = None, command: str | None = None,
                      log: Log = print) -> Optimized:
     """Tune `method`'s instructions with `optimizer` on a seeded sample of the train split, select on the
     dev split (the test split is never read), and export the result to `out` (one JSON file) with what
-    it was made from: model, data name and hash, seed, the train and dev example ids."""
-    from guided_profile.datasets.example import subsample
-    from guided_profile.lm import make_lm
+    it was made from: model, data name and hash, seed, the train and dev example ids.
+
+    `objective` (default the task's for the answer mode) is what every optimizer maximises; `confirm`
+    holds part of the dev users out of the search, and the search's best is exported only if it beats
+    the hand-written program there (`ConfirmSettings(fraction=0)`: no stage); `user_candidates_file`
+    holds guidance questions a person wrote (`optimizers/candidates.py` gives the format).
+    """
+    from guided_profile.lm.transport import check_reachable
     from guided_profile.optimizers import get_optimizer, optimizer_class, run_optimizer
-    from guided_profile.programs import build_program
     from guided_profile.programs.export import instructions, save_compiled
 
     options = dict(options or {})
@@ -416,8 +480,62 @@ def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
         raise ConfigError("--optimizer optuna cannot keep --retriever/--k yet (its trials rebuild the program without "
                           "them); use mipro, gepa or copro, or leave out --k")
     task = settings.make_task()
+    program, metric, candidates = _optimization_inputs(settings, task, method, objective, user_candidates_file)
+    source, trainset, valset = _tuning_sets(task, settings, train_limit, dev_limit, log)
+    lm, identity = settings.make_lm()  # as many server slots as examples scored at once (`parallel`)
+    check_reachable(lm, identity)  # before any budget is spent on a server that is down
+    prompt, prompt_identity = _prompt_lm(settings, identity, prompt_lm, prompt_api_base)
+    out = Path(out)
+    run_dir = Path(run_dir) if run_dir else out.with_suffix(".run")
+    tuner = get_optimizer(optimizer, task=task, task_lm=lm, prompt_lm=prompt, metric=metric, seed=settings.seed,
+                          workdir=run_dir, confirm=confirm, user_candidates=candidates, parallel=settings.parallel,
+                          **options)
+    handwritten = instructions(program)
+    result = run_optimizer(tuner, program, trainset=trainset, valset=valset, budget=budget, log=log)
+    info = dict(result.info)
+    stage = info.pop("confirm", None)  # recorded at the top of the file, not among the search's findings
+    metadata = {
+        "base_method": method, "handwritten_instructions": handwritten, "objective": metric.objective,
+        "confirm": stage or {"settings": asdict(confirm), "verdict": None},
+        "user_candidates": _candidates_record(user_candidates_file, candidates),
+        "optimizer": {"name": tuner.name, "settings": _portable_storage(tuner.get_params(), run_dir),
+                      "info": _portable_storage(info, run_dir)},
+        "lm": identity.to_dict(), "prompt_lm": prompt_identity.to_dict(), "task_options": dict(settings.task_options),
+        "data": _tuning_data(source, settings.seed, trainset, valset, {"train": train_limit, "dev": dev_limit}),
+        "scores": result.scores, "usage": result.usage, "seconds": result.seconds,
+        **{k: v for k, v in provenance(source, len(trainset) + len(valset)).items() if k in ("git", "version")},
+        "created": _now(), "command": command or library_command("optimize_program"),
+    }
+    payload = save_compiled(out, result.program, task, redact_json(metadata))  # errors and proposals may quote a URL
+    return Optimized(result.program, payload, handwritten, instructions(result.program), result.scores, result.usage,
+                     result.seconds, stage["verdict"] if stage else None, out)
+
+
+def _optimization_inputs(settings: RunSettings, task: Task, method: str, objective: str | None,
+                         candidates_file: Path | str | None) -> tuple[dspy.Module, TaskMetric, list[Candidate]]:
+    """(the program to start from, the metric of the chosen objective, the user's candidates), all checked
+    before any data is loaded or any call made: a wrong objective or file fails in a second, not after a search."""
+    from guided_profile.optimizers import TaskMetric
+    from guided_profile.optimizers.candidates import read_candidates, with_candidate
+    from guided_profile.programs import build_program
+
     program = build_program(method, task, answer_mode=settings.answer_mode, rotations=settings.rotations,
                             retrieval=settings.retrieval)
+    chosen = task.check_objective(objective or task.default_objective(settings.answer_mode), settings.answer_mode)
+    candidates = []
+    if candidates_file is not None:
+        steps = tuple(name for name, _ in program.named_predictors())
+        candidates = read_candidates(Path(candidates_file), steps=steps)
+        for candidate in candidates:
+            with_candidate(program, candidate)  # refuses a program without a guidance step, now
+    return program, TaskMetric(task, objective=chosen), candidates
+
+
+def _tuning_sets(task: Task, settings: RunSettings, train_limit: int, dev_limit: int,
+                 log: Log) -> tuple[DataSource, list[Example], list[Example]]:
+    """(the data source, seeded samples of its train and dev splits); the test split is only counted."""
+    from guided_profile.datasets.example import subsample
+
     source = load_data(task, settings.data)
     train_all, dev_all = source.split("train", settings.seed), source.split("dev", settings.seed)
     trainset = subsample(train_all, train_limit, settings.seed)
@@ -427,31 +545,29 @@ def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
                           f"both (build stats: {source.stats})")
     log(f"{task.name}: {len(trainset)} of {len(train_all)} train and {len(valset)} of {len(dev_all)} dev examples "
         f"from {source.name}; the test split is not read")
-    lm, identity = replace(settings, parallel=1).make_lm()  # optimizers evaluate one example at a time
-    prompt, prompt_identity = None, identity
-    if prompt_lm and prompt_lm != settings.lm:
-        prompt, prompt_identity = make_lm(prompt_lm, api_base=prompt_api_base or settings.api_base,
-                                          context=settings.context_window, threads=settings.threads,
-                                          cache=settings.cache)
-    out = Path(out)
-    run_dir = Path(run_dir) if run_dir else out.with_suffix(".run")
-    tuner = get_optimizer(optimizer, task=task, task_lm=lm, prompt_lm=prompt, seed=settings.seed, workdir=run_dir,
-                          **options)
-    handwritten = instructions(program)
-    result = run_optimizer(tuner, program, trainset=trainset, valset=valset, budget=budget, log=log)
-    metadata = {
-        "base_method": method, "handwritten_instructions": handwritten,
-        "optimizer": {"name": tuner.name, "settings": _portable_storage(tuner.get_params(), run_dir),
-                      "info": _portable_storage(result.info, run_dir)},
-        "lm": identity.to_dict(), "prompt_lm": prompt_identity.to_dict(), "task_options": dict(settings.task_options),
-        "data": _tuning_data(source, settings.seed, trainset, valset, {"train": train_limit, "dev": dev_limit}),
-        "scores": result.scores, "usage": result.usage, "seconds": result.seconds,
-        **{k: v for k, v in provenance(source, len(trainset) + len(valset)).items() if k in ("git", "version")},
-        "created": _now(), "command": command or library_command("optimize_program"),
-    }
-    payload = save_compiled(out, result.program, task, metadata)
-    return Optimized(result.program, payload, handwritten, instructions(result.program), result.scores, result.usage,
-                     result.seconds)
+    return source, trainset, valset
+
+
+def _prompt_lm(settings: RunSettings, identity: LMSpec, prompt_lm: str | None,
+               prompt_api_base: str | None) -> tuple[dspy.LM | None, LMSpec]:
+    """The prompt model and its identity; None (a copy of the task model) unless another model is named."""
+    from guided_profile.lm import make_lm
+    from guided_profile.lm.transport import check_reachable
+
+    if not prompt_lm or prompt_lm == settings.lm:
+        return None, identity
+    prompt, prompt_identity = make_lm(prompt_lm, api_base=prompt_api_base or settings.api_base,
+                                      context=settings.context_window, threads=settings.threads, cache=settings.cache)
+    check_reachable(prompt, prompt_identity)
+    return prompt, prompt_identity
+
+
+def _candidates_record(path: Path | str | None, candidates: list[Candidate]) -> dict[str, Any] | None:
+    """What the file records of the user's candidates: the file's name (not this machine's folder) and
+    the candidates themselves, so the export says what was compared even after the file changes."""
+    if path is None:
+        return None
+    return {"file": Path(path).name, "candidates": [asdict(c) for c in candidates]}
 
 
 def _tuning_data(source: DataSource, seed: int, trainset: list[Example], valset: list[Example],
@@ -466,14 +582,16 @@ def _tuning_data(source: DataSource, seed: int, trainset: list[Example], valset:
 def _portable_storage(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Settings fit for the file: a storage URL loses its password, and the default SQLite study is named
     relative to the run folder (`study.db`) rather than by this machine's path."""
-    from guided_profile.redaction import redact
-
     default = f"sqlite:///{Path(run_dir).resolve() / 'study.db'}"
 
     def fit(value: Any) -> Any:
-        return "study.db" if value == default else redact(value)
+        return "study.db" if value == default else redact_json(value)
 
     return {k: fit(v) if k == "storage" and isinstance(v, str) else v for k, v in params.items()}
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _now() -> str:

@@ -1,4 +1,4 @@
-"""The profile store: digestions (guidance answers) and profiles kept in SQLite.
+"""The profile store: digestions (the answers to the guidance question) and profiles kept in SQLite.
 
 A step's answer depends on the person's history, the step's instruction (for a digestion, the
 guidance question), the guidance it was given (for a guided profile) and the model, so that is the
@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from guided_profile.errors import GuidedProfileError
+from guided_profile.files import irregular, processes_using
+from guided_profile.redaction import redact
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS steps (
-    kind TEXT NOT NULL,             -- 'guidance' or 'profile'
+    kind TEXT NOT NULL,             -- 'digest' or 'profile' ('guidance': a digest kept before the rename)
     key TEXT NOT NULL,              -- sha256 of (kind, history, instruction, guidance, lm)
     user_id TEXT,
     lm TEXT NOT NULL,
@@ -36,6 +38,11 @@ CREATE TABLE IF NOT EXISTS steps (
 );
 CREATE INDEX IF NOT EXISTS steps_user ON steps (user_id);
 """
+
+
+# Store kinds by their earlier names: a digest was kept as kind 'guidance' (the word that now means only the
+# model's answer), so rows written then are found, and shown, under their current kind.
+LEGACY_KINDS = {"digest": "guidance"}
 
 
 class StoreError(GuidedProfileError):
@@ -53,18 +60,37 @@ class SQLiteFile:
     schema: ClassVar[str]
     label: ClassVar[str]            # what the file is, as errors name it
     unusable_hint: ClassVar[str]    # what to do when the file cannot be opened
-    failing_hint: ClassVar[str]     # what to do when a statement fails (e.g. the file stays locked)
+    failing_hint: ClassVar[str]     # what to do when a statement fails
+    in_use_hint: ClassVar[str] = ""  # what else to do when another process keeps the file locked
 
     def __init__(self, path: str | Path, timeout: float = 30.0):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = timeout
+        kind = irregular(self.path)
+        if kind:  # SQLite would block on a pipe, or fail with "unable to open database file" on a folder
+            raise StoreError(f"{self.label} {self.path} is {kind}; give a file, or {self.failing_hint}")
         self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. a file where its folder should be
+            raise StoreError(f"{self.label} {self.path}: cannot create its folder ({exc.strerror or exc}); "
+                             f"{self.unusable_hint}") from exc
         try:
             self._db = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(self.schema)
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.label} {self.path} cannot be used ({exc}); {self.unusable_hint}") from exc
+            raise self._error(exc, self.unusable_hint) from exc
+
+    def _error(self, exc: sqlite3.Error, hint: str) -> StoreError:
+        """The error to show: a file another process keeps locked is in use, not broken (deleting it would
+        destroy that process's work), so that case names the process when it can."""
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            return StoreError(f"{self.label} {self.path} cannot be used ({exc}); {hint}")
+        users = ", ".join(processes_using(self.path)) or "another process"
+        otherwise = f", or {self.in_use_hint}" if self.in_use_hint else ""
+        return StoreError(f"{self.label} {self.path} is in use by {users} and stayed locked for {self.timeout:g} s; "
+                          f"wait for it to finish{otherwise}")
 
     def _run(self, sql: str, params: Sequence = (), many: bool = False) -> list[tuple]:
         """One statement in its own transaction (`many`: once per row of `params`)."""
@@ -75,7 +101,7 @@ class SQLiteFile:
                     return []
                 return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.label} {self.path}: {exc}; {self.failing_hint}") from exc
+            raise self._error(exc, self.failing_hint) from exc
 
     def close(self) -> None:
         self._db.close()
@@ -88,30 +114,38 @@ class ProfileStore(SQLiteFile):
     label = "profile store"
     unusable_hint = "delete it or run with --no-store"
     failing_hint = "run with --no-store to go on without it"
+    in_use_hint = "run with --no-store to go on without it"
 
     @staticmethod
     def key(kind: str, history: str, instruction: str, guidance: str, lm: str) -> str:
         return _sha(kind, history, instruction, guidance, lm)
 
     def lookup(self, kind: str, history: str, instruction: str, guidance: str, lm: str) -> str | None:
-        rows = self._run("SELECT text FROM steps WHERE kind = ? AND key = ?",
-                         (kind, self.key(kind, history, instruction, guidance, lm)))
-        return rows[0][0] if rows else None
+        """The kept text of this step, if any; a row kept under the kind's earlier name counts too."""
+        for name in (kind, LEGACY_KINDS.get(kind)):
+            if name is None:
+                continue
+            rows = self._run("SELECT text FROM steps WHERE kind = ? AND key = ?",
+                             (name, self.key(name, history, instruction, guidance, lm)))
+            if rows:
+                return rows[0][0]
+        return None
 
     def save(self, kind: str, history: str, instruction: str, guidance: str, lm: str, text: str, *,
              user_id: str | None = None, usage: dict[str, int] | None = None, seconds: float | None = None) -> None:
         usage = usage or {}
         self._run("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  (kind, self.key(kind, history, instruction, guidance, lm), user_id, lm, instruction, guidance,
-                   _sha(history), text, usage.get("prompt_tokens"), usage.get("cached_prompt_tokens"),
-                   usage.get("completion_tokens"), seconds, time.time()))
+                  (kind, self.key(kind, history, instruction, guidance, lm), user_id, lm, redact(instruction),
+                   redact(guidance), _sha(history), redact(text), usage.get("prompt_tokens"),
+                   usage.get("cached_prompt_tokens"), usage.get("completion_tokens"), seconds, time.time()))
 
     def for_user(self, user_id: str) -> list[dict[str, Any]]:
         rows = self._run("SELECT kind, lm, instruction, guidance, text, prompt_tokens, completion_tokens, seconds, "
                          "created FROM steps WHERE user_id = ? ORDER BY created", (user_id,))
         names = ("kind", "lm", "instruction", "guidance", "text", "prompt_tokens", "completion_tokens", "seconds",
                  "created")
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        current = {old: new for new, old in LEGACY_KINDS.items()}
+        return [{**dict(zip(names, row, strict=True)), "kind": current.get(row[0], row[0])} for row in rows]
 
     def count(self) -> int:
         return self._run("SELECT COUNT(*) FROM steps")[0][0]

@@ -27,7 +27,9 @@ def test_preference_end_to_end_on_the_sample(tmp_path, capsys):
     assert len(records) == 12 * 4
     gpg = next(r for r in records if r["method"] == "gpg")
     assert gpg["guidance"] and gpg["profile"] and gpg["reply"] == "A"
-    assert set(gpg["metrics"]) == {"parsed", "parse", "outcome", "accuracy"}
+    # no log-probabilities: the generated letter carries all the mass, so score mode's objective still exists
+    assert set(gpg["metrics"]) == {"parsed", "parse", "outcome", "accuracy", "gold_probability"}
+    assert gpg["metrics"]["gold_probability"] == gpg["metrics"]["accuracy"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["config"]["lm"]["model"] == "scripted-fake"
     assert summary["methods"]["gpg"]["n"] == 12
@@ -83,9 +85,11 @@ def test_bad_options_are_one_clear_line(tmp_path, capsys, extra, needle):
     assert needle in capsys.readouterr().err
 
 
-def test_tasks_lists_the_guidance(capsys):
+def test_tasks_lists_the_guidance_question_and_columns(capsys):
     assert main(["tasks"]) == 0
-    assert "Provide the product category of above one by one" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "  guidance question: Provide the product category of above one by one" in out
+    assert "  columns: accuracy, correct, incorrect, abstain, unparseable" in out
 
 
 @pytest.mark.parametrize("extra,needle", [

@@ -88,7 +88,7 @@ def test_instructions_side_by_side_marks_what_changed():
     tuned.digest.signature = tuned.digest.signature.with_instructions(NEW_Q)
     text = instructions_table({"handwritten": build_program("gpg", TASK), "tuned": tuned})
     digest_row = next(line for line in text.splitlines() if line.startswith("| digest"))
-    assert TASK.guidance in digest_row and f"**changed:** {NEW_Q}" in digest_row
+    assert TASK.guidance_question in digest_row and f"**changed:** {NEW_Q}" in digest_row
     profile_row = next(line for line in text.splitlines() if line.startswith("| write_profile"))
     assert "changed" not in profile_row
 
@@ -106,7 +106,7 @@ def test_compare_command_reports_resumes_and_draws(tmp_path, capsys, fake_calls)
     printed = capsys.readouterr().out
     assert "handwritten" in printed and "tuned" in printed and "p (paired perm.)" in printed
     report = (out / "compare.md").read_text()
-    assert f"**changed:** {NEW_Q}" in report and TASK.guidance in report
+    assert f"**changed:** {NEW_Q}" in report and TASK.guidance_question in report
     assert "| tuned | gepa |" in report and "| 42 |" in report
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = (out / "records.jsonl").read_text().splitlines()

@@ -1,4 +1,4 @@
-"""The confirm stage's split and verdict, and reading user-written guidance candidates."""
+"""The confirm stage's split and verdict, and reading user-written guidance question candidates."""
 
 import json
 
@@ -133,7 +133,7 @@ def test_when_nothing_beats_the_handwritten_program_it_is_exported_with_the_verd
     verdict = result.info["confirm"]["verdict"]
     assert not verdict["confirmed"] and verdict["exported"] == "handwritten"
     assert "the hand-written program is exported" in verdict["line"]
-    assert result.program.digest.signature.instructions == TASK.guidance
+    assert result.program.digest.signature.instructions == TASK.guidance_question
 
 
 def test_user_candidates_meet_the_handwritten_program_in_the_confirm_stage(tmp_path):
@@ -154,4 +154,4 @@ def test_user_candidates_meet_the_handwritten_program_in_the_confirm_stage(tmp_p
     assert confirm["verdict"]["confirmed"]
     assert any(steps["write_profile"] == "Write a profile in 30 words." for steps in confirm["finalists"].values())
     assert result.program.write_profile.signature.instructions == "Write a profile in 30 words."
-    assert result.program.digest.signature.instructions == NEW_Q != TASK.guidance
+    assert result.program.digest.signature.instructions == NEW_Q != TASK.guidance_question

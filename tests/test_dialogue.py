@@ -7,14 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
-import dspy
 import pytest
 
 from guided_profile.cli import main
 from guided_profile.datasets.dialogue import load_dialogues, load_parlai
 from guided_profile.datasets.example import Example, samples_dir, split_examples
 from guided_profile.errors import ConfigError, DataError
-from guided_profile.programs import PersonalAdapter, build_program
 from guided_profile.report import summary_rows
 from guided_profile.tasks import get_task
 
@@ -43,14 +41,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture
-def chat() -> Example:
-    return Example("dialogue-0", "dialogue-0", ("great , just back from a walk with my dogs .",
-                                                "two beagles , they never get tired ."),
-                   "do you go far ?", "we hike in the hills every sunday .",
-                   meta={"persona": ("i have two dogs.", "i love hiking.")})
 
 
 # ---------------------------------------------------------------------------------------------- ParlAI
@@ -222,43 +212,6 @@ def test_summary_averages_profile_quality_only_where_it_exists():
                                       "completion_tokens": 1.0}}
     header, rows = summary_rows(TASK, {"dg-pc": summary})
     assert rows[0][header.index("profile_quality")] == "-" and rows[0][header.index("st")] == "0.500"
-
-
-# ---------------------------------------------------------------------------------------------- prompts
-
-EXPECTED = {
-    "dg-no-pc": (1, set()),
-    "dg-pc": (1, {"History"}),
-    "pg": (2, {"History", "Profile"}),
-    "gpg": (3, {"History", "Guidance", "Profile"}),  # PC + G + PP (see DialogueTask.gpg_switches)
-    "gpg:pc+g+pp": (3, {"History", "Guidance", "Profile"}),
-    "gpg:pc+g": (2, {"History", "Guidance"}),
-    "gpg:g+pp": (3, {"Guidance", "Profile"}),
-    "gpg:pc+pp": (3, {"History", "Profile"}),
-    "gpg:g": (2, {"Guidance"}),
-    "gpg:pp": (3, {"Profile"}),
-}
-BLOCKS = {"History": "History (", "Guidance": "Guidance (", "Profile": "Profile ("}
-
-
-@pytest.mark.parametrize("method", sorted(EXPECTED))
-def test_final_prompt_holds_exactly_the_switched_parts(method, fake_lm, chat):
-    calls, blocks = EXPECTED[method]
-    with dspy.context(lm=fake_lm, adapter=PersonalAdapter()):
-        prediction = build_program(method, TASK)(**TASK.inputs(chat))
-    requests = fake_lm.engine_impl.requests
-    assert len(requests) == calls
-    final = requests[-1]["user"]
-    for name, marker in BLOCKS.items():
-        assert (marker in final) == (name in blocks), (method, name)
-    assert "Question:\ndo you go far ?" in final and TASK.answer_instruction in final
-    assert ("two beagles" in final) == ("History" in blocks)
-    if method.startswith("gpg"):
-        digest = requests[0]["user"]
-        assert TASK.guidance in digest and all(a in digest for a in ("pets", "residence", "self-description"))
-    if "Profile" in blocks:
-        assert (prediction.profile is not None) and prediction.profile in final
-    assert not any("i love hiking" in r["user"] for r in requests)  # the true persona is never shown
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -13,11 +13,11 @@ from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
 from guided_profile.lm.fake import FakeEngine
 from guided_profile.optimizers import BudgetError, TaskMetric, get_optimizer, run_optimizer
-from guided_profile.optimizers._guidance_shape import as_guidance, clean_proposal, question_shaped
+from guided_profile.optimizers._guidance_shape import as_guidance_question, clean_proposal, question_shaped
 from guided_profile.programs import build_program
 from guided_profile.programs.adapter import PREAMBLE
 from guided_profile.programs.export import read_compiled
-from guided_profile.report import metric_columns
+from guided_profile.runs import DEFAULT_CONFIRM
 from guided_profile.tasks import get_task
 
 TASK = get_task("preference")
@@ -83,7 +83,7 @@ def test_finds_the_rewarded_guidance_and_counts_its_calls_within_plan(name, tmp_
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_a_proposal_that_is_no_question_never_becomes_the_guidance(name, tmp_path):
     result, _, _ = optimize(name, tmp_path, proposal="Think step by step and be thorough")
-    assert result.program.digest.signature.instructions == TASK.guidance
+    assert result.program.digest.signature.instructions == TASK.guidance_question
 
 
 def test_copro_keeps_a_hand_written_guidance_that_is_a_request_not_a_question(tmp_path):
@@ -141,8 +141,9 @@ def test_every_default_plan_fits_the_default_budget(tmp_path, mode):
     task_lm, _, _, _ = lms()
     program = build_program("gpg", TASK, answer_mode=mode, rotations=4)
     trainset, valset = examples(DEFAULT_TRAIN_LIMIT, "t"), examples(DEFAULT_DEV_LIMIT, "d")
-    for name in sorted(SETTINGS):
-        optimizer = get_optimizer(name, task=TASK, task_lm=task_lm, workdir=tmp_path / name, progress=None)
+    for name in sorted(SETTINGS):  # with the confirm stage `optimize` runs by default
+        optimizer = get_optimizer(name, task=TASK, task_lm=task_lm, workdir=tmp_path / name, progress=None,
+                                  confirm=DEFAULT_CONFIRM)
         assert optimizer.plan(program, trainset=trainset, valset=valset).total <= DEFAULT_BUDGET, name
 
 
@@ -156,7 +157,7 @@ def test_unknown_optimizer_or_setting_is_a_clear_error(tmp_path, capsys):
         get_optimizer("copro", task=TASK, task_lm=task_lm, breadth="many")
     with pytest.raises(ConfigError, match="max_words=20 is below min_words=60"):  # before any proposal is paid for
         get_optimizer("optuna", task=TASK, task_lm=task_lm, min_words=60, max_words=20)
-    base = ["optimize", "--lm", "fake", "--out", str(tmp_path / "c.json")]
+    base = ["optimize", "--lm", "fake", "--confirm-fraction", "0", "--out", str(tmp_path / "c.json")]
     assert cli_main([*base, "--optimizer", "nope"]) == 2
     assert cli_main([*base, "--optimizer", "mipro", "--multi-objective"]) == 2
     assert cli_main([*base, "--optimizer", "copro", "--budget", "3"]) == 2
@@ -175,13 +176,13 @@ def test_optuna_study_resumes_without_repeating_a_call(tmp_path):
             raise KeyboardInterrupt
         return rewarding_rule(system, user)
 
-    with pytest.raises(KeyboardInterrupt):
-        optimize("optuna", tmp_path, task_rule=dies_after_30)
+    with pytest.raises(KeyboardInterrupt):  # proposals from fixed examples: the call counts below stay exact
+        optimize("optuna", tmp_path, task_rule=dies_after_30, ground_proposals=False)
     task_lm, task_engine, prompt_lm, prompt_engine = lms()
     optimizer = get_optimizer("optuna", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
-                              progress=None, **SETTINGS["optuna"])
+                              progress=None, ground_proposals=False, **SETTINGS["optuna"])
     plan = optimizer.plan(build_program("gpg", TASK), trainset=TRAIN, valset=DEV)
-    assert plan.parts["guidance candidates (prompt)"] == 0 and plan.trials == 2  # pool and 2 trials kept
+    assert plan.parts["guidance question candidates (prompt)"] == 0 and plan.trials == 2  # pool and 2 trials kept
     result = run_optimizer(optimizer, build_program("gpg", TASK), trainset=TRAIN, valset=DEV,
                            budget=10_000, log=lambda line: None)
     assert prompt_engine.requests == []  # the candidate pool came from the study
@@ -202,7 +203,7 @@ def test_optuna_multi_objective_returns_a_pareto_front(tmp_path):
         assert not any(t["score"] >= point["score"] and t["tokens_per_example"] <= point["tokens_per_example"]
                        and (t["score"], t["tokens_per_example"]) != (point["score"], point["tokens_per_example"])
                        for t in trials)
-    assert front[0]["score"] == 1.0 and front[0]["guidance"] == NEW_Q
+    assert front[0]["score"] == 1.0 and front[0]["guidance_question"] == NEW_Q
 
 
 def test_gepa_metric_gives_the_gold_answer_as_feedback():
@@ -223,9 +224,9 @@ def test_question_shape():
     assert not question_shaped("Why? " * 100)
     assert clean_proposal('Proposed instruction: "Which stores?"') == "Which stores?"
     # a small model's question followed by a comment (seen with the 0.5B model): the question is kept
-    assert as_guidance("Which brands does this person return to? This shows their loyalty.") == \
+    assert as_guidance_question("Which brands does this person return to? This shows their loyalty.") == \
         "Which brands does this person return to?"
-    assert as_guidance("Think step by step. Then answer.") is None
+    assert as_guidance_question("Think step by step. Then answer.") is None
 
 
 def test_call_counter_counts_completions_and_cache_hits(tmp_path):
@@ -274,7 +275,8 @@ def test_text_tasks_optimize_and_compare_through_the_command_line(task_name, tmp
     task = get_task(task_name)
     out = tmp_path / "tuned.json"
     assert cli_main(["optimize", "--task", task_name, "--lm", "fake", "--optimizer", "optuna", "--option", "trials=2",
-                     "--option", "candidates=1", "--train-limit", "3", "--dev-limit", "3", "--out", str(out)]) == 0
+                     "--option", "candidates=1", "--train-limit", "3", "--dev-limit", "3", "--confirm-fraction", "0",
+                     "--out", str(out)]) == 0
     payload = read_compiled(out)
     assert payload["task"] == task_name and payload["scores"]["objective"] == task.objective
     assert 0.0 <= payload["scores"]["dev"] <= 1.0 and payload["optimizer"]["info"]["trials"]
@@ -282,8 +284,8 @@ def test_text_tasks_optimize_and_compare_through_the_command_line(task_name, tmp
     assert cli_main(["compare", "--task", task_name, "--programs", f"handwritten,{out}", "--lm", "fake",
                      "--split", "test", "--limit", "3", "--out", str(folder), "--no-progress"]) == 0
     report = (folder / "compare.md").read_text()
-    assert "| tuned |" in report and task.guidance in report
-    assert all(column in report for column in metric_columns(task))
+    assert "| tuned |" in report and task.guidance_question in report
+    assert all(column in report for column in task.columns)
 
 
 def test_compile_is_shaped_like_dspys_with_the_metric_given_at_construction(tmp_path):
@@ -299,4 +301,11 @@ def test_compile_is_shaped_like_dspys_with_the_metric_given_at_construction(tmp_
     compiled = optimizer.compile(student, trainset=TRAIN, valset=DEV)
     assert optimizer.metric is metric and set(metric.by_id) == {ex.example_id for ex in TRAIN + DEV}
     assert compiled.digest.signature.instructions == NEW_Q
-    assert student.digest.signature.instructions == TASK.guidance  # the student is left as it was
+    assert student.digest.signature.instructions == TASK.guidance_question  # the student is left as it was
+
+
+def test_optuna_proposals_are_grounded_in_what_the_handwritten_program_gets_wrong(tmp_path):
+    result, task_engine, prompt_engine = optimize("optuna", tmp_path)
+    seen = prompt_engine.requests[0]["user"]
+    assert "The system answered: A (score 0.00)" in seen and "Its guidance answer was: tools" in seen
+    assert result.usage["calls"] <= result.usage["expected_calls"]  # the plan counts the probe

@@ -11,10 +11,9 @@ import pytest
 import sacrebleu
 
 from guided_profile.cli import main
-from guided_profile.datasets.example import Example, samples_dir, split_examples
+from guided_profile.datasets.example import samples_dir, split_examples
 from guided_profile.datasets.lamp import PREFIX, load_lamp7
 from guided_profile.errors import DataError
-from guided_profile.programs import PersonalAdapter, build_program
 from guided_profile.tasks import get_task
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lamp7"
@@ -32,12 +31,6 @@ EXPECTED_STATS = {
     "unprefixed_input": 1,        # 104: another instruction wording, kept whole
     "golds_without_question": 1,  # 999
 }
-
-
-@pytest.fixture
-def tweet() -> Example:
-    return Example("7", "7", ("omg the bus was late AGAIN", "sooo hungry lol"), "I am very hungry.",
-                   "sooo hungry rn lol")
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -136,43 +129,6 @@ def test_score_and_summary_follow_figure_3(tweet):
     assert row["bleu"] != pytest.approx(sum(s["bleu"] for s in scores) / 3)
     assert TASK.metric(tweet, "sooo hungry rn lol") == perfect["meteor"]
     assert TASK.summarize([]) == {**dict.fromkeys(METRICS), "n": 0}
-
-
-# ---------------------------------------------------------------------------------------------- prompts
-
-# method -> (number of LM calls, blocks the final prompt must contain)
-EXPECTED = {
-    "dg-no-pc": (1, set()),
-    "dg-pc": (1, {"History"}),
-    "pg": (2, {"History", "Profile"}),
-    "gpg": (3, {"History", "Guidance", "Profile"}),  # the paper's row for tweets: PC + G + PP
-    "gpg:pc+g+pp": (3, {"History", "Guidance", "Profile"}),
-    "gpg:pc+g": (2, {"History", "Guidance"}),
-    "gpg:g+pp": (3, {"Guidance", "Profile"}),
-    "gpg:pc+pp": (3, {"History", "Profile"}),
-    "gpg:g": (2, {"Guidance"}),
-    "gpg:pp": (3, {"Profile"}),
-}
-BLOCKS = {"History": "History (", "Guidance": "Guidance (", "Profile": "Profile ("}
-
-
-@pytest.mark.parametrize("method", sorted(EXPECTED))
-def test_final_prompt_holds_exactly_the_switched_parts(method, fake_lm, tweet):
-    calls, blocks = EXPECTED[method]
-    with dspy.context(lm=fake_lm, adapter=PersonalAdapter()):
-        prediction = build_program(method, TASK)(**TASK.inputs(tweet))
-    requests = fake_lm.engine_impl.requests
-    assert len(requests) == calls
-    final = requests[-1]["user"]
-    for name, marker in BLOCKS.items():
-        assert (marker in final) == (name in blocks), (method, name)
-    assert f"{PREFIX} I am very hungry." in final and TASK.answer_instruction in final
-    assert "Options (" not in final  # a text task shows no lettered options
-    assert ("1. omg the bus was late AGAIN" in final) == ("History" in blocks)
-    if method.startswith("gpg"):
-        assert TASK.guidance in requests[0]["user"] and "1. omg the bus" in requests[0]["user"]
-        assert "I am very hungry" not in requests[0]["user"]  # digestion sees the tweets, not the question
-    assert prediction.answer == "A"  # the scripted reply, passed through as the tweet
 
 
 # ---------------------------------------------------------------------------------------------- CLI

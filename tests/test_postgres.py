@@ -89,9 +89,10 @@ def postgres_url():
 def start_worker(out: Path, url: str, log: Path, env: dict[str, str]) -> subprocess.Popen:
     """One worker, as an operator starts it: the same command for every worker but --out."""
     args = ["optimize", "--task", "preference", "--optimizer", "optuna", "--lm", "fake", "--data", "sample",
-            "--answer-mode", "generate", "--dev-limit", "0", "--train-limit", "0", "--storage", url,
+            "--answer-mode", "generate", "--dev-limit", "0", "--train-limit", "0", "--confirm-fraction", "0",
+            "--storage", url,
             "--study-name", STUDY, "--option", f"trials={TRIALS}", "--option", "candidates=2",
-            "--option", f"heartbeat={HEARTBEAT}", "--out", str(out)]
+            "--option", f"heartbeat={HEARTBEAT}", "--option", "racing=false", "--parallel", "1", "--out", str(out)]
     with open(out.with_suffix(".stdout"), "a") as stdout:  # the child keeps its own copy of the file
         return subprocess.Popen([sys.executable, str(WORKER), str(log), str(SECONDS_PER_CALL), "--", *args],
                                 stdout=stdout, stderr=subprocess.STDOUT, env=env, cwd=REPO)

@@ -41,7 +41,7 @@ def test_a_clearly_worse_candidate_is_stopped_early_and_its_scores_are_kept(tmp_
     assert racing == {"trials": 2, "pruned": 1, "dev_examples_scored": 40 + worse.user_attrs["paid_examples"],
                       "full_evaluation": 80, "saved": 40 - worse.user_attrs["paid_examples"],
                       "paid": 40 + worse.user_attrs["paid_examples"]}
-    assert result.program.digest.signature.instructions == TASK.guidance
+    assert result.program.digest.signature.instructions == TASK.guidance_question
 
 
 def test_without_racing_every_trial_sees_every_dev_user(tmp_path):

@@ -168,7 +168,7 @@ def test_an_optimized_program_keeps_its_retrieval_and_runs_with_it(tmp_path, cap
     compiled = tmp_path / "tuned.json"
     assert main(["optimize", "--task", "preference", "--optimizer", "copro", "--option", "breadth=2", "--option",
                  "depth=1", "--lm", "fake", "--no-cache", "--retriever", "bm25", "--k", "2", "--train-limit", "3",
-                 "--dev-limit", "3", "--out", str(compiled)]) == 0
+                 "--dev-limit", "3", "--confirm-fraction", "0", "--out", str(compiled)]) == 0
     assert json.loads(compiled.read_text())["retrieval"]["k"] == 2
     assert main(["run", "--task", "preference", "--lm", "fake", "--split", "test", "--no-progress", "--no-store",
                  "--program", str(compiled), "--allow-overlap", "--out", str(tmp_path / "run")]) == 0

@@ -87,7 +87,8 @@ def test_nothing_written_names_a_folder_of_this_machine(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     fake = ["--lm", "fake", "--no-progress"]
     assert main(["optimize", "--optimizer", "copro", "--option", "breadth=2", "--option", "depth=1", "--lm", "fake",
-                 "--train-limit", "2", "--dev-limit", "2", "--budget", "200", "--out", "tuned.json"]) == 0
+                 "--train-limit", "2", "--dev-limit", "2", "--budget", "200", "--confirm-fraction", "0",
+                 "--out", "tuned.json"]) == 0
     assert main(["run", "--program", "tuned.json", "--out", "run", "--store", "s.sqlite", "--limit", "2", *fake]) == 0
     assert main(["compare", "--programs", "handwritten,tuned.json", "--out", "cmp", "--store", "s.sqlite",
                  "--limit", "2", *fake]) == 0

@@ -35,7 +35,17 @@ def test_profiles_are_reused_across_methods_and_runs(tmp_path, capsys):
     user = records(tmp_path / "a" / "records.jsonl")[0]["user_id"]
     assert main(["profiles", "show", user, "--store", str(tmp_path / "profiles.sqlite")]) == 0
     shown = capsys.readouterr().out
-    assert "[guidance]" in shown and "[profile]" in shown and "Provide the product category" in shown
+    assert "[digest]" in shown and "[profile]" in shown and "Provide the product category" in shown
+
+
+def test_digests_kept_under_their_old_kind_are_still_found(tmp_path):
+    """Before the rename a digest was kept as kind 'guidance': such rows still answer, and show as 'digest'."""
+    store = ProfileStore(tmp_path / "old.sqlite")
+    store.save("guidance", "1. item", "What?", "", "lm", "old answer", user_id="u1")
+    assert store.lookup("digest", "1. item", "What?", "", "lm") == "old answer"
+    assert [row["kind"] for row in store.for_user("u1")] == ["digest"]
+    store.save("digest", "1. item", "What?", "", "lm", "new answer", user_id="u1")
+    assert store.lookup("digest", "1. item", "What?", "", "lm") == "new answer"
 
 
 def _write_many(path, start):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from guided_profile.bench.tokens import CATEGORIES
+from guided_profile.files import write_text
 from guided_profile.report import markdown_table, origin, text_table
 
 STEPS = ("digest", "profile", "answer")
@@ -85,5 +86,5 @@ def write_report(result: dict, out: Path) -> str:
         batching = batching_table(mode)
         if batching:
             text += ["Outputs batching changed against one slot:", markdown_table(*batching)]
-    (out / "table.md").write_text("\n\n".join(text) + "\n")
+    write_text(out / "table.md", "\n\n".join(text) + "\n")
     return "\n".join([preamble(result), *terminal])

@@ -24,6 +24,7 @@ from guided_profile.bench.speed import decode_rates, floor_speeds, machine, meas
 from guided_profile.bench.tokens import breakdown, content_tokens, floor_seconds, ideal_floor, make_counter
 from guided_profile.datasets.example import Example
 from guided_profile.evaluation import RunFolder, evaluate
+from guided_profile.files import write_json
 from guided_profile.lm import make_lm
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.programs import PersonalAdapter, build_program
@@ -125,8 +126,9 @@ def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec
                                   "step_max_tokens": task.step_max_tokens(), "bench": asdict(config)})
     program = build_program(METHOD, task, answer_mode=config.answer_mode, rotations=ROTATIONS)
     start = time.perf_counter()
-    summary = evaluate({METHOD: program}, task, examples, lm, run, workers=config.parallel,
-                       adapter=config.make_adapter())[METHOD]
+    with run:  # the folder's lock is released when the configuration is done
+        summary = evaluate({METHOD: program}, task, examples, lm, run, workers=config.parallel,
+                           adapter=config.make_adapter())[METHOD]
     wall = time.perf_counter() - start
     records = _records(run, examples)
     totals = {k: sum(r["usage"].get(k, 0) for r in records) for k in records[0]["usage"]} if records else {}
@@ -135,7 +137,7 @@ def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec
               "tokens": token_accounts(lm.engine, records, program),
               "llama_threads": getattr(lm.engine, "threads", None), "git": git_state(), "finished": time.time()}
     lm.engine.close()  # the next configuration loads its own model: free this one's memory first
-    (folder / "result.json").write_text(json.dumps(result, indent=1))
+    write_json(folder / "result.json", result, indent=1)
     return result, records
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from guided_profile.cli.common import FORMATTER, add_data_options, add_lm_options, command_line, settings_from_args
@@ -52,13 +51,11 @@ def main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, parallel=1, cache=False)
     task = settings.make_task()
     examples, source = load_split(task, settings.data, settings.split, settings.seed, settings.limit)
-    args.out.mkdir(parents=True, exist_ok=True)
     result = bench(task, examples, args.lm, args.out, configs=configs, threads=args.threads,
                    context=settings.context_window)
     result["command"] = command_line(args)
     result["data"] = {"path": source.name, "split": args.split, "limit": args.limit, "seed": args.seed}
     result |= provenance(source, len(examples))
-    (args.out / "bench.json").write_text(json.dumps(result, indent=2))
     print(write_report(result, args.out))
     return 0
 

@@ -90,7 +90,7 @@ def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True, in
     if not in_process:
         group.add_argument("--no-cache", action="store_true",
                            help="do not reuse DSPy's cached answers nor the profile store (every call goes to the "
-                                "model)")
+                                "model; default: both are reused)")
 
 
 def add_data_options(parser: argparse.ArgumentParser, *, default_split: str = "test",
@@ -171,6 +171,25 @@ def add_retrieval_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--retrieval-steps", default="all", choices=["all", "digest", "answer"],
                        help="which steps see the retrieved items: all (default), digest (digestion and profile; "
                             "the final step reads the recent history), answer (the reverse)")
+
+
+def add_evaluation_command(sub, name: str, *, summary: str, doc: str | None, epilog: str,
+                           default_out: str) -> argparse.ArgumentParser:
+    """The parser of a command that evaluates programs into a run folder (`run`, `compare`): `--out` and
+    the evaluation, data, LM and retrieval options they share; the command adds which programs it runs."""
+    parser = sub.add_parser(name, help=summary, description=doc, epilog=epilog, formatter_class=FORMATTER)
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"run folder (default {default_out}); rerunning resumes it")
+    add_evaluation_options(parser)
+    add_data_options(parser)
+    add_lm_options(parser)
+    add_retrieval_options(parser)
+    return parser
+
+
+def comma_list(text: str) -> list[str]:
+    """The names of a comma-separated option, blanks dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def settings_from_args(args: argparse.Namespace, **fixed: object) -> RunSettings:

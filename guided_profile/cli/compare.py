@@ -8,17 +8,8 @@ compare.png next to the results.  Results are kept in a run folder, so rerunning
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from guided_profile.cli.common import (
-    FORMATTER,
-    add_data_options,
-    add_evaluation_options,
-    add_lm_options,
-    add_retrieval_options,
-    command_line,
-    settings_from_args,
-)
+from guided_profile.cli.common import add_evaluation_command, comma_list, command_line, settings_from_args
 
 EPILOG = """examples:
   guided-profile compare --task preference --programs handwritten,compiled/preference-optuna.json \\
@@ -28,26 +19,26 @@ EPILOG = """examples:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser("compare", help="hand-written GPG vs compiled programs: paired statistics and a report",
-                            description=__doc__, epilog=EPILOG, formatter_class=FORMATTER)
+    parser = add_evaluation_command(sub, "compare",
+                                    summary="hand-written GPG vs compiled programs: paired statistics and a report",
+                                    doc=__doc__, epilog=EPILOG,
+                                    default_out="runs/compare-TASK-SPLIT-DATA-LM-MODE-seedS")
     parser.add_argument("--programs", required=True,
                         help="comma-separated: 'handwritten' (the task's GPG), compiled JSON files, or method names; "
                              "handwritten is added if missing (it is the reference)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="run folder (default runs/compare-TASK-SPLIT-DATA-LM-MODE-seedS); rerunning resumes it")
-    add_evaluation_options(parser)
-    add_data_options(parser)
-    add_lm_options(parser)
-    add_retrieval_options(parser)
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
+    from guided_profile.report import failures_line
     from guided_profile.runs import compare_programs
 
-    programs = [s.strip() for s in args.programs.split(",") if s.strip()]
+    programs = comma_list(args.programs)
     result = compare_programs(settings_from_args(args), programs, out=args.out, allow_overlap=args.allow_overlap,
                               command=command_line(args), progress=not args.no_progress)
     print(result.text_table())
+    failures = failures_line({row["method"]: row["summary"] for row in result.rows})
+    if failures:
+        print(failures)
     print(f"report {result.report}, chart {result.chart}, records in {result.out}/")
     return 0

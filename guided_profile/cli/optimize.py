@@ -1,8 +1,10 @@
 """`guided-profile optimize`: tune a program's instructions (the guidance question among them) on
 the train split, select on the dev split, and export the result as one JSON file.
 
-The test split is never read.  The expected number of LM calls is printed, and checked against
---budget, before any call is made.  Rerunning the same command resumes: the optuna optimizer from
+The test split is never read.  Part of the dev users (--confirm-fraction) is held out of the search:
+there the search's best meet the hand-written program, and a candidate is exported only if it beats
+it; the last line printed is that verdict.  The expected number of LM calls is printed, and checked
+against --budget, before any call is made.  Rerunning the same command resumes: the optuna optimizer from
 its study (a SQLite file in the run folder, or --storage), DSPy's optimizers through DSPy's answer
 cache (every call already answered is free).
 """
@@ -24,12 +26,15 @@ from guided_profile.cli.common import (
     settings_from_args,
 )
 from guided_profile.errors import ConfigError
+from guided_profile.optimizers.confirm import DEFAULT_FRACTION, DEFAULT_TOP, ConfirmSettings
 from guided_profile.runs import DEFAULT_BUDGET, DEFAULT_DEV_LIMIT, DEFAULT_TRAIN_LIMIT
 
 EPILOG = """examples:
   guided-profile optimize --list
-  guided-profile optimize --task preference --optimizer optuna --budget 900 --lm local --data real \\
+  guided-profile optimize --task preference --optimizer optuna --lm local --data real \\
       --out compiled/preference-optuna.json
+  guided-profile optimize --task preference --optimizer optuna --data real --candidates my-questions.txt \\
+      --objective accuracy --confirm-top 5 --out compiled/preference-mine.json
   guided-profile optimize --task preference --optimizer gepa --lm local --prompt-lm openai/gpt-4o-mini \\
       --option max_metric_calls=150 --out compiled/preference-gepa.json
   guided-profile optimize --task preference --optimizer optuna --storage postgresql://user@db/gpg \\
@@ -41,42 +46,80 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser = sub.add_parser("optimize", help="tune the guidance question and instructions; export a compiled program",
                             description=__doc__, epilog=EPILOG, formatter_class=FORMATTER)
     parser.add_argument("--list", action="store_true", help="list the optimizers and their settings, then exit")
-    parser.add_argument("--optimizer", help="mipro, gepa, copro or optuna (see --list)")
+    parser.add_argument("--optimizer", help="mipro, gepa, copro or optuna (see --list; required)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an optimizer setting, e.g. num_trials=10 (mipro), max_metric_calls=150 (gepa), "
-                             "breadth=4 (copro), trials=20 (optuna); see --list")
+                             "breadth=4 (copro), trials=20 (optuna); default: each optimizer's (see --list)")
     parser.add_argument("--budget", type=positive_int, default=DEFAULT_BUDGET,
-                        help="most LM calls (task + prompt model) the run may make; checked before it starts "
-                             f"(default {DEFAULT_BUDGET}: the default plans make 543-799 calls in generate mode, "
-                             "1,083-1,537 mostly one-token calls in score mode; on the 1.5B model the committed "
-                             "score-mode runs at the default settings took 73 min (optuna) and 65 min (gepa))")
-    parser.add_argument("--out", type=Path, help="the compiled program (one JSON file)")
+                        help="most LM calls (task + prompt model) the run may make; checked before it starts, a "
+                             f"safety stop (default {DEFAULT_BUDGET}: on the default {DEFAULT_TRAIN_LIMIT} train and "
+                             f"{DEFAULT_DEV_LIMIT} dev users the default plans expect up to 6,747 calls (optuna), "
+                             "7,446 (copro), 5,130 (mipro), 3,137 (gepa) in score mode, about half in generate mode; "
+                             "most score-mode calls are one token)")
+    parser.add_argument("--out", type=Path, help="the compiled program (one JSON file; required)")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="folder for the search's state (default: next to --out, named OUT.run)")
     parser.add_argument("--method", default="gpg", help="the program to start from: gpg (default), gpg:PARTS, pg, ...")
     parser.add_argument("--answer-mode", default="auto", choices=["auto", "generate", "score"],
-                        help="how the final step answers (see `guided-profile run --help`)")
+                        help="how the final step answers (default auto: score for choice tasks, generate for text; "
+                             "see `guided-profile run --help`)")
     parser.add_argument("--rotations", type=positive_int, default=4,
                         help="score mode: rotations of the option order (default 4)")
+    _add_search_options(parser)
     optuna_group = parser.add_argument_group("optuna optimizer")
     optuna_group.add_argument("--storage", default=None,
                               help="Optuna RDB URL for the study (default: sqlite file in the run folder); "
                                    "postgresql://... or mysql://... lets several workers share one study")
     optuna_group.add_argument("--study-name", default=None, help="study name (default: derived from the settings)")
     optuna_group.add_argument("--multi-objective", action="store_true",
-                              help="optimize the objective and mean tokens per example; export the Pareto front")
+                              help="optimize the objective and mean tokens per example; export the Pareto front "
+                                   "(default: the objective alone)")
     data = add_data_options(parser, splits=False)
     data.add_argument("--train-limit", type=non_negative_int, default=DEFAULT_TRAIN_LIMIT,
                       help=f"train examples the optimizer sees (seeded sample; 0 = all; default {DEFAULT_TRAIN_LIMIT})")
     data.add_argument("--dev-limit", type=non_negative_int, default=DEFAULT_DEV_LIMIT,
-                      help=f"dev examples each candidate is scored on (seeded sample; 0 = all; "
-                           f"default {DEFAULT_DEV_LIMIT})")
-    add_lm_options(parser, parallel=False)  # optimizers evaluate one example at a time
+                      help=f"dev examples, split by user into the search's part and the confirm part (seeded "
+                           f"sample; 0 = all; default {DEFAULT_DEV_LIMIT}: on the real preference data with seed 0, "
+                           "116 search and 44 confirm users)")
+    add_lm_options(parser)  # --parallel: dev and confirm examples scored at once (the Optuna search, the confirm stage)
     add_retrieval_options(parser)
     prompt = parser.add_argument_group("prompt model (proposals and reflection)")
     prompt.add_argument("--prompt-lm", default=None, help="same forms as --lm (default: the task model)")
     prompt.add_argument("--prompt-api-base", default=None, help="base URL for --prompt-lm (default: --api-base)")
     return parser
+
+
+def _add_search_options(parser: argparse.ArgumentParser) -> None:
+    """What is maximised, which candidates are searched, and how the winner must prove itself."""
+    group = parser.add_argument_group("objective, candidates and the confirm stage")
+    group.add_argument("--objective", default=None, metavar="NAME",
+                       help="the per-example metric every optimizer maximises (default: the task's for the answer "
+                            "mode: gold_probability in score mode and accuracy in generate mode for choice tasks, "
+                            "meteor for paraphrase, st (MiniLM similarity) for dialogue)")
+    group.add_argument("--candidates", type=Path, default=None, metavar="FILE",
+                       help="guidance questions you wrote, one per line (# comments), or a JSON list of questions "
+                            "or {\"guidance_question\": ..., \"instructions\": {STEP: TEXT}}; searched beside the "
+                            "proposed ones and always met in the confirm stage (default: none)")
+    group.add_argument("--confirm-fraction", type=_fraction, default=DEFAULT_FRACTION, metavar="F",
+                       help="share of the dev users held out of the search to confirm its best against the "
+                            f"hand-written program (default {DEFAULT_FRACTION}; 0 turns the confirm stage off)")
+    group.add_argument("--confirm-top", type=positive_int, default=DEFAULT_TOP, metavar="K",
+                       help=f"the search's best K distinct configurations meet the hand-written program on the "
+                            f"confirm users (default {DEFAULT_TOP})")
+    group.add_argument("--export-unconfirmed", action="store_true",
+                       help="export the confirm stage's best candidate even when it is not confirmed, flagged as "
+                            "unconfirmed (default: the hand-written program is exported then)")
+
+
+def _fraction(text: str) -> float:
+    """argparse type for --confirm-fraction: a share in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 0 and below 1")
+    return value
 
 
 def list_optimizers() -> str:
@@ -102,16 +145,14 @@ def main(args: argparse.Namespace) -> int:
                        ("multi_objective", True if args.multi_objective else None)):
         if value is not None:
             options[key] = value
-    settings = settings_from_args(args, parallel=1)  # optimizers evaluate one example at a time
+    confirm = ConfirmSettings(fraction=args.confirm_fraction, top=args.confirm_top,
+                              export_unconfirmed=args.export_unconfirmed)
+    settings = settings_from_args(args)
     tuned = optimize_program(settings, args.optimizer, args.out, options=options, method=args.method,
                              run_dir=args.run_dir, budget=args.budget, train_limit=args.train_limit,
-                             dev_limit=args.dev_limit, prompt_lm=args.prompt_lm, prompt_api_base=args.prompt_api_base,
-                             command=command_line(args))
-    print(f"\n{tuned.scores['objective']}: train {tuned.scores['train']:.3f}, dev {tuned.scores['dev']:.3f}")
-    for name, text in tuned.tuned.items():
-        print(f"{name} ({'unchanged' if text == tuned.handwritten.get(name) else 'tuned'}): {text}")
-    u = tuned.usage
-    print(f"LM calls: {u['calls']} of {u['expected_calls']} expected (budget {args.budget}); "
-          f"{u['model_calls']} reached a model, the rest came from DSPy's cache; {tuned.seconds:.0f} s")
-    print(f"compiled program written to {args.out}")
+                             dev_limit=args.dev_limit, objective=args.objective, confirm=confirm,
+                             user_candidates_file=args.candidates, prompt_lm=args.prompt_lm,
+                             prompt_api_base=args.prompt_api_base, command=command_line(args))
+    print("\n" + tuned.text())  # the verdict is its last line
     return 0
+

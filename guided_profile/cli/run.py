@@ -5,15 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from guided_profile.cli.common import (
-    FORMATTER,
-    add_data_options,
-    add_evaluation_options,
-    add_lm_options,
-    add_retrieval_options,
-    command_line,
-    settings_from_args,
-)
+from guided_profile.cli.common import add_evaluation_command, comma_list, command_line, settings_from_args
 
 EPILOG = """examples:
   guided-profile run --task preference --methods dg-no-pc,dg-pc,pg,gpg --limit 5 --lm local-0.5b
@@ -24,32 +16,29 @@ EPILOG = """examples:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser("run", help="evaluate methods on a task and print the paper's table",
-                            description=__doc__, epilog=EPILOG, formatter_class=FORMATTER)
+    parser = add_evaluation_command(sub, "run", summary="evaluate methods on a task and print the paper's table",
+                                    doc=__doc__, epilog=EPILOG, default_out="runs/TASK-SPLIT-DATA-LM-MODE-seedS")
     parser.add_argument("--methods", default=None,
                         help="comma-separated: dg-no-pc, dg-pc, pg, gpg, or ablation rows gpg:PARTS "
                              "with PARTS from pc+g+pp (default: the paper's four methods, none with --program)")
     parser.add_argument("--program", action="append", default=[], type=Path, metavar="COMPILED.json",
                         help="also run a compiled program from `guided-profile optimize` (repeatable); its "
                              "table row is named after the file stem")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="run folder (default runs/TASK-SPLIT-DATA-LM-MODE-seedS); rerunning resumes it")
-    add_evaluation_options(parser)
-    add_data_options(parser)
-    add_lm_options(parser)
-    add_retrieval_options(parser)
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
-    from guided_profile.report import totals_line
+    from guided_profile.report import failures_line, totals_line
     from guided_profile.runs import run_methods
 
-    methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = None if args.methods is None else comma_list(args.methods)
     result = run_methods(settings_from_args(args), methods, args.program, out=args.out,
                          allow_overlap=args.allow_overlap, command=command_line(args),
                          progress=not args.no_progress)
     print(result.text_table())
     print(totals_line(result.summaries))
+    failures = failures_line(result.summaries)
+    if failures:
+        print(failures)
     print(f"records, summary and table in {result.out}/")
     return 0

@@ -1,4 +1,4 @@
-"""`guided-profile tasks`: list the registered tasks, their hand-written guidance and their settings."""
+"""`guided-profile tasks`: list the registered tasks, their hand-written guidance question and their settings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    return sub.add_parser("tasks", help="list the registered tasks, their hand-written guidance and settings")
+    return sub.add_parser("tasks", help="list the registered tasks, their hand-written guidance question and settings")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -14,6 +14,7 @@ def main(args: argparse.Namespace) -> int:
 
     for name, cls in sorted(TASKS.items()):
         options = ", ".join(f"{key}={value}" for key, value in cls.option_defaults().items())
-        print(f"{name}: {cls.description}\n  guidance: {cls.guidance}\n  objective: {cls.objective}\n"
+        print(f"{name}: {cls.description}\n  guidance question: {cls.guidance_question}\n  objective: {cls.objective}\n"
+              f"  columns: {', '.join(cls.columns)}\n"
               f"  settings (--task-option KEY=VALUE): {options}")
     return 0

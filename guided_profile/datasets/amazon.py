@@ -3,7 +3,7 @@
 A user's purchase history is shown as product titles; one product the user really bought is held out
 and hidden among three products from categories the user never bought from; the program must pick the
 held-out one.  As in the paper, the history names products only: inferring their categories is the
-guidance step's job, so printing them (`show_categories=True`) is a labelled variant, not the default.
+digest step's job, so printing them (`show_categories=True`) is a labelled variant, not the default.
 
 Two on-disk layouts are read into one in-memory shape, so the task builder never cares where the data
 came from:
@@ -336,7 +336,7 @@ def build_preference_examples(
     category they bought at least two distinct products from, hold a random one of those out, and hide
     it among three products from categories the user never touched.  The history lists the other
     products' titles, oldest first (with `show_categories`, each followed by its category: a variant
-    that hands the model what the guidance step should infer).  Every random draw comes from an rng
+    that hands the model what the digest step should infer).  Every random draw comes from an rng
     seeded by (seed, user id), so a user's products never change when other users are added, removed
     or reordered; only the gold's position does, which cycles A, B, C, D over each split's users in
     order (`place_gold_cyclically`), so every split, and every prefix of it in steps of four, holds

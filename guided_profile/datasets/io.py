@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from guided_profile.errors import DataError
+from guided_profile.files import irregular
 
 
 def _open(path: Path):
     """The file for reading bytes; anything but a regular file is refused first, because opening a
     named pipe or a device blocks (or never ends) instead of failing."""
     path = Path(path)
-    if path.exists() and not path.is_file():
-        kind = "a folder" if path.is_dir() else "not a regular file (a pipe, socket or device)"
+    kind = irregular(path)
+    if kind:
         raise DataError(path, f"is {kind}; expected a data file")
     return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import dspy
 
 from guided_profile.errors import ConfigError
+from guided_profile.files import write_json
 from guided_profile.lm.embedded import DEFAULT_CONTEXT, EmbeddedEngine
 from guided_profile.lm.repetition import DEFAULT_LOOP_RULE
 from guided_profile.lm.weights import EMBEDDED_MODELS, ensure_model_file, sha256_file
@@ -48,7 +49,7 @@ def _cached_sha256(path: Path) -> str:
     if key not in index:
         index[key] = sha256_file(path)
         index_file.parent.mkdir(parents=True, exist_ok=True)
-        index_file.write_text(json.dumps(index, indent=1))
+        write_json(index_file, index, indent=1)
     return index[key]
 
 

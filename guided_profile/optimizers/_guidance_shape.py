@@ -1,6 +1,6 @@
 """What a guidance question must look like, and how a proposal is made one (or refused).
 
-Every optimizer's proposals pass through here, so a rewritten guidance is one short question (or
+Every optimizer's proposals pass through here, so a rewritten guidance question is one short question (or
 request) whichever optimizer wrote it.
 """
 
@@ -27,7 +27,7 @@ def clean_proposal(text: str | None) -> str:
     return text.strip().strip('"').strip("'").strip()
 
 
-def as_guidance(text: str | None) -> str | None:
+def as_guidance_question(text: str | None) -> str | None:
     """A proposal as a guidance question, or None.
 
     Small proposer models often write the question and then comment on it; the first sentence

@@ -25,7 +25,7 @@ from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
 from guided_profile.lm.accounting import attach_counter
 from guided_profile.optimizers.candidates import Candidate, with_candidate
-from guided_profile.optimizers.confirm import ConfirmSettings, confirm_stage, split_for_confirm
+from guided_profile.optimizers.confirm import ConfirmSettings, configuration, confirm_stage, split_for_confirm
 from guided_profile.optimizers.metric import TaskMetric
 from guided_profile.optimizers.plan import CONFIRM, FINAL, CallPlan, calls_per_example
 from guided_profile.programs.adapter import ProgramAdapter
@@ -93,6 +93,9 @@ class Optimizer(ABC):
         self.task_calls = attach_counter(self.task_lm)
         self.prompt_calls = attach_counter(self.prompt_lm)
         self.info: dict[str, Any] = {}  # what the search found worth keeping (candidates, fronts, ...)
+        # (configuration, example id) -> every metric of the confirm stage's runs: the exported program's
+        # accuracy on the confirm users is reported beside the objective without running it again
+        self.confirm_metrics: dict[tuple[str, str], dict[str, Any]] = {}
         self._best_score: float | None = None
 
     @classmethod
@@ -160,8 +163,13 @@ class Optimizer(ABC):
             return program
 
     def scores(self, program: dspy.Module, examples: Sequence[Example]) -> list[float]:
-        """The objective of `program` on each example (0 where it failed), through the one evaluation loop."""
-        return [tried.score for tried, _ in self.attempts(program, examples)]
+        """The objective of `program` on each example (0 where it failed), through the one evaluation loop;
+        its other metrics are kept in `confirm_metrics` (the export reports accuracy beside the objective)."""
+        done = self.attempts(program, examples)
+        for tried, _ in done:
+            if tried.metrics is not None:
+                self.confirm_metrics[(configuration(program), tried.example.example_id)] = tried.metrics
+        return [tried.score for tried, _ in done]
 
     def attempts(self, program: dspy.Module, examples: Sequence[Example]) -> list[tuple[Attempt, int]]:
         """`attempt` of `program` on each example, `parallel` at a time (one server slot or request each),

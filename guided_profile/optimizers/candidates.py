@@ -90,7 +90,7 @@ def with_candidate(program: dspy.Module, candidate: Candidate) -> dspy.Module:
     instructions; a program without a digest step (DG, PG) cannot take a guidance question."""
     steps = dict(program.named_predictors())
     if "digest" not in steps:
-        raise ConfigError("guidance candidates need a program with a guidance step (gpg or gpg:PARTS)")
+        raise ConfigError("guidance question candidates need a program with a digest step (gpg or gpg:PARTS)")
     unknown = set(candidate.instructions) - set(steps)
     if unknown:
         raise ConfigError(f"candidate {candidate.guidance_question!r} names no step {', '.join(sorted(unknown))}; "

@@ -22,7 +22,8 @@ import dspy
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue
-from guided_profile.programs.export import answer_options, instructions
+from guided_profile.programs.answer import answer_config_of
+from guided_profile.programs.export import instructions
 
 ALPHA = 0.05
 DEFAULT_FRACTION = 0.3  # of the dev users; with 150 dev users, about 45 confirm and 105 search
@@ -141,7 +142,7 @@ def _p(p: float) -> str:
 
 def configuration(program: dspy.Module) -> str:
     """What makes two programs the same configuration: every step's instruction, the switches, the answer."""
-    return json.dumps([instructions(program), getattr(program, "switches", None), answer_options(program)],
+    return json.dumps([instructions(program), getattr(program, "switches", None), answer_config_of(program)],
                       sort_keys=True)
 
 

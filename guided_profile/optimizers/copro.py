@@ -1,5 +1,5 @@
 """`copro`: DSPy's COPRO behind our interface (our metric, the prompt model for proposals).  Of its
-scored candidates, the best one whose guidance is question-shaped is returned.
+scored candidates, the best one whose guidance question is one question (or request) is returned.
 
 A rerun of the same command is cheap: DSPy's answer cache (on unless --no-cache) answers every
 program and proposal call already made, so only the part not yet paid for reaches the model.
@@ -81,12 +81,12 @@ class CoproOptimizer(Optimizer):
         if name is not None and candidates:
             start = dict(program.named_predictors())[name].signature.instructions
 
-            def acceptable(text: str) -> bool:  # the task's own guidance may be a request ending in '.'
+            def acceptable(text: str) -> bool:  # the task's own guidance question may be a request ending in '.'
                 return text == start or question_shaped(text)
 
             shaped = [c for c in candidates
                       if acceptable(dict(c["program"].named_predictors())[name].signature.instructions)]
-            self.info["dropped_guidance_candidates"] = len(candidates) - len(shaped)
+            self.info["dropped_guidance_question_candidates"] = len(candidates) - len(shaped)
             candidates = shaped
             compiled = shaped[0]["program"] if shaped else program  # none usable: the starting program
         if candidates:

@@ -1,6 +1,6 @@
 """`gepa`: DSPy's GEPA behind our interface (one thread, our metric with text feedback, the prompt
 model for reflections).  The digest step gets its own instruction proposer told to write one
-question; a draft that still is not question-shaped keeps the current guidance.
+question; a draft that still is not question-shaped keeps the current guidance question.
 
 A rerun of the same command is cheap: DSPy's answer cache (on unless --no-cache) answers every
 program and proposal call already made, so only the part not yet paid for reaches the model.
@@ -18,7 +18,7 @@ from dspy.teleprompt.gepa.instruction_proposal import InstructionProposer
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
 from guided_profile.optimizers._dspy_logs import quiet_dspy_logs
-from guided_profile.optimizers._guidance_shape import as_guidance
+from guided_profile.optimizers._guidance_shape import as_guidance_question
 from guided_profile.optimizers.base import Optimizer, register_optimizer
 from guided_profile.optimizers.metric import TaskMetric, to_dspy
 from guided_profile.optimizers.plan import CallPlan, ceil_div
@@ -59,7 +59,7 @@ class GuidanceProposer:
                 logger.warning("GEPA proposal for %s failed (%s); keeping the current instruction", name, exc)
                 text = None
             if text is not None and name.startswith("digest"):
-                text = as_guidance(text)
+                text = as_guidance_question(text)
             if text is None:
                 self.kept.append(name)
                 text = candidate[name]

@@ -1,6 +1,6 @@
 """`mipro`: DSPy's MIPROv2 behind our interface, instructions only (no demos, one thread, our metric,
 the prompt model for proposals).  Malformed digest candidates are dropped from its pool before the
-Optuna trials, so a rewritten guidance stays one question.
+Optuna trials, so a rewritten guidance question stays one question.
 
 A rerun of the same command is cheap: DSPy's answer cache (on unless --no-cache) answers every
 program and proposal call already made, so only the part not yet paid for reaches the model.
@@ -13,7 +13,7 @@ import dspy
 from guided_profile._dspy_internals import HookedMIPROv2
 from guided_profile.datasets.example import Example
 from guided_profile.optimizers._dspy_logs import quiet_dspy_logs
-from guided_profile.optimizers._guidance_shape import as_guidance
+from guided_profile.optimizers._guidance_shape import as_guidance_question
 from guided_profile.optimizers.base import Optimizer, register_optimizer
 from guided_profile.optimizers.metric import TaskMetric, to_dspy
 from guided_profile.optimizers.plan import CallPlan, ceil_div
@@ -33,16 +33,16 @@ class MiproOptimizer(Optimizer):
         return n_dev > self.settings["minibatch_size"]
 
     def _keep_question_shaped(self, program: dspy.Module, candidates: dict[int, list[str]]) -> dict[int, list[str]]:
-        """Drop digest candidates that are not one question (index 0, the hand-written guidance, stays)."""
+        """Drop digest candidates that are not one question (index 0, the hand-written guidance question, stays)."""
         names = [name for name, _ in program.named_predictors()]
         if "digest" in names:
             i = names.index("digest")
             kept: list[str] = []
             for text in candidates[i]:
-                text = as_guidance(text) if kept else text
+                text = as_guidance_question(text) if kept else text
                 if text is not None and text not in kept:
                     kept.append(text)
-            self.info["dropped_guidance_candidates"] = len(candidates[i]) - len(kept)
+            self.info["dropped_guidance_question_candidates"] = len(candidates[i]) - len(kept)
             candidates[i] = kept
         self.info["candidates"] = {names[i]: list(c) for i, c in candidates.items()}
         return candidates

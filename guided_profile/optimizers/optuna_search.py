@@ -29,17 +29,18 @@ from optuna.trial import TrialState
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
 from guided_profile.lm.accounting import Usage, usage_delta
-from guided_profile.optimizers._guidance_shape import as_guidance, set_instruction
+from guided_profile.optimizers._guidance_shape import as_guidance_question, set_instruction
+from guided_profile.optimizers._proposals import Shown, failures_first, propose
 from guided_profile.optimizers._racing import DevScores, race
 from guided_profile.optimizers.base import Optimizer, register_optimizer
 from guided_profile.optimizers.candidates import Candidate
 from guided_profile.optimizers.metric import TaskMetric
 from guided_profile.optimizers.plan import CallPlan, calls_per_example
-from guided_profile.programs.answer import lettered
-from guided_profile.programs.export import answer_options, instructions
+from guided_profile.programs.answer import answer_config_of
+from guided_profile.programs.export import instructions
 from guided_profile.programs.methods import parts_of, switches_of
 from guided_profile.programs.modules import GuidedProfile
-from guided_profile.redaction import redact
+from guided_profile.redaction import redact, redact_json
 
 
 def _counted(study: optuna.Study) -> int:
@@ -65,29 +66,6 @@ def with_word_limit(instruction: str, words: int) -> str:
     return f"{instruction.rstrip()} Use at most {words} words."
 
 
-class ProposeGuidance(dspy.Signature):
-    """You design the guidance question of a personalization system. Before the system writes a profile of a person,
-    it asks one question about the person's history and uses the answer to write the profile. Study the examples
-    (each a history, what was asked, and the right answer) and write one new guidance question whose answer would
-    bring out what predicts the right answers. Write a single question ending with '?' (or a single request ending
-    with ':'), at most 40 words, different from the current one."""
-
-    task: str = dspy.InputField(desc="what the system must predict")
-    current_question: str = dspy.InputField(desc="the guidance question used now")
-    examples: str = dspy.InputField(desc="histories, what was asked about each, and the right answer")
-    guidance_question: str = dspy.OutputField(desc="one new guidance question")
-
-
-def example_text(task: Any, examples: list[Example], max_history_chars: int = 800) -> str:
-    blocks = []
-    for i, ex in enumerate(examples, 1):
-        inputs = task.inputs(ex)
-        history = inputs["history"][-max_history_chars:]
-        asked = inputs["question"] + (f"\n{lettered(ex.options)}" if ex.options else "")
-        blocks.append(f"Example {i}\nHistory:\n{history}\nAsked: {asked}\nRight answer: {ex.gold[:300]}")
-    return "\n\n".join(blocks)
-
-
 class IncompleteTrial(Exception):
     """A trial some of whose dev examples failed: Optuna records it as failed (resume retries it)."""
 
@@ -100,9 +78,32 @@ def _stable() -> Iterator[None]:
         yield
 
 
+# The study keeps the guidance question pool under this attribute; studies made before the rename kept it as
+# "guidance_pool" and resume with it.  The trial parameter (the pool index) keeps its first name, "guidance":
+# renaming it would make TPE treat a resumed study's earlier trials as another search space.
+POOL_ATTR = "guidance_question_pool"
+LEGACY_POOL_ATTR = "guidance_pool"
+QUESTION_PARAM = "guidance"
+
+
+def _stored_pool(study: optuna.Study) -> list[str] | None:
+    """The study's guidance question pool, under its current or its earlier attribute name; None if not made yet."""
+    for attr in (POOL_ATTR, LEGACY_POOL_ATTR):
+        if attr in study.user_attrs:
+            return list(study.user_attrs[attr])
+    return None
+
+
+def _study_answer(program: dspy.Module) -> dict[str, Any]:
+    """`answer_config_of` as a study's name was hashed from before it existed (rotations 4 in generate mode too),
+    so studies made then are found and resumed."""
+    answer = answer_config_of(program)
+    return {**answer, "rotations": answer["rotations"] or 4}
+
+
 @dataclass
 class _Space:
-    """What a trial chooses from: the guidance candidates (the hand-written one first), and the starting
+    """What a trial chooses from: the guidance question candidates (the hand-written one first), and the starting
     program's parts and word limit (snapped to the word grid; None when its profile states no limit)."""
 
     pool: list[str]
@@ -132,7 +133,7 @@ class OptunaSearch(Optimizer):
     defaults = {"trials": 8, "candidates": 3, "examples_per_proposal": 3, "search_switches": True,
                 "min_words": 20, "max_words": 100, "word_step": 20, "screen_candidates": True,
                 "multi_objective": False, "storage": "", "study_name": "", "heartbeat": 30,
-                "racing": True, "p_threshold": 0.1, "min_examples": 10}
+                "racing": True, "p_threshold": 0.1, "min_examples": 10, "ground_proposals": True}
     searches_user_candidates = True  # their questions join the pool; step instructions go to the confirm stage
 
     # -- set-up -----------------------------------------------------------------------------------
@@ -161,7 +162,7 @@ class OptunaSearch(Optimizer):
         return {"task": self.task.name, "settings": settings, "seed": self.seed, "objective": self.metric.objective,
                 "user_candidates": [c.guidance_question for c in self.user_candidates],
                 "instructions": instructions(program), "switches": getattr(program, "switches", None),
-                "answer": answer_options(program), "task_lm": self.task_lm.model, "prompt_lm": self.prompt_lm.model,
+                "answer": _study_answer(program), "task_lm": self.task_lm.model, "prompt_lm": self.prompt_lm.model,
                 "train": self._examples_digest(trainset), "dev": self._examples_digest(valset)}
 
     def _examples_digest(self, examples: list[Example]) -> str:
@@ -197,7 +198,7 @@ class OptunaSearch(Optimizer):
     # -- plan -------------------------------------------------------------------------------------
     def _calls_per_example(self, program: dspy.Module, example: Example) -> int:
         self._check_program(program)
-        widest = GuidedProfile(self.task, True, True, True, **answer_options(program))  # a trial may turn every part on
+        widest = GuidedProfile(self.task, True, True, True, **answer_config_of(program))  # a trial may turn all on
         return max(calls_per_example(widest, self.task, example), calls_per_example(program, self.task, example))
 
     def _plan(self, program: dspy.Module, trainset: list[Example], valset: list[Example], c: int) -> CallPlan:
@@ -206,10 +207,13 @@ class OptunaSearch(Optimizer):
         done, has_pool = 0, False
         if study is not None:
             done = _counted(study)
-            has_pool = "guidance_pool" in study.user_attrs
+            has_pool = _stored_pool(study) is not None
         trials = max(0, self.settings["trials"] - done)
         plan = CallPlan(trials=trials, per_trial=len(valset) * c)
-        plan.parts["guidance candidates (prompt)"] = 0 if has_pool else self.settings["candidates"]
+        plan.parts["guidance question candidates (prompt)"] = 0 if has_pool else self.settings["candidates"]
+        grounding = min(len(trainset), self.settings["candidates"] * self.settings["examples_per_proposal"])
+        plan.parts["failures shown to the proposals (task)"] = (
+            0 if has_pool or not self.settings["ground_proposals"] else grounding * c)
         plan.parts["trials on dev (task)"] = trials * len(valset) * c
         if done:
             plan.notes.append(f"resuming study: {done} of {self.settings['trials']} trials already done")
@@ -238,7 +242,7 @@ class OptunaSearch(Optimizer):
                                         directions=["maximize", "minimize"] if multi else ["maximize"])
         except ValueError as exc:  # e.g. an existing study with other directions
             raise ConfigError(f"optuna study {name!r}: {exc}") from exc
-        stored = study.user_attrs.get("config")
+        stored, config = study.user_attrs.get("config"), redact_json(config)  # as stored: no secret in the study
         if stored is None:
             study.set_user_attr("config", config)
         elif stored != config:
@@ -268,40 +272,38 @@ class OptunaSearch(Optimizer):
         return self._best(study, program, pool, multi)
 
     def _pool(self, study: optuna.Study, program: dspy.Module, trainset: list[Example]) -> list[str]:
-        """The guidance candidates: stored with the study, so resuming never proposes again."""
-        if "guidance_pool" in study.user_attrs:
-            return list(study.user_attrs["guidance_pool"])
+        """The guidance question candidates: the hand-written one, the user's, then the prompt model's proposals,
+        each from train users the hand-written program gets wrong; stored with the study, so resuming never
+        proposes again."""
+        stored = _stored_pool(study)
+        if stored is not None:
+            return stored
         handwritten = program.digest.signature.instructions
-        pool, refused = list(dict.fromkeys([handwritten, *(c.guidance_question for c in self.user_candidates)])), []
+        pool = list(dict.fromkeys([handwritten, *(c.guidance_question for c in self.user_candidates)]))
         k, m = self.settings["candidates"], max(1, self.settings["examples_per_proposal"])
-        propose = dspy.Predict(ProposeGuidance)
+        shown = failures_first(self, program, trainset[: k * m]) if self.settings["ground_proposals"] else [
+            Shown(ex) for ex in trainset]
+        refused: list[str] = []
         for i in range(k):
-            batch = [trainset[(i * m + j) % len(trainset)] for j in range(min(m, len(trainset)))]
-            lm = self.prompt_lm.copy(rollout_id=i + 1, temperature=1.0)  # distinct proposals, each cached
-            try:
-                with dspy.context(lm=lm):
-                    text = propose(task=self.task.description, current_question=handwritten,
-                                   examples=example_text(self.task, batch)).guidance_question
-            except Exception as exc:  # an unusable reply costs one call, not the run
-                refused.append(f"(failed: {type(exc).__name__})")
-                continue
-            shaped = as_guidance(text)
-            if shaped is None or shaped in {ex.query for ex in batch}:  # no question, or the task's own question
+            batch = [shown[(i * m + j) % len(shown)] for j in range(min(m, len(shown)))]
+            text = propose(self.task, handwritten, batch, self.prompt_lm.copy(rollout_id=i + 1, temperature=1.0))
+            shaped = as_guidance_question(text)
+            if shaped is None or shaped in {s.example.query for s in batch}:  # no question, or the task's own
                 refused.append(text)
             elif shaped not in pool:
                 pool.append(shaped)
             if self.progress_fn:
-                self.progress_fn(f"[optuna] proposal {i + 1}/{k}: {len(pool) - 1} guidance candidates, "
+                self.progress_fn(f"[optuna] proposal {i + 1}/{k}: {len(pool) - 1} guidance question candidates, "
                                  f"{len(refused)} refused (not one question); calls {self.calls_spent()}")
-        study.set_user_attr("guidance_pool", pool)
-        study.set_user_attr("refused_candidates", refused)
+        study.set_user_attr(POOL_ATTR, redact_json(pool))
+        study.set_user_attr("refused_candidates", redact_json(refused))
         return pool
 
     def _seed_trials(self, study: optuna.Study, pool: list[str], base_parts: str, base_words: int | None) -> None:
         """First trials: the hand-written configuration, then each candidate with the hand-written switches;
         on resume, the configurations of trials that failed (an interrupted trial) are tried again."""
         def params(index: int, parts: str, words: int | None) -> dict[str, Any]:
-            out: dict[str, Any] = {"guidance": index}
+            out: dict[str, Any] = {QUESTION_PARAM: index}
             if self.settings["search_switches"]:
                 out["parts"] = parts
             if words is not None and "pp" in parts.split("+"):
@@ -317,16 +319,16 @@ class OptunaSearch(Optimizer):
             optuna.storages.fail_stale_trials(study)  # trials of a killed worker whose heartbeat stopped
         retried = set(study.user_attrs.get("retried", []))
         for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-            if trial.number not in retried and "guidance" in trial.params:
+            if trial.number not in retried and QUESTION_PARAM in trial.params:
                 study.enqueue_trial(trial.params)
                 retried.add(trial.number)
         study.set_user_attr("retried", sorted(retried))
 
-    def _build(self, base: dspy.Module, guidance: str, parts: str, words: int | None) -> GuidedProfile:
-        program = GuidedProfile(self.task, **switches_of(parts), **answer_options(base))
+    def _build(self, base: dspy.Module, guidance_question: str, parts: str, words: int | None) -> GuidedProfile:
+        program = GuidedProfile(self.task, **switches_of(parts), **answer_config_of(base))
         for name, text in instructions(base).items():
             set_instruction(program, name, text)
-        set_instruction(program, "digest", guidance)
+        set_instruction(program, "digest", guidance_question)
         if words is not None:
             set_instruction(program, "write_profile", with_word_limit(base.write_profile.signature.instructions, words))
         return program
@@ -338,7 +340,7 @@ class OptunaSearch(Optimizer):
             index, parts, words = self._suggest(trial, space)
             if self._paid_elsewhere(study, trial):
                 raise optuna.TrialPruned("another worker is scoring this configuration")  # not counted, no call
-            trial.set_user_attr("guidance_text", space.pool[index])
+            trial.set_user_attr("guidance_question", redact(space.pool[index]))
             before = self.task_calls.snapshot()
             program = self._build(base, space.pool[index], parts, words)
             try:
@@ -348,11 +350,12 @@ class OptunaSearch(Optimizer):
                            prune=self.settings["racing"] and not multi)
             except optuna.TrialPruned as stop:
                 self._note(trial, before, None)
-                self.report(trial.number + 1, self.settings["trials"], None, f"guidance #{index} parts {parts}: {stop}")
+                self.report(trial.number + 1, self.settings["trials"], None,
+                            f"guidance question #{index} parts {parts}: {stop}")
                 raise
             used = self._note(trial, before, dev)
             self.report(trial.number + 1, self.settings["trials"], dev.mean(),
-                        f"guidance #{index} parts {parts} words {words or '-'}; {used.calls} calls"
+                        f"guidance question #{index} parts {parts} words {words or '-'}; {used.calls} calls"
                         + (f", {dev.reused} reused" if dev.reused else "")
                         + (f", {dev.failed} FAILED" if dev.failed else ""))
             if dev.failed:  # a score with failed examples counted as 0 would bias the search: fail the trial instead
@@ -363,7 +366,7 @@ class OptunaSearch(Optimizer):
 
     def _suggest(self, trial: optuna.Trial, space: _Space) -> tuple[int, str, int | None]:
         """The configuration a trial tries: guidance question (pool index), final-step parts, profile words."""
-        index = trial.suggest_categorical("guidance", list(range(len(space.pool))))
+        index = trial.suggest_categorical(QUESTION_PARAM, list(range(len(space.pool))))
         parts = (trial.suggest_categorical("parts", PART_CHOICES) if self.settings["search_switches"]
                  else space.base_parts)
         words = None
@@ -426,7 +429,7 @@ class OptunaSearch(Optimizer):
             best = max(complete, key=lambda t: (t.value, -t.number))  # ties: the earliest (the hand-written first)
         self.info["best_trial"] = self._describe(best, pool)
         self.info["trials"] = [self._describe(t, pool) for t in complete]
-        self.info["guidance_pool"] = pool
+        self.info["guidance_question_pool"] = pool
         self.info["racing"] = self._racing_savings(study)
         self.known_dev_score = best.values[0]
         ranked = sorted(complete, key=lambda t: (-t.values[0], t.number))
@@ -435,7 +438,8 @@ class OptunaSearch(Optimizer):
 
     def _from_trial(self, base: dspy.Module, pool: list[str], trial: optuna.trial.FrozenTrial) -> GuidedProfile:
         p = trial.params
-        return self._build(base, pool[p["guidance"]], p.get("parts", parts_of(base.switches)), p.get("profile_words"))
+        return self._build(base, pool[p[QUESTION_PARAM]], p.get("parts", parts_of(base.switches)),
+                           p.get("profile_words"))
 
     def _finalists(self, best: dspy.Module, top: int) -> list[dspy.Module]:
         """The `top` best distinct configurations of the completed trials (pruned ones never reach here)."""
@@ -459,5 +463,5 @@ class OptunaSearch(Optimizer):
     def _describe(trial: optuna.trial.FrozenTrial, pool: list[str]) -> dict[str, Any]:
         return {"trial": trial.number, "score": trial.values[0],
                 "tokens_per_example": trial.user_attrs.get("tokens_per_example"),
-                "guidance": pool[trial.params["guidance"]], "parts": trial.params.get("parts"),
+                "guidance_question": pool[trial.params[QUESTION_PARAM]], "parts": trial.params.get("parts"),
                 "profile_words": trial.params.get("profile_words"), "calls": trial.user_attrs.get("calls")}

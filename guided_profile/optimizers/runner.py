@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import dspy
 
 from guided_profile.datasets.example import Example
 from guided_profile.optimizers.base import Optimizer
+from guided_profile.optimizers.confirm import configuration
 from guided_profile.optimizers.plan import CallPlan
 from guided_profile.programs.adapter import ProgramAdapter
 from guided_profile.programs.attempt import attempt
@@ -30,10 +32,49 @@ class OptimizeResult:
 
 def mean_score(optimizer: Optimizer, program: dspy.Module, examples: Sequence[Example]) -> float:
     """The objective's mean over `examples`; a failed example scores 0, as in DSPy's Evaluate."""
+    return mean_metrics(optimizer, program, examples, [optimizer.metric.objective])[optimizer.metric.objective]
+
+
+def mean_metrics(optimizer: Optimizer, program: dspy.Module, examples: Sequence[Example],
+                 names: Sequence[str]) -> dict[str, float]:
+    """Each named metric's mean over `examples`, from one run of each; a failed example scores 0."""
     adapter = ProgramAdapter()
-    scores = [attempt(program, optimizer.task, example, lm=optimizer.task_lm, adapter=adapter,
-                      objective=optimizer.metric.objective).score for example in examples]
-    return sum(scores) / len(examples)
+    runs = [attempt(program, optimizer.task, example, lm=optimizer.task_lm, adapter=adapter,
+                    objective=optimizer.metric.objective).metrics for example in examples]
+    return _means(runs, names)
+
+
+def _means(runs: Sequence[dict[str, Any] | None], names: Sequence[str]) -> dict[str, float]:
+    return {name: math.fsum(float((m or {}).get(name, 0.0)) for m in runs) / len(runs) for name in names}
+
+
+def final_scores(optimizer: Optimizer, program: dspy.Module, trainset: list[Example],
+                 valset: list[Example]) -> dict[str, Any]:
+    """The exported program's objective on train and dev, and the task's reported metric beside it when the
+    objective is another one (a choice task that maximises gold_probability still reports accuracy).
+
+    With a confirm stage, dev is the exported program's score on the confirm users, taken from the stage's
+    runs: the search's own dev score is the best of many on its part of the users, and may belong to a
+    candidate that was not exported.
+    """
+    objective, reported = optimizer.metric.objective, optimizer.task.objective
+    names = list(dict.fromkeys((objective, reported)))
+    train = mean_metrics(optimizer, program, trainset, names)
+    stage = optimizer.info.get("confirm")
+    if stage:
+        key = configuration(program)
+        dev = _means([optimizer.confirm_metrics.get((key, i)) for i in stage["example_ids"]], names)
+        dev_on = f"the {stage['n']} confirm users"
+    elif optimizer.known_dev_score is not None:
+        dev = {name: optimizer.known_dev_score if name == objective else None for name in names}
+        dev_on = f"the {len(valset)} dev users (the search's own score)"
+    else:
+        dev, dev_on = mean_metrics(optimizer, program, valset, names), f"the {len(valset)} dev users"
+    scores: dict[str, Any] = {"objective": objective, "train": train[objective], "dev": dev[objective],
+                              "dev_on": dev_on}
+    if reported != objective:
+        scores[reported] = {"train": train[reported], "dev": dev[reported]}
+    return scores
 
 
 def run_optimizer(optimizer: Optimizer, student: dspy.Module, *, trainset: Sequence[Example],
@@ -46,14 +87,10 @@ def run_optimizer(optimizer: Optimizer, student: dspy.Module, *, trainset: Seque
     optimizer.check_budget(plan, budget)
     start = time.perf_counter()
     compiled = optimizer.compile(student, trainset=trainset, valset=valset)
-    dev = optimizer.known_dev_score
-    if dev is None:
-        dev = mean_score(optimizer, compiled, valset)
-    train = mean_score(optimizer, compiled, trainset)
+    scores = final_scores(optimizer, compiled, list(trainset), list(valset or []))
     task_usage, prompt_usage = optimizer.task_calls.snapshot(), optimizer.prompt_calls.snapshot()
     calls = task_usage.calls + prompt_usage.calls
     usage = {"calls": calls, "model_calls": calls - task_usage.cache_hits - prompt_usage.cache_hits,
              "task": task_usage.to_dict(), "prompt": prompt_usage.to_dict(), "expected_calls": plan.total,
              "expected_parts": dict(plan.parts), "budget": budget}
-    return OptimizeResult(compiled, plan, {"objective": optimizer.metric.objective, "train": train, "dev": dev},
-                          usage, round(time.perf_counter() - start, 1), dict(optimizer.info))
+    return OptimizeResult(compiled, plan, scores, usage, round(time.perf_counter() - start, 1), dict(optimizer.info))

@@ -33,9 +33,11 @@ def resolve_answer_mode(mode: str, has_options: bool) -> str:
     return mode
 
 
-def answer_config(answer_mode: str, rotations: int | None) -> dict[str, Any]:
-    """How a program answers, as run folders state it (and compare checks): rotations exist in score mode only."""
+def answer_config(answer_mode: str, rotations: int | None = None) -> dict[str, Any]:
+    """How a program answers: what run folders and compiled programs state, what `compare` checks and what
+    `build_program` takes.  Rotations exist in score mode only (None in generate mode)."""
     return {"answer_mode": answer_mode, "rotations": rotations if answer_mode == "score" else None}
+
 
 
 _scoring = contextvars.ContextVar("scoring", default=False)
@@ -138,3 +140,11 @@ class ScoreChoice(dspy.Module):
         # The reply ("C", "(C)", "Answer: C", "Based on ...") is read by the task's parser, like generate mode's.
         reply = self.predict(**inputs, options=lettered(options), config={"max_tokens": 4}).answer.strip()
         return dspy.Prediction(answer=reply, choice_probs=None, answer_path="fallback-generate")
+
+
+def answer_config_of(program: dspy.Module) -> dict[str, Any]:
+    """`answer_config` of a built program, read from its final step."""
+    respond = getattr(program, "respond", None)
+    if isinstance(respond, ScoreChoice):
+        return answer_config("score", respond.rotations)
+    return answer_config("generate")

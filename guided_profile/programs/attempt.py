@@ -22,6 +22,7 @@ import dspy
 from guided_profile.datasets.example import Example
 from guided_profile.errors import GuidedProfileError
 from guided_profile.lm.accounting import Usage, UsageMeter
+from guided_profile.lm.transport import unreachable
 from guided_profile.programs.retrieved import RAW_INPUTS, program_inputs
 from guided_profile.programs.stored import using_store
 from guided_profile.store import ProfileStore
@@ -49,6 +50,7 @@ class Attempt:
         metrics: `task.score` of the reply (None on failure).
         kept: the prediction's other fields that records keep (guidance, profile, choice scoring's details,
             and a retrieving program's `retrieval`: retriever, k, steps, the kept items' indices).
+        unreachable: the error says the model's server was never reached (`lm.transport.unreachable`).
     """
 
     example: Example
@@ -61,6 +63,7 @@ class Attempt:
     reply: str | None = None
     metrics: dict[str, Any] | None = None
     kept: dict[str, Any] = field(default_factory=dict)
+    unreachable: bool = False
 
     @property
     def score(self) -> float:
@@ -98,21 +101,27 @@ def attempt(program: dspy.Module, task: Task, example: Example, *, lm: dspy.Base
     with UsageMeter(lm) as meter, dspy.context(lm=lm, adapter=adapter), using_store(store, example.user_id) as use:
         prediction, error = _guarded(lambda: program(**inputs))
     seconds = round(time.perf_counter() - start, 3)
-    done = Attempt(example, inputs, objective or task.objective, seconds, meter.usage, meter.steps, error)
+    done = Attempt(example, inputs, objective or task.objective, seconds, meter.usage, meter.steps, _describe(error),
+                   unreachable=unreachable(error))
     done.usage.store_hits = len(use.hits) if use is not None else 0
     if prediction is not None:
-        done.metrics, done.error = _guarded(lambda: task.score_prediction(example, prediction))
+        done.metrics, error = _guarded(lambda: task.score_prediction(example, prediction))
+        done.error = _describe(error)
     if done.metrics is not None:
         done.reply = prediction.answer
         done.kept = {key: prediction.get(key) for key in KEPT_FIELDS if key in prediction}
     return done
 
 
-def _guarded(call: Callable[[], T]) -> tuple[T | None, str | None]:
+def _guarded(call: Callable[[], T]) -> tuple[T | None, Exception | None]:
     """`call()`'s value, or None and this example's error; a set-up error is raised (see the module's rule)."""
     try:
         return call(), None
     except STOPS_EVERYTHING:
         raise  # the set-up is broken for every example alike: stop and say so once
     except Exception as exc:  # one failing call must not end the run
-        return None, f"{type(exc).__name__}: {exc}"
+        return None, exc
+
+
+def _describe(error: Exception | None) -> str | None:
+    return None if error is None else f"{type(error).__name__}: {error}"

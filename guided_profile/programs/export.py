@@ -4,8 +4,10 @@ The file holds `program.dump_state()` (instructions, the guidance question among
 if any) and metadata: task, method and switches, answer mode, optimizer and settings, model
 identity (name and weights hash, never a key), data identity (path, content hash, split sizes,
 seed), scores, calls spent, package version.  A checksum over the whole content lets loading tell
-a file edited after export from the one that was scored.  Loading rebuilds the program from the
-task and method, checks its shape against the file and only then loads the state: no pickle.
+a file edited after export from the one that was scored.  Loading first checks every field against
+the format (`compiled_schema`: the file is untrusted input, whatever its checksum says), then
+rebuilds the program from the task and method, checks its shape against the file and only then
+loads the state: no pickle.
 """
 
 from __future__ import annotations
@@ -13,30 +15,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import dspy
 
 from guided_profile.errors import ConfigError
-from guided_profile.programs.answer import ScoreChoice
+from guided_profile.programs.answer import answer_config_of
+from guided_profile.programs.compiled_schema import FORMAT, FORMAT_VERSION, READABLE_VERSIONS, upgrade, validate
 from guided_profile.programs.methods import build_program, parts_of
 from guided_profile.programs.modules import DirectAnswer, GuidedProfile, ProfileThenAnswer
 from guided_profile.programs.retrieved import Retrieval, compiled_retrieval_field
 from guided_profile.provenance import data_sha256  # noqa: F401  (moved; imported from here by older code)
 from guided_profile.tasks.base import Task
 
-FORMAT = "guided-profile/compiled-program"
-FORMAT_VERSION = 1
-REQUIRED = ("task", "method", "answer", "shape", "state", "checksum")
-
-
-def answer_options(program: dspy.Module) -> dict[str, Any]:
-    """How the program's final step answers, as `build_program` takes it."""
-    respond = getattr(program, "respond", None)
-    if isinstance(respond, ScoreChoice):
-        return {"answer_mode": "score", "rotations": respond.rotations}
-    return {"answer_mode": "generate", "rotations": 4}
+OptimizerSettings = Mapping[str, Collection[str]]  # each optimizer's name -> the settings it declares
 
 
 def method_of(program: dspy.Module, task: Task) -> str:
@@ -76,13 +70,14 @@ def save_compiled(path: Path, program: dspy.Module, task: Task, metadata: dict[s
     state = {name: {**step, "lm": None} if isinstance(step, dict) and "lm" in step else step
              for name, step in program.dump_state().items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata, "task": task.name,
-               "method": method_of(program, task), "answer": answer_options(program),
+               "method": method_of(program, task), "answer": answer_config_of(program),
                "switches": getattr(program, "switches", None), "program_class": type(program).__name__,
                "instructions": instructions(program), "shape": shape(program), "state": state,
                **compiled_retrieval_field(program)}
     payload = json.loads(json.dumps(payload, default=str))  # plain JSON types only, as loading will see them
     payload["checksum"] = _checksum(payload)
     path = Path(path)
+    validate(payload, path)  # a field the format does not know would make the file unreadable: fail now
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     partial.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -90,8 +85,10 @@ def save_compiled(path: Path, program: dspy.Module, task: Task, metadata: dict[s
     return payload
 
 
-def read_compiled(path: Path) -> dict[str, Any]:
-    """The file's content, checked to be an unedited compiled program (any task)."""
+def read_compiled(path: Path, optimizer_settings: OptimizerSettings | None = None) -> dict[str, Any]:
+    """The file's content, checked field by field against the format and to be unedited (any task), in
+    today's format version.  `optimizer_settings` (see `compiled_schema.validate`) also checks the
+    optimizer's setting names."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -103,48 +100,45 @@ def read_compiled(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid JSON ({exc}); the file is broken or was cut short") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError(f"{path}: not a compiled guided-profile program (no \"format\": \"{FORMAT}\")")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(f"{path}: format version {payload.get('format_version')!r}; this version reads "
-                          f"{FORMAT_VERSION}")
-    missing = [k for k in REQUIRED if k not in payload]
-    if missing:
-        raise ConfigError(f"{path}: incomplete compiled program, missing {', '.join(missing)}")
+    version = payload.get("format_version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise ConfigError(f"{path}: format version {version!r}; this version reads "
+                          f"{', '.join(map(str, READABLE_VERSIONS))}")
+    validate(payload, path, optimizer_settings)
     if payload["checksum"] != _checksum(payload):
         raise ConfigError(f"{path}: the file was changed after it was exported (checksum mismatch); its scores "
                           "and metadata no longer describe it. Export it again with `guided-profile optimize`")
-    return payload
+    return upgrade(payload)
 
 
-def load_compiled(path: Path, task: Task) -> tuple[dspy.Module, dict[str, Any]]:
+def load_compiled(path: Path, task: Task,
+                  optimizer_settings: OptimizerSettings | None = None) -> tuple[dspy.Module, dict[str, Any]]:
     """The program saved in `path`, rebuilt for `task`, and the file's metadata.
 
     Refuses (ConfigError) a file that is not a compiled program, was edited after export, was
     made for another task, or whose saved steps do not fit the program its method builds.
     """
     path = Path(path)
-    payload = read_compiled(path)
+    payload = read_compiled(path, optimizer_settings)
     if payload["task"] != task.name:
         raise ConfigError(f"{path}: compiled for task {payload['task']!r}, not {task.name!r}")
-    answer = payload["answer"]
-    if not isinstance(answer, dict) or set(answer) != {"answer_mode", "rotations"}:
-        raise ConfigError(f"{path}: \"answer\" must give answer_mode and rotations")
-    program = build_program(payload["method"], task, **answer, retrieval=Retrieval.from_dict(payload.get("retrieval")))
+    try:
+        retrieval = Retrieval.from_dict(payload.get("retrieval"))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: field retrieval: {exc}; the file is refused") from None
+    program = build_program(payload["method"], task, **payload["answer"], retrieval=retrieval)
     expected = shape(program)
     if payload["shape"] != expected:
         raise ConfigError(f"{path}: its steps {_describe(payload['shape'])} do not fit the {payload['method']} "
                           f"program of task {task.name!r}, whose steps are {_describe(expected)}")
     state = payload["state"]
-    if not isinstance(state, dict) or set(state) != set(expected):
-        raise ConfigError(f"{path}: saved state has steps {sorted(state) if isinstance(state, dict) else state!r}, "
-                          f"expected {sorted(expected)}")
+    if set(state) != set(expected):
+        raise ConfigError(f"{path}: saved state has steps {sorted(state)}, expected {sorted(expected)}")
     for name, step in state.items():
-        signature = step.get("signature") if isinstance(step, dict) else None
-        if not isinstance(signature, dict) or not isinstance(signature.get("instructions"), str) \
-                or not isinstance(step.get("demos", []), list):
-            raise ConfigError(f"{path}: saved state of step {name!r} is malformed")
-        if step.get("lm") is not None:
-            raise ConfigError(f"{path}: step {name!r} carries a model configuration; compiled programs never do, "
-                              "so this file is refused")
+        fields = len(expected[name]["inputs"]) + len(expected[name]["outputs"])
+        if len(step["signature"]["fields"]) != fields:
+            raise ConfigError(f"{path}: field state.{name}.signature.fields: {len(step['signature']['fields'])} "
+                              f"fields saved, the step has {fields}; the file is refused")
     try:
         program.load_state(state)
     except Exception as exc:
@@ -161,7 +155,8 @@ def _describe(steps: Any) -> str:
                      for name, s in steps.items() if isinstance(s, dict))
 
 
-def load_program_files(paths: list[Path], task: Task, taken: set[str] = frozenset()) -> tuple[
+def load_program_files(paths: list[Path], task: Task, taken: set[str] = frozenset(),
+                       optimizer_settings: OptimizerSettings | None = None) -> tuple[
         dict[str, dspy.Module], dict[str, dict[str, Any]]]:
     """Compiled programs by table name (the file stem), and each file's metadata.
 
@@ -175,5 +170,5 @@ def load_program_files(paths: list[Path], task: Task, taken: set[str] = frozense
         if name in programs or name in taken:
             raise ConfigError(f"{path}: another program is already named {name!r} (tables use the file stem); "
                               "rename one of the files")
-        programs[name], payloads[name] = load_compiled(Path(path), task)
+        programs[name], payloads[name] = load_compiled(Path(path), task, optimizer_settings)
     return programs, payloads

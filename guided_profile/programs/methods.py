@@ -69,11 +69,12 @@ def is_cold_start(method: str) -> bool:
     return method.startswith(COLD_START)
 
 
-def build_program(method: str, task: Task, *, answer_mode: str = "generate", rotations: int = 4,
+def build_program(method: str, task: Task, *, answer_mode: str = "generate", rotations: int | None = 4,
                   retrieval: Retrieval | None = None) -> dspy.Module:
-    """A fresh program for `method` on `task`; `answer_mode` / `rotations` configure its final step, and
-    `retrieval` (default none: the history as before retrieval) which history items its steps see.
-    A cold-start row never retrieves: its fallback reads no history, or too little to choose from."""
+    """A fresh program for `method` on `task`; `answer_mode` / `rotations` configure its final step (`answer_config`
+    gives both; rotations matter in score mode only), and `retrieval` (default none: the history as before
+    retrieval) which history items its steps see.  A cold-start row never retrieves: its fallback reads no
+    history, or too little to choose from."""
     answer = {"answer_mode": answer_mode, "rotations": rotations}
     if method.startswith(COLD_START):
         return build_program(method[len(COLD_START):], task, **answer)

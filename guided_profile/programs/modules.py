@@ -26,7 +26,7 @@ STEP_MAX_TOKENS = 256
 
 
 def answer_step(task: Task, *, history: bool, guidance: bool, profile: bool, answer_mode: str = "generate",
-                rotations: int = 4) -> dspy.Module:
+                rotations: int | None = 4) -> dspy.Module:
     """The final step, seeing only the parts it is switched to see."""
     if answer_mode not in ANSWER_MODES:
         raise ConfigError(f"unknown answer mode {answer_mode!r}; choose from {', '.join(ANSWER_MODES)}")
@@ -87,7 +87,7 @@ class GuidedProfile(RetrievesHistory, dspy.Module):
         self.include_context = switches["include_context"]
         self.include_guidance = switches["include_guidance"]
         self.include_profile = switches["include_profile"]
-        self.digest = StoredStep(Digest.with_instructions(task.guidance), kind="guidance",
+        self.digest = StoredStep(Digest.with_instructions(task.guidance_question), kind="digest",
                                  max_tokens=task.digest_max_tokens)
         self.write_profile = StoredStep(WriteProfile.with_instructions(task.guided_profile_instruction),
                                         kind="profile", max_tokens=task.profile_max_tokens)

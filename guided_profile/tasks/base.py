@@ -3,7 +3,8 @@
 A task is data for the programs: instructions (the guidance question among them), how an
 `Example` becomes the two text inputs every program takes, how a reply is scored, and where its
 data lives.  Programs, the runner and optimizers only ever talk to this interface, so adding a
-task is adding one module under `tasks/` with `@register_task`.
+task is one module under `tasks/` and its class in `tasks/__init__.py:BUILT_IN` (the README's
+"Adding a task" lists the steps).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Task(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
-    guidance: ClassVar[str]                      # the paper's hand-written guidance question
+    guidance_question: ClassVar[str]             # the paper's hand-written guidance question (the digest step's)
     profile_instruction: ClassVar[str]           # unguided profile (PG)
     guided_profile_instruction: ClassVar[str]    # profile steered by the guidance (GPG)
     answer_instruction: ClassVar[str]
@@ -111,6 +112,7 @@ class Task(ABC):
     has_options: ClassVar[bool] = False          # answers are one of `example.options` (choice scoring applies)
     gpg_switches: ClassVar[dict[str, bool]]      # the final step's inputs in the paper's main GPG row
     objective: ClassVar[str]                     # the summary metric tables report (and text tasks optimise)
+    columns: ClassVar[tuple[str, ...]]           # summary keys tables show as metric columns, in order
     per_example_metrics: ClassVar[tuple[str, ...]]  # what `score` gives per example that `--objective` may name
     data_subdir: ClassVar[str]                   # real data, relative to the data root
     sample_subdir: ClassVar[str]                 # committed sample, relative to datasets/
@@ -197,7 +199,8 @@ class Task(ABC):
 
     @abstractmethod
     def summarize(self, scores: list[dict[str, Any]]) -> dict[str, Any]:
-        """Aggregate per-example metrics (each a dict from `score`) into the task's table row."""
+        """Aggregate per-example metrics (each a dict from `score`) into the task's table row: `n` and every
+        key of `columns`, in that order (and any extra keys tables do not show)."""
 
     def score_prediction(self, example: Example, prediction: Any) -> dict[str, Any]:
         """`score` of a program's prediction (its answer and profile); choice tasks also read its
@@ -234,6 +237,7 @@ class ChoiceTask(Task):
 
     objective = "accuracy"
     per_example_metrics = ("accuracy",)
+    columns = ("accuracy", "correct", "incorrect", "abstain", "unparseable")  # gold_probability: score mode only
     answer_desc = "the letter of one option"
     answer_max_tokens = 32
     has_options = True
@@ -291,6 +295,10 @@ class ChoiceTask(Task):
         probs = prediction.get("choice_probs")
         if probs:
             metrics["gold_probability"] = probs[option_letters(len(example.options)).index(example.gold)]
+        elif prediction.get("answer_path") == "fallback-generate":
+            # No log-probabilities (the fake model, some endpoints): the one letter generated carries all the
+            # mass, so score mode's default objective exists on every path instead of stopping a search midway.
+            metrics["gold_probability"] = metrics["accuracy"]
         return metrics
 
     def objectives(self, answer_mode: str) -> tuple[str, ...]:
@@ -312,8 +320,19 @@ class ChoiceTask(Task):
 TASKS: dict[str, type[Task]] = {}
 
 
+REQUIRED_ATTRIBUTES = ("name", "description", "guidance_question", "profile_instruction", "guided_profile_instruction",
+                       "answer_instruction", "gpg_switches", "objective", "per_example_metrics", "columns",
+                       "data_subdir", "sample_subdir")
+
+
 def register_task(cls: type[Task]) -> type[Task]:
-    """Class decorator: make a task available by its `name`."""
+    """Make a task available by its `name` (also usable as a class decorator).  A task missing one of the
+    declarations every program, table and loader reads is refused here, not at its first run."""
+    missing = [attr for attr in REQUIRED_ATTRIBUTES if not hasattr(cls, attr)]
+    if missing:
+        raise ConfigError(f"task class {cls.__name__} does not declare {', '.join(missing)}")
+    if cls.objective not in cls.columns:
+        raise ConfigError(f"task {cls.name!r}: its objective {cls.objective!r} is not one of its columns")
     TASKS[cls.name] = cls
     return cls
 

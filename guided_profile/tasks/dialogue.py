@@ -9,20 +9,21 @@ from typing import Any
 from guided_profile.datasets.dialogue import load_dialogues
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
-from guided_profile.tasks.base import register_task
 from guided_profile.tasks.text import TextTask
 
 ASPECTS = ("pets", "family", "residence", "favorites", "partner", "possession", "gender", "self-description")
 
 
-@register_task
 class DialogueTask(TextTask):
+    """PER-CHAT: the person's next chat reply from their earlier replies, scored by embedding similarity to the
+    real reply; the written profile is also judged against the person's true persona."""
+
     name = "dialogue"
     description = ("personalized dialogue reply (PER-CHAT shape; PersonaChat data): reply as the person would "
                    "(sentence-transformer similarity, BERTScore, profile vs true persona)")
-    guidance = ("What is this person's basic personal information, according to the above replies? Answer briefly "
-                "for each aspect: " + ", ".join(f"{i}. {a}" for i, a in enumerate(ASPECTS, 1))
-                + " (write 'unknown' for an aspect the replies do not show).")
+    guidance_question = ("What is this person's basic personal information, according to the above replies? "
+                         "Answer briefly for each aspect: " + ", ".join(f"{i}. {a}" for i, a in enumerate(ASPECTS, 1))
+                         + " (write 'unknown' for an aspect the replies do not show).")
     profile_instruction = ("Write a short profile of this person from their replies: who they are, what they like "
                            "and how they talk. Use at most 60 words.")
     guided_profile_instruction = ("Using the personal information in the guidance, write a short first-person "
@@ -33,11 +34,8 @@ class DialogueTask(TextTask):
                           "or two sentences.")
     answer_desc = "only the person's reply"
     fitted_max_tokens = {"digest": 128, "profile": 144}  # with stop_runaways: experiments/results/token-caps.md
-    # The paper singles out no other row for this task; like tweet paraphrasing, the final step sees
-    # the history, the guidance answer and the profile (PC + G + PP).
-    gpg_switches = {"include_context": True, "include_guidance": True, "include_profile": True}
+    # gpg_switches: TextTask's (PC + G + PP), as for tweets; the paper singles out no other row for this task.
     objective = "st"
-    per_example_metrics = ("st", "bs")
     metric_keys = ("st", "bs", "profile_quality")  # the paper's Table 2, then the profile against the true persona
     optional_keys = ("profile_quality",)
     data_subdir = "personachat"

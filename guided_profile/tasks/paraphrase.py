@@ -9,16 +9,17 @@ from typing import Any
 from guided_profile.datasets.example import Example
 from guided_profile.datasets.lamp import PREFIX, load_lamp7
 from guided_profile.metrics.text import BLEU_STATS, corpus_bleu_from_stats, text_scores
-from guided_profile.tasks.base import register_task
 from guided_profile.tasks.text import TextTask
 
 
-@register_task
 class ParaphraseTask(TextTask):
+    """LaMP-7: rewrite a neutral tweet as its author would, scored against the author's own tweet with the
+    paper's Figure 3 metrics."""
+
     name = "paraphrase"
     description = "LaMP-7 tweet paraphrasing: rewrite a tweet in its author's style (ROUGE, METEOR, BLEU)"
-    guidance = ("Among the usage of 1. Capitalization, 2. Emoji, 3. Abbreviation, 4. Punctuation, which is the "
-                "most distinctive feature of the above tweets?")
+    guidance_question = ("Among the usage of 1. Capitalization, 2. Emoji, 3. Abbreviation, 4. Punctuation, which is "
+                         "the most distinctive feature of the above tweets?")
     profile_instruction = ("Write a short profile of how this person writes tweets: their tone and topics, and their "
                            "habits of capitalization, emoji, abbreviation, spelling and punctuation. "
                            "Use at most 60 words.")
@@ -30,10 +31,8 @@ class ParaphraseTask(TextTask):
                           "any explanation before or after it.")
     answer_desc = "only the paraphrased tweet"
     fitted_max_tokens = {"digest": 32, "answer": 72}  # with stop_runaways: experiments/results/token-caps.md
-    # The paper's GPG row for this task gives the final step the tweets, the guidance answer and the profile.
-    gpg_switches = {"include_context": True, "include_guidance": True, "include_profile": True}
+    # gpg_switches: TextTask's, the paper's GPG row for this task (the tweets, the guidance answer, the profile).
     objective = "meteor"
-    per_example_metrics = ("meteor", "rouge1", "rouge2", "rougeL", "bleu")
     metric_keys = ("rouge1", "rouge2", "meteor", "rougeL", "bleu")  # the order of the paper's Figure 3
     data_subdir = "lamp7"
     sample_subdir = "lamp7_sample"

@@ -8,15 +8,17 @@ from pathlib import Path
 from guided_profile.datasets.amazon import AUTO_SEPARATOR, build_preference_examples, load_amazon
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
-from guided_profile.tasks.base import ChoiceTask, register_task, whole_number
+from guided_profile.tasks.base import ChoiceTask, whole_number
 
 
-@register_task
 class PreferenceTask(ChoiceTask):
+    """The paper's purchase-preference prediction: which of four products a shopper buys next, from their
+    purchase titles (the guidance question asks for the categories, which the titles only imply)."""
+
     name = "preference"
     description = "Amazon purchase-preference prediction (4 options, one held-out purchase)"
-    guidance = ("Provide the product category of above one by one, each of them use less than 10 words, "
-                "split by a comma:")
+    guidance_question = ("Provide the product category of above one by one, each of them use less than 10 words, "
+                         "split by a comma:")
     profile_instruction = ("Write a short profile of this shopper: what kinds of products they buy and "
                            "what they seem to need them for. Use at most 60 words.")
     guided_profile_instruction = ("Using the product categories in the guidance, write a short profile of this "
