@@ -476,9 +476,6 @@ def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
 
     options = dict(options or {})
     optimizer_class(optimizer).validate_settings(options)  # a bad name or value fails before anything is loaded
-    if optimizer == "optuna" and settings.retrieval.active:  # trials rebuild GPG; see _retrieval_space.py
-        raise ConfigError("--optimizer optuna cannot keep --retriever/--k yet (its trials rebuild the program without "
-                          "them); use mipro, gepa or copro, or leave out --k")
     task = settings.make_task()
     program, metric, candidates = _optimization_inputs(settings, task, method, objective, user_candidates_file)
     source, trainset, valset = _tuning_sets(task, settings, train_limit, dev_limit, log)

@@ -176,10 +176,6 @@ def test_an_optimized_program_keeps_its_retrieval_and_runs_with_it(tmp_path, cap
     assert records and all(len(r["retrieval"]["kept"]) == 2 for r in records)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["retrieval"] == TODAY.to_dict()  # the run's own methods: none here; the program brought its own
-    capsys.readouterr()
-    assert main(["optimize", "--task", "preference", "--optimizer", "optuna", "--lm", "fake", "--retriever", "bm25",
-                 "--k", "2", "--out", str(tmp_path / "o.json")]) == 2
-    assert "optuna cannot keep --retriever" in capsys.readouterr().err
 
 
 def test_a_retrieving_run_gets_its_own_default_folder():
