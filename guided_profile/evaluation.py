@@ -32,11 +32,15 @@ from guided_profile.lm.transport import endpoint_down
 from guided_profile.metrics.stats import bootstrap_ci
 from guided_profile.programs.adapter import PersonalAdapter
 from guided_profile.programs.attempt import attempt
+from guided_profile.programs.methods import is_cold_start
+from guided_profile.programs.retrieved import TODAY
 from guided_profile.provenance import portable
 from guided_profile.store import ProfileStore
 from guided_profile.tasks.base import Task
 
 RECORDS = "records.jsonl"
+# What a config made before a setting existed did without it: such a run resumes under today's default.
+ASSUMED = {"retrieval": TODAY.to_dict()}
 RECORD_TYPES = {"method": str, "example_id": str, "inputs": dict, "usage": dict, "seconds": (int, float),
                 "history_cut": (bool, int), "steps": list}  # what resumes and summaries read from every record
 CONFIG_TYPES = {"methods": list, "programs": dict, "task_options": dict, "data": str}
@@ -166,8 +170,8 @@ def _merged_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     if old:
         if isinstance(old.get("data"), str):  # runs made before data was named portably stated a path
             old["data"] = portable(old["data"])
-        keys = ("task", "split", "seed", "lm", "data", "task_options", "answer_mode", "rotations")
-        changed = [k for k in keys if old.get(k) != config.get(k)]
+        keys = ("task", "split", "seed", "lm", "data", "task_options", "answer_mode", "rotations", "retrieval")
+        changed = [k for k in keys if old.get(k, ASSUMED.get(k)) != config.get(k, ASSUMED.get(k))]
         if changed:
             raise ConfigError(f"{path} holds a run with different {', '.join(changed)}; "
                               "use another --out folder to start a new run")
@@ -193,8 +197,8 @@ class RunFolder:
     """A run's folder: the configuration it was made with, and its records by (method, example id).
 
     Reopened by a rerun of the same command, it skips what is done and retries what failed; a rerun
-    with other settings (task, split, seed, model, data, task options, answer mode) is refused.  It is
-    locked for one writer at a time until `close()` (or the process ends): a second run on the same
+    with other settings (task, split, seed, model, data, task options, answer mode, retrieval) is refused.
+    It is locked for one writer at a time until `close()` (or the process ends): a second run on the same
     folder is refused at once, naming the process that holds it.
     """
 
@@ -278,11 +282,13 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     `store`, digestions and profiles are looked up there before any LM call and kept there after.
     Each method on each example is one `attempt`: a failed LM call is that record's error and the run
     goes on; a set-up error (e.g. a broken store) stops the run.
+    A cold-start row among `programs` (`cold-start:METHOD`) answers the users with too short a history,
+    and only them (`Task.is_cold_start`).
     `progress(total)` makes a bar (tqdm-like: `update(n)`, `close()`) for the method runs to do.
     """
     adapter = adapter or PersonalAdapter()
     run.check_matches(task, examples)
-    todo = [(ex, [m for m in programs if (m, ex.example_id) not in run.done]) for ex in examples]
+    todo = [(ex, [m for m in _answering(programs, task, ex) if (m, ex.example_id) not in run.done]) for ex in examples]
     todo = [(ex, methods) for ex, methods in todo if methods]
     local = threading.local()
     saver = _Saver(run)
@@ -315,6 +321,15 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     summaries = _summaries(task, run, list(programs), examples)
     run.save_summary(summaries)
     return summaries
+
+
+def _answering(programs: dict[str, dspy.Module], task: Task, example: Example) -> list[str]:
+    """The programs that answer `example`: a cold-start row, if given, answers the users with too short a
+    history (`Task.is_cold_start`) and no one else; every other program answers the rest."""
+    cold = [m for m in programs if is_cold_start(m)]
+    if not cold:
+        return list(programs)
+    return cold if task.is_cold_start(example) else [m for m in programs if m not in cold]
 
 
 def _summaries(task: Task, run: RunFolder, methods: list[str], examples: list[Example]) -> dict[str, dict]:
@@ -415,7 +430,7 @@ def summarize(task: Task, records: list[dict | None], failed: int = 0) -> dict[s
     values = [r["metrics"][task.objective] for r in ok]
     row["ci95"] = bootstrap_ci(values) if values else None
     row["failed"] = failed
-    row["history_cut"] = sum(r["history_cut"] for r in ok)
+    row["history_cut"] = sum(map(_history_cut, ok))
     total = Usage()
     for r in ok:
         total.add(Usage(**r["usage"]))
@@ -428,3 +443,12 @@ def summarize(task: Task, records: list[dict | None], failed: int = 0) -> dict[s
         row["answer_paths"] = dict(paths)
         row["rotations_without_letter"] = sum(r.get("rotations_without_letter") or 0 for r in ok)
     return row
+
+
+def _history_cut(record: dict[str, Any]) -> bool:
+    """Whether a history some step read was cut to fit: a retrieving program's kept items (`retrieval.cut`), and
+    the whole history where its switch leaves a step reading that."""
+    retrieval = record.get("retrieval")
+    if retrieval is None:
+        return record["history_cut"]
+    return retrieval["cut"] or (retrieval["steps"] != "all" and record["history_cut"])

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # heavy imports, only for the annotations
     from guided_profile.lm.factory import LMSpec
     from guided_profile.optimizers import TaskMetric
     from guided_profile.optimizers.candidates import Candidate
+    from guided_profile.programs.retrieved import Retrieval
     from guided_profile.store import ProfileStore
 
 DEFAULT_CONFIRM = ConfirmSettings()  # 30% of the dev users confirm the search's best 3
@@ -68,6 +69,10 @@ class RunSettings:
     cache: bool = True
     rotations: int = 4
     store: Path | None = None
+    retriever: str = "recent"
+    k: int | None = None
+    retriever_options: Mapping[str, Any] = field(default_factory=dict)
+    retrieval_steps: str = "all"
 
     @classmethod
     def resolve(cls, task: str = "preference", *, task_options: Mapping[str, Any] | None = None,
@@ -81,6 +86,7 @@ class RunSettings:
         fitted = dict(task_options or {})  # a copy: the caller's mapping stays as it was
         settings = cls(task=task, task_options=fitted, answer_mode=answer_mode, **options)
         built = settings.make_task()  # also refuses an unknown task or option before any work
+        settings.retrieval  # noqa: B018  (likewise an unknown retriever, a missing k, a bad setting)
         fit = history_chars_for_window(settings.context_window)
         if "max_history_chars" not in fitted and fit < built.max_history_chars:
             fitted["max_history_chars"] = fit  # the task's default history would not fit a small window
@@ -104,6 +110,13 @@ class RunSettings:
                        n_parallel=self.parallel, cache=self.cache, stop_loops=self.stop_runaways)
 
     @property
+    def retrieval(self) -> Retrieval:
+        """Which history items the methods' steps see (`--retriever`, `--k`); the default is today's history."""
+        from guided_profile.programs.retrieved import Retrieval
+
+        return Retrieval(self.retriever, self.k, self.retriever_options, self.retrieval_steps)
+
+    @property
     def stop_runaways(self) -> bool:
         """The task option that turns on the fitted step caps and, with them, the model's repetition stop."""
         return bool(self.task_options.get("stop_runaways", False))
@@ -113,7 +126,14 @@ class RunSettings:
         and a run on other data or in another answer mode gets a folder of its own."""
         tag = "".join(c if c.isalnum() or c in ".-" else "_" for c in f"{Path(self.data).name}-{self.lm}")
         mode = self.answer_mode if self.answer_mode != "score" else f"score{self.rotations}"
-        return Path("runs") / f"{prefix}{self.task}-{self.split}-{tag}-{mode}-seed{self.seed}"
+        name = f"{prefix}{self.task}-{self.split}-{tag}-{mode}-seed{self.seed}"
+        return Path("runs") / (name + self.retrieval_tag())
+
+    def retrieval_tag(self) -> str:
+        """'-bm25k8' (plus '-digest' or '-answer' for the switch) for a run that retrieves, so it gets its own
+        default folder; '' without retrieval, so default folders of earlier runs keep their names."""
+        r = self.retrieval
+        return f"-{r.retriever}k{r.k}" + ("" if r.steps == "all" else f"-{r.steps}") if r.active else ""
 
 
 @dataclass(frozen=True)
@@ -223,8 +243,8 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     programs = [Path(p) for p in programs]
     asked = DEFAULT_METHODS if methods is None and not programs else _names(methods or ())
     names = list(dict.fromkeys(canonical(m) for m in asked))
-    built = {m: build_program(m, task, answer_mode=settings.answer_mode, rotations=settings.rotations)
-             for m in names}  # fail on a bad name before loading anything
+    built = {m: build_program(m, task, answer_mode=settings.answer_mode, rotations=settings.rotations,
+                              retrieval=settings.retrieval) for m in names}  # a bad name fails before any loading
     compiled, payloads = _load_programs(programs, task, taken=set(built))
     if not built and not compiled:
         raise ConfigError("nothing to run: give --methods or --program")
@@ -277,11 +297,12 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
                                evaluated=[ex.example_id for ex in examples], allow_overlap=allow_overlap)
     for name, relation in relations.items():
         log(f"{name}: {relation}")
+    programs = programs | _cold_start_row(settings, task, examples, log)
     lm, identity = settings.make_lm()
     config = {"task": task.name, "task_options": dict(settings.task_options), "methods": list(programs),
               "data": source.name, "split": settings.split, "limit": settings.limit, "seed": settings.seed,
               "lm": identity.to_dict(), **answer_config(settings.answer_mode, settings.rotations),
-              "step_max_tokens": task.step_max_tokens(),
+              "retrieval": settings.retrieval.to_dict(), "step_max_tokens": task.step_max_tokens(),
               "loop_rule": DEFAULT_LOOP_RULE.to_dict() if settings.stop_runaways else None,
               "programs": {name: p["checksum"] for name, p in payloads.items()}, "build_stats": source.stats,
               **provenance(source, len(examples)), "command": command}
@@ -299,6 +320,20 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
         run.close()
         raise
     return run, summaries  # still locked: the caller writes its reports, then closes it
+
+
+def _cold_start_row(settings: RunSettings, task: Task, examples: list[Example], log: Log) -> dict[str, dspy.Module]:
+    """The task's fallback program under its row name, if some examples are cold-start users (too short a
+    history for the other programs: `Task.is_cold_start`); evaluation gives it those users and nothing else."""
+    from guided_profile.programs.methods import build_program, cold_start_method
+
+    cold = sum(task.is_cold_start(ex) for ex in examples)
+    if not cold:
+        return {}
+    name = cold_start_method(task)
+    log(f"{cold} of {len(examples)} users have fewer than {task.min_history_items} history items: answered by "
+        f"{task.cold_start_fallback}, in the row {name}")
+    return {name: build_program(name, task, answer_mode=settings.answer_mode, rotations=settings.rotations)}
 
 
 @dataclass(frozen=True)
@@ -326,13 +361,14 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     method names on the same users; writes compare.md and compare.png beside the run's records."""
     from guided_profile.compare import REFERENCE, chart, comparison_rows, markdown_report
     from guided_profile.programs import build_program
+    from guided_profile.programs.methods import is_cold_start
 
     task = settings.make_task()
     specs = _names(programs)
     files = [Path(s) for s in specs if s.endswith(".json")]
     names = list(dict.fromkeys([REFERENCE, *(s for s in specs if not s.endswith(".json"))]))
     built = {name: build_program("gpg" if name == REFERENCE else name, task, answer_mode=settings.answer_mode,
-                                 rotations=settings.rotations) for name in names}
+                                 rotations=settings.rotations, retrieval=settings.retrieval) for name in names}
     compiled, payloads = _load_programs(files, task, taken=set(built))
     _check_answer_modes(settings, payloads)
     built |= compiled
@@ -349,7 +385,8 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
                                progress=progress, log=log)
     with run:
         config = run.config
-        summaries = {name: summaries[name] for name in built}  # not programs compared earlier in this folder
+        # not programs compared earlier in this folder; the cold-start row answers the users the others leave
+        summaries = {name: s for name, s in summaries.items() if name in built or is_cold_start(name)}
         rows = comparison_rows(task, summaries, run.done, selected, payloads=payloads)
         png = chart(task, rows, out / "compare.png")
         report = out / "compare.md"
@@ -479,7 +516,8 @@ def _optimization_inputs(settings: RunSettings, task: Task, method: str, objecti
     from guided_profile.optimizers.candidates import read_candidates, with_candidate
     from guided_profile.programs import build_program
 
-    program = build_program(method, task, answer_mode=settings.answer_mode, rotations=settings.rotations)
+    program = build_program(method, task, answer_mode=settings.answer_mode, rotations=settings.rotations,
+                            retrieval=settings.retrieval)
     chosen = task.check_objective(objective or task.default_objective(settings.answer_mode), settings.answer_mode)
     candidates = []
     if candidates_file is not None:

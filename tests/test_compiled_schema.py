@@ -149,3 +149,66 @@ def test_the_schema_follows_the_records_it_mirrors():
     assert set(ConfirmSettingsRecord.model_fields) == {f.name for f in dataclasses.fields(ConfirmSettings)}
     assert set(VerdictRecord.model_fields) == {f.name for f in dataclasses.fields(Verdict)} | {"line"}
     assert set(CandidateRecord.model_fields) == {f.name for f in dataclasses.fields(Candidate)}
+
+
+RETRIEVAL_FORGERIES = {
+    "k 0": ({"retriever": {"name": "bm25", "k1": 1.5, "b": 0.75}, "k": 0, "steps": "all"},
+            "field retrieval.k: input should be greater than or equal to 1 (got int 0)"),
+    "k as text": ({"retriever": {"name": "bm25"}, "k": "8", "steps": "all"},
+                  "field retrieval.k: input should be a valid integer (got str '8')"),
+    "unknown steps": ({"retriever": {"name": "bm25"}, "k": 8, "steps": "profile"},
+                      "field retrieval.steps: input should be 'all', 'digest' or 'answer'"),
+    "unknown retriever": ({"retriever": {"name": "grep"}, "k": 8, "steps": "all"},
+                          "field retrieval.retriever: no retriever is named 'grep'"),
+    "a setting the retriever lacks": ({"retriever": {"name": "bm25", "api_key": "sk-planted-secret-123"}, "k": 8,
+                                       "steps": "all"},
+                                      "field retrieval.retriever: retriever 'bm25' has no setting 'api_key'"),
+    "where this machine keeps embeddings": ({"retriever": {"name": "dense", "cache_path": "/etc/x"}, "k": 2,
+                                             "steps": "all"},
+                                            "retriever 'dense' has no setting 'cache_path'"),
+    "a setting not a scalar": ({"retriever": {"name": "bm25", "k1": [1.2]}, "k": 8, "steps": "all"},
+                               "field retrieval.retriever: setting k1: input should be text, a number"),
+    "bm25 without k": ({"retriever": {"name": "bm25"}, "k": None, "steps": "all"},
+                       "field retrieval: retriever 'bm25' needs k"),
+    "no retriever": ({"k": 8, "steps": "all"}, "missing retrieval.retriever, a required field"),
+    "an extra key": ({"retriever": {"name": "bm25"}, "k": 8, "steps": "all", "query": "x"},
+                     "unknown field retrieval.query: no compiled program has it"),
+}
+
+
+@pytest.mark.parametrize("name", RETRIEVAL_FORGERIES)
+def test_a_forged_retrieval_is_refused_in_one_line(tmp_path, capsys, name):
+    value, message = RETRIEVAL_FORGERIES[name]
+    path = forged(tmp_path, lambda d: d.update(retrieval=value))
+    with pytest.raises(ConfigError) as raised:
+        load_compiled(path, TASK)
+    assert str(raised.value).startswith(f"{path}: ") and message in str(raised.value)
+    assert "\n" not in str(raised.value) and "sk-planted" not in str(raised.value)
+    assert cli_main(["run", "--program", str(path), "--lm", "fake", "--out", str(tmp_path / "run"),
+                     "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "sk-planted" not in err[0]
+
+
+def test_a_retrieving_program_round_trips_and_one_without_has_no_field(tmp_path):
+    from guided_profile.programs.retrieved import Retrieval, retrieval_of
+
+    path = tmp_path / "bm25.json"
+    retrieval = Retrieval("bm25", k=8, settings={"k1": 1.2}, steps="digest")
+    save_compiled(path, build_program("gpg", TASK, answer_mode="score", retrieval=retrieval), TASK, META)
+    written = json.loads(path.read_text())["retrieval"]
+    assert written == {"retriever": {"name": "bm25", "k1": 1.2, "b": 0.75}, "k": 8, "steps": "digest"}
+    program, payload = load_compiled(path, TASK, optimizer_settings())
+    assert retrieval_of(program) == retrieval and payload["retrieval"] == written
+    save_compiled(tmp_path / "again.json", program, TASK, META)
+    assert json.loads((tmp_path / "again.json").read_text())["retrieval"] == written
+    plain = forged(tmp_path, lambda d: None)
+    assert "retrieval" not in json.loads(plain.read_text())
+    assert retrieval_of(load_compiled(plain, TASK)[0]) is None
+
+
+def test_the_schema_knows_the_retrieval_words():
+    from guided_profile.programs import compiled_schema, retrieved
+
+    assert compiled_schema.RETRIEVAL_STEPS == retrieved.STEPS
+    assert compiled_schema.WHOLE_HISTORY == retrieved.WHOLE_HISTORY

@@ -241,7 +241,18 @@ def test_call_counter_counts_completions_and_cache_hits(tmp_path):
     assert counter.tokens > 0 and len(lm.history) == 2  # left for a UsageMeter to read (DSPy caps it)
 
 
+@pytest.fixture
+def own_dspy_cache(tmp_path):
+    """A DSPy answer cache of the test's own, empty: what the test asserts is what that cache holds, whatever
+    earlier tests of the session left in the shared one (a full CI run once found it unreadable here)."""
+    shared = dspy.cache
+    dspy.configure_cache(disk_cache_dir=str(tmp_path / "dspy-cache"))
+    yield
+    dspy.cache = shared
+
+
 @pytest.mark.parametrize("name", ["copro", "gepa", "mipro"])
+@pytest.mark.usefixtures("own_dspy_cache")
 def test_dspy_optimizer_rerun_after_a_kill_repeats_no_call(name, tmp_path):
     """DSPy's optimizers resume through DSPy's answer cache: what the killed run asked is never asked again."""
     asked: list[str] = []

@@ -119,6 +119,7 @@ def add_data_options(parser: argparse.ArgumentParser, *, default_split: str = "t
 
 
 def parse_task_options(pairs: list[str]) -> dict:
+    """KEY=VALUE pairs as a dict, each value read as JSON where it is (numbers, true/false), else as text."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -155,16 +156,34 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
                             "Default: refused with one line")
 
 
+def add_retrieval_options(parser: argparse.ArgumentParser) -> None:
+    """--retriever, --k and friends: which history items the programs' steps see (run, compare, optimize)."""
+    group = parser.add_argument_group("retrieval")
+    group.add_argument("--retriever", default="recent",
+                       help="which history items the steps see: recent (the last k; default, and without --k "
+                            "exactly the history runs used before retrieval), none (all), bm25, dense (MiniLM); "
+                            "recorded in config.json, every record and compiled programs")
+    group.add_argument("--k", type=positive_int, default=None,
+                       help="history items to keep (needed by bm25 and dense; default: every item), before the "
+                            "max_history_chars cut")
+    group.add_argument("--retriever-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="a retriever setting (repeatable), e.g. k1=1.2 for bm25")
+    group.add_argument("--retrieval-steps", default="all", choices=["all", "digest", "answer"],
+                       help="which steps see the retrieved items: all (default), digest (digestion and profile; "
+                            "the final step reads the recent history), answer (the reverse)")
+
+
 def add_evaluation_command(sub, name: str, *, summary: str, doc: str | None, epilog: str,
                            default_out: str) -> argparse.ArgumentParser:
     """The parser of a command that evaluates programs into a run folder (`run`, `compare`): `--out` and
-    the evaluation, data and LM options they share; the command adds which programs it runs."""
+    the evaluation, data, LM and retrieval options they share; the command adds which programs it runs."""
     parser = sub.add_parser(name, help=summary, description=doc, epilog=epilog, formatter_class=FORMATTER)
     parser.add_argument("--out", type=Path, default=None,
                         help=f"run folder (default {default_out}); rerunning resumes it")
     add_evaluation_options(parser)
     add_data_options(parser)
     add_lm_options(parser)
+    add_retrieval_options(parser)
     return parser
 
 
@@ -183,6 +202,9 @@ def settings_from_args(args: argparse.Namespace, **fixed: object) -> RunSettings
     for name in ("split", "limit", "parallel", "rotations", "answer_mode", "api_base"):
         if hasattr(args, name):
             values[name] = getattr(args, name)
+    if hasattr(args, "retriever"):
+        values |= {"retriever": args.retriever, "k": args.k, "retrieval_steps": args.retrieval_steps,
+                   "retriever_options": parse_task_options(args.retriever_option)}
     if hasattr(args, "no_cache"):
         values["cache"] = not args.no_cache
     if hasattr(args, "no_store"):

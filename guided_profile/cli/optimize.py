@@ -18,6 +18,7 @@ from guided_profile.cli.common import (
     FORMATTER,
     add_data_options,
     add_lm_options,
+    add_retrieval_options,
     command_line,
     non_negative_int,
     parse_task_options,
@@ -81,6 +82,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                            f"sample; 0 = all; default {DEFAULT_DEV_LIMIT}: on the real preference data with seed 0, "
                            "116 search and 44 confirm users)")
     add_lm_options(parser)  # --parallel: dev and confirm examples scored at once (the Optuna search, the confirm stage)
+    add_retrieval_options(parser)
     prompt = parser.add_argument_group("prompt model (proposals and reflection)")
     prompt.add_argument("--prompt-lm", default=None, help="same forms as --lm (default: the task model)")
     prompt.add_argument("--prompt-api-base", default=None, help="base URL for --prompt-lm (default: --api-base)")

@@ -49,20 +49,22 @@ def find_dialogue_file(path: Path) -> Path:
     return files[0]
 
 
-def load_dialogues(path: Path) -> tuple[list[Example], dict[str, int]]:
-    """Examples from a ParlAI .txt or a JSON / JSON-lines file, chosen by the file name."""
+def load_dialogues(path: Path, keep_empty: bool = False) -> tuple[list[Example], dict[str, int]]:
+    """Examples from a ParlAI .txt or a JSON / JSON-lines file, chosen by the file name.  With
+    `keep_empty`, an example without earlier replies is built too (a cold-start user), still counted
+    as `empty_history`."""
     file = find_dialogue_file(path)
     if file.name.endswith(".txt"):
-        return load_parlai(file)
+        return load_parlai(file, keep_empty)
     if file.name.endswith((".json", ".jsonl", ".json.gz", ".jsonl.gz")):
-        return load_dialogue_json(file)
+        return load_dialogue_json(file, keep_empty)
     raise DataError(file, "unknown format: expected a ParlAI .txt file or a .json / .jsonl file")
 
 
 # ------------------------------------------------------------------------------------------ ParlAI
 
 
-def load_parlai(path: Path) -> tuple[list[Example], dict[str, int]]:
+def load_parlai(path: Path, keep_empty: bool = False) -> tuple[list[Example], dict[str, int]]:
     """One example per dialogue of a ParlAI text file (PersonaChat / ConvAI2 "self" files)."""
     path = Path(path)
     stats = dict.fromkeys(STAT_KEYS, 0)
@@ -73,10 +75,11 @@ def load_parlai(path: Path) -> tuple[list[Example], dict[str, int]]:
         if dialogue is None:
             return
         stats["dialogues"] += 1
-        result = _parlai_example(dialogue, stats["dialogues"] - 1, path)
+        result = _parlai_example(dialogue, stats["dialogues"] - 1, path, keep_empty)
         if isinstance(result, str):
             stats[result] += 1
         else:
+            stats["empty_history"] += not result.history
             stats["built"] += 1
             examples.append(result)
 
@@ -118,7 +121,7 @@ def persona_id(persona: list[str]) -> str | None:
     return "persona-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _parlai_example(dialogue: dict[str, Any], index: int, path: Path) -> Example | str:
+def _parlai_example(dialogue: dict[str, Any], index: int, path: Path, keep_empty: bool = False) -> Example | str:
     turns = dialogue["turns"]
     if not turns or not turns[-1][1]:
         return "no_gold"
@@ -126,7 +129,7 @@ def _parlai_example(dialogue: dict[str, Any], index: int, path: Path) -> Example
     if not query or query == SILENCE:
         return "no_query"
     history = tuple(reply for _, reply in turns[:-1] if reply)
-    if not history:
+    if not history and not keep_empty:
         return "empty_history"
     example_id = f"dialogue-{index}"
     return Example(example_id=example_id, user_id=persona_id(dialogue["persona"]) or example_id, history=history,
@@ -138,7 +141,7 @@ def _parlai_example(dialogue: dict[str, Any], index: int, path: Path) -> Example
 # -------------------------------------------------------------------------------------------- JSON
 
 
-def load_dialogue_json(path: Path) -> tuple[list[Example], dict[str, int]]:
+def load_dialogue_json(path: Path, keep_empty: bool = False) -> tuple[list[Example], dict[str, int]]:
     """Examples from a JSON list or JSON lines of {user_id?, id?, history, query, response, persona?}."""
     path = Path(path)
     stats = dict.fromkeys(STAT_KEYS, 0)
@@ -164,9 +167,10 @@ def load_dialogue_json(path: Path) -> tuple[list[Example], dict[str, int]]:
             stats["no_gold"] += 1
         elif not query.strip():
             stats["no_query"] += 1
-        elif not any(h.strip() for h in history):
+        elif not any(h.strip() for h in history) and not keep_empty:
             stats["empty_history"] += 1
         else:
+            stats["empty_history"] += not any(h.strip() for h in history)
             stats["built"] += 1
             meta: dict[str, Any] = {"source": str(path), "record": where}
             if persona is not None:

@@ -45,8 +45,10 @@ def find_lamp_files(path: Path) -> tuple[Path, Path]:
     return questions[0], questions[0].with_name(questions[0].name[: -len("_questions.json")] + "_outputs.json")
 
 
-def load_lamp7(path: Path) -> tuple[list[Example], dict[str, int]]:
-    """Examples (one per question, in file order) and counts of what was skipped and why."""
+def load_lamp7(path: Path, keep_empty: bool = False) -> tuple[list[Example], dict[str, int]]:
+    """Examples (one per question, in file order) and counts of what was skipped and why.  With
+    `keep_empty`, a question without profile tweets is built too (a cold-start user) and still counted
+    as `empty_profile`."""
     questions_file, outputs_file = find_lamp_files(path)
     if not outputs_file.exists():
         raise DataError(questions_file, f"no gold file {outputs_file.name} next to it (LaMP keeps golds apart)")
@@ -90,11 +92,12 @@ def load_lamp7(path: Path) -> tuple[list[Example], dict[str, int]]:
         gold = golds.get(qid)
         if gold is None or not gold.strip():
             stats["no_gold"] += 1
-        elif not history:
+        elif not history and not keep_empty:
             stats["empty_profile"] += 1
         elif not tweet:
             stats["empty_input"] += 1
         else:
+            stats["empty_profile"] += not history
             stats["built"] += 1
             examples.append(Example(example_id=qid, user_id=qid, history=tuple(history), query=tweet,
                                     gold=gold.strip(), meta={"source": str(questions_file)}))

@@ -71,7 +71,7 @@ class CoproOptimizer(Optimizer):
             quiet.inspect_history = lambda *args, **kwargs: None
             optimizer = COPRO(prompt_model=quiet, metric=metric, breadth=s["breadth"], depth=s["depth"],
                               init_temperature=s["init_temperature"])
-            compiled = optimizer.compile(program, trainset=to_dspy(self.task, valset),
+            compiled = optimizer.compile(program, trainset=to_dspy(self.task, valset, program),
                                          eval_kwargs={"num_threads": 1, "display_progress": False})
         finally:
             metric.on_score = None

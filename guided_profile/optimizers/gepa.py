@@ -146,7 +146,8 @@ class GepaOptimizer(Optimizer):
                          instruction_proposer=proposer, use_merge=s["use_merge"], num_threads=1,
                          seed=self.seed, track_stats=True, warn_on_score_mismatch=False,
                          gepa_kwargs={"callbacks": [_GepaProgress(self, s["max_metric_calls"])]})
-        compiled = optimizer.compile(program, trainset=to_dspy(self.task, trainset), valset=to_dspy(self.task, valset))
+        compiled = optimizer.compile(program, trainset=to_dspy(self.task, trainset, program),
+                                     valset=to_dspy(self.task, valset, program))
         results = compiled.detailed_results
         self.info["candidates"] = [dict(c.items()) for c in results.to_dict()["candidates"]]
         self.info["dev_scores"] = list(results.val_aggregate_scores)

@@ -9,14 +9,16 @@ import dspy
 
 from guided_profile.datasets.example import Example, option_letters
 from guided_profile.errors import ConfigError
+from guided_profile.programs.retrieved import program_inputs
 from guided_profile.tasks.base import Task
 
 
-def to_dspy(task: Task, examples: Sequence[Example]) -> list[dspy.Example]:
-    """Our examples as DSPy optimizers take them: the program's inputs, the gold answer, the id."""
+def to_dspy(task: Task, examples: Sequence[Example], program: dspy.Module | None = None) -> list[dspy.Example]:
+    """Our examples as DSPy optimizers take them: the program's inputs (with the raw history items if
+    `program` retrieves), the gold answer, the id."""
     out = []
     for ex in examples:
-        inputs = task.inputs(ex)
+        inputs = program_inputs(program, task, ex) if program is not None else task.inputs(ex)
         out.append(dspy.Example(**inputs, answer=ex.gold, example_id=ex.example_id).with_inputs(*inputs))
     return out
 

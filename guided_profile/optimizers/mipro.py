@@ -80,8 +80,8 @@ class MiproOptimizer(Optimizer):
                                   max_labeled_demos=0, auto=None, num_candidates=s["num_candidates"], num_threads=1,
                                   seed=self.seed, init_temperature=s["init_temperature"], verbose=False,
                                   track_stats=True)
-        compiled = optimizer.compile(program, trainset=to_dspy(self.task, trainset),
-                                     valset=to_dspy(self.task, valset), num_trials=s["num_trials"],
+        compiled = optimizer.compile(program, trainset=to_dspy(self.task, trainset, program),
+                                     valset=to_dspy(self.task, valset, program), num_trials=s["num_trials"],
                                      minibatch=self._minibatch(len(valset)),
                                      minibatch_size=min(s["minibatch_size"], len(valset)),
                                      minibatch_full_eval_steps=s["minibatch_full_eval_steps"],

@@ -1,5 +1,6 @@
 """Our own Optuna search over what DSPy's optimizers do not search: which guidance question, which
-parts the final step sees, and how long the profile may be.
+parts the final step sees, how long the profile may be, and (when asked: `search_retrieval`, `retrieval_k`)
+which retriever and k pick the history items the steps see (`_retrieval_space.py`).
 
 The guidance question is chosen from a pool: the hand-written one plus candidates the prompt
 model proposes from training examples.  Each trial scores one configuration on the dev set.
@@ -32,6 +33,8 @@ from guided_profile.lm.accounting import Usage, usage_delta
 from guided_profile.optimizers._guidance_shape import as_guidance_question, set_instruction
 from guided_profile.optimizers._proposals import Shown, failures_first, propose
 from guided_profile.optimizers._racing import DevScores, race, record_scores
+from guided_profile.optimizers._retrieval_space import BASE, retrieval_choices, retrieval_from_label
+from guided_profile.optimizers._retrieval_space import PARAM as RETRIEVAL_PARAM
 from guided_profile.optimizers.base import Optimizer, register_optimizer
 from guided_profile.optimizers.candidates import Candidate
 from guided_profile.optimizers.metric import TaskMetric
@@ -40,6 +43,7 @@ from guided_profile.programs.answer import answer_config_of
 from guided_profile.programs.export import instructions
 from guided_profile.programs.methods import parts_of, switches_of
 from guided_profile.programs.modules import GuidedProfile
+from guided_profile.programs.retrieved import Retrieval, retrieval_of, with_retrieval
 from guided_profile.redaction import redact, redact_json
 
 
@@ -110,6 +114,8 @@ class _Space:
     base_parts: str
     base_words: int | None
     grid: list[int]
+    retrievals: list[str] | None = None  # the retrieval labels when the search tries retrievers (`base` first)
+    base_retrieval: Retrieval | None = None  # the starting program's (None: the history as before retrieval)
 
 
 def _pareto_front(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
@@ -133,7 +139,10 @@ class OptunaSearch(Optimizer):
     defaults = {"trials": 8, "candidates": 3, "examples_per_proposal": 3, "search_switches": True,
                 "min_words": 20, "max_words": 100, "word_step": 20, "screen_candidates": True,
                 "multi_objective": False, "storage": "", "study_name": "", "heartbeat": 30,
-                "racing": True, "p_threshold": 0.1, "min_examples": 10, "ground_proposals": True}
+                "racing": True, "p_threshold": 0.1, "min_examples": 10, "ground_proposals": True,
+                "search_retrieval": "", "retrieval_k": ""}
+    # Off by default, and then left out of a study's configuration, so studies made before they existed resume.
+    retrieval_settings = ("search_retrieval", "retrieval_k")
     searches_user_candidates = True  # their questions join the pool; step instructions go to the confirm stage
 
     # -- set-up -----------------------------------------------------------------------------------
@@ -142,7 +151,11 @@ class OptunaSearch(Optimizer):
         s = super().validate_settings(settings)
         if s["max_words"] < s["min_words"]:  # refused here, before the prompt model is paid for proposals
             raise ConfigError(f"optimizer 'optuna': max_words={s['max_words']} is below min_words={s['min_words']}")
+        _retrieval_labels(s)  # an unknown retriever or a bad k fails here too
         return s
+
+    def _retrieval_labels(self) -> list[str] | None:
+        return _retrieval_labels(self.settings)
 
     def _word_grid(self) -> list[int]:
         s = self.settings
@@ -158,12 +171,17 @@ class OptunaSearch(Optimizer):
 
     def study_config(self, program: dspy.Module, trainset: list[Example], valset: list[Example]) -> dict[str, Any]:
         """What a study's trials depend on: a stored study made with anything else is not resumed."""
-        settings = {k: v for k, v in self.settings.items() if k not in ("trials", "storage", "study_name", "heartbeat")}
+        settings = {k: v for k, v in self.settings.items() if k not in ("trials", "storage", "study_name", "heartbeat")
+                    and not (k in self.retrieval_settings and not v)}
+        searched, base = self._retrieval_labels(), retrieval_of(program)
+        # Only when the search tries retrievers or the base program retrieves: studies made before keep their names.
+        retrieval = ({"retrieval": {"base": base.to_dict() if base else None, "search": searched}}
+                     if searched or base else {})
         return {"task": self.task.name, "settings": settings, "seed": self.seed, "objective": self.metric.objective,
                 "user_candidates": [c.guidance_question for c in self.user_candidates],
                 "instructions": instructions(program), "switches": getattr(program, "switches", None),
                 "answer": _study_answer(program), "task_lm": self.task_lm.model, "prompt_lm": self.prompt_lm.model,
-                "train": self._examples_digest(trainset), "dev": self._examples_digest(valset)}
+                "train": self._examples_digest(trainset), "dev": self._examples_digest(valset), **retrieval}
 
     def _examples_digest(self, examples: list[Example]) -> str:
         """What the programs see and are scored against, not only which ids: task options that change the
@@ -257,7 +275,8 @@ class OptunaSearch(Optimizer):
         grid = self._word_grid()
         base_words = word_limit(program.write_profile.signature.instructions)
         base_words = min(grid, key=lambda w: abs(w - base_words)) if base_words is not None else None
-        space = _Space(pool, parts_of(program.switches), base_words, grid)
+        space = _Space(pool, parts_of(program.switches), base_words, grid, self._retrieval_labels(),
+                       retrieval_of(program))
         self._seed_trials(study, pool, space.base_parts, base_words)
 
         target = self.settings["trials"]
@@ -308,6 +327,8 @@ class OptunaSearch(Optimizer):
                 out["parts"] = parts
             if words is not None and "pp" in parts.split("+"):
                 out["profile_words"] = words
+            if self._retrieval_labels():
+                out[RETRIEVAL_PARAM] = BASE  # the first trials keep the base program's retrieval
             return out
 
         if not study.get_trials(deepcopy=False):
@@ -324,8 +345,11 @@ class OptunaSearch(Optimizer):
                 retried.add(trial.number)
         study.set_user_attr("retried", sorted(retried))
 
-    def _build(self, base: dspy.Module, guidance_question: str, parts: str, words: int | None) -> GuidedProfile:
+    def _build(self, base: dspy.Module, guidance_question: str, parts: str, words: int | None,
+               retrieval: Retrieval | None | str = BASE) -> GuidedProfile:
+        """The configuration as a program; `retrieval` is the base program's unless the trial chose another."""
         program = GuidedProfile(self.task, **switches_of(parts), **answer_config_of(base))
+        with_retrieval(program, self.task, retrieval_of(base) if retrieval == BASE else retrieval)
         for name, text in instructions(base).items():
             set_instruction(program, name, text)
         set_instruction(program, "digest", guidance_question)
@@ -337,7 +361,7 @@ class OptunaSearch(Optimizer):
                    multi: bool) -> Callable[[optuna.Trial], float | tuple[float, float]]:
         """One trial: pick a configuration, race it on the dev set, record what it cost."""
         def objective(trial: optuna.Trial) -> float | tuple[float, float]:
-            index, parts, words = self._suggest(trial, space)
+            index, parts, words, label = self._suggest(trial, space)
             if self._paid_elsewhere(study, trial):
                 raise optuna.TrialPruned("another worker is scoring this configuration")  # not counted, no call
             trial.set_user_attr("guidance_question", redact(space.pool[index]))
@@ -345,10 +369,13 @@ class OptunaSearch(Optimizer):
             no_words = "no limit" if "pp" in parts.split("+") else "no profile"
             trial.set_user_attr("profile_words", no_words if words is None else words)
             before = self.task_calls.snapshot()
-            program = self._build(base, space.pool[index], parts, words)
+            retrieval = BASE if label is None else retrieval_from_label(label, space.base_retrieval)
+            program = self._build(base, space.pool[index], parts, words, retrieval)
+            # A retrieval label joins the key only when the search has the parameter: existing studies keep theirs.
+            key = f"g{index}|{parts}|w{words}" + ("" if label is None else f"|r{label}")
             try:
                 # Optuna takes per-example reports (and prunes) only in a single-objective study.
-                dev = race(study, None if multi else trial, f"g{index}|{parts}|w{words}", valset,
+                dev = race(study, None if multi else trial, key, valset,
                            score=self._scorer(program), batch=self.parallel, seed=self.seed + trial.number,
                            prune=self.settings["racing"] and not multi)
             except optuna.TrialPruned as stop:
@@ -359,7 +386,8 @@ class OptunaSearch(Optimizer):
             record_scores(trial, dev, valset)
             used = self._note(trial, before, dev)
             self.report(trial.number + 1, self.settings["trials"], dev.mean(),
-                        f"guidance question #{index} parts {parts} words {words or '-'}; {used.calls} calls"
+                        f"guidance question #{index} parts {parts} words {words or '-'}"
+                        + ("" if label is None else f" retrieval {label}") + f"; {used.calls} calls"
                         + (f", {dev.reused} reused" if dev.reused else "")
                         + (f", {dev.failed} FAILED" if dev.failed else ""))
             if dev.failed:  # a score with failed examples counted as 0 would bias the search: fail the trial instead
@@ -368,15 +396,17 @@ class OptunaSearch(Optimizer):
 
         return objective
 
-    def _suggest(self, trial: optuna.Trial, space: _Space) -> tuple[int, str, int | None]:
-        """The configuration a trial tries: guidance question (pool index), final-step parts, profile words."""
+    def _suggest(self, trial: optuna.Trial, space: _Space) -> tuple[int, str, int | None, str | None]:
+        """The configuration a trial tries: guidance question (pool index), final-step parts, profile words, and
+        the retrieval label when the search tries retrievers (else None: the base program's retrieval)."""
         index = trial.suggest_categorical(QUESTION_PARAM, list(range(len(space.pool))))
         parts = (trial.suggest_categorical("parts", PART_CHOICES) if self.settings["search_switches"]
                  else space.base_parts)
         words = None
         if space.base_words is not None and "pp" in parts.split("+"):
             words = trial.suggest_int("profile_words", space.grid[0], space.grid[-1], step=self.settings["word_step"])
-        return index, parts, words
+        label = trial.suggest_categorical(RETRIEVAL_PARAM, space.retrievals) if space.retrievals else None
+        return index, parts, words, label
 
     def _scorer(self, program: dspy.Module) -> Callable[[list[Example]], list[tuple[float, int, bool]]]:
         def score(examples: list[Example]) -> list[tuple[float, int, bool]]:
@@ -442,8 +472,10 @@ class OptunaSearch(Optimizer):
 
     def _from_trial(self, base: dspy.Module, pool: list[str], trial: optuna.trial.FrozenTrial) -> GuidedProfile:
         p = trial.params
+        label = p.get(RETRIEVAL_PARAM, BASE)
+        retrieval = BASE if label == BASE else retrieval_from_label(label, retrieval_of(base))
         return self._build(base, pool[p[QUESTION_PARAM]], p.get("parts", parts_of(base.switches)),
-                           p.get("profile_words"))
+                           p.get("profile_words"), retrieval)
 
     def _finalists(self, best: dspy.Module, top: int) -> list[dspy.Module]:
         """The `top` best distinct configurations of the completed trials (pruned ones never reach here)."""
@@ -465,7 +497,27 @@ class OptunaSearch(Optimizer):
 
     @staticmethod
     def _describe(trial: optuna.trial.FrozenTrial, pool: list[str]) -> dict[str, Any]:
+        retrieval = {"retrieval": trial.params[RETRIEVAL_PARAM]} if RETRIEVAL_PARAM in trial.params else {}
         return {"trial": trial.number, "score": trial.values[0],
                 "tokens_per_example": trial.user_attrs.get("tokens_per_example"),
                 "guidance_question": pool[trial.params[QUESTION_PARAM]], "parts": trial.params.get("parts"),
-                "profile_words": trial.params.get("profile_words"), "calls": trial.user_attrs.get("calls")}
+                "profile_words": trial.params.get("profile_words"), "calls": trial.user_attrs.get("calls"), **retrieval}
+
+
+def _retrieval_labels(settings: dict[str, Any]) -> list[str] | None:
+    """The retrieval labels the search tries (`base` first), or None when `search_retrieval` is off (""):
+    `search_retrieval` names retrievers ("bm25,recent"), `retrieval_k` the k values ("4,8"), both comma lists."""
+    names = [n.strip() for n in str(settings["search_retrieval"]).split(",") if n.strip()]
+    ks_text = [k.strip() for k in str(settings["retrieval_k"]).split(",") if k.strip()]
+    if not names:
+        if ks_text:
+            raise ConfigError("optimizer 'optuna': retrieval_k needs search_retrieval, the retrievers to try "
+                              "(e.g. search_retrieval=bm25,recent)")
+        return None
+    if not ks_text:
+        raise ConfigError("optimizer 'optuna': search_retrieval needs retrieval_k, the k values to try (e.g. "
+                          "retrieval_k=4,8)")
+    if not all(k.isdigit() for k in ks_text):
+        raise ConfigError(f"optimizer 'optuna': retrieval_k={settings['retrieval_k']!r} must list whole numbers "
+                          "of at least 1, e.g. 4,8")
+    return retrieval_choices(names, [int(k) for k in dict.fromkeys(ks_text)])

@@ -10,6 +10,7 @@ import dspy
 from guided_profile.datasets.example import Example
 from guided_profile.lm.accounting import count_calls
 from guided_profile.programs.adapter import PersonalAdapter
+from guided_profile.programs.retrieved import program_inputs
 from guided_profile.tasks.base import Task
 
 FINAL = "final scoring on train (task)"
@@ -46,7 +47,7 @@ def calls_per_example(program: dspy.Module, task: Task, example: Example) -> int
     """
     def run(lm: dspy.BaseLM) -> None:
         with dspy.context(lm=lm, adapter=PersonalAdapter()):
-            program.deepcopy()(**task.inputs(example))
+            program.deepcopy()(**program_inputs(program, task, example))
 
     return count_calls(run)
 

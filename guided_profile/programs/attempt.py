@@ -23,12 +23,13 @@ from guided_profile.datasets.example import Example
 from guided_profile.errors import GuidedProfileError
 from guided_profile.lm.accounting import Usage, UsageMeter
 from guided_profile.lm.transport import unreachable
+from guided_profile.programs.retrieved import RAW_INPUTS, program_inputs
 from guided_profile.programs.stored import using_store
 from guided_profile.store import ProfileStore
 from guided_profile.tasks.base import ProgramInputs, Task
 
 STOPS_EVERYTHING = (GuidedProfileError,)
-KEPT_FIELDS = ("guidance", "profile", "choice_probs", "answer_path", "rotations_without_letter")
+KEPT_FIELDS = ("guidance", "profile", "choice_probs", "answer_path", "rotations_without_letter", "retrieval")
 
 T = TypeVar("T")
 
@@ -47,7 +48,8 @@ class Attempt:
         error: `"Type: message"` of this example's failure, else None.
         reply: the program's answer (None on failure).
         metrics: `task.score` of the reply (None on failure).
-        kept: the prediction's other fields that records keep (guidance, profile, choice scoring's details).
+        kept: the prediction's other fields that records keep (guidance, profile, choice scoring's details,
+            and a retrieving program's `retrieval`: retriever, k, steps, the kept items' indices).
         unreachable: the error says the model's server was never reached (`lm.transport.unreachable`).
     """
 
@@ -72,7 +74,8 @@ class Attempt:
         """The attempt as a run folder's record (`records.jsonl`): this key order and these names are its format."""
         ex = self.example
         record: dict[str, Any] = {"example_id": ex.example_id, "user_id": ex.user_id,
-                                  "history_cut": self.inputs.history_cut, "inputs": self.inputs, "gold": ex.gold,
+                                  "history_cut": self.inputs.history_cut, "inputs": recorded_inputs(self.inputs),
+                                  "gold": ex.gold,
                                   "seconds": self.seconds, "usage": self.usage.to_dict(), "steps": self.steps,
                                   "error": self.error}
         if self.metrics is not None:
@@ -82,11 +85,18 @@ class Attempt:
         return record
 
 
+def recorded_inputs(inputs: ProgramInputs) -> dict[str, Any]:
+    """The inputs as records keep them: without a retrieving program's raw `items` and `query` (the example's
+    own history and the task's query; the record's `retrieval` says which items were kept), so records stay
+    small and compare on resume with `task.inputs(example)` whatever the program retrieved."""
+    return {key: value for key, value in inputs.items() if key not in RAW_INPUTS}
+
+
 def attempt(program: dspy.Module, task: Task, example: Example, *, lm: dspy.BaseLM, adapter: dspy.Adapter,
             store: ProfileStore | None = None, objective: str | None = None) -> Attempt:
     """Run `program` on `example` with `lm` and `adapter` (and the profile store, if given), and score it;
     `score` is `objective`'s value (default the task's reported objective)."""
-    inputs = task.inputs(example)
+    inputs = program_inputs(program, task, example)
     start = time.perf_counter()
     with UsageMeter(lm) as meter, dspy.context(lm=lm, adapter=adapter), using_store(store, example.user_id) as use:
         prediction, error = _guarded(lambda: program(**inputs))

@@ -277,6 +277,54 @@ class UserCandidatesRecord(_Strict):
     candidates: list[CandidateRecord] = []
 
 
+RETRIEVAL_STEPS = ("all", "digest", "answer")  # `programs.retrieved.STEPS`
+WHOLE_HISTORY = ("recent", "none")  # the retrievers that may go without k (`programs.retrieved.WHOLE_HISTORY`)
+# Settings a retriever takes that say where this machine keeps things or which model object to use: an export
+# never writes them (`programs.retrieved` leaves them out), and a file naming them is refused.
+MACHINE_SETTINGS = ("cache_path", "encoder")
+
+
+class RetrieverRecord(BaseModel):
+    """The retriever by its registered name, and its settings beside the name (`{"name": "bm25", "k1": 1.5}`):
+    only settings that retriever takes, each a plain scalar."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    name: StrictStr
+
+    @model_validator(mode="after")
+    def _a_registered_retriever_and_its_settings(self) -> RetrieverRecord:
+        from guided_profile.retrieval import RETRIEVERS
+        from guided_profile.retrieval.base import takes
+
+        if self.name not in RETRIEVERS:
+            raise ValueError(f"no retriever is named {_shown(self.name)} (registered: {', '.join(sorted(RETRIEVERS))})")
+        accepted = set(takes(RETRIEVERS[self.name])) - set(MACHINE_SETTINGS)
+        for key, value in (self.__pydantic_extra__ or {}).items():
+            if key not in accepted:
+                raise ValueError(f"retriever {self.name!r} has no setting {_shown(key)} a compiled program may carry")
+            try:
+                _scalar(value)
+            except ValueError as exc:
+                raise ValueError(f"setting {key}: {exc}") from None
+        return self
+
+
+class RetrievalRecord(_Strict):
+    """Which history items the program's steps see (`programs.retrieved.Retrieval.to_dict()`); absent from
+    the file for a program that reads the history as before retrieval."""
+
+    retriever: RetrieverRecord
+    k: Annotated[StrictInt, Field(ge=1)] | None
+    steps: Literal[RETRIEVAL_STEPS]  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _k_where_needed(self) -> RetrievalRecord:
+        if self.k is None and self.retriever.name not in WHOLE_HISTORY:
+            raise ValueError(f"retriever {self.retriever.name!r} needs k, the number of history items to keep")
+        return self
+
+
 class GitRecord(_Strict):
     """The commit the program was made at."""
 
@@ -314,6 +362,7 @@ class CompiledProgram(_Strict):
     created: StrictStr | None = None
     command: StrictStr | None = None
     git: GitRecord | None = None
+    retrieval: RetrievalRecord | None = None
     checksum: Sha256
 
 

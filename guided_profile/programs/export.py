@@ -26,6 +26,7 @@ from guided_profile.programs.answer import answer_config_of
 from guided_profile.programs.compiled_schema import FORMAT, FORMAT_VERSION, READABLE_VERSIONS, upgrade, validate
 from guided_profile.programs.methods import build_program, parts_of
 from guided_profile.programs.modules import DirectAnswer, GuidedProfile, ProfileThenAnswer
+from guided_profile.programs.retrieved import Retrieval, compiled_retrieval_field
 from guided_profile.provenance import data_sha256  # noqa: F401  (moved; imported from here by older code)
 from guided_profile.tasks.base import Task
 
@@ -71,7 +72,8 @@ def save_compiled(path: Path, program: dspy.Module, task: Task, metadata: dict[s
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata, "task": task.name,
                "method": method_of(program, task), "answer": answer_config_of(program),
                "switches": getattr(program, "switches", None), "program_class": type(program).__name__,
-               "instructions": instructions(program), "shape": shape(program), "state": state}
+               "instructions": instructions(program), "shape": shape(program), "state": state,
+               **compiled_retrieval_field(program)}
     payload = json.loads(json.dumps(payload, default=str))  # plain JSON types only, as loading will see them
     payload["checksum"] = _checksum(payload)
     path = Path(path)
@@ -120,7 +122,11 @@ def load_compiled(path: Path, task: Task,
     payload = read_compiled(path, optimizer_settings)
     if payload["task"] != task.name:
         raise ConfigError(f"{path}: compiled for task {payload['task']!r}, not {task.name!r}")
-    program = build_program(payload["method"], task, **payload["answer"])
+    try:
+        retrieval = Retrieval.from_dict(payload.get("retrieval"))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: field retrieval: {exc}; the file is refused") from None
+    program = build_program(payload["method"], task, **payload["answer"], retrieval=retrieval)
     expected = shape(program)
     if payload["shape"] != expected:
         raise ConfigError(f"{path}: its steps {_describe(payload['shape'])} do not fit the {payload['method']} "

@@ -2,7 +2,8 @@
 
 `dg-no-pc`, `dg-pc`, `pg` and `gpg` are the paper's four methods (`gpg` uses the task's main
 switches).  Any ablation row of the paper's Table 3 is `gpg:` plus the parts the final step sees,
-joined by '+': `gpg:pc+g+pp`, `gpg:g`, `gpg:pp`, ...
+joined by '+': `gpg:pc+g+pp`, `gpg:g`, `gpg:pp`, ...  `cold-start:METHOD` is METHOD answering the
+users whose history is too short for the others (`Task.is_cold_start`), in a table row of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import dspy
 
 from guided_profile.errors import ConfigError
 from guided_profile.programs.modules import DirectAnswer, GuidedProfile, ProfileThenAnswer
+from guided_profile.programs.retrieved import Retrieval, with_retrieval
 from guided_profile.tasks.base import Task
 
 METHODS: dict[str, Callable[..., dspy.Module]] = {
@@ -21,6 +23,8 @@ METHODS: dict[str, Callable[..., dspy.Module]] = {
     "pg": ProfileThenAnswer,
     "gpg": GuidedProfile,  # the task's main switches
 }
+
+COLD_START = "cold-start:"  # the prefix of the row that answers users with too short a history
 
 # The parts the final step of GPG may see, by their short names in method names (`gpg:pc+g+pp`).
 PARTS = {"pc": "include_context", "g": "include_guidance", "pp": "include_profile"}
@@ -55,14 +59,27 @@ def canonical(method: str) -> str:
     return method
 
 
-def build_program(method: str, task: Task, *, answer_mode: str = "generate", rotations: int | None = 4) -> dspy.Module:
+def cold_start_method(task: Task) -> str:
+    """The row name of the task's declared fallback for cold-start users, e.g. 'cold-start:dg-no-pc'."""
+    return COLD_START + task.cold_start_fallback
+
+
+def is_cold_start(method: str) -> bool:
+    """Whether `method` names a cold-start row (its users are the ones no other row answers)."""
+    return method.startswith(COLD_START)
+
+
+def build_program(method: str, task: Task, *, answer_mode: str = "generate", rotations: int | None = 4,
+                  retrieval: Retrieval | None = None) -> dspy.Module:
     """A fresh program for `method` on `task`; `answer_mode` / `rotations` configure its final step (`answer_config`
-    gives both; rotations matter in score mode only)."""
+    gives both; rotations matter in score mode only), and `retrieval` (default none: the history as before
+    retrieval) which history items its steps see.  A cold-start row never retrieves: its fallback reads no
+    history, or too little to choose from."""
     answer = {"answer_mode": answer_mode, "rotations": rotations}
+    if method.startswith(COLD_START):
+        return build_program(method[len(COLD_START):], task, **answer)
     if method in METHODS:
-        return METHODS[method](task, **answer)
+        return with_retrieval(METHODS[method](task, **answer), task, retrieval)
     if method.startswith("gpg:"):
-        return GuidedProfile(task, **ablation_switches(method), **answer)
+        return with_retrieval(GuidedProfile(task, **ablation_switches(method), **answer), task, retrieval)
     raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)} or gpg:PARTS (e.g. gpg:pc+g+pp)")
-
-

@@ -3,7 +3,9 @@
 Every module takes the same inputs (`history`, `question`: text the task prepared, and `options`
 for choice tasks) and returns a `dspy.Prediction` with `answer`, plus `guidance` / `profile` when
 it made them, so the runner, metrics and optimizers treat all methods alike.  `answer_mode`
-chooses how the final step answers (see `programs.answer`).
+chooses how the final step answers (see `programs.answer`).  A module given a retrieval
+(`programs.retrieved.with_retrieval`) also takes the history's raw `items` and the retriever's
+`query`, and its steps read the items it keeps.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import dspy
 
 from guided_profile.errors import ConfigError
 from guided_profile.programs.answer import ANSWER_MODES, GenerateAnswer, ScoreChoice
+from guided_profile.programs.retrieved import RetrievesHistory
 from guided_profile.programs.signatures import Digest, WriteProfile, respond_signature
 from guided_profile.programs.stored import StoredStep
 from guided_profile.tasks.base import Task
@@ -36,7 +39,7 @@ def answer_step(task: Task, *, history: bool, guidance: bool, profile: bool, ans
     return GenerateAnswer(signature, max_tokens=task.answer_max_tokens)
 
 
-class DirectAnswer(dspy.Module):
+class DirectAnswer(RetrievesHistory, dspy.Module):
     """DG: answer the question directly, with or without the raw history (the paper's baselines)."""
 
     def __init__(self, task: Task, with_context: bool = True, **answer_options):
@@ -44,12 +47,15 @@ class DirectAnswer(dspy.Module):
         self.with_context = with_context
         self.respond = answer_step(task, history=with_context, guidance=False, profile=False, **answer_options)
 
-    def forward(self, history: str, question: str, options: Sequence[str] = ()) -> dspy.Prediction:
+    def forward(self, history: str, question: str, options: Sequence[str] = (), items: Sequence[str] | None = None,
+                query: str | None = None) -> dspy.Prediction:
+        _, history, retrieval = self.histories(history, items, query)
         context = {"history": history} if self.with_context else {}
-        return self.respond(question=question, options=options, **context)
+        answer = self.respond(question=question, options=options, **context)
+        return dspy.Prediction(**answer, **retrieval) if retrieval else answer
 
 
-class ProfileThenAnswer(dspy.Module):
+class ProfileThenAnswer(RetrievesHistory, dspy.Module):
     """PG: write an unguided profile from the history, then answer from history + profile."""
 
     def __init__(self, task: Task, **answer_options):
@@ -58,13 +64,15 @@ class ProfileThenAnswer(dspy.Module):
                                         kind="profile", max_tokens=task.profile_max_tokens)
         self.respond = answer_step(task, history=True, guidance=False, profile=True, **answer_options)
 
-    def forward(self, history: str, question: str, options: Sequence[str] = ()) -> dspy.Prediction:
-        profile = self.write_profile(history=history).profile
-        answer = self.respond(history=history, profile=profile, question=question, options=options)
-        return dspy.Prediction(profile=profile, **answer)
+    def forward(self, history: str, question: str, options: Sequence[str] = (), items: Sequence[str] | None = None,
+                query: str | None = None) -> dspy.Prediction:
+        digest_history, answer_history, retrieval = self.histories(history, items, query)
+        profile = self.write_profile(history=digest_history).profile
+        answer = self.respond(history=answer_history, profile=profile, question=question, options=options)
+        return dspy.Prediction(profile=profile, **answer, **retrieval)
 
 
-class GuidedProfile(dspy.Module):
+class GuidedProfile(RetrievesHistory, dspy.Module):
     """GPG: digest the history by answering the guidance question, write a profile guided by that
     answer, then answer the question from the parts the switches let through (history, guidance,
     profile: the paper's ablation grid).  A switch left unset takes the task's main GPG row
@@ -91,14 +99,16 @@ class GuidedProfile(dspy.Module):
         return {"include_context": self.include_context, "include_guidance": self.include_guidance,
                 "include_profile": self.include_profile}
 
-    def forward(self, history: str, question: str, options: Sequence[str] = ()) -> dspy.Prediction:
+    def forward(self, history: str, question: str, options: Sequence[str] = (), items: Sequence[str] | None = None,
+                query: str | None = None) -> dspy.Prediction:
+        history, answer_history, retrieval = self.histories(history, items, query)
         guidance = self.digest(history=history).guidance
-        steps = {"guidance": guidance}
+        steps = {"guidance": guidance, **retrieval}
         if self.include_profile:
             steps["profile"] = self.write_profile(history=history, guidance=guidance).profile
         inputs = {"question": question, "options": options}
         if self.include_context:
-            inputs["history"] = history
+            inputs["history"] = answer_history
         if self.include_guidance:
             inputs["guidance"] = guidance
         if self.include_profile:

@@ -51,6 +51,12 @@ def using_store(store: ProfileStore | None, user_id: str | None = None) -> Itera
         _in_use.reset(token)
 
 
+def store_in_use() -> ProfileStore | None:
+    """The profile store the current example's steps use, if any (a retriever keeps its embeddings beside it)."""
+    use = _in_use.get()
+    return use.store if use is not None else None
+
+
 class StoredStep(dspy.Predict):
     """`dspy.Predict` for a step whose answer depends only on the history, its instruction and the
     guidance given: the store can answer it again for any later method or run."""

@@ -21,14 +21,14 @@ Where it sits in the layers: beside `tasks`, below `programs`
 MiniLM loader and the cache folder; it never imports a task or a program.  The per-task query is the
 tasks' business (`Task.retrieval_query(example)`), so programs join the two and nothing points up.
 
-Library only for now: no program, command or record uses it yet.
+Programs apply a retriever as their first step (`programs/retrieved.py`); `--retriever` and `--k` choose it.
 """
 
 from guided_profile.retrieval import bm25, dense, simple  # noqa: F401  (registers the built-in retrievers)
-from guided_profile.retrieval.base import RETRIEVERS, Retriever, get_retriever, register_retriever
+from guided_profile.retrieval.base import RETRIEVERS, Retriever, get_retriever, register_retriever, retriever_class
 from guided_profile.retrieval.bm25 import BM25Retriever
 from guided_profile.retrieval.dense import DenseRetriever, Encoder, MiniLMEncoder
 from guided_profile.retrieval.simple import NoRetrieval, RecentRetriever
 
 __all__ = ["RETRIEVERS", "BM25Retriever", "DenseRetriever", "Encoder", "MiniLMEncoder", "NoRetrieval",
-           "RecentRetriever", "Retriever", "get_retriever", "register_retriever"]
+           "RecentRetriever", "Retriever", "get_retriever", "register_retriever", "retriever_class"]

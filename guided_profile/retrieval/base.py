@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from guided_profile.errors import ConfigError
@@ -69,15 +69,30 @@ def get_retriever(name: str, **settings: Any) -> Retriever:
     Raises:
         ConfigError: the name is not registered, or a setting is not one the retriever takes.
     """
+    return retriever_class(name, settings)(**settings)
+
+
+def retriever_class(name: str, settings: Mapping[str, Any] | None = None) -> type[Retriever]:
+    """The class registered as `name`, once `settings` are known to be ones it takes: a configuration
+    can be checked without building the retriever (a dense one would open its cache).
+
+    Raises:
+        ConfigError: the name is not registered, or a setting is not one the retriever takes.
+    """
     import guided_profile.retrieval  # noqa: F401  (registers the built-in retrievers)
 
     if name not in RETRIEVERS:
         raise ConfigError(f"unknown retriever {name!r}; registered retrievers: {', '.join(sorted(RETRIEVERS))}")
     cls = RETRIEVERS[name]
-    accepted = [p.name for p in inspect.signature(cls.__init__).parameters.values()
-                if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]  # not object's *args
-    unknown = sorted(set(settings) - set(accepted))
+    accepted = takes(cls)
+    unknown = sorted(set(settings or {}) - set(accepted))
     if unknown:
         raise ConfigError(f"retriever {name!r} takes no setting {', '.join(map(repr, unknown))}; "
                           f"its settings: {', '.join(accepted) or 'none'}")
-    return cls(**settings)
+    return cls
+
+
+def takes(cls: type[Retriever]) -> list[str]:
+    """The keyword settings a retriever's constructor accepts (not object's *args)."""
+    return [p.name for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]

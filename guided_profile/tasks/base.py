@@ -64,6 +64,16 @@ def cut_history(items: Iterable[str], max_chars: int) -> tuple[list[str], bool]:
     return kept, shortened or len(kept) < len(items)
 
 
+def numbered_history(items: Iterable[str], max_chars: int) -> tuple[str, bool]:
+    """Items as the numbered lines every step reads, cut by `cut_history`; also says whether it was cut.
+
+    One function for the task's history and a retriever's kept items, so retrieval changes which items
+    a step sees and nothing else about how they read (the character cut comes after retrieval).
+    """
+    kept, was_cut = cut_history(map(one_line, items), max_chars)
+    return "\n".join(f"{i}. {item}" for i, item in enumerate(kept, 1)), was_cut
+
+
 def whole_number(name: str, value: object, minimum: int = 1) -> int:
     """A task option that must be a whole number >= `minimum` (e.g. from --task-option KEY=VALUE)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -106,10 +116,15 @@ class Task(ABC):
     per_example_metrics: ClassVar[tuple[str, ...]]  # what `score` gives per example that `--objective` may name
     data_subdir: ClassVar[str]                   # real data, relative to the data root
     sample_subdir: ClassVar[str]                 # committed sample, relative to datasets/
+    cold_start_fallback: ClassVar[str] = "dg-no-pc"  # answers users with too short a history (issue 21)
 
     def __init__(self, seed: int = 0, max_history_chars: int = DEFAULT_MAX_HISTORY_CHARS,
-                 stop_runaways: bool = False):
+                 stop_runaways: bool = False, min_history_items: int = 1, include_empty_history: bool = False):
         whole_number("max_history_chars", max_history_chars)
+        self.min_history_items = whole_number("min_history_items", min_history_items, minimum=0)
+        if not isinstance(include_empty_history, bool):
+            raise ConfigError(f"task option include_empty_history must be true or false, got {include_empty_history!r}")
+        self.include_empty_history = include_empty_history
         if not isinstance(stop_runaways, bool):
             raise ConfigError(f"task option stop_runaways must be true or false, got {stop_runaways!r}")
         self.stop_runaways = stop_runaways
@@ -142,8 +157,13 @@ class Task(ABC):
 
     def history_text(self, example: Example) -> tuple[str, bool]:
         """The history as numbered lines, cut by `cut_history`; also says whether it was cut."""
-        kept, was_cut = cut_history(map(one_line, example.history), self.max_history_chars)
-        return "\n".join(f"{i}. {item}" for i, item in enumerate(kept, 1)), was_cut
+        return numbered_history(example.history, self.max_history_chars)
+
+    def is_cold_start(self, example: Example) -> bool:
+        """Whether the person has fewer history items than `min_history_items`: such an example is
+        answered by `cold_start_fallback` and reported in a row of its own, never prompted with an
+        empty profile."""
+        return len(example.history) < self.min_history_items
 
     def question_text(self, example: Example) -> str:
         return example.query
@@ -157,11 +177,18 @@ class Task(ABC):
         """
         return example.query
 
-    def inputs(self, example: Example) -> ProgramInputs:
-        """The keyword arguments every program's forward takes, and whether the history was cut to fit."""
+    def inputs(self, example: Example, raw: bool = False) -> ProgramInputs:
+        """The keyword arguments every program's forward takes, and whether the history was cut to fit.
+
+        With `raw`, also the history's `items` (one line each, uncut) and the retriever's `query`: what
+        a program that retrieves needs (`programs/retrieved.py`).  Without, the inputs are those runs
+        recorded before retrieval existed, so their records still match on resume.
+        """
         history, was_cut = self.history_text(example)
-        return ProgramInputs({"history": history, "question": self.question_text(example),
-                              "options": example.options}, history_cut=was_cut)
+        fields = {"history": history, "question": self.question_text(example), "options": example.options}
+        if raw:
+            fields |= {"items": [one_line(item) for item in example.history], "query": self.retrieval_query(example)}
+        return ProgramInputs(fields, history_cut=was_cut)
 
     @abstractmethod
     def score(self, example: Example, answer: str, profile: str | None = None) -> dict[str, Any]:

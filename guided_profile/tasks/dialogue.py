@@ -55,7 +55,7 @@ class DialogueTask(TextTask):
         self.similarity_high = float(similarity_high)
 
     def load(self, path: Path) -> tuple[list[Example], dict[str, int]]:
-        examples, stats = load_dialogues(path)
+        examples, stats = load_dialogues(path, keep_empty=self.include_empty_history)
         if self.similarity_filter:
             examples, stats = self.filter_by_similarity(examples, stats)
         return examples, stats

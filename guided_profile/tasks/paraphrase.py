@@ -38,7 +38,7 @@ class ParaphraseTask(TextTask):
     sample_subdir = "lamp7_sample"
 
     def load(self, path: Path) -> tuple[list[Example], dict[str, int]]:
-        return load_lamp7(path)
+        return load_lamp7(path, keep_empty=self.include_empty_history)
 
     def question_text(self, example: Example) -> str:
         return f"{PREFIX} {example.query}"  # LaMP's own input, as the paper's prompts used it
