@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from guided_profile.errors import FolderInUse, OutputError
-from guided_profile.redaction import redact
+from guided_profile.redaction import redact, redact_json
 
 
 def irregular(path: Path) -> str | None:
@@ -69,8 +69,9 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_json(path: Path, data: Any, **dumps: Any) -> None:
-    """`write_text` of `json.dumps(data, **dumps)` (indent 2 unless told otherwise)."""
-    write_text(path, json.dumps(data, **{"indent": 2, **dumps}))
+    """`write_text` of `json.dumps(data, **dumps)` (indent 2 unless told otherwise); every string is
+    redacted before it is escaped, where a secret with a quote or a non-ASCII letter still reads as itself."""
+    write_text(path, json.dumps(redact_json(data), **{"indent": 2, **dumps}))
 
 
 def append_line(path: Path, text: str) -> None:

@@ -18,7 +18,7 @@ _SHAPES = [
     (re.compile(r"(\bBearer\s+)[\w.~+/=-]{8,}"), rf"\g<1>{MASK}"),
     (re.compile(r"\bsk-[\w-]{8,}"), f"sk-{MASK}"),
 ]
-_SECRET_NAMES = ("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD", "API_KEY")
+_SECRET_NAMES = ("_API_KEY", "_TOKEN", "_SECRET", "PASSWORD", "API_KEY", "_KEY")
 _MIN_SECRET = 6  # shorter values ("1", "true") would mask ordinary words
 
 

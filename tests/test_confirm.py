@@ -155,3 +155,17 @@ def test_user_candidates_meet_the_handwritten_program_in_the_confirm_stage(tmp_p
     assert any(steps["write_profile"] == "Write a profile in 30 words." for steps in confirm["finalists"].values())
     assert result.program.write_profile.signature.instructions == "Write a profile in 30 words."
     assert result.program.digest.signature.instructions == NEW_Q != TASK.guidance_question
+
+
+def test_a_confirm_example_that_fails_stops_the_stage_instead_of_scoring_zero_for_one_side(tmp_path):
+    from test_optimizers import rewarding_rule
+
+    from guided_profile.optimizers.base import IncompleteScores
+
+    def flaky(system, user):  # one confirm user's answer step fails for every program alike
+        if "item d8\n" in user and "reply with only the guidance" not in user.rsplit("\n\n", 1)[-1].lower():
+            raise ConnectionError("the server dropped the request")
+        return rewarding_rule(system, user)
+
+    with pytest.raises(IncompleteScores, match=r"1 of 12 confirm examples failed \(first: .*server dropped"):
+        _tune(tmp_path, "copro", task_rule=flaky)

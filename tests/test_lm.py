@@ -170,3 +170,32 @@ def test_tokens_are_counted_by_the_servers_tokenize_route_without_model_time():
         assert engine.count_tokens("three small words") == 3
     finally:
         server.shutdown()
+
+
+class _Planted:
+    """A class the restricted unpickler must never rebuild (its __reduce__ would run a command)."""
+
+    def __reduce__(self):
+        return (os.system, ("echo planted",))
+
+
+def test_dspy_answer_cache_rebuilds_plain_answers_and_refuses_other_classes(tmp_path, monkeypatch):
+    import dspy
+    from dspy.clients.disk_serialization import DeserializationError
+
+    from guided_profile.lm import factory
+    from guided_profile.lm.fake import FakeEngine
+
+    shared = dspy.cache
+    monkeypatch.setenv("DSPY_CACHEDIR", str(tmp_path / "dspy"))
+    monkeypatch.setattr(factory, "_answer_cache", None)
+    try:
+        factory.use_answer_cache()
+        engine = FakeEngine()
+        lm = dspy.LM("fake/restricted", engine=engine, cache=True)
+        assert lm("hello") == lm("hello") and len(engine.requests) == 1  # the second answer came from the cache
+        dspy.cache.disk_cache["planted"] = _Planted()
+        with pytest.raises(DeserializationError, match="not in the safe_types allowlist"):
+            dspy.cache.disk_cache["planted"]
+    finally:
+        dspy.cache = shared

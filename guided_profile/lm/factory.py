@@ -106,6 +106,20 @@ def resolve_spec(spec: str, api_base: str | None = None, context: int = DEFAULT_
     return LMSpec(spec, spec, None, api_base=api_base, context=context), None
 
 
+_answer_cache: str | None = None  # the folder DSPy's answer cache was set up in, by this process
+
+
+def use_answer_cache() -> None:
+    """DSPy's answer cache in our cache folder, read back through DSPy's restricted unpickler: an entry is
+    rebuilt only from plain data and the LM client's response types, never from an arbitrary class, so a
+    tampered cache file cannot run code (DSPy's default is unrestricted pickle).  Once per process."""
+    global _answer_cache
+    folder = os.environ.get("DSPY_CACHEDIR") or str(cache_dir() / "dspy")
+    if _answer_cache != folder:
+        dspy.configure_cache(disk_cache_dir=folder, restrict_pickle=True)
+        _answer_cache = folder
+
+
 def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CONTEXT, n_parallel: int = 1,
             threads: int | None = None, max_tokens: int = 512, temperature: float = 0.0,
             cache: bool = True, prompt_cache: bool = True, num_retries: int = 3,
@@ -119,6 +133,7 @@ def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CO
     connection) is retried that many times with exponential backoff (LiteLLM's, through DSPy).
     `stop_loops`: an in-process model stops a reply whose tail repeats one piece (lm/repetition.py).
     """
+    use_answer_cache()
     if spec == "fake":
         from guided_profile.lm.fake import FakeEngine
 

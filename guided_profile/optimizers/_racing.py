@@ -91,6 +91,7 @@ def _stop_if_worse(trial: optuna.Trial | None, dev: DevScores, examples: Sequenc
         return
     trial.set_user_attr("pruned_after_examples", len(dev.scores))
     trial.set_user_attr("paid_examples", dev.paid)
+    trial.set_user_attr("reused_examples", dev.reused)
     record_scores(trial, dev, examples)
     raise optuna.TrialPruned(f"worse than the best trial after {len(dev.scores)} of {total} dev examples")
 

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import dspy
 
 from guided_profile.datasets.example import Example
-from guided_profile.errors import ConfigError
+from guided_profile.errors import ConfigError, GuidedProfileError
 from guided_profile.lm.accounting import attach_counter
 from guided_profile.optimizers.candidates import Candidate, with_candidate
 from guided_profile.optimizers.confirm import ConfirmSettings, configuration, confirm_stage, split_for_confirm
@@ -35,6 +35,10 @@ from guided_profile.tasks.base import Task
 
 class BudgetError(ConfigError):
     """The expected number of LM calls does not fit the budget: nothing was run."""
+
+
+class IncompleteScores(GuidedProfileError):
+    """Some examples of a comparison failed: the comparison is not made on part of them (rerun to retry)."""
 
 
 class Optimizer(ABC):
@@ -143,7 +147,7 @@ class Optimizer(ABC):
                               "--budget, or lower the trials or --train-limit/--dev-limit "
                               f"(breakdown: {', '.join(f'{k} {v}' for k, v in plan.parts.items())})")
         self.budget = budget
-        self.search_budget = budget - plan.parts.get(FINAL, 0)
+        self.search_budget = budget - plan.parts.get(FINAL, 0) - plan.parts.get(CONFIRM, 0)
         self.per_trial = plan.per_trial
 
     def compile(self, student: dspy.Module, *, trainset: Sequence[Example],
@@ -156,16 +160,21 @@ class Optimizer(ABC):
             best = self._search(student.deepcopy(), trainset, search, self.metric)
             if not confirm:
                 return best
-            finalists = self._finalists(best, self.confirm.top)
-            finalists += [with_candidate(student, c) for c in self._unsearched_candidates()]
-            program, self.info["confirm"] = confirm_stage(student, finalists, confirm, score=self.scores,
-                                                          objective=self.metric.objective, settings=self.confirm)
+            written = [with_candidate(student, c) for c in self._unsearched_candidates()]
+            program, self.info["confirm"] = confirm_stage(student.deepcopy(), self._finalists(best), confirm,
+                                                          score=self.scores, objective=self.metric.objective,
+                                                          settings=self.confirm, written=written)
             return program
 
     def scores(self, program: dspy.Module, examples: Sequence[Example]) -> list[float]:
-        """The objective of `program` on each example (0 where it failed), through the one evaluation loop;
-        its other metrics are kept in `confirm_metrics` (the export reports accuracy beside the objective)."""
+        """The objective of `program` on each example, through the one evaluation loop; its other metrics are
+        kept in `confirm_metrics` (the export reports accuracy beside the objective).  A failed example stops
+        the stage: scored 0 for one program only, it would make the others look better."""
         done = self.attempts(program, examples)
+        failed = [tried for tried, _ in done if tried.error is not None]
+        if failed:
+            raise IncompleteScores(f"{len(failed)} of {len(done)} confirm examples failed (first: {failed[0].error}); "
+                                   "rerun the same command to retry them (finished calls come from DSPy's cache)")
         for tried, _ in done:
             if tried.metrics is not None:
                 self.confirm_metrics[(configuration(program), tried.example.example_id)] = tried.metrics
@@ -202,9 +211,9 @@ class Optimizer(ABC):
                               "confirm fraction (0 turns the confirm stage off)")
         return search, confirm
 
-    def _finalists(self, best: dspy.Module, top: int) -> list[dspy.Module]:
-        """The search's best distinct configurations, best first, at most `top`: only the best by default
-        (DSPy's optimizers return one program); a search that keeps its trials returns more."""
+    def _finalists(self, best: dspy.Module) -> list[dspy.Module]:
+        """The search's programs, best first (the confirm stage keeps the first `top` distinct ones): only
+        the best by default (DSPy's optimizers return one program); a search that keeps its trials, more."""
         return [best]
 
     def _unsearched_candidates(self) -> list[Candidate]:

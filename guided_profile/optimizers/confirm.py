@@ -24,6 +24,7 @@ from guided_profile.errors import ConfigError
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue
 from guided_profile.programs.answer import answer_config_of
 from guided_profile.programs.export import instructions
+from guided_profile.programs.retrieved import retrieval_of
 
 ALPHA = 0.05
 DEFAULT_FRACTION = 0.3  # of the dev users; with 150 dev users, about 45 confirm and 105 search
@@ -141,21 +142,28 @@ def _p(p: float) -> str:
 
 
 def configuration(program: dspy.Module) -> str:
-    """What makes two programs the same configuration: every step's instruction, the switches, the answer."""
-    return json.dumps([instructions(program), getattr(program, "switches", None), answer_config_of(program)],
-                      sort_keys=True)
+    """What makes two programs the same configuration: every step's instruction, the switches, the answer,
+    the history retrieval."""
+    retrieval = retrieval_of(program)
+    return json.dumps([instructions(program), getattr(program, "switches", None), answer_config_of(program),
+                       retrieval.to_dict() if retrieval is not None else None], sort_keys=True)
 
 
-def confirm_stage(handwritten: dspy.Module, finalists: Sequence[dspy.Module], examples: Sequence[Example], *,
+def confirm_stage(handwritten: dspy.Module, searched: Sequence[dspy.Module], examples: Sequence[Example], *,
                   score: Callable[[dspy.Module, Sequence[Example]], list[float]], objective: str,
-                  settings: ConfirmSettings) -> tuple[dspy.Module, dict[str, Any]]:
-    """Score the hand-written program and each distinct finalist on the confirm `examples` (`score` gives a
-    program's per-example objective); return the program to export and what the export records
-    (per-program means, the winner, the verdict)."""
+                  settings: ConfirmSettings, written: Sequence[dspy.Module] = ()) -> tuple[dspy.Module, dict[str, Any]]:
+    """Score the hand-written program and the finalists on the confirm `examples` (`score` gives a program's
+    per-example objective): the first `settings.top` distinct configurations of `searched` (the search's
+    ranking, best first) other than the hand-written one, and every distinct one of `written` (a person's
+    candidates).  Return the program to export and what the export records (means, winner, verdict)."""
+    reference = configuration(handwritten)  # the hand-written program is the reference, not a candidate
     distinct: dict[str, dspy.Module] = {}
-    for program in finalists:
-        distinct.setdefault(configuration(program), program)
-    distinct.pop(configuration(handwritten), None)  # the hand-written program is the reference, not a candidate
+    for program in searched:
+        if len(distinct) < settings.top and configuration(program) != reference:
+            distinct.setdefault(configuration(program), program)
+    for program in written:
+        if configuration(program) != reference:
+            distinct.setdefault(configuration(program), program)
     scores = {"handwritten": score(handwritten, examples)}
     named = {f"finalist {i}": program for i, program in enumerate(distinct.values(), 1)}
     scores |= {name: score(program, examples) for name, program in named.items()}

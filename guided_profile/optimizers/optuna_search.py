@@ -477,9 +477,9 @@ class OptunaSearch(Optimizer):
         return self._build(base, pool[p[QUESTION_PARAM]], p.get("parts", parts_of(base.switches)),
                            p.get("profile_words"), retrieval)
 
-    def _finalists(self, best: dspy.Module, top: int) -> list[dspy.Module]:
-        """The `top` best distinct configurations of the completed trials (pruned ones never reach here)."""
-        return self._ranked[:top] if getattr(self, "_ranked", None) else [best]
+    def _finalists(self, best: dspy.Module) -> list[dspy.Module]:
+        """The completed trials' configurations, best first (pruned ones never reach here)."""
+        return self._ranked if getattr(self, "_ranked", None) else [best]
 
     def _unsearched_candidates(self) -> list[Candidate]:
         return [c for c in self.user_candidates if c.instructions]  # the search varies only their question

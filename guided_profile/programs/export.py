@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,14 @@ from typing import Any
 import dspy
 
 from guided_profile.errors import ConfigError
+from guided_profile.files import write_text
 from guided_profile.programs.answer import answer_config_of
 from guided_profile.programs.compiled_schema import FORMAT, FORMAT_VERSION, READABLE_VERSIONS, upgrade, validate
 from guided_profile.programs.methods import build_program, parts_of
 from guided_profile.programs.modules import DirectAnswer, GuidedProfile, ProfileThenAnswer
 from guided_profile.programs.retrieved import Retrieval, compiled_retrieval_field
 from guided_profile.provenance import data_sha256  # noqa: F401  (moved; imported from here by older code)
+from guided_profile.redaction import redact_json
 from guided_profile.tasks.base import Task
 
 OptimizerSettings = Mapping[str, Collection[str]]  # each optimizer's name -> the settings it declares
@@ -74,14 +75,13 @@ def save_compiled(path: Path, program: dspy.Module, task: Task, metadata: dict[s
                "switches": getattr(program, "switches", None), "program_class": type(program).__name__,
                "instructions": instructions(program), "shape": shape(program), "state": state,
                **compiled_retrieval_field(program)}
-    payload = json.loads(json.dumps(payload, default=str))  # plain JSON types only, as loading will see them
+    # Plain JSON types only, as loading will see them, and no secret (an instruction or a note may quote a URL).
+    payload = redact_json(json.loads(json.dumps(payload, default=str)))
     payload["checksum"] = _checksum(payload)
     path = Path(path)
     validate(payload, path)  # a field the format does not know would make the file unreadable: fail now
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    partial.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    partial.replace(path)
+    write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")  # whole, synced, renamed into place
     return payload
 
 
