@@ -142,9 +142,12 @@ class CallCounter(BaseCallback):
             return Usage(**self.usage.to_dict())
 
 
-def attach_counter(lm: dspy.BaseLM) -> CallCounter:
-    """A new counter on `lm` (kept by the copies made from it from now on)."""
+def attach_counter(lm: dspy.BaseLM, tokens_like: CallCounter | None = None) -> CallCounter:
+    """A new counter on `lm` (kept by the copies made from it from now on); with `tokens_like`, it prices a
+    DSPy cache hit from that counter's table of answers seen, so counters on copies agree on every cost."""
     counter = CallCounter()
+    if tokens_like is not None:
+        counter._token_table = tokens_like._token_table
     lm.callbacks = [*(getattr(lm, "callbacks", None) or []), counter]
     return counter
 

@@ -194,7 +194,7 @@ class Optimizer(ABC):
         # usage is its own, and its own counter for tokens; the copies still report to `task_calls`.
         if not hasattr(self._local, "lm"):
             self._local.lm = self.task_lm.copy()
-            self._local.counter = attach_counter(self._local.lm)
+            self._local.counter = attach_counter(self._local.lm, tokens_like=self.task_calls)
         before = self._local.counter.tokens
         tried = attempt(program, self.task, example, lm=self._local.lm, adapter=ProgramAdapter(),
                         objective=self.metric.objective)

@@ -114,11 +114,12 @@ def judge(candidate: Sequence[float], handwritten: Sequence[float], *, objective
 
     Confirmed when the candidate is better on average and its Bonferroni-adjusted p-value is below
     `alpha`.  The hand-written program is exported otherwise, unless `export_unconfirmed` asks for the
-    candidate anyway (the verdict still says it was not confirmed).
+    candidate anyway (the verdict still says it was not confirmed).  The interval is adjusted the same
+    way (confidence 1 - alpha / candidates), since the candidate is the best of that many on these users.
     """
     if len(candidate) != len(handwritten) or not candidate:
         raise ValueError("the confirm stage needs the same, non-empty set of examples for both programs")
-    diff, low, high = paired_bootstrap(list(candidate), list(handwritten))
+    diff, low, high = paired_bootstrap(list(candidate), list(handwritten), confidence=1 - alpha / max(1, candidates))
     p = min(1.0, paired_permutation_pvalue(list(candidate), list(handwritten)) * max(1, candidates))
     confirmed = diff > 0 and p < alpha
     exported = "candidate" if confirmed or export_unconfirmed else "handwritten"

@@ -380,12 +380,12 @@ class OptunaSearch(Optimizer):
                            prune=self.settings["racing"] and not multi)
             except optuna.TrialPruned as stop:
                 self._note(trial, before, None)
-                self.report(trial.number + 1, self.settings["trials"], None,
+                self.report(_counted(study) + 1, self.settings["trials"], None,
                             f"guidance question #{index} parts {parts}: {stop}")
                 raise
             record_scores(trial, dev, valset)
             used = self._note(trial, before, dev)
-            self.report(trial.number + 1, self.settings["trials"], dev.mean(),
+            self.report(_counted(study) + 1, self.settings["trials"], dev.mean(),
                         f"guidance question #{index} parts {parts} words {words or '-'}"
                         + ("" if label is None else f" retrieval {label}") + f"; {used.calls} calls"
                         + (f", {dev.reused} reused" if dev.reused else "")
