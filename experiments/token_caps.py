@@ -1,13 +1,17 @@
-"""The token caps and the loop rule, fitted on every committed run's outputs.
+"""The token caps and the loop rule, fitted on the committed runs of the train and dev splits.
 
-For each task and step (digest, profile, answer) it reads the completion tokens of every step the
-model actually computed (no DSPy cache hit, no profile-store hit: then each step's position says
-which step it was) in `experiments/results/*/records.jsonl`, generate and score runs alike, and
+Test runs are never read: a cap is a setting, and settings are chosen without looking at test.  For
+each task and step (digest, profile, answer) it reads the completion tokens of every step the model
+actually computed (no DSPy cache hit, no profile-store hit: then each step's position says which
+step it was) in the train/dev folders of `experiments/results/`, generate and score runs alike, and
 splits them into outputs that ended on their own and runaways (cut at the cap they ran under, or
 caught by `LoopRule`).  The cap chosen is the longest normal output plus a quarter, rounded up to
 a multiple of 8, at least 32 (an optimizer's rewritten instruction may ask for a few more words) and
 never above the cap the runs had: no output that ended normally in these runs would have been cut.
 The caps are declared on the tasks (`Task.step_max_tokens`); the table shows both.
+
+A task with no train/dev run has no fitted cap (its row is missing; `Task.fitted_max_tokens` stays
+empty and `stop_runaways` applies only the loop stop).
 
     python experiments/token_caps.py            # writes experiments/results/token-caps.md
 """
@@ -21,12 +25,13 @@ from collections import defaultdict
 from pathlib import Path
 
 from guided_profile.lm.repetition import DEFAULT_LOOP_RULE, first_loop_end
-from guided_profile.tasks import get_task
+from guided_profile.tasks import BUILT_IN, get_task
 
 RESULTS = Path(__file__).parent / "results"
 MIN_CAP = 32
 OLD_STEP_CAP = 256  # what digestion and profile ran under when these records were made
 TEXT_FIELD = {"digest": "guidance", "profile": "profile", "answer": "reply"}
+FITTING_SPLITS = ("train", "dev")
 
 
 def step_kinds(method: str, n_steps: int, answer_steps: int) -> list[str]:
@@ -85,6 +90,10 @@ def fitted_cap(longest_normal: int, old_cap: int) -> int:
     return min(old_cap, max(MIN_CAP, 8 * math.ceil(longest_normal * 1.25 / 8)))
 
 
+def _task_names() -> list[str]:
+    return [task.name for task in BUILT_IN]
+
+
 def _q(values: list[int], q: float) -> int:
     return values[min(len(values) - 1, int(q * len(values)))] if values else 0
 
@@ -100,7 +109,11 @@ def markdown(table: dict, folders: list[Path]) -> str:
                     f"{r['loop_ended_early']} | {r['p50']} | {r['p95']} | {r['p99']} | {r['max_normal']} | "
                     f"{r['cap']} | {r['declared']} |")
     names = ", ".join(f"`{f.name}`" for f in folders)
-    return (f"# Token caps per step, fitted on the committed runs\n\nCommand: `python experiments/token_caps.py`\n\n"
+    missing = sorted({t for t in _task_names()} - {task for task, _ in table})
+    unfitted = (f"No train/dev run of {', '.join(missing)}: no cap fitted there (stop_runaways applies the loop "
+                f"stop only).  " if missing else "")
+    return (f"# Token caps per step, fitted on the committed train/dev runs\n\n"
+            f"Command: `python experiments/token_caps.py`\n\nTest runs are not read.  {unfitted}"
             f"Completion tokens of every step the model computed (records with no cache or store hit; score-mode "
             f"answers are one token and not listed) in {names}.  Runaways: cut at the cap they ran under "
             f"({OLD_STEP_CAP} for digest and profile, the task's answer cap for answers), or a loop by "
@@ -112,8 +125,14 @@ def markdown(table: dict, folders: list[Path]) -> str:
             + "\n".join(rows) + "\n")
 
 
-def main(argv: list[str]) -> int:
+def fitting_folders() -> list[Path]:
+    """The committed run folders of the train and dev splits."""
     folders = sorted(p.parent for p in RESULTS.glob("*/records.jsonl") if (p.parent / "config.json").exists())
+    return [f for f in folders if json.loads((f / "config.json").read_text()).get("split") in FITTING_SPLITS]
+
+
+def main(argv: list[str]) -> int:
+    folders = fitting_folders()
     table = fit(folders)
     text = markdown(table, folders)
     (RESULTS / "token-caps.md").write_text(text)

@@ -33,7 +33,7 @@ class DialogueTask(TextTask):
                           "as they would write it (what they like, how they talk). Reply with only that message, one "
                           "or two sentences.")
     answer_desc = "only the person's reply"
-    fitted_max_tokens = {"digest": 128, "profile": 144}  # with stop_runaways: experiments/results/token-caps.md
+    # fitted_max_tokens: none until a dev run is committed (caps are fitted on train/dev only: token-caps.md)
     # gpg_switches: TextTask's (PC + G + PP), as for tweets; the paper singles out no other row for this task.
     objective = "st"
     metric_keys = ("st", "bs", "profile_quality")  # the paper's Table 2, then the profile against the true persona
