@@ -29,7 +29,8 @@ RESULTS = Path(__file__).parent / "results"
 USERS = 10_000
 # (task, method, answer mode): the run whose answers count, and the siblings that may hold its profiles.
 PIPELINES = [
-    ("preference", "gpg", "score", "answer-mode-dev-preference-score-1.5b", ["answer-mode-dev-preference-generate-1.5b"]),
+    ("preference", "gpg", "score", "answer-mode-dev-preference-score-1.5b",
+     ["answer-mode-dev-preference-generate-1.5b"]),
     ("preference", "dg-pc", "score", "answer-mode-dev-preference-score-1.5b", []),
     ("preference", "gpg", "generate", "answer-mode-dev-preference-generate-1.5b",
      ["answer-mode-dev-preference-score-1.5b"]),
@@ -61,7 +62,8 @@ def user_tokens(folder: str, method: str, siblings: list[str]) -> list[dict[str,
     for example_id, record in _records(folder, method).items():
         building, answering = _split(record, config)
         if record["usage"].get("store_hits"):
-            donors = [(o[example_id], c) for o, c in others if example_id in o and not o[example_id]["usage"].get("store_hits")]
+            donors = [(o[example_id], c) for o, c in others
+                      if example_id in o and not o[example_id]["usage"].get("store_hits")]
             if not donors:
                 continue  # its profile was computed nowhere in the committed records
             building = _split(*donors[0])[0]
@@ -125,7 +127,9 @@ def main(argv: list[str]) -> int:
     text = (f"# Cost per user and for {USERS:,} users\n\nCommand: `python experiments/cost_per_user.py"
             f"{' --server-rates ' + args.server_rates if server else ''}`\n\n"
             f"Embedded Qwen2.5-Coder-1.5B (Q4_K_M), tokens per user measured in the committed records named in "
-            f"the script (mean over the users whose steps were all computed, none answered by a cache), each method's pipeline as if run alone (its first step computes the history; in a run of four methods the first method computes it and the others reuse it).  CPU time "
+            f"the script (mean over the users whose steps were all computed, none answered by a cache), each "
+            f"method's pipeline as if run alone (its first step computes the history; in a run of four methods the "
+            f"first method computes it and the others reuse it).  CPU time "
             f"prices them at this machine's measured single-sequence rates ({cpu[0]:g} prompt and {cpu[1]:g} "
             f"generated tokens/s, `bench-preference-1.5b/bench.json`, 2 cores); runs with 4 slots decode several "
             f"users at once and go faster than this.  Cached prompt tokens are reused, not computed: a server "
