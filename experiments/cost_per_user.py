@@ -95,8 +95,8 @@ def seconds(tokens: dict[str, float], rates: tuple[float, float]) -> float:
 
 
 def table(cpu: tuple[float, float], server: tuple[float, float] | None) -> str:
-    head = "| task | method | mode | users measured | computed prompt | cached prompt | generated | CPU s/user | " \
-           "10k users on this CPU (h) |"
+    head = ("| task | method | mode | split | users measured | computed prompt | cached prompt | generated "
+            "| CPU s/user | 10k users on this CPU (h) |")
     if server:
         head += " 10k users on the server (h) |"
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -105,7 +105,9 @@ def table(cpu: tuple[float, float], server: tuple[float, float] | None) -> str:
         if not users:
             continue
         mean = {k: statistics.fmean(u[k] for u in users) for k in ("computed", "cached", "generated")}
-        row = (f"| {task} | {method} | {mode} | {len(users)} | {mean['computed']:.0f} | {mean['cached']:.0f} | "
+        config = json.loads((RESULTS / folder / "config.json").read_text())
+        row = (f"| {task} | {method} | {mode} | {config['split']} (`{folder}`) | {len(users)} | "
+               f"{mean['computed']:.0f} | {mean['cached']:.0f} | "
                f"{mean['generated']:.0f} | {seconds(mean, cpu):.1f} | {seconds(mean, cpu) * USERS / 3600:.0f} |")
         if server:
             row += f" {seconds(mean, server) * USERS / 3600:.2f} |"
