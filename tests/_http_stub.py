@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (yet)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _servers import free_port, stop
 from test_optimizers import NEW_Q, TASK, examples, lms
 from test_racing import handwritten_wins
 
@@ -27,12 +27,6 @@ from guided_profile.programs import build_program
 
 DEV = examples(20, "d")
 STARTUP_SECONDS = 60  # importing optuna on a busy 2-core machine takes a few seconds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dashboard_command() -> str:
@@ -89,12 +83,7 @@ def dashboard(run) -> Iterator[str]:
         wait_until_answering(server, base, log)
         yield base
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, grace=10)
 
 
 def attrs(trial: dict[str, Any]) -> dict[str, str]:

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from _http_stub import StubServer, free_port
+from _http_stub import StubServer
+from _servers import free_port
 
 from guided_profile.cli import main
 from guided_profile.lm.fake import DELAY_ENV, FakeEngine, default_rule

@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from _servers import free_port, stop
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER = Path(__file__).with_name("openai_server.py")
 NAME, USERS, PARALLEL = "qwen-0.5b-http-test", 2, 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +39,7 @@ def api_base(tmp_path_factory):
             time.sleep(0.5)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
+        stop(server, grace=30)
 
 
 def run_over_http(api_base: str, mode: str, out: Path, cache: Path) -> tuple[list[dict], float]:

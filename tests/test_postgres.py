@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from _servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("optuna_worker.py")
@@ -39,12 +39,6 @@ def postgres_bin() -> Path | None:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def as_postgres(cmd: list[str]) -> list[str]:
