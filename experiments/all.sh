@@ -2,9 +2,12 @@
 # Every 200-user result of experiments/results/, in the order that shares the most work: Table 1 first
 # (its score-mode GPG is the compare's hand-written program, so the compare finds those answers in DSPy's
 # cache), then the rotations (digestions and profiles from the profile store), the optimizers' compare,
-# the text tasks, and the reports.  Each step resumes where it stopped, so rerun this script after a cut.
+# the text tasks, and the reports; then retrieval (issue 21), paired with the whole-history runs above,
+# and its report.  Each step resumes where it stopped, so rerun this script after a cut.
 # Hours of CPU on 2 cores (embedded 1.5B, from the token counts of the committed runs): Table 1 ~4
-# (both modes), rotations ~0.3, compare ~2 beyond Table 1, text tasks ~2.5.
+# (both modes), rotations ~0.3, compare ~2 beyond Table 1, text tasks ~2.5; retrieval, estimated at the
+# whole-history runs' cost (k items cost less): paraphrase ~4 (6 folders of DG w/ PC + GPG), preference ~3
+# (6 folders of GPG in score mode).
 # Usage: experiments/all.sh [N_USERS]   (default 200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,3 +19,6 @@ bash experiments/optimize.sh preference "$n" optuna gepa
 bash experiments/text_tasks.sh "$n"
 python experiments/report_table1.py
 python experiments/report_text_tasks.py
+bash experiments/retrieval_paraphrase.sh "$n"
+bash experiments/retrieval_preference.sh "$n"
+python experiments/report_retrieval.py

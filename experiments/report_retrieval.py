@@ -1,0 +1,291 @@
+"""Report of the retrieval runs (issue 21): each (retriever, k) folder against the whole-history run, same users.
+
+Reads the folders written by experiments/retrieval_paraphrase.sh and experiments/retrieval_preference.sh
+(`retrieval-TASK-RETRIEVER-kK-1.5b`) and pairs each method's records with the same method's records in the
+committed whole-history run of that task (`paraphrase-four-methods-1.5b`, `table1-preference-titles-score-1.5b`),
+on the users both finished.  Per folder and method: each metric's paired difference (retrieved − whole history,
+in points, with a 95% paired bootstrap interval and a paired permutation p-value: `metrics.stats`), how often the
+reply is the same, how many items were kept, and the prompt tokens per example.
+
+A pairing is only as good as the settings the two runs share, so each folder is first checked against its
+whole-history run: task, data and its hash, split, seed, model and weights, answer mode and rotations, task
+options (`max_history_chars` among them), step caps and loop rule; and, user by user, the recorded inputs (the
+whole history as a run numbers and cuts it, the question, the options) and gold.  Every difference is stated
+above the numbers it spoils.
+
+    python experiments/report_retrieval.py        # writes experiments/results/retrieval.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
+
+from guided_profile.evaluation import RECORDS, read_records  # noqa: E402
+from guided_profile.files import write_text  # noqa: E402
+from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue  # noqa: E402
+from guided_profile.report import origin, p_clause  # noqa: E402
+from guided_profile.tasks import get_task  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+REPORT = "retrieval.md"
+RETRIEVERS = ("recent", "bm25", "dense")  # the report's row order; other retrievers follow by name
+LABELS = {"dg-pc": "DG w/ PC", "gpg": "GPG"}
+# What a run config made before a setting was recorded ran with: digestion and profile under
+# programs.modules.STEP_MAX_TOKENS (256), the answer under the task's cap; no loop rule; no retrieval.
+OLD_STEP_CAP = 256
+
+
+@dataclass(frozen=True)
+class Study:
+    """One task's retrieval runs and the whole-history run they are paired with."""
+
+    task: str
+    baseline: str                # folder of the whole-history run
+    prefix: str                  # retrieval folders: PREFIX-RETRIEVER-kK-1.5b
+    methods: tuple[str, ...]
+    metrics: tuple[str, ...]     # per-example metrics, each a 0-1 score, reported in points
+    script: str
+
+
+STUDIES = (
+    Study("paraphrase", "paraphrase-four-methods-1.5b", "retrieval-paraphrase", ("gpg", "dg-pc"),
+          ("meteor", "rougeL"), "experiments/retrieval_paraphrase.sh"),
+    Study("preference", "table1-preference-titles-score-1.5b", "retrieval-preference", ("gpg",),
+          ("accuracy", "gold_probability"), "experiments/retrieval_preference.sh"),
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder's config and its finished records by (method, example id)."""
+
+    folder: Path
+    config: dict[str, Any]
+    records: dict[tuple[str, str], dict[str, Any]]
+
+    @classmethod
+    def read(cls, folder: Path) -> Run:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        records = {(r["method"], r["example_id"]): r for r in read_records(folder / RECORDS) if r.get("error") is None}
+        return cls(folder, config, records)
+
+    @property
+    def retrieval(self) -> dict[str, Any] | None:
+        """The config's retrieval if the run retrieved (a k), else None (whole history; older configs lack it)."""
+        retrieval = self.config.get("retrieval")
+        return retrieval if retrieval and retrieval.get("k") is not None else None
+
+
+def effective_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """What a run's prompts and scores depend on besides the retrieval, with what older configs left unsaid
+    filled in as the code then ran (task options at their defaults, the old step caps, no loop rule)."""
+    task = get_task(config["task"], **(config.get("task_options") or {}))
+    options = type(task).option_defaults() | (config.get("task_options") or {})
+    lm = config.get("lm") or {}
+    score = config.get("answer_mode") == "score"
+    caps = {"digest": OLD_STEP_CAP, "profile": OLD_STEP_CAP, "answer": task.answer_max_tokens}
+    return {"task": config["task"], "data": config.get("data"), "data_sha256": config.get("data_sha256"),
+            "split": config.get("split"), "seed": config.get("seed"), "model": lm.get("model"),
+            "weights sha256": lm.get("sha256"), "context window": lm.get("context"),
+            "answer_mode": config.get("answer_mode"), "rotations": config.get("rotations") if score else None,
+            "task_options": options, "step_max_tokens": config.get("step_max_tokens") or caps,
+            "loop_rule": config.get("loop_rule")}
+
+
+def setting_problems(run: Run, baseline: Run) -> list[str]:
+    """How `run`'s settings differ from the whole-history run's, beyond the retrieval (none: pairing is valid)."""
+    problems = []
+    if baseline.retrieval is not None:
+        problems.append(f"the reference run `{baseline.folder.name}` retrieves too ({baseline.retrieval})")
+    if run.retrieval is None:
+        problems.append("this folder does not retrieve (no k)")
+    ours, theirs = effective_settings(run.config), effective_settings(baseline.config)
+    for key in ("data_sha256", "weights sha256"):  # unknown on one side: say so, rather than "None here"
+        missing = [who for who, settings in (("this run", ours), ("the whole-history run", theirs))
+                   if settings[key] is None]
+        problems += [f"{key} not recorded by {who}" for who in missing]
+        if missing:
+            del ours[key], theirs[key]
+    options, their_options = ours.pop("task_options"), theirs.pop("task_options")
+    for key in sorted(options.keys() | their_options.keys()):
+        if options.get(key) != their_options.get(key):
+            problems.append(f"task option {key}: {options.get(key)!r} here, {their_options.get(key)!r} in the "
+                            "whole-history run")
+    problems += [f"{key}: {value!r} here, {theirs[key]!r} in the whole-history run" for key, value in ours.items()
+                 if value != theirs[key]]
+    return problems
+
+
+def pairs(run: Run, baseline: Run, method: str) -> list[tuple[dict, dict]]:
+    """(retrieved, whole-history) records of `method` on the users both runs finished, by example id."""
+    ids = sorted({e for m, e in run.records if m == method and (method, e) in baseline.records},
+                 key=lambda e: (not e.isdigit(), int(e) if e.isdigit() else 0, e))
+    return [(run.records[(method, e)], baseline.records[(method, e)]) for e in ids]
+
+
+def input_mismatches(paired: list[tuple[dict, dict]]) -> list[str]:
+    """Example ids whose recorded inputs or gold differ between the two runs (then they are not the same users'
+    same questions: other data, another history budget, another option order)."""
+    return [r["example_id"] for r, b in paired if (r["inputs"], r["gold"]) != (b["inputs"], b["gold"])]
+
+
+def metric_cell(paired: list[tuple[dict, dict]], metric: str) -> str:
+    """'whole → retrieved, Δ [lo, hi], p' in points, on the pairs where both records have the metric."""
+    both = [(r["metrics"][metric], b["metrics"][metric]) for r, b in paired
+            if r["metrics"].get(metric) is not None and b["metrics"].get(metric) is not None]
+    if not both:
+        return "-"
+    ours, theirs = [x for x, _ in both], [y for _, y in both]
+    mean, lo, hi = paired_bootstrap(ours, theirs)
+    p = paired_permutation_pvalue(ours, theirs)
+    note = "" if len(both) == len(paired) else f" (n {len(both)})"
+    return (f"{100 * statistics.fmean(theirs):.1f} → {100 * statistics.fmean(ours):.1f}: {100 * mean:+.1f} "
+            f"[{100 * lo:+.1f}, {100 * hi:+.1f}], {p_clause(p)}{note}")
+
+
+def kept_whole(record: dict, reference: dict) -> bool:
+    """Whether retrieval kept every item of the history: its prompt is the whole-history run's.  Known from the
+    records alone: the reference's history was not cut and holds as many numbered lines as items were kept."""
+    history = reference["inputs"]["history"]
+    lines = history.count("\n") + 1 if history else 0
+    return not reference["history_cut"] and len(record["retrieval"]["kept"]) == lines
+
+
+def answer_steps(config: dict[str, Any], record: dict) -> int:
+    """How many of a record's last steps are the answer: one per rotation in score mode, else one."""
+    if config.get("answer_mode") != "score":
+        return 1
+    return min(config.get("rotations") or 1, len(record["inputs"].get("options") or [1]))
+
+
+def computed(record: dict) -> bool:
+    """Every step of the record ran on the model (no DSPy cache hit, no profile-store hit): its tokens are real."""
+    return not record["usage"].get("cache_hits") and not record["usage"].get("store_hits")
+
+
+def answer_prompt_tokens(config: dict[str, Any], record: dict) -> int | None:
+    """The prompt tokens of the record's answer step(s), None where one was a DSPy cache hit (no tokens then)."""
+    steps = record["steps"][-answer_steps(config, record):]
+    return None if any(s.get("cache_hits") for s in steps) else sum(s["prompt_tokens"] for s in steps)
+
+
+def tokens_cell(values: list[tuple[float, float]]) -> str:
+    """'whole → retrieved (n)' as means of (retrieved, whole) pairs; '-' for none."""
+    if not values:
+        return "-"
+    return (f"{statistics.fmean(b for _, b in values):.0f} → {statistics.fmean(r for r, _ in values):.0f} "
+            f"(n {len(values)})")
+
+
+def method_row(study: Study, run: Run, baseline: Run, method: str) -> tuple[list[str], list[str]]:
+    """One table row (retriever, k, method, n, metrics, replies, items, tokens) and the problems of its pairs."""
+    paired = pairs(run, baseline, method)
+    retrieval = run.retrieval or {"retriever": {"name": "?"}, "k": "?"}
+    head = [retrieval["retriever"]["name"], str(retrieval["k"]), LABELS.get(method, method), str(len(paired))]
+    if not paired:
+        return head + ["-"] * (len(study.metrics) + 5), []
+    mismatched = input_mismatches(paired)
+    problems = [f"{method}: other inputs or gold on {len(mismatched)} of {len(paired)} users (first: "
+                f"{', '.join(mismatched[:3])})"] if mismatched else []
+    same = sum(r["reply"].strip() == b["reply"].strip() for r, b in paired)
+    kept = statistics.fmean(len(r["retrieval"]["kept"]) for r, _ in paired)
+    whole = [(r, b) for r, b in paired if kept_whole(r, b)]
+    whole_same = sum(r["reply"].strip() == b["reply"].strip() for r, b in whole)
+    every = [(r["usage"]["prompt_tokens"], b["usage"]["prompt_tokens"]) for r, b in paired
+             if computed(r) and computed(b)]
+    answers = [(answer_prompt_tokens(run.config, r), answer_prompt_tokens(baseline.config, b)) for r, b in paired]
+    answers = [(x, y) for x, y in answers if x is not None and y is not None]
+    cells = [metric_cell(paired, metric) for metric in study.metrics]
+    cells += [f"{100 * same / len(paired):.0f}%", f"{kept:.1f}",
+              f"{len(whole)} ({whole_same} same reply)" if whole else "0", tokens_cell(every), tokens_cell(answers)]
+    return head + cells, problems
+
+
+def retrieval_folders(study: Study, results: Path) -> list[Path]:
+    """The study's retrieval folders, retrievers in RETRIEVERS order (others after, by name), then k."""
+    found = [p for p in results.glob(f"{study.prefix}-*") if (p / "config.json").is_file()]
+
+    def order(path: Path) -> tuple:
+        retrieval = json.loads((path / "config.json").read_text(encoding="utf-8")).get("retrieval") or {}
+        name = (retrieval.get("retriever") or {}).get("name", "")
+        return (RETRIEVERS.index(name) if name in RETRIEVERS else len(RETRIEVERS), name, retrieval.get("k") or 0)
+
+    return sorted(found, key=order)
+
+
+def study_section(study: Study, results: Path) -> list[str]:
+    title = f"## {study.task}: {', '.join(LABELS.get(m, m) for m in study.methods)} against the whole history"
+    base_folder = results / study.baseline
+    folders = retrieval_folders(study, results)
+    if not (base_folder / "config.json").is_file():
+        return [title, "", f"No whole-history run `{study.baseline}` to pair with.", ""]
+    if not folders:
+        return [title, "", f"No retrieval folder `{study.prefix}-*` yet: run `{study.script}`.", ""]
+    baseline = Run.read(base_folder)
+    config = baseline.config
+    mode = config.get("answer_mode") + (f" ({config.get('rotations')} rotations)" if config.get("rotations") else "")
+    lines = [title, "", f"Whole-history run `{study.baseline}`: data `{config.get('data')}`, split "
+             f"{config.get('split')}, seed {config.get('seed')}, model {(config.get('lm') or {}).get('model')}, "
+             f"answer mode {mode}; {origin(config)}.  Retrieval runs: `{study.script}`.", ""]
+    if not config.get("step_max_tokens"):
+        lines += ["The whole-history run's config predates recorded step caps: it is taken to have run under the "
+                  f"caps of its time (digestion and profile {OLD_STEP_CAP} tokens, the answer the task's own), "
+                  "today's defaults.", ""]
+    metric_names = [m.replace("_", " ") for m in study.metrics]
+    table = ["| retriever | k | method | n | " + " | ".join(f"{m}: whole → retrieved, Δ [95% CI], p"
+                                                       for m in metric_names)
+             + " | same reply | items kept | kept whole (same reply) | prompt tok/ex, every step computed | "
+             "prompt tok/ex, answer step(s) |", "|---" * (9 + len(study.metrics)) + "|"]
+    checks = []
+    for folder in folders:
+        run = Run.read(folder)
+        problems = setting_problems(run, baseline)
+        for method in study.methods:
+            row, record_problems = method_row(study, run, baseline, method)
+            table.append("| " + " | ".join(row) + " |")
+            problems += record_problems
+        if problems:
+            checks.append(f"- `{folder.name}`: **not a valid pairing**: " + "; ".join(problems) + ".")
+        else:
+            checks.append(f"- `{folder.name}`: same settings as the whole-history run apart from the retrieval, "
+                          f"and the same inputs and gold on every paired user; {origin(run.config)}.")
+    return lines + ["Pairing checks:", "", *checks, "", *table, ""]
+
+
+def markdown(results: Path) -> str:
+    lines = ["# Retrieval before digestion: k items kept against the whole history (issue 21)", "",
+             "Generated by `python experiments/report_retrieval.py`.  Each row pairs one retrieval folder's method "
+             "with the same method of the whole-history run on the users both finished (n).  Differences are "
+             "retrieved − whole history in points: the mean, its 95% paired bootstrap interval and the paired "
+             "permutation p-value.  *Items kept*: history items per example after retrieval (before the "
+             "`max_history_chars` cut).  *Kept whole*: users whose every item was kept, so both runs sent the same "
+             "prompts; with 4 slots the same prompt can still give another reply (results/determinism-0.5b), so "
+             "their share of same replies is the noise floor of the comparison.  Prompt tokens: means over the "
+             "pairs where both runs computed every step (a DSPy cache or profile-store hit records no tokens), and "
+             "of the answer step(s) alone (one per rotation in score mode) where neither was a cache hit.", ""]
+    for study in STUDIES:
+        lines += study_section(study, results)
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the run folders (default results/)")
+    args = parser.parse_args(argv)
+    text = markdown(args.results)
+    write_text(args.results / REPORT, text + "\n")
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

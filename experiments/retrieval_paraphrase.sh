@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Retrieval before digestion (issue 21) on LaMP-7 tweet paraphrasing: GPG (PC + G + PP) and DG w/ PC on the first
+# N test users (default 200) with each retriever (recent: the last k tweets; bm25; dense: MiniLM cosine) at
+# k = 4 and 8, every step reading the k tweets kept, one run folder per (retriever, k):
+# experiments/results/retrieval-paraphrase-RETRIEVER-kK-1.5b.  Everything else is experiments/text_tasks.sh's
+# (embedded Qwen2.5-Coder-1.5B, greedy, seed 0, generate mode, max_history_chars 6000), so
+# experiments/report_retrieval.py pairs each folder with paraphrase-four-methods-1.5b on the same users.  Every
+# test user has at least 9 tweets (results/cold-start-counts.md): k = 4 and 8 always choose.  Grows every folder
+# together in steps of 20 users, so a run cut short still compares all of them on the same users.  Resumable:
+# rerun to continue.
+# Usage: experiments/retrieval_paraphrase.sh [N_TEST]   (default 200)
+set -euo pipefail
+total="${1:-200}"
+for ((limit = 20; limit <= total; limit += 20)); do
+  for retriever in recent bm25 dense; do
+    for k in 4 8; do
+      guided-profile run --task paraphrase --methods dg-pc,gpg --data real --split test --limit "$limit" --seed 0 \
+        --lm local --retriever "$retriever" --k "$k" --no-progress \
+        --out "experiments/results/retrieval-paraphrase-${retriever}-k${k}-1.5b"
+    done
+  done
+done

@@ -1,0 +1,134 @@
+"""experiments/report_retrieval.py on small hand-made run folders: the pairing checks and the paired numbers."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "report_retrieval.py"
+LM = {"spec": "local", "model": "qwen-test", "sha256": "e" * 64, "api_base": None, "context": 8192}
+USERS = [str(i) for i in range(1, 7)]
+METEOR = {"1": 0.40, "2": 0.30, "3": 0.50, "4": 0.20, "5": 0.60, "6": 0.45}
+RETRIEVAL = {"retriever": {"name": "bm25", "k1": 1.5, "b": 0.75}, "k": 4, "steps": "all"}
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("report_retrieval", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while it runs
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def config(**changes):
+    """A paraphrase run's config as a run made before step caps and retrieval were recorded writes it."""
+    return {"task": "paraphrase", "task_options": {}, "methods": ["dg-pc", "gpg"], "data": "real:lamp7",
+            "split": "test", "limit": 6, "seed": 0, "lm": LM, "answer_mode": "generate", "rotations": None,
+            "n": 6, "data_sha256": "d" * 64, "git": {"commit": None, "dirty": None}, "version": "0.1.0",
+            "command": "guided-profile run ..."} | changes
+
+
+def record(method, user, meteor, *, tokens, history="1. a\n2. b\n3. c\n4. d\n5. e", store_hits=0, **extra):
+    steps = [{"calls": 1, "cache_hits": 0, "prompt_tokens": tokens, "completion_tokens": 5}]
+    return {"method": method, "example_id": user, "user_id": user, "history_cut": False,
+            "inputs": {"history": history, "question": f"Paraphrase {user}", "options": []}, "gold": f"tweet {user}",
+            "seconds": 1.0, "usage": {"calls": 1, "cache_hits": 0, "prompt_tokens": tokens, "store_hits": store_hits},
+            "steps": steps, "error": None, "reply": f"reply {user}",
+            "metrics": {"meteor": meteor, "rougeL": 0.5}} | extra
+
+
+def write_run(folder: Path, cfg: dict, records: list[dict]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+def whole_history(results: Path) -> Path:
+    """The whole-history run: both methods on all six users; gpg's first user took its profile from the store."""
+    return write_run(results / "paraphrase-four-methods-1.5b", config(),
+                     [record(m, u, METEOR[u], tokens=1000, store_hits=int(m == "gpg" and u == "1"))
+                      for m in ("dg-pc", "gpg") for u in USERS])
+
+
+def retrieved(results: Path, name="retrieval-paraphrase-bm25-k4-1.5b", gain=0.10, users=USERS[:5], **changes):
+    """A retrieval run on the first five users: METEOR up by `gain` on each, 400 prompt tokens, four items kept."""
+    cfg = config(retrieval=RETRIEVAL, step_max_tokens={"digest": 256, "profile": 256, "answer": 96},
+                 loop_rule=None, git={"commit": "abc1234", "dirty": False}) | changes
+    return write_run(results / name, cfg, [record(m, u, METEOR[u] + gain, tokens=400,
+                                                  retrieval=RETRIEVAL | {"kept": [1, 2, 3, 4], "cut": False})
+                                           for m in ("dg-pc", "gpg") for u in users])
+
+
+def test_a_retrieval_folder_is_paired_with_the_whole_history_run_on_the_users_both_finished(report, tmp_path):
+    whole_history(tmp_path)
+    retrieved(tmp_path)
+    text = report.main(["--results", str(tmp_path)])
+    assert (tmp_path / "retrieval.md").read_text() == text + "\n"
+    assert "`retrieval-paraphrase-bm25-k4-1.5b`: same settings as the whole-history run" in text
+    assert "predates recorded step caps" in text  # the older config's caps are stated as assumed
+    rows = [line for line in text.splitlines() if line.startswith("| bm25 | 4 |")]
+    assert len(rows) == 2
+    gpg = rows[0].split(" | ")
+    # Five paired users (the sixth is not in the retrieval run), every METEOR difference +0.10: exact p = 2 / 2^5.
+    assert gpg[2:4] == ["GPG", "5"]
+    assert gpg[4] == "40.0 → 50.0: +10.0 [+10.0, +10.0], p = 0.062"
+    assert gpg[5] == "50.0 → 50.0: +0.0 [+0.0, +0.0], p = 1.000"
+    assert gpg[6:9] == ["100%", "4.0", "0"]  # same replies; 4 items kept of 5: never the whole history
+    assert gpg[9] == "1000 → 400 (n 4)"  # user 1's whole-history GPG took a step from the store: left out
+    assert gpg[10].rstrip(" |") == "1000 → 400 (n 5)"
+    assert "No whole-history run `table1-preference-titles-score-1.5b` to pair with." in text
+
+
+def test_paired_differences_follow_the_records(report, tmp_path):
+    whole_history(tmp_path)
+    retrieved(tmp_path, gain=-0.05)
+    run, baseline = (report.Run.read(tmp_path / name) for name in ("retrieval-paraphrase-bm25-k4-1.5b",
+                                                                    "paraphrase-four-methods-1.5b"))
+    row, problems = report.method_row(report.STUDIES[0], run, baseline, "dg-pc")
+    assert problems == []
+    assert row[4].startswith("40.0 → 35.0: -5.0 [-5.0, -5.0]")
+
+
+@pytest.mark.parametrize(("changes", "needle"), [
+    ({"task_options": {"max_history_chars": 3000}}, "task option max_history_chars: 3000 here, 6000 in the whole"),
+    ({"answer_mode": "score", "rotations": 4}, "answer_mode: 'score' here, 'generate'"),
+    ({"lm": LM | {"sha256": "f" * 64}}, "weights sha256"),
+    ({"data_sha256": None}, "data_sha256 not recorded by this run"),
+    ({"retrieval": {"retriever": {"name": "recent"}, "k": None, "steps": "all"}}, "does not retrieve"),
+    ({"step_max_tokens": {"digest": 32, "profile": 256, "answer": 72}}, "step_max_tokens"),
+])
+def test_a_run_with_other_settings_is_named_not_a_valid_pairing(report, tmp_path, changes, needle):
+    whole_history(tmp_path)
+    retrieved(tmp_path, **changes)
+    text = report.main(["--results", str(tmp_path)])
+    check = next(line for line in text.splitlines() if line.startswith("- `retrieval-paraphrase-bm25-k4-1.5b`"))
+    assert "**not a valid pairing**" in check and needle in check
+
+
+def test_users_whose_recorded_inputs_differ_are_named(report, tmp_path):
+    whole_history(tmp_path)
+    folder = retrieved(tmp_path)
+    records = [json.loads(line) for line in (folder / "records.jsonl").read_text().splitlines()]
+    records[0]["inputs"]["history"] = "1. a\n2. b"  # another history budget cut this user's history
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    text = report.main(["--results", str(tmp_path)])
+    assert "**not a valid pairing**: dg-pc: other inputs or gold on 1 of 5 users (first: 1)" in text
+
+
+def test_kept_whole_means_every_item_of_an_uncut_history(report):
+    reference = {"inputs": {"history": "1. a\n2. b\n3. c"}, "history_cut": False}
+    assert report.kept_whole({"retrieval": {"kept": [0, 1, 2]}}, reference)
+    assert not report.kept_whole({"retrieval": {"kept": [0, 2]}}, reference)
+    assert not report.kept_whole({"retrieval": {"kept": [0, 1, 2]}}, reference | {"history_cut": True})
+
+
+def test_without_runs_the_report_says_what_to_run(report, tmp_path):
+    text = report.main(["--results", str(tmp_path)])
+    assert "No whole-history run `paraphrase-four-methods-1.5b`" in text
+    whole_history(tmp_path)
+    assert "run `experiments/retrieval_paraphrase.sh`" in report.main(["--results", str(tmp_path)])
