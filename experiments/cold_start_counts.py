@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 from guided_profile import __version__  # noqa: E402
 from guided_profile.datasets.example import SPLITS, Example  # noqa: E402
+from guided_profile.errors import ConfigError  # noqa: E402
 from guided_profile.files import write_json, write_text  # noqa: E402
 from guided_profile.provenance import git_state  # noqa: E402
 from guided_profile.runs import DataSource, RunSettings, load_data  # noqa: E402
@@ -46,8 +47,8 @@ VARIANTS = {"defaults": {}, "include_empty_history": {"include_empty_history": T
 # What a reader needs beside a task's numbers and cannot see in them.
 NOTES = {
     "preference": "The history is the purchases left after one is held out, from users with at least "
-                  "`min_categories` (5) categories, so it cannot be empty; the preference loader does not read "
-                  "`include_empty_history` (it always skips a user without purchases, counted as `empty_history`).",
+                  "`min_categories` (5) categories, so it cannot be empty; the preference task refuses "
+                  "`include_empty_history` (a user without purchases is skipped, counted as `empty_history`).",
 }
 
 
@@ -92,8 +93,12 @@ def task_counts(name: str, data: str, seed: int) -> dict[str, Any]:
     """Both variants of one task, built as a run with those task options builds them."""
     out: dict[str, Any] = {}
     for variant, options in VARIANTS.items():
-        settings = RunSettings.resolve(task=name, data=data, seed=seed, task_options=options, store=None)
-        task = settings.make_task()
+        try:
+            settings = RunSettings.resolve(task=name, data=data, seed=seed, task_options=options, store=None)
+            task = settings.make_task()
+        except ConfigError as refused:  # the option does not apply: the task builds what its defaults build
+            out[variant] = {**out["defaults"], "refused": str(refused)}
+            continue
         source = load_data(task, data)
         out |= {"data": source.name, "data_sha256": source.sha256}
         out[variant] = variant_counts(task, source, seed) | {"task_options": dict(settings.task_options)}
@@ -131,7 +136,9 @@ def verdict(default: dict[str, Any], empty: dict[str, Any]) -> list[str]:
     added = sum(empty["splits"][s]["examples"] - default["splits"][s]["examples"] for s in SPLITS)
     lines = [f"**Under the defaults: {cold} cold-start users**"
              + (" (no example has fewer history items than `min_history_items`)." if not cold else ".")]
-    if not added:
+    if empty.get("refused"):
+        lines.append(f"`include_empty_history=true` is refused here: {empty['refused']}.")
+    elif not added:
         lines.append("`include_empty_history=true` builds no more examples here: the data has no usable example "
                      "with an empty history, so it changes nothing.")
     else:

@@ -136,3 +136,10 @@ def test_a_task_missing_a_declaration_is_refused_when_registered():
     with pytest.raises(ConfigError, match="objective 'recall' is not one of its columns"):
         register_task(WrongObjective)
     assert "half" not in TASKS and "wrong" not in TASKS
+
+
+def test_preference_refuses_an_option_it_could_not_honour():
+    """Its histories are never empty, so include_empty_history would be a silent no-op: refused, by name."""
+    with pytest.raises(ConfigError, match="include_empty_history does not apply to preference"):
+        get_task("preference", include_empty_history=True)
+    assert get_task("paraphrase", include_empty_history=True).include_empty_history

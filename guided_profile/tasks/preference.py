@@ -33,6 +33,10 @@ class PreferenceTask(ChoiceTask):
     def __init__(self, seed: int = 0, category_level: int = 1, min_categories: int = 5,
                  show_categories: bool = False, category_separator: str = AUTO_SEPARATOR, **kwargs):
         super().__init__(seed=seed, **kwargs)
+        if self.include_empty_history:  # a silent no-op would let a user believe such users were evaluated
+            raise ConfigError("task option include_empty_history does not apply to preference: an example holds "
+                              "out one purchase of a user who bought from several categories, so its history is "
+                              "never empty")
         self.category_level = whole_number("category_level", category_level)
         self.min_categories = whole_number("min_categories", min_categories, minimum=0)
         if not isinstance(show_categories, bool):
