@@ -81,3 +81,14 @@ def fake_calls(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(FakeEngine, "complete", counted)
     return seen
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Keep the embedding tests light on a shared machine: one torch thread for the module, restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

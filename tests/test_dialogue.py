@@ -33,14 +33,7 @@ PARLAI_STATS = {
 JSONL_STATS = {"dialogues": 6, "built": 3, "no_gold": 1, "no_query": 1, "empty_history": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: light on a shared machine
 
 
 # ---------------------------------------------------------------------------------------------- ParlAI

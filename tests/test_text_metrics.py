@@ -27,15 +27,7 @@ METEOR_REFERENCE = [0.7454289732770746, 0.5975308641975308, 0.46296296296296297,
 METEOR_WITHOUT_WORDNET = {0: 0.5645569620253165, 4: 0.25}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Keep the embedding tests light on a shared machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: light on a shared machine
 
 
 def test_meteor_matches_nltk_reference_values():
