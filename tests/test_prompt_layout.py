@@ -109,3 +109,57 @@ def test_a_compiled_program_keeps_its_layout_and_one_exported_before_the_setting
     path.write_text(json.dumps(before))
     program, payload = load_compiled(path, TASK)
     assert payload["answer"]["prompt_layout"] == INSTRUCTION_LAST == program.respond.prompt_layout
+
+
+def run_command(tmp_path, *extra):
+    from guided_profile.cli import main
+
+    return main(["run", "--task", "preference", "--lm", "fake", "--split", "all", "--limit", "1", "--methods", "dg-pc",
+                 "--no-progress", "--no-store", "--out", str(tmp_path / "run"), *extra])
+
+
+def test_a_run_states_its_layout_and_a_rerun_with_another_is_refused(tmp_path, capsys):
+    import json
+
+    assert run_command(tmp_path, "--prompt-layout", OPTIONS_LAST) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["answer_mode"] == "score" and config["prompt_layout"] == OPTIONS_LAST
+    capsys.readouterr()
+    assert run_command(tmp_path) == 2  # the default layout
+    assert "holds a run with different prompt_layout" in capsys.readouterr().err
+    assert run_command(tmp_path, "--prompt-layout", OPTIONS_LAST) == 0  # the same layout resumes
+
+
+def test_a_run_made_before_the_layout_was_recorded_resumes_only_with_the_default(tmp_path):
+    from guided_profile.evaluation import RunFolder
+
+    old = {"task": "preference", "split": "test", "seed": 0, "lm": {}, "data": "sample:amazon_sample",
+           "task_options": {}, "answer_mode": "score", "rotations": 4, "methods": ["gpg"]}
+    RunFolder.open(tmp_path / "old", old).close()
+    RunFolder.open(tmp_path / "old", old | {"prompt_layout": INSTRUCTION_LAST}).close()
+    with pytest.raises(ConfigError, match="different prompt_layout"):
+        RunFolder.open(tmp_path / "old", old | {"prompt_layout": OPTIONS_LAST})
+
+
+def test_settings_carry_the_layout_into_programs_records_and_folder_names():
+    from guided_profile.runs import RunSettings
+
+    default = RunSettings.resolve("preference", lm="fake")
+    moved = RunSettings.resolve("preference", lm="fake", prompt_layout=OPTIONS_LAST)
+    assert default.answer == {"answer_mode": "score", "rotations": 4, "prompt_layout": INSTRUCTION_LAST}
+    assert moved.answer == default.answer | {"prompt_layout": OPTIONS_LAST}
+    assert default.default_out().name == "preference-test-sample-fake-score4-seed0"  # as before the setting
+    assert moved.default_out().name == "preference-test-sample-fake-score4-options-last-seed0"
+    with pytest.raises(ConfigError, match="unknown prompt layout"):
+        RunSettings.resolve("preference", prompt_layout="sideways")
+
+
+def test_compare_refuses_a_compiled_program_laid_out_otherwise(tmp_path):
+    from guided_profile.programs.export import save_compiled
+    from guided_profile.runs import RunSettings, compare_programs
+
+    path = tmp_path / "moved.json"
+    save_compiled(path, build_program("gpg", TASK, answer_mode="score", prompt_layout=OPTIONS_LAST), TASK, {})
+    settings = RunSettings.resolve("preference", lm="fake", split="all", limit=1, cache=False)
+    with pytest.raises(ConfigError, match="--prompt-layout options-last"):
+        compare_programs(settings, [str(path)], out=tmp_path / "compare", log=lambda _: None)
