@@ -13,7 +13,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from guided_profile.files import write_json
 from guided_profile.lm import make_lm
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.programs import PersonalAdapter, build_program
+from guided_profile.programs.adapter import DEFAULT_LAYOUT, OPTIONS_LAST
 from guided_profile.provenance import git_state
 from guided_profile.tasks.base import Task
 
@@ -38,13 +39,15 @@ PLAIN = "plain-dspy"
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """One way of running GPG that the benchmark times: adapter, prompt-prefix reuse, server slots, answer mode."""
+    """One way of running GPG that the benchmark times: adapter, prompt-prefix reuse, server slots, answer mode,
+    prompt layout."""
 
     name: str
     adapter: str        # "chat" (DSPy's default) or "personal" (history-first, plain replies)
     prompt_cache: bool  # llama.cpp's reuse of a shared prompt prefix
     parallel: int       # server slots = concurrent examples
     answer_mode: str = "generate"
+    prompt_layout: str = DEFAULT_LAYOUT  # where the answer step states its instruction (`programs.adapter`)
 
     @property
     def key(self) -> str:
@@ -58,16 +61,24 @@ class BenchConfig:
 def default_configs(parallel: tuple[int, ...] = (2,), modes: tuple[str, ...] = ("score", "generate")
                     ) -> list[BenchConfig]:
     """Plain DSPy once (its ChatAdapter can only generate: the first token it would score is a field
-    marker), then per answer mode this project's settings with one slot (`default`) and N slots."""
+    marker), then per answer mode this project's settings with one slot (`default`) and N slots, and in
+    score mode the options-last prompt layout with one slot (its rotations recompute only the options; in
+    generate mode there is one call per answer, so the layout saves nothing there)."""
     configs = [BenchConfig(PLAIN, "chat", False, 1, "generate")]
     for mode in modes:
         configs += [BenchConfig("default", "personal", True, 1, mode),
                     *[BenchConfig(f"parallel-{n}", "personal", True, n, mode) for n in parallel]]
+        if mode == "score":
+            configs.append(BenchConfig(OPTIONS_LAST, "personal", True, 1, mode, prompt_layout=OPTIONS_LAST))
     return configs
 
 
 def _records(run: RunFolder, examples: list[Example]) -> list[dict]:
     return [run.done[(METHOD, ex.example_id)] for ex in examples if (METHOD, ex.example_id) in run.done]
+
+
+# A result kept from before a BenchConfig field existed was made with that field's default.
+_CONFIG_DEFAULTS = {f.name: f.default for f in fields(BenchConfig) if f.default is not MISSING}
 
 
 def _kept(folder: Path, key: dict, examples: list[Example]) -> tuple[dict, list[dict]] | None:
@@ -77,7 +88,8 @@ def _kept(folder: Path, key: dict, examples: list[Example]) -> tuple[dict, list[
         lines = (folder / "records.jsonl").read_text().splitlines()
     except (OSError, ValueError):
         return None
-    if result.get("key") != key:
+    made = result.get("key") or {}
+    if {**made, "config": _CONFIG_DEFAULTS | made.get("config", {})} != key:
         return None
     done = {(r["method"], r["example_id"]): r for r in map(json.loads, lines)}
     return result, [done[(METHOD, ex.example_id)] for ex in examples if (METHOD, ex.example_id) in done]
@@ -102,7 +114,7 @@ def token_accounts(engine: Any, records: list[dict], program: dspy.Module) -> di
                     "answer": program.respond.predict.signature.instructions}
     return {"counter": count.name, "instructions": {k: count(v) for k, v in instructions.items()},
             "content": {r["example_id"]: content_tokens(r, count) for r in records},
-            "per_step": breakdown(records, count, program.switches)}
+            "per_step": breakdown(records, count, program.switches, program.respond.prompt_layout)}
 
 
 def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec: str, out: Path, *,
@@ -123,8 +135,10 @@ def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec
     run = RunFolder.open(folder, {"task": task.name, "split": "bench", "seed": task.seed, "data": "",
                                   "lm": identity.to_dict(), "task_options": {}, "methods": [METHOD],
                                   "answer_mode": config.answer_mode, "rotations": ROTATIONS,
-                                  "step_max_tokens": task.step_max_tokens(), "bench": asdict(config)})
-    program = build_program(METHOD, task, answer_mode=config.answer_mode, rotations=ROTATIONS)
+                                  "prompt_layout": config.prompt_layout, "step_max_tokens": task.step_max_tokens(),
+                                  "bench": asdict(config)})
+    program = build_program(METHOD, task, answer_mode=config.answer_mode, rotations=ROTATIONS,
+                            prompt_layout=config.prompt_layout)
     start = time.perf_counter()
     with run:  # the folder's lock is released when the configuration is done
         summary = evaluate({METHOD: program}, task, examples, lm, run, workers=config.parallel,
@@ -166,7 +180,8 @@ def _ratio(a: float, b: float | None) -> float | None:
 
 def compare_mode(mode: str, task: Task, configs: list[BenchConfig], results: dict, records: dict,
                  speeds: dict[str, float]) -> dict[str, Any]:
-    """One answer mode: the ideal floor, and each configuration's wall time, ratios and paired accuracy."""
+    """One answer mode: the ideal floor, and each configuration's wall time, ratios and paired accuracy (against
+    plain DSPy and against the mode's one-slot default)."""
     chosen = [c for c in configs if c.answer_mode == mode or c.name == PLAIN]
     reference = results.get(f"{mode}/default") or results[chosen[-1].key]
     floor = ideal_floor([records[c.key] for c in chosen], reference["tokens"]["content"],
@@ -183,6 +198,8 @@ def compare_mode(mode: str, task: Task, configs: list[BenchConfig], results: dic
                      "speedup_over_plain": _ratio(results[PLAIN]["wall_seconds"], wall) if plain else None,
                      task.objective: r["summary"].get(task.objective),
                      "vs_plain": paired_difference(own, plain, task.objective) if plain and ours else None,
+                     "vs_default": paired_difference(own, one_slot, task.objective)
+                     if one_slot and ours and c.name != "default" else None,
                      "batching_changes": outputs_changed(own, one_slot) if one_slot and ours and c.parallel > 1
                      else None,
                      "repetition_stops": r["totals"].get("repetition_stops", 0),
