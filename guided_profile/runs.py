@@ -66,6 +66,7 @@ class RunSettings:
     api_base: str | None = None
     context_window: int = DEFAULT_CONTEXT
     threads: int | None = None
+    draft_ngram: int | None = None
     parallel: int = 4
     cache: bool = True
     rotations: int = 4
@@ -81,6 +82,7 @@ class RunSettings:
                 answer_mode: str = "auto", store: Path | str | None = DEFAULT_STORE, **options: Any) -> RunSettings:
         """Settings from plain options (the keyword names are the fields').  `store`: a file,
         `"default"` (profiles.sqlite in the cache folder) or None (no store; also when cache=False)."""
+        from guided_profile.lm.factory import check_draft_ngram
         from guided_profile.paths import cache_dir
         from guided_profile.programs.answer import resolve_answer_mode
         from guided_profile.tasks.base import history_chars_for_window
@@ -90,6 +92,7 @@ class RunSettings:
         built = settings.make_task()  # also refuses an unknown task or option before any work
         settings.retrieval  # noqa: B018  (likewise an unknown retriever, a missing k, a bad setting)
         settings.answer  # noqa: B018  (and an unknown prompt layout)
+        check_draft_ngram(settings.lm, settings.draft_ngram)  # and drafts for a model not run in this process
         fit = history_chars_for_window(settings.context_window)
         if "max_history_chars" not in fitted and fit < built.max_history_chars:
             fitted["max_history_chars"] = fit  # the task's default history would not fit a small window
@@ -110,7 +113,8 @@ class RunSettings:
         from guided_profile.lm import make_lm
 
         return make_lm(self.lm, api_base=self.api_base, context=self.context_window, threads=self.threads,
-                       n_parallel=self.parallel, cache=self.cache, stop_loops=self.stop_runaways)
+                       n_parallel=self.parallel, cache=self.cache, stop_loops=self.stop_runaways,
+                       draft_ngram=self.draft_ngram)
 
     @property
     def answer(self) -> dict[str, Any]:

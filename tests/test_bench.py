@@ -93,7 +93,8 @@ def test_paired_accuracy_and_outputs_changed_by_batching():
 def test_configs_compare_plain_dspy_with_ours_in_each_answer_mode():
     keys = [c.key for c in default_configs((2, 4))]
     assert keys == ["plain-dspy", "score/default", "score/parallel-2", "score/parallel-4", "score/options-last",
-                    "generate/default", "generate/parallel-2", "generate/parallel-4"]
+                    "score/draft-ngram-3", "generate/default", "generate/parallel-2", "generate/parallel-4"]
+    assert {c.key: c.draft_ngram for c in default_configs() if c.draft_ngram} == {"score/draft-ngram-3": 3}
     layouts = {c.key: c.prompt_layout for c in default_configs()}
     assert layouts["score/options-last"] == "options-last"
     assert {k for k, v in layouts.items() if v != "instruction-last"} == {"score/options-last"}
@@ -133,8 +134,8 @@ class StubEngine(ScriptedEngine):
 def test_bench_runs_every_configuration_and_keeps_finished_ones_on_a_rerun(tmp_path, monkeypatch):
     loads = []
 
-    def stub_lm(spec, *, n_parallel=1, **kwargs):
-        loads.append(n_parallel)
+    def stub_lm(spec, *, n_parallel=1, draft_ngram=None, **kwargs):
+        loads.append((n_parallel, draft_ngram))
         return dspy.LM("stub/gpg", engine=StubEngine(n_parallel), cache=False), LMSpec("stub", "stub-model")
 
     monkeypatch.setattr(bench_runner, "make_lm", stub_lm)
@@ -142,10 +143,11 @@ def test_bench_runs_every_configuration_and_keeps_finished_ones_on_a_rerun(tmp_p
     examples, _ = load_split(task, "sample", "all", 0, 4)
     configs = default_configs((2,))
     result = bench_runner.bench(task, examples, "stub", tmp_path, configs=configs, log=lambda _: None)
-    assert loads == [1, 1, 2, 1, 1, 2] and set(result["modes"]) == {"score", "generate"}
+    made = [(1, None), (1, None), (2, None), (1, None), (1, 3), (1, None), (2, None)]
+    assert loads == made and set(result["modes"]) == {"score", "generate"}
     score = result["modes"]["score"]
     assert [r["config"] for r in score["results"]] == ["plain-dspy", "score/default", "score/parallel-2",
-                                                       "score/options-last"]
+                                                       "score/options-last", "score/draft-ngram-3"]
     assert score["floor"]["n"] == 4 and score["floor"]["seconds"] > 0
     default = score["results"][1]
     assert default["vs_plain"]["n"] == 4 and default["batching_changes"] is None and default["vs_default"] is None
@@ -163,12 +165,14 @@ def test_bench_runs_every_configuration_and_keeps_finished_ones_on_a_rerun(tmp_p
     table = (tmp_path / "table.md").read_text()
     assert "## score mode" in table and "ideal floor" in table and "score/parallel-2" in text
     assert "Outputs batching changed against one slot" in table and "accuracy - default [95% CI] p" in table
-    for kept in tmp_path.glob("*/*/result.json"):  # as written before BenchConfig had a prompt layout
-        made = json.loads(kept.read_text())
-        if made["key"]["config"].pop("prompt_layout") == "instruction-last":
-            kept.write_text(json.dumps(made))
+    for kept in tmp_path.glob("*/*/result.json"):  # as written before BenchConfig had a layout and n-gram drafts
+        written = json.loads(kept.read_text())
+        config = written["key"]["config"]
+        if config["prompt_layout"] == "instruction-last" and config["draft_ngram"] is None:
+            del config["prompt_layout"], config["draft_ngram"]
+            kept.write_text(json.dumps(written))
     again = bench_runner.bench(task, examples, "stub", tmp_path, configs=configs, log=lambda _: None)
-    assert loads == [1, 1, 2, 1, 1, 2] and again["modes"]["score"]["floor"] == score["floor"]
+    assert loads == made and again["modes"]["score"]["floor"] == score["floor"]
 
 
 def test_the_options_last_configuration_sends_the_instruction_before_the_options(tmp_path, monkeypatch):

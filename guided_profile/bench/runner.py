@@ -35,12 +35,13 @@ from guided_profile.tasks.base import Task
 METHOD = "gpg"  # the paper's main row
 ROTATIONS = 4   # `run`'s default in score mode (RunSettings.rotations; a test keeps the two equal)
 PLAIN = "plain-dspy"
+DRAFT_NGRAM = 3  # a short n-gram, so the item names a digestion or profile quotes from the history are matched
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     """One way of running GPG that the benchmark times: adapter, prompt-prefix reuse, server slots, answer mode,
-    prompt layout."""
+    prompt layout, self-speculative decoding."""
 
     name: str
     adapter: str        # "chat" (DSPy's default) or "personal" (history-first, plain replies)
@@ -48,6 +49,7 @@ class BenchConfig:
     parallel: int       # server slots = concurrent examples
     answer_mode: str = "generate"
     prompt_layout: str = DEFAULT_LAYOUT  # where the answer step states its instruction (`programs.adapter`)
+    draft_ngram: int | None = None       # llama.cpp's n-gram drafts (`lm.embedded`), None: off
 
     @property
     def key(self) -> str:
@@ -62,14 +64,16 @@ def default_configs(parallel: tuple[int, ...] = (2,), modes: tuple[str, ...] = (
                     ) -> list[BenchConfig]:
     """Plain DSPy once (its ChatAdapter can only generate: the first token it would score is a field
     marker), then per answer mode this project's settings with one slot (`default`) and N slots, and in
-    score mode the options-last prompt layout with one slot (its rotations recompute only the options; in
-    generate mode there is one call per answer, so the layout saves nothing there)."""
+    score mode two candidates with one slot: the options-last prompt layout (its rotations recompute only the
+    options; generate mode makes one call per answer, so the layout saves nothing there) and n-gram drafts
+    (they speed up the digestion and profile, which both modes share)."""
     configs = [BenchConfig(PLAIN, "chat", False, 1, "generate")]
     for mode in modes:
         configs += [BenchConfig("default", "personal", True, 1, mode),
                     *[BenchConfig(f"parallel-{n}", "personal", True, n, mode) for n in parallel]]
         if mode == "score":
-            configs.append(BenchConfig(OPTIONS_LAST, "personal", True, 1, mode, prompt_layout=OPTIONS_LAST))
+            configs += [BenchConfig(OPTIONS_LAST, "personal", True, 1, mode, prompt_layout=OPTIONS_LAST),
+                        BenchConfig(f"draft-ngram-{DRAFT_NGRAM}", "personal", True, 1, mode, draft_ngram=DRAFT_NGRAM)]
     return configs
 
 
@@ -130,7 +134,7 @@ def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec
         return kept
     log(f"running {config.key} on {len(examples)} examples ...")
     lm, identity = make_lm(lm_spec, n_parallel=config.parallel, threads=threads, context=context, cache=False,
-                           prompt_cache=config.prompt_cache)
+                           prompt_cache=config.prompt_cache, draft_ngram=config.draft_ngram)
     shutil.rmtree(folder, ignore_errors=True)  # a benchmark is timed whole: never resumed
     run = RunFolder.open(folder, {"task": task.name, "split": "bench", "seed": task.seed, "data": "",
                                   "lm": identity.to_dict(), "task_options": {}, "methods": [METHOD],

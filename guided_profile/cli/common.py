@@ -82,6 +82,12 @@ def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True, in
     group.add_argument("--context", type=positive_int, dest="context_window", default=argparse.SUPPRESS,
                        action=Renamed, new_name="--context-window", help=argparse.SUPPRESS)
     group.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: all cores)")
+    if not in_process:  # the benchmark has its own configuration for it
+        group.add_argument("--draft-ngram", type=positive_int, default=None, metavar="N",
+                           help="in-process models: self-speculative decoding (llama.cpp's ngram-simple): where the "
+                                "last N tokens occurred earlier in the prompt or reply, draft what followed them "
+                                "there, checked in one batch. Default: off (not yet measured); recorded with the "
+                                "model in config.json")
     if parallel:
         group.add_argument("--parallel", type=positive_int, default=4,
                            help="examples evaluated at once; in-process models get as many server slots "
@@ -211,7 +217,8 @@ def settings_from_args(args: argparse.Namespace, **fixed: object) -> RunSettings
 
     values = {"task_options": parse_task_options(args.task_option), "data": args.data, "seed": args.seed,
               "lm": args.lm, "context_window": args.context_window, "threads": args.threads}
-    for name in ("split", "limit", "parallel", "rotations", "prompt_layout", "answer_mode", "api_base"):
+    for name in ("split", "limit", "parallel", "rotations", "prompt_layout", "answer_mode", "api_base",
+                 "draft_ngram"):
         if hasattr(args, name):
             values[name] = getattr(args, name)
     if hasattr(args, "retriever"):

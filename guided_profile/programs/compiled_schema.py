@@ -143,6 +143,7 @@ class LMIdentity(_Strict):
     sha256: Sha256 | None = None
     api_base: StrictStr | None = None
     context: Annotated[StrictInt, Field(ge=1)] | None = None
+    draft_ngram: Annotated[StrictInt, Field(ge=1)] | None = None
 
 
 class OptimizerRecord(_Strict):
