@@ -30,7 +30,7 @@ from guided_profile.files import FolderLock, append_line, irregular, make_folder
 from guided_profile.lm.accounting import Usage
 from guided_profile.lm.transport import endpoint_down
 from guided_profile.metrics.stats import bootstrap_ci
-from guided_profile.programs.adapter import PersonalAdapter
+from guided_profile.programs.adapter import DEFAULT_LAYOUT, PersonalAdapter
 from guided_profile.programs.attempt import attempt
 from guided_profile.programs.methods import is_cold_start
 from guided_profile.programs.retrieved import TODAY
@@ -40,7 +40,7 @@ from guided_profile.tasks.base import Task
 
 RECORDS = "records.jsonl"
 # What a config made before a setting existed did without it: such a run resumes under today's default.
-ASSUMED = {"retrieval": TODAY.to_dict()}
+ASSUMED = {"retrieval": TODAY.to_dict(), "prompt_layout": DEFAULT_LAYOUT}
 RECORD_TYPES = {"method": str, "example_id": str, "inputs": dict, "usage": dict, "seconds": (int, float),
                 "history_cut": (bool, int), "steps": list}  # what resumes and summaries read from every record
 CONFIG_TYPES = {"methods": list, "programs": dict, "task_options": dict, "data": str}
@@ -170,7 +170,8 @@ def _merged_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     if old:
         if isinstance(old.get("data"), str):  # runs made before data was named portably stated a path
             old["data"] = portable(old["data"])
-        keys = ("task", "split", "seed", "lm", "data", "task_options", "answer_mode", "rotations", "retrieval")
+        keys = ("task", "split", "seed", "lm", "data", "task_options", "answer_mode", "rotations", "prompt_layout",
+                "retrieval")
         changed = [k for k in keys if old.get(k, ASSUMED.get(k)) != config.get(k, ASSUMED.get(k))]
         if changed:
             raise ConfigError(f"{path} holds a run with different {', '.join(changed)}; "
@@ -197,7 +198,8 @@ class RunFolder:
     """A run's folder: the configuration it was made with, and its records by (method, example id).
 
     Reopened by a rerun of the same command, it skips what is done and retries what failed; a rerun
-    with other settings (task, split, seed, model, data, task options, answer mode, retrieval) is refused.
+    with other settings (task, split, seed, model, data, task options, answer mode, prompt layout,
+    retrieval) is refused.
     It is locked for one writer at a time until `close()` (or the process ends): a second run on the same
     folder is refused at once, naming the process that holds it.
     """

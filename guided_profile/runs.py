@@ -25,6 +25,7 @@ from guided_profile.errors import ConfigError
 from guided_profile.files import irregular, write_text
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.optimizers.confirm import ConfirmSettings
+from guided_profile.programs.adapter import DEFAULT_LAYOUT
 from guided_profile.provenance import cached_data_sha256, from_portable, git_state, portable
 from guided_profile.redaction import redact_json
 from guided_profile.tasks.base import Task
@@ -65,9 +66,11 @@ class RunSettings:
     api_base: str | None = None
     context_window: int = DEFAULT_CONTEXT
     threads: int | None = None
+    draft_ngram: int | None = None
     parallel: int = 4
     cache: bool = True
     rotations: int = 4
+    prompt_layout: str = DEFAULT_LAYOUT
     store: Path | None = None
     retriever: str = "recent"
     k: int | None = None
@@ -79,6 +82,7 @@ class RunSettings:
                 answer_mode: str = "auto", store: Path | str | None = DEFAULT_STORE, **options: Any) -> RunSettings:
         """Settings from plain options (the keyword names are the fields').  `store`: a file,
         `"default"` (profiles.sqlite in the cache folder) or None (no store; also when cache=False)."""
+        from guided_profile.lm.factory import check_draft_ngram
         from guided_profile.paths import cache_dir
         from guided_profile.programs.answer import resolve_answer_mode
         from guided_profile.tasks.base import history_chars_for_window
@@ -87,6 +91,8 @@ class RunSettings:
         settings = cls(task=task, task_options=fitted, answer_mode=answer_mode, **options)
         built = settings.make_task()  # also refuses an unknown task or option before any work
         settings.retrieval  # noqa: B018  (likewise an unknown retriever, a missing k, a bad setting)
+        settings.answer  # noqa: B018  (and an unknown prompt layout)
+        check_draft_ngram(settings.lm, settings.draft_ngram)  # and drafts for a model not run in this process
         fit = history_chars_for_window(settings.context_window)
         if "max_history_chars" not in fitted and fit < built.max_history_chars:
             fitted["max_history_chars"] = fit  # the task's default history would not fit a small window
@@ -107,7 +113,15 @@ class RunSettings:
         from guided_profile.lm import make_lm
 
         return make_lm(self.lm, api_base=self.api_base, context=self.context_window, threads=self.threads,
-                       n_parallel=self.parallel, cache=self.cache, stop_loops=self.stop_runaways)
+                       n_parallel=self.parallel, cache=self.cache, stop_loops=self.stop_runaways,
+                       draft_ngram=self.draft_ngram)
+
+    @property
+    def answer(self) -> dict[str, Any]:
+        """How the programs answer (`answer_config`): what `build_program` takes and run folders state."""
+        from guided_profile.programs.answer import answer_config
+
+        return answer_config(self.answer_mode, self.rotations, self.prompt_layout)
 
     @property
     def retrieval(self) -> Retrieval:
@@ -123,9 +137,10 @@ class RunSettings:
 
     def default_out(self, prefix: str = "") -> Path:
         """runs/[PREFIX-]TASK-SPLIT-DATA-LM-MODE-seedS: one folder per configuration, so a rerun resumes
-        and a run on other data or in another answer mode gets a folder of its own."""
+        and a run on other data or in another answer mode (or prompt layout) gets a folder of its own."""
         tag = "".join(c if c.isalnum() or c in ".-" else "_" for c in f"{Path(self.data).name}-{self.lm}")
         mode = self.answer_mode if self.answer_mode != "score" else f"score{self.rotations}"
+        mode += "" if self.prompt_layout == DEFAULT_LAYOUT else f"-{self.prompt_layout}"  # default: earlier names
         name = f"{prefix}{self.task}-{self.split}-{tag}-{mode}-seed{self.seed}"
         return Path("runs") / (name + self.retrieval_tag())
 
@@ -243,8 +258,8 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     programs = [Path(p) for p in programs]
     asked = DEFAULT_METHODS if methods is None and not programs else _names(methods or ())
     names = list(dict.fromkeys(canonical(m) for m in asked))
-    built = {m: build_program(m, task, answer_mode=settings.answer_mode, rotations=settings.rotations,
-                              retrieval=settings.retrieval) for m in names}  # a bad name fails before any loading
+    built = {m: build_program(m, task, **settings.answer, retrieval=settings.retrieval)
+             for m in names}  # a bad name fails before any loading
     compiled, payloads = _load_programs(programs, task, taken=set(built))
     if not built and not compiled:
         raise ConfigError("nothing to run: give --methods or --program")
@@ -291,7 +306,6 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
     from guided_profile.evaluation import RunFolder, evaluate
     from guided_profile.held_out import check_held_out
     from guided_profile.lm.repetition import DEFAULT_LOOP_RULE
-    from guided_profile.programs.answer import answer_config
 
     relations = check_held_out(payloads, {p.stem: p for p in files}, data_sha256=source.sha256, seed=settings.seed,
                                evaluated=[ex.example_id for ex in examples], allow_overlap=allow_overlap)
@@ -301,7 +315,7 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
     lm, identity = settings.make_lm()
     config = {"task": task.name, "task_options": dict(settings.task_options), "methods": list(programs),
               "data": source.name, "split": settings.split, "limit": settings.limit, "seed": settings.seed,
-              "lm": identity.to_dict(), **answer_config(settings.answer_mode, settings.rotations),
+              "lm": identity.to_dict(), **settings.answer,
               "retrieval": settings.retrieval.to_dict(), "step_max_tokens": task.step_max_tokens(),
               "loop_rule": DEFAULT_LOOP_RULE.to_dict() if settings.stop_runaways else None,
               "programs": {name: p["checksum"] for name, p in payloads.items()}, "build_stats": source.stats,
@@ -333,7 +347,7 @@ def _cold_start_row(settings: RunSettings, task: Task, examples: list[Example], 
     name = cold_start_method(task)
     log(f"{cold} of {len(examples)} users have fewer than {task.min_history_items} history items: answered by "
         f"{task.cold_start_fallback}, in the row {name}")
-    return {name: build_program(name, task, answer_mode=settings.answer_mode, rotations=settings.rotations)}
+    return {name: build_program(name, task, **settings.answer)}
 
 
 @dataclass(frozen=True)
@@ -367,8 +381,8 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     specs = _names(programs)
     files = [Path(s) for s in specs if s.endswith(".json")]
     names = list(dict.fromkeys([REFERENCE, *(s for s in specs if not s.endswith(".json"))]))
-    built = {name: build_program("gpg" if name == REFERENCE else name, task, answer_mode=settings.answer_mode,
-                                 rotations=settings.rotations, retrieval=settings.retrieval) for name in names}
+    built = {name: build_program("gpg" if name == REFERENCE else name, task, **settings.answer,
+                                 retrieval=settings.retrieval) for name in names}
     compiled, payloads = _load_programs(files, task, taken=set(built))
     _check_answer_modes(settings, payloads)
     built |= compiled
@@ -395,16 +409,18 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
 
 
 def _check_answer_modes(settings: RunSettings, payloads: dict[str, dict]) -> None:
-    """A paired difference between programs that answer differently would mostly measure the answer mode."""
+    """A paired difference between programs that answer differently would mostly measure the answer mode (or the
+    prompt layout)."""
     from guided_profile.programs.answer import answer_config
 
-    asked = answer_config(settings.answer_mode, settings.rotations)
+    asked = settings.answer
     for name, payload in payloads.items():
         theirs = answer_config(**payload["answer"])
         if theirs != asked:
             raise ConfigError(f"{name} answers with {theirs}, the reference with {asked}: a paired difference would "
                               f"mostly measure the answer mode; rerun with --answer-mode {theirs['answer_mode']}"
-                              + (f" --rotations {theirs['rotations']}" if theirs["rotations"] else ""))
+                              + (f" --rotations {theirs['rotations']}" if theirs["rotations"] else "")
+                              + f" --prompt-layout {theirs['prompt_layout']}")
 
 
 # Sized for the confirm stage (issue 18: confirm >= 40 users): 160 dev users of the real preference data split
@@ -516,8 +532,7 @@ def _optimization_inputs(settings: RunSettings, task: Task, method: str, objecti
     from guided_profile.optimizers.candidates import read_candidates, with_candidate
     from guided_profile.programs import build_program
 
-    program = build_program(method, task, answer_mode=settings.answer_mode, rotations=settings.rotations,
-                            retrieval=settings.retrieval)
+    program = build_program(method, task, **settings.answer, retrieval=settings.retrieval)
     chosen = task.check_objective(objective or task.default_objective(settings.answer_mode), settings.answer_mode)
     candidates = []
     if candidates_file is not None:

@@ -32,6 +32,9 @@ def test_a_steps_computed_tokens_are_split_by_category_after_the_cached_prefix()
         "history": 0, "instructions": 40, "outputs": 10, "options": 60, "generated": 5}
     assert split_step(step(460, 0, 5), content, lead=20)["instructions"] == 60  # nothing reused: all computed
     assert lead_tokens([{"steps": [step(400, 0, 1)]}, {"steps": [step(400, 22, 1)]}, {"steps": [step(9, 25, 1)]}]) == 22
+    # options-last: the instruction is read before the options, so a rotation's reused prefix covers it
+    assert split_step(step(460, 400, 1), content, lead=20, prompt_layout="options-last") == {
+        "history": 0, "instructions": 0, "outputs": 0, "options": 60, "generated": 1}
 
 
 def record(eid, steps, guidance="tools", profile="a maker", reply="A", accuracy=1.0):
@@ -89,8 +92,12 @@ def test_paired_accuracy_and_outputs_changed_by_batching():
 
 def test_configs_compare_plain_dspy_with_ours_in_each_answer_mode():
     keys = [c.key for c in default_configs((2, 4))]
-    assert keys == ["plain-dspy", "score/default", "score/parallel-2", "score/parallel-4", "generate/default",
-                    "generate/parallel-2", "generate/parallel-4"]
+    assert keys == ["plain-dspy", "score/default", "score/parallel-2", "score/parallel-4", "score/options-last",
+                    "score/draft-ngram-3", "generate/default", "generate/parallel-2", "generate/parallel-4"]
+    assert {c.key: c.draft_ngram for c in default_configs() if c.draft_ngram} == {"score/draft-ngram-3": 3}
+    layouts = {c.key: c.prompt_layout for c in default_configs()}
+    assert layouts["score/options-last"] == "options-last"
+    assert {k for k, v in layouts.items() if v != "instruction-last"} == {"score/options-last"}
     plain = default_configs()[0]
     assert plain.adapter == "chat" and not plain.prompt_cache and plain.parallel == 1
     assert plain.answer_mode == "generate" and ROTATIONS == RunSettings.rotations  # score mode as `run` does it
@@ -127,8 +134,8 @@ class StubEngine(ScriptedEngine):
 def test_bench_runs_every_configuration_and_keeps_finished_ones_on_a_rerun(tmp_path, monkeypatch):
     loads = []
 
-    def stub_lm(spec, *, n_parallel=1, **kwargs):
-        loads.append(n_parallel)
+    def stub_lm(spec, *, n_parallel=1, draft_ngram=None, **kwargs):
+        loads.append((n_parallel, draft_ngram))
         return dspy.LM("stub/gpg", engine=StubEngine(n_parallel), cache=False), LMSpec("stub", "stub-model")
 
     monkeypatch.setattr(bench_runner, "make_lm", stub_lm)
@@ -136,12 +143,16 @@ def test_bench_runs_every_configuration_and_keeps_finished_ones_on_a_rerun(tmp_p
     examples, _ = load_split(task, "sample", "all", 0, 4)
     configs = default_configs((2,))
     result = bench_runner.bench(task, examples, "stub", tmp_path, configs=configs, log=lambda _: None)
-    assert loads == [1, 1, 2, 1, 2] and set(result["modes"]) == {"score", "generate"}
+    made = [(1, None), (1, None), (2, None), (1, None), (1, 3), (1, None), (2, None)]
+    assert loads == made and set(result["modes"]) == {"score", "generate"}
     score = result["modes"]["score"]
-    assert [r["config"] for r in score["results"]] == ["plain-dspy", "score/default", "score/parallel-2"]
+    assert [r["config"] for r in score["results"]] == ["plain-dspy", "score/default", "score/parallel-2",
+                                                       "score/options-last", "score/draft-ngram-3"]
     assert score["floor"]["n"] == 4 and score["floor"]["seconds"] > 0
     default = score["results"][1]
-    assert default["vs_plain"]["n"] == 4 and default["batching_changes"] is None
+    assert default["vs_plain"]["n"] == 4 and default["batching_changes"] is None and default["vs_default"] is None
+    moved = score["results"][3]
+    assert moved["vs_default"]["n"] == 4 and moved["batching_changes"] is None
     assert score["results"][2]["batching_changes"]["n"] == 4 and "scores" in score["results"][2]["batching_changes"]
     assert "scores" not in result["modes"]["generate"]["results"][2]["batching_changes"]  # no probabilities there
     tokens = result["configs"]["score/default"]["tokens"]
@@ -153,9 +164,33 @@ def test_bench_runs_every_configuration_and_keeps_finished_ones_on_a_rerun(tmp_p
     text = write_report(result, tmp_path)
     table = (tmp_path / "table.md").read_text()
     assert "## score mode" in table and "ideal floor" in table and "score/parallel-2" in text
-    assert "Outputs batching changed against one slot" in table
+    assert "Outputs batching changed against one slot" in table and "accuracy - default [95% CI] p" in table
+    for kept in tmp_path.glob("*/*/result.json"):  # as written before BenchConfig had a layout and n-gram drafts
+        written = json.loads(kept.read_text())
+        config = written["key"]["config"]
+        if config["prompt_layout"] == "instruction-last" and config["draft_ngram"] is None:
+            del config["prompt_layout"], config["draft_ngram"]
+            kept.write_text(json.dumps(written))
     again = bench_runner.bench(task, examples, "stub", tmp_path, configs=configs, log=lambda _: None)
-    assert loads == [1, 1, 2, 1, 2] and again["modes"]["score"]["floor"] == score["floor"]
+    assert loads == made and again["modes"]["score"]["floor"] == score["floor"]
+
+
+def test_the_options_last_configuration_sends_the_instruction_before_the_options(tmp_path, monkeypatch):
+    engines = []
+
+    def stub_lm(spec, *, n_parallel=1, **kwargs):
+        engines.append(StubEngine(n_parallel))
+        return dspy.LM("stub/gpg", engine=engines[-1], cache=False), LMSpec("stub", "stub-model")
+
+    monkeypatch.setattr(bench_runner, "make_lm", stub_lm)
+    task = get_task("preference")
+    examples, _ = load_split(task, "sample", "all", 0, 1)
+    configs = [c for c in default_configs(()) if c.name in ("default", "options-last") and c.answer_mode == "score"]
+    bench_runner.bench(task, examples, "stub", tmp_path, configs=configs, log=lambda _: None)
+    for engine, instruction_first in zip(engines, (False, True), strict=True):
+        answers = [r["user"] for r in engine.requests if r["logprobs"]]
+        assert len(answers) == ROTATIONS
+        assert all((u.index(task.answer_instruction) < u.index("Options (")) == instruction_first for u in answers)
 
 
 def test_without_a_tokenizer_tokens_are_estimated_from_the_runs_generated_text():

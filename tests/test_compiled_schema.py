@@ -52,6 +52,8 @@ FORGERIES = {
                                         "field answer: score mode needs rotations"),
     "unknown answer mode": (lambda d: d["answer"].update(answer_mode="vote"),
                             "field answer.answer_mode: input should be 'generate' or 'score' (got str 'vote')"),
+    "unknown prompt layout": (lambda d: d["answer"].update(prompt_layout="options-first"),
+                              "field answer.prompt_layout: input should be 'instruction-last' or 'options-last'"),
     "instruction not text": (lambda d: d["instructions"].update(digest=["Say", "hi"]),
                              "field instructions.digest: input should be a valid string"),
     "switch not a bool": (lambda d: d["switches"].update(include_profile="yes"),
@@ -123,7 +125,8 @@ def test_committed_version_1_files_still_load_in_todays_shape(tmp_path, name):
     shutil.copy(COMMITTED / name, tmp_path / name)
     assert json.loads((tmp_path / name).read_text())["format_version"] == 1
     program, payload = load_compiled(tmp_path / name, TASK, optimizer_settings())
-    assert payload["format_version"] == 2 and payload["answer"] == {"answer_mode": "score", "rotations": 4}
+    assert payload["format_version"] == 2
+    assert payload["answer"] == {"answer_mode": "score", "rotations": 4, "prompt_layout": "instruction-last"}
     assert program.respond.rotations == 4
     info = payload["optimizer"]["info"]
     if payload["optimizer"]["name"] == "optuna":
@@ -135,10 +138,11 @@ def test_a_version_1_generate_mode_file_loads(tmp_path):
     """Version 1 wrote `rotations: 4` in generate mode too; today's files write null there."""
     path = forged(tmp_path, lambda d: d.update(format_version=1, answer={"answer_mode": "generate", "rotations": 4}))
     program, payload = load_compiled(path, TASK)
-    assert payload["answer"] == {"answer_mode": "generate", "rotations": None}
+    generated = {"answer_mode": "generate", "rotations": None, "prompt_layout": "instruction-last"}
+    assert payload["answer"] == generated
     assert not hasattr(program.respond, "rotations")
     save_compiled(tmp_path / "new.json", program, TASK, META)
-    assert json.loads((tmp_path / "new.json").read_text())["answer"] == {"answer_mode": "generate", "rotations": None}
+    assert json.loads((tmp_path / "new.json").read_text())["answer"] == generated
 
 
 def test_the_schema_follows_the_records_it_mirrors():

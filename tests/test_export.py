@@ -41,7 +41,7 @@ def test_round_trip_keeps_every_field(tmp_path, example):
     for key, value in META.items():
         assert payload[key] == value
     assert payload["method"] == "gpg:pc+g+pp" and payload["switches"] == program.switches
-    assert payload["answer"] == {"answer_mode": "score", "rotations": 2}
+    assert payload["answer"] == {"answer_mode": "score", "rotations": 2, "prompt_layout": "instruction-last"}
     assert loaded.switches == program.switches and loaded.respond.rotations == 2
     assert loaded.dump_state() == json.loads(json.dumps(program.dump_state()))  # instructions and demos
     assert payload["instructions"]["digest"] == NEW_Q

@@ -199,3 +199,54 @@ def test_dspy_answer_cache_rebuilds_plain_answers_and_refuses_other_classes(tmp_
             dspy.cache.disk_cache["planted"]
     finally:
         dspy.cache = shared
+
+
+class ServerParams:
+    """Stands in for `xllamacpp.Server`: keeps the parameters llama.cpp would have started with."""
+
+    started: list = []
+
+    def __init__(self, params):
+        ServerParams.started.append(params)
+
+
+def test_n_gram_drafts_set_llama_cpps_ngram_simple_speculation_and_are_off_by_default(monkeypatch):
+    import xllamacpp
+
+    from guided_profile.lm.embedded import DRAFT_TOKENS
+
+    monkeypatch.setattr(xllamacpp, "Server", ServerParams)
+    ServerParams.started.clear()
+    EmbeddedEngine("model.gguf")
+    EmbeddedEngine("model.gguf", draft_ngram=3)
+    off, on = (params.speculative for params in ServerParams.started)
+    assert off.types == [xllamacpp.common_speculative_type.COMMON_SPECULATIVE_TYPE_NONE]
+    assert on.types == [xllamacpp.common_speculative_type.COMMON_SPECULATIVE_TYPE_NGRAM_SIMPLE]
+    assert on.ngram_simple.size_n == 3 and on.ngram_simple.size_m == DRAFT_TOKENS == on.draft.n_max
+
+
+def test_n_gram_drafts_are_recorded_with_the_model_and_refused_for_models_not_run_here(tmp_path, monkeypatch):
+    import xllamacpp
+
+    from guided_profile.runs import RunSettings
+
+    monkeypatch.setattr(xllamacpp, "Server", ServerParams)
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF, not really a model")
+    _, drafted = make_lm(f"gguf:{gguf}", draft_ngram=3, cache=False)
+    _, plain = make_lm(f"gguf:{gguf}", cache=False)
+    assert drafted.to_dict() == plain.to_dict() | {"draft_ngram": 3}
+    assert "draft_ngram" not in plain.to_dict()  # records made before the setting name the same model
+    from guided_profile.evaluation import RunFolder
+
+    config = {"task": "preference", "split": "test", "seed": 0, "data": "sample", "task_options": {},
+              "answer_mode": "score", "rotations": 4, "methods": ["gpg"]}
+    RunFolder.open(tmp_path / "run", config | {"lm": plain.to_dict()}).close()
+    with pytest.raises(ConfigError, match="different lm"):
+        RunFolder.open(tmp_path / "run", config | {"lm": drafted.to_dict()})
+    for spec in ("fake", "openai/gpt-4o-mini"):
+        with pytest.raises(ConfigError, match="--draft-ngram 3: .* in-process models"):
+            make_lm(spec, draft_ngram=3)
+    with pytest.raises(ConfigError, match="in-process models"):
+        RunSettings.resolve("preference", lm="fake", draft_ngram=3)  # before any data is read

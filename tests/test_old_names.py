@@ -24,3 +24,5 @@ def test_a_study_is_named_from_the_answer_settings_as_before():
     assert _study_answer(build_program("gpg", TASK)) == {"answer_mode": "generate", "rotations": 4}
     scored = build_program("gpg", TASK, answer_mode="score", rotations=2)
     assert _study_answer(scored) == {"answer_mode": "score", "rotations": 2}
+    moved = build_program("gpg", TASK, answer_mode="score", rotations=2, prompt_layout="options-last")
+    assert _study_answer(moved) == {"answer_mode": "score", "rotations": 2, "prompt_layout": "options-last"}

@@ -1,5 +1,5 @@
-"""`table.md` from a `bench.json`: per answer mode, each configuration against the ideal floor and plain
-DSPy, where its tokens went step by step, and what batching changed."""
+"""`table.md` from a `bench.json`: per answer mode, each configuration against the ideal floor, plain DSPy
+and the mode's one-slot default, where its tokens went step by step, and what batching changed."""
 
 from __future__ import annotations
 
@@ -17,23 +17,23 @@ def _fmt(value: Any, spec: str = "") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _vs_plain(row: dict) -> str:
-    vs = row.get("vs_plain")
+def _paired(vs: dict | None) -> str:
     if not vs or not vs.get("n"):
         return "-"
     return f"{vs['diff']:+.3f} [{vs['ci95'][0]:+.3f}, {vs['ci95'][1]:+.3f}] p={vs['p']:.2f}"
 
 
 def mode_table(mode: dict, objective: str) -> tuple[list[str], list[list[str]]]:
-    """Wall time against the floor and plain DSPy, and accuracy against plain DSPy (paired)."""
+    """Wall time against the floor and plain DSPy, and accuracy against plain DSPy and the one-slot default
+    (paired)."""
     header = ["config", "wall s", "s/user", "wall/floor", "speedup vs plain", objective,
-              f"{objective} - plain [95% CI] p", "loop stops", "cut at cap"]
+              f"{objective} - plain [95% CI] p", f"{objective} - default [95% CI] p", "loop stops", "cut at cap"]
     rows = [[r["config"], f"{r['wall_seconds']:.1f}", f"{r['seconds_per_user']:.1f}", _fmt(r["wall_over_floor"]),
-             _fmt(r["speedup_over_plain"]), _fmt(r.get(objective), ".3f"), _vs_plain(r), str(r["repetition_stops"]),
-             str(r["truncated"])] for r in mode["results"]]
+             _fmt(r["speedup_over_plain"]), _fmt(r.get(objective), ".3f"), _paired(r.get("vs_plain")),
+             _paired(r.get("vs_default")), str(r["repetition_stops"]), str(r["truncated"])] for r in mode["results"]]
     floor = mode["floor"]
     rows.append(["ideal floor", _fmt(floor["seconds"]), _fmt(round(floor["seconds"] / max(1, floor["n"]), 1)),
-                 "1.00", "-", "-", "-", "-", "-"])
+                 "1.00", "-", "-", "-", "-", "-", "-"])
     return header, rows
 
 

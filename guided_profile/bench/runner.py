@@ -13,7 +13,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,23 +28,28 @@ from guided_profile.files import write_json
 from guided_profile.lm import make_lm
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.programs import PersonalAdapter, build_program
+from guided_profile.programs.adapter import DEFAULT_LAYOUT, OPTIONS_LAST
 from guided_profile.provenance import git_state
 from guided_profile.tasks.base import Task
 
 METHOD = "gpg"  # the paper's main row
 ROTATIONS = 4   # `run`'s default in score mode (RunSettings.rotations; a test keeps the two equal)
 PLAIN = "plain-dspy"
+DRAFT_NGRAM = 3  # a short n-gram, so the item names a digestion or profile quotes from the history are matched
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """One way of running GPG that the benchmark times: adapter, prompt-prefix reuse, server slots, answer mode."""
+    """One way of running GPG that the benchmark times: adapter, prompt-prefix reuse, server slots, answer mode,
+    prompt layout, self-speculative decoding."""
 
     name: str
     adapter: str        # "chat" (DSPy's default) or "personal" (history-first, plain replies)
     prompt_cache: bool  # llama.cpp's reuse of a shared prompt prefix
     parallel: int       # server slots = concurrent examples
     answer_mode: str = "generate"
+    prompt_layout: str = DEFAULT_LAYOUT  # where the answer step states its instruction (`programs.adapter`)
+    draft_ngram: int | None = None       # llama.cpp's n-gram drafts (`lm.embedded`), None: off
 
     @property
     def key(self) -> str:
@@ -58,16 +63,26 @@ class BenchConfig:
 def default_configs(parallel: tuple[int, ...] = (2,), modes: tuple[str, ...] = ("score", "generate")
                     ) -> list[BenchConfig]:
     """Plain DSPy once (its ChatAdapter can only generate: the first token it would score is a field
-    marker), then per answer mode this project's settings with one slot (`default`) and N slots."""
+    marker), then per answer mode this project's settings with one slot (`default`) and N slots, and in
+    score mode two candidates with one slot: the options-last prompt layout (its rotations recompute only the
+    options; generate mode makes one call per answer, so the layout saves nothing there) and n-gram drafts
+    (they speed up the digestion and profile, which both modes share)."""
     configs = [BenchConfig(PLAIN, "chat", False, 1, "generate")]
     for mode in modes:
         configs += [BenchConfig("default", "personal", True, 1, mode),
                     *[BenchConfig(f"parallel-{n}", "personal", True, n, mode) for n in parallel]]
+        if mode == "score":
+            configs += [BenchConfig(OPTIONS_LAST, "personal", True, 1, mode, prompt_layout=OPTIONS_LAST),
+                        BenchConfig(f"draft-ngram-{DRAFT_NGRAM}", "personal", True, 1, mode, draft_ngram=DRAFT_NGRAM)]
     return configs
 
 
 def _records(run: RunFolder, examples: list[Example]) -> list[dict]:
     return [run.done[(METHOD, ex.example_id)] for ex in examples if (METHOD, ex.example_id) in run.done]
+
+
+# A result kept from before a BenchConfig field existed was made with that field's default.
+_CONFIG_DEFAULTS = {f.name: f.default for f in fields(BenchConfig) if f.default is not MISSING}
 
 
 def _kept(folder: Path, key: dict, examples: list[Example]) -> tuple[dict, list[dict]] | None:
@@ -77,7 +92,8 @@ def _kept(folder: Path, key: dict, examples: list[Example]) -> tuple[dict, list[
         lines = (folder / "records.jsonl").read_text().splitlines()
     except (OSError, ValueError):
         return None
-    if result.get("key") != key:
+    made = result.get("key") or {}
+    if {**made, "config": _CONFIG_DEFAULTS | made.get("config", {})} != key:
         return None
     done = {(r["method"], r["example_id"]): r for r in map(json.loads, lines)}
     return result, [done[(METHOD, ex.example_id)] for ex in examples if (METHOD, ex.example_id) in done]
@@ -102,7 +118,7 @@ def token_accounts(engine: Any, records: list[dict], program: dspy.Module) -> di
                     "answer": program.respond.predict.signature.instructions}
     return {"counter": count.name, "instructions": {k: count(v) for k, v in instructions.items()},
             "content": {r["example_id"]: content_tokens(r, count) for r in records},
-            "per_step": breakdown(records, count, program.switches)}
+            "per_step": breakdown(records, count, program.switches, program.respond.prompt_layout)}
 
 
 def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec: str, out: Path, *,
@@ -118,13 +134,15 @@ def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec
         return kept
     log(f"running {config.key} on {len(examples)} examples ...")
     lm, identity = make_lm(lm_spec, n_parallel=config.parallel, threads=threads, context=context, cache=False,
-                           prompt_cache=config.prompt_cache)
+                           prompt_cache=config.prompt_cache, draft_ngram=config.draft_ngram)
     shutil.rmtree(folder, ignore_errors=True)  # a benchmark is timed whole: never resumed
     run = RunFolder.open(folder, {"task": task.name, "split": "bench", "seed": task.seed, "data": "",
                                   "lm": identity.to_dict(), "task_options": {}, "methods": [METHOD],
                                   "answer_mode": config.answer_mode, "rotations": ROTATIONS,
-                                  "step_max_tokens": task.step_max_tokens(), "bench": asdict(config)})
-    program = build_program(METHOD, task, answer_mode=config.answer_mode, rotations=ROTATIONS)
+                                  "prompt_layout": config.prompt_layout, "step_max_tokens": task.step_max_tokens(),
+                                  "bench": asdict(config)})
+    program = build_program(METHOD, task, answer_mode=config.answer_mode, rotations=ROTATIONS,
+                            prompt_layout=config.prompt_layout)
     start = time.perf_counter()
     with run:  # the folder's lock is released when the configuration is done
         summary = evaluate({METHOD: program}, task, examples, lm, run, workers=config.parallel,
@@ -166,7 +184,8 @@ def _ratio(a: float, b: float | None) -> float | None:
 
 def compare_mode(mode: str, task: Task, configs: list[BenchConfig], results: dict, records: dict,
                  speeds: dict[str, float]) -> dict[str, Any]:
-    """One answer mode: the ideal floor, and each configuration's wall time, ratios and paired accuracy."""
+    """One answer mode: the ideal floor, and each configuration's wall time, ratios and paired accuracy (against
+    plain DSPy and against the mode's one-slot default)."""
     chosen = [c for c in configs if c.answer_mode == mode or c.name == PLAIN]
     reference = results.get(f"{mode}/default") or results[chosen[-1].key]
     floor = ideal_floor([records[c.key] for c in chosen], reference["tokens"]["content"],
@@ -183,6 +202,8 @@ def compare_mode(mode: str, task: Task, configs: list[BenchConfig], results: dic
                      "speedup_over_plain": _ratio(results[PLAIN]["wall_seconds"], wall) if plain else None,
                      task.objective: r["summary"].get(task.objective),
                      "vs_plain": paired_difference(own, plain, task.objective) if plain and ours else None,
+                     "vs_default": paired_difference(own, one_slot, task.objective)
+                     if one_slot and ours and c.name != "default" else None,
                      "batching_changes": outputs_changed(own, one_slot) if one_slot and ours and c.parallel > 1
                      else None,
                      "repetition_stops": r["totals"].get("repetition_stops", 0),

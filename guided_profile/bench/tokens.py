@@ -5,7 +5,8 @@ step, the profile in the answer step), the question with its options, and instru
 own instruction plus everything a layout adds: preamble, chat template, field headers).  Content is
 counted by tokenizing each piece alone; instructions are the rest of the prompt.  Cached tokens are
 a prefix of the prompt: they are taken off the front in layout order (the lead before the history,
-the history, outputs, options, the remaining instructions), so only computed tokens are attributed.
+the history, outputs, options, the remaining instructions; in the options-last prompt layout the
+instructions before the options), so only computed tokens are attributed.
 
 The ideal layout, independent of this project's prompts: per user, the history once, each step's
 own instruction once, the question and options once, every output generated once and never read
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from guided_profile.programs.adapter import DEFAULT_LAYOUT, OPTIONS_LAST
 from guided_profile.programs.answer import lettered
 
 CATEGORIES = ("history", "instructions", "outputs", "options", "generated")
@@ -90,12 +92,14 @@ def step_content(kind: str, content: dict[str, int], switches: dict[str, bool]) 
             "options": content["options"]}
 
 
-def split_step(step: dict, content: dict[str, int], lead: int) -> dict[str, int]:
+def split_step(step: dict, content: dict[str, int], lead: int, prompt_layout: str = DEFAULT_LAYOUT) -> dict[str, int]:
     """One step's computed prompt tokens by category (cached tokens taken off the front), and its generated."""
     instructions = max(0, step["prompt_tokens"] - sum(content.values()))
     lead = min(lead, instructions)
-    layout = [("instructions", lead), ("history", content["history"]), ("outputs", content["outputs"]),
-              ("options", content["options"]), ("instructions", instructions - lead)]
+    tail = [("options", content["options"]), ("instructions", instructions - lead)]
+    if prompt_layout == OPTIONS_LAST:  # the instruction is read before the options (the question's tokens aside)
+        tail.reverse()
+    layout = [("instructions", lead), ("history", content["history"]), ("outputs", content["outputs"]), *tail]
     cached = step["cached_prompt_tokens"]
     computed = dict.fromkeys(CATEGORIES, 0)
     for category, size in layout:
@@ -113,7 +117,8 @@ def lead_tokens(records: Iterable[dict]) -> int:
     return min((n for n in reused if n > 0), default=0)
 
 
-def breakdown(records: list[dict], count: TokenCounter, switches: dict[str, bool]) -> dict[str, dict[str, int]]:
+def breakdown(records: list[dict], count: TokenCounter, switches: dict[str, bool],
+              prompt_layout: str = DEFAULT_LAYOUT) -> dict[str, dict[str, int]]:
     """Computed tokens per step kind and category, summed over the records (plus `calls` and `cached`)."""
     lead = lead_tokens(records)
     total: dict[str, dict[str, int]] = {}
@@ -121,7 +126,7 @@ def breakdown(records: list[dict], count: TokenCounter, switches: dict[str, bool
         content = content_tokens(record, count)
         for kind, step in zip(step_kinds(record), record["steps"], strict=True):
             row = total.setdefault(kind, dict.fromkeys((*CATEGORIES, "cached", "calls"), 0))
-            for category, n in split_step(step, step_content(kind, content, switches), lead).items():
+            for category, n in split_step(step, step_content(kind, content, switches), lead, prompt_layout).items():
                 row[category] += n
             row["cached"] += step["cached_prompt_tokens"]
             row["calls"] += 1

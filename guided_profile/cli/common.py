@@ -82,6 +82,12 @@ def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True, in
     group.add_argument("--context", type=positive_int, dest="context_window", default=argparse.SUPPRESS,
                        action=Renamed, new_name="--context-window", help=argparse.SUPPRESS)
     group.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: all cores)")
+    if not in_process:  # the benchmark has its own configuration for it
+        group.add_argument("--draft-ngram", type=positive_int, default=None, metavar="N",
+                           help="in-process models: self-speculative decoding (llama.cpp's ngram-simple): where the "
+                                "last N tokens occurred earlier in the prompt or reply, draft what followed them "
+                                "there, checked in one batch. Default: off (not yet measured); recorded with the "
+                                "model in config.json")
     if parallel:
         group.add_argument("--parallel", type=positive_int, default=4,
                            help="examples evaluated at once; in-process models get as many server slots "
@@ -144,6 +150,7 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rotations", type=positive_int, default=4,
                        help="score mode: cyclic rotations of the option order (1 = plain, 4 = every option "
                             "in every position; default 4)")
+    add_prompt_layout_option(group)
     group.add_argument("--store", type=Path, default=None,
                        help="profile store (SQLite) for digestions and profiles, reused across methods and runs "
                             "(default: profiles.sqlite in the cache folder)")
@@ -154,6 +161,17 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
                        help="evaluate a compiled program even on users it was tuned on (same data with another split "
                             "seed, or its train/dev examples in the evaluated split); recorded in config.json. "
                             "Default: refused with one line")
+
+
+def add_prompt_layout_option(group: argparse._ActionsContainer) -> None:
+    """--prompt-layout: where the answer step states its instruction (run, compare, optimize)."""
+    from guided_profile.programs.adapter import DEFAULT_LAYOUT, PROMPT_LAYOUTS
+
+    group.add_argument("--prompt-layout", default=DEFAULT_LAYOUT, choices=PROMPT_LAYOUTS,
+                       help=f"choice tasks: where the answer step states its instruction: {DEFAULT_LAYOUT} (default; "
+                            "after the options, the prompt every earlier run used) or options-last (before the "
+                            "options, so score mode's rotations share everything but the options and compute fewer "
+                            "tokens; not yet checked for accuracy). Recorded in config.json and compiled programs")
 
 
 def add_retrieval_options(parser: argparse.ArgumentParser) -> None:
@@ -199,7 +217,8 @@ def settings_from_args(args: argparse.Namespace, **fixed: object) -> RunSettings
 
     values = {"task_options": parse_task_options(args.task_option), "data": args.data, "seed": args.seed,
               "lm": args.lm, "context_window": args.context_window, "threads": args.threads}
-    for name in ("split", "limit", "parallel", "rotations", "answer_mode", "api_base"):
+    for name in ("split", "limit", "parallel", "rotations", "prompt_layout", "answer_mode", "api_base",
+                 "draft_ngram"):
         if hasattr(args, name):
             values[name] = getattr(args, name)
     if hasattr(args, "retriever"):

@@ -18,6 +18,7 @@ from guided_profile.cli.common import (
     FORMATTER,
     add_data_options,
     add_lm_options,
+    add_prompt_layout_option,
     add_retrieval_options,
     command_line,
     non_negative_int,
@@ -65,6 +66,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                              "see `guided-profile run --help`)")
     parser.add_argument("--rotations", type=positive_int, default=4,
                         help="score mode: rotations of the option order (default 4)")
+    add_prompt_layout_option(parser)
     _add_search_options(parser)
     optuna_group = parser.add_argument_group("optuna optimizer")
     optuna_group.add_argument("--storage", default=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,17 +24,21 @@ API_KEY_ENV = "OPENAI_API_KEY"
 
 @dataclass(frozen=True)
 class LMSpec:
-    """What identifies a model in records and caches. Never holds an API key."""
+    """What identifies a model in records and caches. Never holds an API key.  `draft_ngram` is the n-gram
+    length of self-speculative decoding (`lm.embedded`), None when off."""
 
     spec: str
     model: str
     sha256: str | None = None
     api_base: str | None = None
     context: int = DEFAULT_CONTEXT
+    draft_ngram: int | None = None
 
     def to_dict(self) -> dict:
-        """For records: a password in the server URL is masked."""
-        return asdict(self) | {"api_base": self.api_base and redact(self.api_base)}
+        """For records: a password in the server URL is masked; `draft_ngram` only when on, so records made
+        before it existed describe the same model as today's without it."""
+        fields = asdict(self) | {"api_base": self.api_base and redact(self.api_base)}
+        return fields if self.draft_ngram is not None else {k: v for k, v in fields.items() if k != "draft_ngram"}
 
 
 def _cached_sha256(path: Path) -> str:
@@ -106,6 +110,13 @@ def resolve_spec(spec: str, api_base: str | None = None, context: int = DEFAULT_
     return LMSpec(spec, spec, None, api_base=api_base, context=context), None
 
 
+def check_draft_ngram(spec: str, draft_ngram: int | None) -> None:
+    """Refuse self-speculative decoding for a model llama.cpp does not run in this process."""
+    if draft_ngram is not None and not (spec in EMBEDDED_MODELS or spec.startswith("gguf:")):
+        raise ConfigError(f"--draft-ngram {draft_ngram}: self-speculative decoding is llama.cpp's, for in-process "
+                          f"models (local, local-0.5b, gguf:PATH), not --lm {spec}")
+
+
 _answer_cache: str | None = None  # the folder DSPy's answer cache was set up in, by this process
 
 
@@ -123,7 +134,7 @@ def use_answer_cache() -> None:
 def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CONTEXT, n_parallel: int = 1,
             threads: int | None = None, max_tokens: int = 512, temperature: float = 0.0,
             cache: bool = True, prompt_cache: bool = True, num_retries: int = 3,
-            stop_loops: bool = False) -> tuple[dspy.LM, LMSpec]:
+            stop_loops: bool = False, draft_ngram: int | None = None) -> tuple[dspy.LM, LMSpec]:
     """A `dspy.LM` for `spec` plus its identity.
 
     Greedy decoding by default, as in the paper.  For in-process models the DSPy model string
@@ -132,8 +143,10 @@ def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CO
     `num_retries`: a remote call that fails for a transient reason (rate limit, timeout, a dropped
     connection) is retried that many times with exponential backoff (LiteLLM's, through DSPy).
     `stop_loops`: an in-process model stops a reply whose tail repeats one piece (lm/repetition.py).
+    `draft_ngram`: an in-process model drafts from the last N tokens' earlier occurrence (lm/embedded.py).
     """
     use_answer_cache()
+    check_draft_ngram(spec, draft_ngram)
     if spec == "fake":
         from guided_profile.lm.fake import FakeEngine
 
@@ -142,9 +155,10 @@ def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CO
         return lm, LMSpec(spec, "scripted-fake")
     identity, gguf = resolve_spec(spec, api_base, context)
     if gguf is not None:
+        identity = replace(identity, draft_ngram=draft_ngram)
         engine = EmbeddedEngine(gguf, n_ctx=context, n_parallel=n_parallel, threads=threads,
                                 model_name=identity.model, cache_prompt=prompt_cache,
-                                loop_rule=DEFAULT_LOOP_RULE if stop_loops else None)
+                                loop_rule=DEFAULT_LOOP_RULE if stop_loops else None, draft_ngram=draft_ngram)
         model_string = f"embedded/{identity.model}@{identity.sha256[:16]}"
         lm = dspy.LM(model_string, engine=engine, temperature=temperature, max_tokens=max_tokens, cache=cache)
     else:

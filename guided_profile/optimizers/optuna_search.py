@@ -39,6 +39,7 @@ from guided_profile.optimizers.base import Optimizer, register_optimizer
 from guided_profile.optimizers.candidates import Candidate
 from guided_profile.optimizers.metric import TaskMetric
 from guided_profile.optimizers.plan import CallPlan, calls_per_example
+from guided_profile.programs.adapter import DEFAULT_LAYOUT
 from guided_profile.programs.answer import answer_config_of
 from guided_profile.programs.export import instructions
 from guided_profile.programs.methods import parts_of, switches_of
@@ -99,10 +100,11 @@ def _stored_pool(study: optuna.Study) -> list[str] | None:
 
 
 def _study_answer(program: dspy.Module) -> dict[str, Any]:
-    """`answer_config_of` as a study's name was hashed from before it existed (rotations 4 in generate mode too),
-    so studies made then are found and resumed."""
+    """`answer_config_of` as a study's name was hashed from before it existed (rotations 4 in generate mode too,
+    no prompt layout: the default one), so studies made then are found and resumed."""
     answer = answer_config_of(program)
-    return {**answer, "rotations": answer["rotations"] or 4}
+    layout = {} if answer["prompt_layout"] == DEFAULT_LAYOUT else {"prompt_layout": answer["prompt_layout"]}
+    return {"answer_mode": answer["answer_mode"], "rotations": answer["rotations"] or 4, **layout}
 
 
 @dataclass

@@ -7,6 +7,8 @@ step of our programs has exactly one output field, so here the whole reply *is* 
 The layout also puts the long part every step shares first: a fixed system preamble, then the
 person's history, and only then the step's own fields and instruction.  llama.cpp (and remote
 APIs with prefix caching) can then reuse the history's KV entries from one step to the next.
+The `options-last` prompt layout (a recorded setting, not the default) also moves the answer
+step's instruction before its options, so score mode's rotations share all but the options.
 Signatures with several outputs (e.g. an optimizer's own proposal programs) fall back to
 ChatAdapter's format unchanged.
 
@@ -17,6 +19,9 @@ Optimizers run the program and their own proposal programs under one `dspy.conte
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from dspy.adapters.chat_adapter import ChatAdapter
@@ -27,6 +32,15 @@ from guided_profile._dspy_internals import RepliesHookAdapter
 
 PREAMBLE = "You are a careful assistant who studies one person's history and answers briefly and exactly."
 HISTORY_FIELD = "history"
+OPTIONS_FIELD = "options"
+# Where a step with options states its instruction: at the end, before the reply request (the default, and
+# every prompt before the setting existed), or before the options, so prompts that differ only in their
+# options (score mode's rotations) share everything up to them and a prefix cache recomputes only the options.
+INSTRUCTION_LAST = "instruction-last"
+OPTIONS_LAST = "options-last"
+PROMPT_LAYOUTS = (INSTRUCTION_LAST, OPTIONS_LAST)
+DEFAULT_LAYOUT = INSTRUCTION_LAST
+_layout: ContextVar[str] = ContextVar("prompt_layout", default=DEFAULT_LAYOUT)
 FIELD_MARKER = re.compile(r"\[\[\s*##\s*\w+\s*##\s*\]\]")  # DSPy's "[[ ## answer ## ]]"
 # A small model sometimes narrates instead of answering: 'In their voice, they would reply: "Sure!"'.
 _NARRATED = re.compile(r'^[^"\n]{0,200}\bwould (?:reply|say|respond|write|answer)\b[^"\n]{0,40}:\s*"(?P<quote>.+)"\s*$',
@@ -35,6 +49,17 @@ _NARRATED = re.compile(r'^[^"\n]{0,200}\bwould (?:reply|say|respond|write|answer
 
 def _title(name: str) -> str:
     return name.replace("_", " ").capitalize()
+
+
+@contextmanager
+def prompt_layout(layout: str) -> Iterator[None]:
+    """Lay out the prompts formatted inside in `layout`.  The answer step owns the setting and says so around
+    its own calls, so whichever adapter the caller chose (a run's, an optimizer's) formats them alike."""
+    token = _layout.set(layout)
+    try:
+        yield
+    finally:
+        _layout.reset(token)
 
 
 class PersonalAdapter(RepliesHookAdapter):
@@ -62,21 +87,30 @@ class PersonalAdapter(RepliesHookAdapter):
         return messages
 
     def user_content(self, signature: type[Signature], inputs: dict[str, Any]) -> str:
-        """History block first (shared by every step), then the step's fields and instruction."""
+        """History block first (shared by every step), then the step's fields and instruction; in the
+        options-last layout the options come after the instruction, just before the reply request."""
         names = sorted(signature.input_fields, key=lambda n: n != HISTORY_FIELD)
-        blocks = []
-        for name in names:
-            field = signature.input_fields[name]
-            desc = field.json_schema_extra.get("desc", "") if field.json_schema_extra else ""
-            header = _title(name) + (f" ({desc})" if desc and not desc.startswith("${") else "")
-            blocks.append(f"{header}:\n{inputs.get(name, '')}")
+        instruction, request = signature.instructions.strip(), self._reply_request(signature)
+        if _layout.get() == OPTIONS_LAST and OPTIONS_FIELD in names:
+            names.remove(OPTIONS_FIELD)
+            tail = [instruction, self._field_block(signature, OPTIONS_FIELD, inputs), request]
+        else:
+            tail = [f"{instruction}\n{request}"]
+        return "\n\n".join([*(self._field_block(signature, name, inputs) for name in names), *tail])
+
+    @staticmethod
+    def _field_block(signature: type[Signature], name: str, inputs: dict[str, Any]) -> str:
+        field = signature.input_fields[name]
+        desc = field.json_schema_extra.get("desc", "") if field.json_schema_extra else ""
+        header = _title(name) + (f" ({desc})" if desc and not desc.startswith("${") else "")
+        return f"{header}:\n{inputs.get(name, '')}"
+
+    def _reply_request(self, signature: type[Signature]) -> str:
         output = self._single_output(signature)
         out_field = signature.output_fields[output]
         out_desc = out_field.json_schema_extra.get("desc", "") if out_field.json_schema_extra else ""
         request = f"Reply with only the {_title(output).lower()}"
-        request += f" ({out_desc})." if out_desc and not out_desc.startswith("${") else "."
-        blocks.append(f"{signature.instructions.strip()}\n{request}")
-        return "\n\n".join(blocks)
+        return request + (f" ({out_desc})." if out_desc and not out_desc.startswith("${") else ".")
 
     def prepare_outputs(self, signature: type[Signature], outputs: list) -> list:
         # DSPy raises on an empty reply before `parse` sees it; for a single-output step an empty reply is

@@ -5,7 +5,8 @@ abstain).  `ScoreChoice` is for tasks whose answer is one of given options: it r
 probability of each option's letter as the first token, once per cyclic rotation of the option
 order, and averages them per option.  A small model that prefers a *position* ("B" whatever the
 options) then spreads its preference evenly over all options instead of deciding the answer.
-Both expose the same inner `predict`, so optimizers see and rewrite the same instruction.
+Both expose the same inner `predict`, so optimizers see and rewrite the same instruction, and both
+lay their prompts out in their `prompt_layout` (`programs.adapter`: where the instruction stands).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 import dspy
 
 from guided_profile.datasets.example import option_letters
+from guided_profile.errors import ConfigError
+from guided_profile.programs.adapter import DEFAULT_LAYOUT, PROMPT_LAYOUTS, prompt_layout
 
 ANSWER_MODES = ("generate", "score")
 # The command line's default: choice scoring where a task has options (measured better for the embedded
@@ -33,11 +36,20 @@ def resolve_answer_mode(mode: str, has_options: bool) -> str:
     return mode
 
 
-def answer_config(answer_mode: str, rotations: int | None = None) -> dict[str, Any]:
+def answer_config(answer_mode: str, rotations: int | None = None,
+                  prompt_layout: str = DEFAULT_LAYOUT) -> dict[str, Any]:
     """How a program answers: what run folders and compiled programs state, what `compare` checks and what
-    `build_program` takes.  Rotations exist in score mode only (None in generate mode)."""
-    return {"answer_mode": answer_mode, "rotations": rotations if answer_mode == "score" else None}
+    `build_program` takes.  Rotations exist in score mode only (None in generate mode); the prompt layout in
+    both (records and files from before it was a setting used the default)."""
+    return {"answer_mode": answer_mode, "rotations": rotations if answer_mode == "score" else None,
+            "prompt_layout": check_layout(prompt_layout)}
 
+
+def check_layout(layout: str) -> str:
+    """`layout` if it is one of `PROMPT_LAYOUTS`; else one clear error."""
+    if layout not in PROMPT_LAYOUTS:
+        raise ConfigError(f"unknown prompt layout {layout!r}; choose from {', '.join(PROMPT_LAYOUTS)}")
+    return layout
 
 
 _scoring = contextvars.ContextVar("scoring", default=False)
@@ -60,14 +72,16 @@ def lettered(options: Sequence[str]) -> str:
 class GenerateAnswer(dspy.Module):
     """Write the answer; options (if any) are shown lettered in their given order."""
 
-    def __init__(self, signature: type[dspy.Signature], max_tokens: int):
+    def __init__(self, signature: type[dspy.Signature], max_tokens: int, prompt_layout: str = DEFAULT_LAYOUT):
         super().__init__()
+        self.prompt_layout = check_layout(prompt_layout)
         self.predict = dspy.Predict(signature, max_tokens=max_tokens)
 
     def forward(self, options: Sequence[str] = (), **inputs) -> dspy.Prediction:
         if options:
             inputs["options"] = lettered(options)
-        return dspy.Prediction(answer=self.predict(**inputs).answer)
+        with prompt_layout(self.prompt_layout):
+            return dspy.Prediction(answer=self.predict(**inputs).answer)
 
 
 def letter_probabilities(logprobs: dict | None, n: int) -> list[float] | None:
@@ -98,11 +112,12 @@ class ScoreChoice(dspy.Module):
     APIs) it falls back to generating one letter and parsing it strictly; `answer_path` says which.
     """
 
-    def __init__(self, signature: type[dspy.Signature], rotations: int = 4):
+    def __init__(self, signature: type[dspy.Signature], rotations: int = 4, prompt_layout: str = DEFAULT_LAYOUT):
         super().__init__()
         if rotations < 1:
             raise ValueError("rotations must be at least 1")
         self.rotations = rotations
+        self.prompt_layout = check_layout(prompt_layout)
         self.predict = dspy.Predict(signature)
 
     def forward(self, options: Sequence[str] = (), **inputs) -> dspy.Prediction:
@@ -130,21 +145,24 @@ class ScoreChoice(dspy.Module):
         shown = [options[(j + k) % n] for j in range(n)]
         token = _scoring.set(True)
         try:
-            prediction = self.predict(**inputs, options=lettered(shown),
-                                      config={"max_tokens": 1, "logprobs": True, "top_logprobs": TOP_LOGPROBS})
+            with prompt_layout(self.prompt_layout):
+                prediction = self.predict(**inputs, options=lettered(shown),
+                                          config={"max_tokens": 1, "logprobs": True, "top_logprobs": TOP_LOGPROBS})
         finally:
             _scoring.reset(token)
         return letter_probabilities(prediction.get("logprobs"), n)
 
     def _fallback(self, options: Sequence[str], inputs: dict) -> dspy.Prediction:
         # The reply ("C", "(C)", "Answer: C", "Based on ...") is read by the task's parser, like generate mode's.
-        reply = self.predict(**inputs, options=lettered(options), config={"max_tokens": 4}).answer.strip()
+        with prompt_layout(self.prompt_layout):
+            reply = self.predict(**inputs, options=lettered(options), config={"max_tokens": 4}).answer.strip()
         return dspy.Prediction(answer=reply, choice_probs=None, answer_path="fallback-generate")
 
 
 def answer_config_of(program: dspy.Module) -> dict[str, Any]:
     """`answer_config` of a built program, read from its final step."""
     respond = getattr(program, "respond", None)
+    layout = getattr(respond, "prompt_layout", DEFAULT_LAYOUT)
     if isinstance(respond, ScoreChoice):
-        return answer_config("score", respond.rotations)
-    return answer_config("generate")
+        return answer_config("score", respond.rotations, layout)
+    return answer_config("generate", prompt_layout=layout)

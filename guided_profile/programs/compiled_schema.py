@@ -14,7 +14,8 @@ them when the caller passes the optimizers' declared settings (`runs.py` always 
 
 Versions: 1 is the format before the guidance question had its own name (an Optuna search kept its
 pool as `guidance_pool`; a generate-mode program stated `rotations: 4`); 2 is today's.  Both load;
-`upgrade` turns a version-1 payload into today's shape after its checksum was checked.
+`upgrade` turns a version-1 payload into today's shape after its checksum was checked, and states the
+default prompt layout for a version-2 file exported before the layout was a setting.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pydantic import (
 )
 
 from guided_profile.errors import ConfigError
+from guided_profile.programs.adapter import DEFAULT_LAYOUT, PROMPT_LAYOUTS
 from guided_profile.programs.answer import ANSWER_MODES, answer_config
 from guided_profile.redaction import redact
 
@@ -80,10 +82,12 @@ class _Strict(BaseModel):
 
 
 class Answer(_Strict):
-    """How the final step answers (`answer_config`): rotations in score mode, at least 1."""
+    """How the final step answers (`answer_config`): rotations in score mode, at least 1; the prompt layout
+    (absent from files exported before it was a setting: they used the default)."""
 
     answer_mode: Literal[ANSWER_MODES]  # type: ignore[valid-type]
     rotations: Annotated[StrictInt, Field(ge=1)] | None = None
+    prompt_layout: Literal[PROMPT_LAYOUTS] = DEFAULT_LAYOUT  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _rotations_in_score_mode(self) -> Answer:
@@ -139,6 +143,7 @@ class LMIdentity(_Strict):
     sha256: Sha256 | None = None
     api_base: StrictStr | None = None
     context: Annotated[StrictInt, Field(ge=1)] | None = None
+    draft_ngram: Annotated[StrictInt, Field(ge=1)] | None = None
 
 
 class OptimizerRecord(_Strict):
@@ -422,13 +427,12 @@ _V1_TRIAL_LISTS = ("best_trial", "trials", "pareto_front")
 
 
 def upgrade(payload: dict[str, Any]) -> dict[str, Any]:
-    """A valid payload in today's shape (version 2); a version-1 payload's checksum stays the one it was
-    written with, so `checksum` still describes the file on disk."""
+    """A valid payload in today's shape (version 2, its answer stating the prompt layout); an older payload's
+    checksum stays the one it was written with, so `checksum` still describes the file on disk."""
+    answer = answer_config(**payload["answer"])
     if payload["format_version"] == FORMAT_VERSION:
-        return payload
-    answer = payload["answer"]
-    upgraded = {**payload, "format_version": FORMAT_VERSION,
-                "answer": answer_config(answer["answer_mode"], answer.get("rotations"))}
+        return payload if answer == payload["answer"] else {**payload, "answer": answer}
+    upgraded = {**payload, "format_version": FORMAT_VERSION, "answer": answer}
     if payload.get("optimizer"):
         info = {_V1_INFO_KEYS.get(k, k): v for k, v in payload["optimizer"].get("info", {}).items()}
         for key in _V1_TRIAL_LISTS:

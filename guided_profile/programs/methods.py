@@ -13,6 +13,7 @@ from collections.abc import Callable
 import dspy
 
 from guided_profile.errors import ConfigError
+from guided_profile.programs.adapter import DEFAULT_LAYOUT
 from guided_profile.programs.modules import DirectAnswer, GuidedProfile, ProfileThenAnswer
 from guided_profile.programs.retrieved import Retrieval, with_retrieval
 from guided_profile.tasks.base import Task
@@ -70,12 +71,12 @@ def is_cold_start(method: str) -> bool:
 
 
 def build_program(method: str, task: Task, *, answer_mode: str = "generate", rotations: int | None = 4,
-                  retrieval: Retrieval | None = None) -> dspy.Module:
-    """A fresh program for `method` on `task`; `answer_mode` / `rotations` configure its final step (`answer_config`
-    gives both; rotations matter in score mode only), and `retrieval` (default none: the history as before
-    retrieval) which history items its steps see.  A cold-start row never retrieves: its fallback reads no
-    history, or too little to choose from."""
-    answer = {"answer_mode": answer_mode, "rotations": rotations}
+                  prompt_layout: str = DEFAULT_LAYOUT, retrieval: Retrieval | None = None) -> dspy.Module:
+    """A fresh program for `method` on `task`; `answer_mode` / `rotations` / `prompt_layout` configure its final
+    step (`answer_config` gives all three; rotations matter in score mode only), and `retrieval` (default none:
+    the history as before retrieval) which history items its steps see.  A cold-start row never retrieves: its
+    fallback reads no history, or too little to choose from."""
+    answer = {"answer_mode": answer_mode, "rotations": rotations, "prompt_layout": prompt_layout}
     if method.startswith(COLD_START):
         return build_program(method[len(COLD_START):], task, **answer)
     if method in METHODS:

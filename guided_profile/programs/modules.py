@@ -3,9 +3,9 @@
 Every module takes the same inputs (`history`, `question`: text the task prepared, and `options`
 for choice tasks) and returns a `dspy.Prediction` with `answer`, plus `guidance` / `profile` when
 it made them, so the runner, metrics and optimizers treat all methods alike.  `answer_mode`
-chooses how the final step answers (see `programs.answer`).  A module given a retrieval
-(`programs.retrieved.with_retrieval`) also takes the history's raw `items` and the retriever's
-`query`, and its steps read the items it keeps.
+chooses how the final step answers and `prompt_layout` how its prompt is laid out (see
+`programs.answer`).  A module given a retrieval (`programs.retrieved.with_retrieval`) also takes
+the history's raw `items` and the retriever's `query`, and its steps read the items it keeps.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import dspy
 
 from guided_profile.errors import ConfigError
+from guided_profile.programs.adapter import DEFAULT_LAYOUT
 from guided_profile.programs.answer import ANSWER_MODES, GenerateAnswer, ScoreChoice
 from guided_profile.programs.retrieved import RetrievesHistory
 from guided_profile.programs.signatures import Digest, WriteProfile, respond_signature
@@ -26,17 +27,19 @@ STEP_MAX_TOKENS = 256
 
 
 def answer_step(task: Task, *, history: bool, guidance: bool, profile: bool, answer_mode: str = "generate",
-                rotations: int | None = 4) -> dspy.Module:
+                rotations: int | None = 4, prompt_layout: str = DEFAULT_LAYOUT) -> dspy.Module:
     """The final step, seeing only the parts it is switched to see."""
     if answer_mode not in ANSWER_MODES:
         raise ConfigError(f"unknown answer mode {answer_mode!r}; choose from {', '.join(ANSWER_MODES)}")
     if answer_mode == "score" and not task.has_options:
         raise ConfigError(f"task {task.name!r} has no options to score: use --answer-mode generate")
+    if prompt_layout != DEFAULT_LAYOUT and not task.has_options:  # a recorded layout must change something
+        raise ConfigError(f"task {task.name!r} has no options to move: use --prompt-layout {DEFAULT_LAYOUT}")
     signature = respond_signature(task.answer_instruction, history=history, guidance=guidance, profile=profile,
                                   options=task.has_options, answer_desc=task.answer_desc)
     if answer_mode == "score":
-        return ScoreChoice(signature, rotations=rotations)
-    return GenerateAnswer(signature, max_tokens=task.answer_max_tokens)
+        return ScoreChoice(signature, rotations=rotations, prompt_layout=prompt_layout)
+    return GenerateAnswer(signature, max_tokens=task.answer_max_tokens, prompt_layout=prompt_layout)
 
 
 class DirectAnswer(RetrievesHistory, dspy.Module):
