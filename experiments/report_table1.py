@@ -68,30 +68,40 @@ HEADER = ("| method | acc | 95% CI | n | correct | incorrect | abstain | unparse
           "DSPy cache hits | prompt tok | cached tok | gen tok |\n" + "|---" * 14 + "|")
 
 
+def ordered(users: set[str]) -> list[str]:
+    return sorted(users, key=int) if all(u.isdigit() for u in users) else sorted(users)
+
+
 def finished(variant: str) -> tuple[dict[str, dict], list[str]]:
     """The records of one variant's runs in both modes, and the users every method finished in both."""
     runs = {mode: load(RESULTS / FOLDERS[variant].format(mode=mode)) for mode in MODES}
-    common = set.intersection(*(users_done(runs[m], METHODS) for m in MODES))
-    return runs, sorted(common, key=int) if all(u.isdigit() for u in common) else sorted(common)
+    return runs, ordered(set.intersection(*(users_done(runs[m], METHODS) for m in MODES)))
+
+
+def finished_per_mode(variant: str) -> tuple[dict[str, dict], dict[str, list[str]]]:
+    """The records of one variant's runs, and per mode the users every method finished in that mode: the test
+    runs grow the chosen mode (score) first, so each mode's table counts its own users."""
+    runs = {mode: load(RESULTS / FOLDERS[variant].format(mode=mode)) for mode in MODES}
+    return runs, {mode: ordered(users_done(runs[mode], METHODS)) for mode in MODES}
 
 
 def main() -> None:
-    runs, users = finished("titles")
-    rows = {(mode, m): [runs[mode][(m, u)] for u in users] for mode in MODES for m in METHODS}
-    lines = intro(users) + baseline_section(rows, users)
+    runs, users = finished_per_mode("titles")
+    rows = {(mode, m): [runs[mode][(m, u)] for u in users[mode]] for mode in MODES for m in METHODS}
+    lines = intro(users) + baseline_section(rows, users["score"])
     for mode in MODES:
-        lines += [f"## `--answer-mode {mode}`", "", HEADER, *(fmt_row(LABELS[m], row(rows[(mode, m)]))
-                                                            for m in METHODS if users), ""]
-    if users:
-        lines += difference_section(rows) + position_bias(rows)
+        lines += [f"## `--answer-mode {mode}` ({len(users[mode])} test users)", "", HEADER,
+                  *(fmt_row(LABELS[m], row(rows[(mode, m)])) for m in METHODS if users[mode]), ""]
+    if users["score"]:
+        lines += difference_section(runs, users) + position_bias(rows)
     lines += dev_section() + categories_section(rows, users)
     (RESULTS / "table1-preference.md").write_text("\n".join(lines) + "\n")
-    if users:
+    if users["score"]:
         chart(rows, users)
     print("\n".join(lines))
 
 
-def intro(users: list[str]) -> list[str]:
+def intro(users: dict[str, list[str]]) -> list[str]:
     folder = RESULTS / FOLDERS["titles"].format(mode="score")
     if not (folder / "config.json").exists():
         return ["# Preference prediction, Table 1 shape, both answer modes", "",
@@ -103,8 +113,10 @@ def intro(users: list[str]) -> list[str]:
         f"Data: `{config['data']}` ({config['build_stats']['built']} users built by the paper's procedure; the "
         "history lists product titles only, as in the paper: `datasets/README.md`), split `test`, seed "
         f"{config['seed']}; model {config['lm']['model']} (sha256 {config['lm']['sha256'][:12]}...), greedy. "
-        f"**n = {len(users)} test users** finished by every method in both modes"
-        + (" (the target is 200; `experiments/table1_preference.sh` resumes)." if len(users) < 200 else ".")
+        f"**n = {len(users['score'])} test users in score mode** (the mode chosen on dev, below) and "
+        f"**{len(users['generate'])} in generate mode**, each finished by every method"
+        + (" (the target is 200 in both; `experiments/table1_preference.sh` resumes, score mode first)."
+           if min(map(len, users.values())) < 200 else ".")
         + f" Provenance: {origin(config)}.",
         "",
         "Commands: `experiments/table1_preference.sh` (both modes, test and dev), then "
@@ -120,7 +132,7 @@ def intro(users: list[str]) -> list[str]:
 
 
 def baseline_section(rows: dict, users: list[str]) -> list[str]:
-    """What answering without reading anything scores on these users: each constant letter, and a
+    """What answering without reading anything scores on the score-mode users: each constant letter, and a
     seeded random letter (the gold positions are balanced, so the constants sit at 25% exactly)."""
     if not users:
         return []
@@ -135,17 +147,26 @@ def baseline_section(rows: dict, users: list[str]) -> list[str]:
     return lines + [""]
 
 
-def difference_section(rows: dict) -> list[str]:
+def difference_section(runs: dict[str, dict], users: dict[str, list[str]]) -> list[str]:
+    """Methods against each other within a mode (its own users), and the modes against each other on the users
+    both finished."""
     lines = ["## Paired differences (same users; accuracy points, 95% bootstrap interval, permutation p)", "",
-             "| comparison | generate | score |", "|---|---|---|"]
+             "| comparison | " + " | ".join(f"{mode} (n = {len(users[mode])})" for mode in MODES) + " |",
+             "|---|---|---|"]
     for a, b in (("gpg", "dg-pc"), ("pg", "dg-pc"), ("gpg", "pg"), ("dg-pc", "dg-no-pc")):
-        lines.append(f"| {LABELS[a]} - {LABELS[b]} | "
-                     + " | ".join(paired(rows[(mode, a)], rows[(mode, b)]) for mode in MODES) + " |")
-    lines += ["", "| method | score - generate |", "|---|---|"]
-    return lines + [f"| {LABELS[m]} | {paired(rows[('score', m)], rows[('generate', m)])} |" for m in METHODS]
+        cells = [paired([runs[mode][(a, u)] for u in users[mode]], [runs[mode][(b, u)] for u in users[mode]])
+                 if users[mode] else "-" for mode in MODES]
+        lines.append(f"| {LABELS[a]} - {LABELS[b]} | " + " | ".join(cells) + " |")
+    both = [u for u in users["score"] if u in set(users["generate"])]
+    lines += ["", f"| method | score - generate (n = {len(both)}) |", "|---|---|"]
+    return lines + [f"| {LABELS[m]} | " + (paired([runs['score'][(m, u)] for u in both],
+                                                  [runs['generate'][(m, u)] for u in both]) if both else "-") + " |"
+                    for m in METHODS] + [""]
 
 
 def position_bias(rows: dict) -> list[str]:
+    if not rows[("generate", "dg-pc")]:
+        return []
     replies = Counter(r["metrics"]["parsed"] for r in rows[("generate", "dg-pc")])
     golds = Counter(r["gold"] for r in rows[("generate", "dg-pc")])
     return ["", f"Position bias in generate mode, DG w/ PC: parsed answers {dict(sorted(replies.items(), key=str))} "
@@ -169,28 +190,28 @@ def dev_section() -> list[str]:
     return lines + [""]
 
 
-def categories_section(rows: dict, users: list[str]) -> list[str]:
+def categories_section(rows: dict, users: dict[str, list[str]]) -> list[str]:
     """The earlier runs, whose history printed each product's category: a labelled variant, compared with
-    the titles-only runs on the users both finished (the gold's position differs between the two builds)."""
+    the titles-only runs on the users both finished, per mode (the gold's position differs between the two
+    builds)."""
     runs, old_users = finished("categories")
-    both = [u for u in users if u in set(old_users)]
+    both = {mode: [u for u in users[mode] if u in set(old_users)] for mode in MODES}
     lines = ["## Variant: history with categories shown (`show_categories=true`, the runs before 2026-11-26)", "",
              "Folders `" + "`, `".join(FOLDERS["categories"].format(mode=mode) for mode in MODES) + "`"
              f" ({len(old_users)} test users; option order and gold positions of the older build). Those histories "
              "print the held-out product's category while the distractors' categories are never shown, and GPG's "
              "guidance mostly copied the labels back. Titles-only minus categories-shown, per method, on the "
-             f"{len(both)} users both finished:", "",
-             "| method | generate: titles | categories | difference | score: titles | categories | difference |",
-             "|---|---|---|---|---|---|---|"]
-    if not both:
-        return lines + [""]
-    index = {u: i for i, u in enumerate(users)}
+             "users both finished in that mode:", "",
+             "| method | " + " | ".join(f"{mode}: titles | categories | difference (n = {len(both[mode])})"
+                                       for mode in MODES) + " |", "|---" * 7 + "|"]
     for m in METHODS:
         cells = []
         for mode in MODES:
-            new = [rows[(mode, m)][index[u]] for u in both]
-            old = [runs[mode][(m, u)] for u in both]
-            cells += [f"{100 * row(new)['accuracy']:.1f}", f"{100 * row(old)['accuracy']:.1f}", paired(new, old)]
+            index = {u: i for i, u in enumerate(users[mode])}
+            new = [rows[(mode, m)][index[u]] for u in both[mode]]
+            old = [runs[mode][(m, u)] for u in both[mode]]
+            cells += [f"{100 * row(new)['accuracy']:.1f}", f"{100 * row(old)['accuracy']:.1f}", paired(new, old)] \
+                if new else ["-", "-", "-"]
         lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
     return lines + ["", *rotation_section(runs["score"], runs["generate"], old_users)]
 
@@ -225,20 +246,22 @@ def rotation_section(score_records: dict, generate_records: dict, users: list[st
     return lines + [""]
 
 
-def chart(rows: dict, users: list[str]) -> None:
+def chart(rows: dict, users: dict[str, list[str]]) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.38
     for i, mode in enumerate(MODES):
+        if not users[mode]:
+            continue
         stats = [row(rows[(mode, m)]) for m in METHODS]
         xs = [j + (i - 0.5) * width for j in range(len(METHODS))]
         acc = [100 * s["accuracy"] for s in stats]
         err = [[100 * (s["accuracy"] - s["ci95"][0]) for s in stats],
                [100 * (s["ci95"][1] - s["accuracy"]) for s in stats]]
-        ax.bar(xs, acc, width, yerr=err, capsize=3, label=f"--answer-mode {mode}")
+        ax.bar(xs, acc, width, yerr=err, capsize=3, label=f"--answer-mode {mode} (n = {len(users[mode])})")
     ax.axhline(25, color="grey", linestyle=":", label="chance (4 options)")
     ax.set_xticks(range(len(METHODS)), [LABELS[m] for m in METHODS])
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"Preference prediction (titles only), Qwen2.5-Coder-1.5B, n = {len(users)} test users")
+    ax.set_title("Preference prediction (titles only), Qwen2.5-Coder-1.5B, test users")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(RESULTS / "table1-preference.png", dpi=120)
