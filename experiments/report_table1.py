@@ -187,7 +187,38 @@ def dev_section() -> list[str]:
         acc = {mode: 100 * row(recs[mode])["accuracy"] for mode in MODES}
         lines.append(f"| {LABELS[m]} | {acc['generate']:.1f} | {acc['score']:.1f} | "
                      f"{paired(recs['score'], recs['generate'])} |")
+    return lines + [""] + layout_section(runs["score"])
+
+
+LAYOUT_FOLDER = "prompt-layout-dev-preference-options-last-score-1.5b"
+
+
+def layout_section(default: dict) -> list[str]:
+    """`--prompt-layout options-last` against the default layout on the same dev users (score mode): may it
+    become the default?  Prompt tokens computed per example count only the answer steps (profiles came from
+    the store in both runs)."""
+    lines = ["## Prompt layout on dev (`experiments/prompt_layout_dev.sh`)", ""]
+    if not (RESULTS / LAYOUT_FOLDER / RECORDS).exists():
+        return lines + ["Not run yet.", ""]
+    layout = load(RESULTS / LAYOUT_FOLDER)
+    users = ordered(users_done(layout, METHODS) & users_done(default, METHODS))
+    lines += [f"Score mode, the first **{len(users)} dev users**: `options-last` (the answer instruction before the "
+              "options) against the default `instruction-last`, same users.", "",
+              "| method | instruction-last | options-last | difference | same answer | computed prompt tok, answer "
+              "step: instruction-last | options-last |", "|---|---|---|---|---|---|---|"]
+    for m in METHODS:
+        old, new = [default[(m, u)] for u in users], [layout[(m, u)] for u in users]
+        same = sum(a["reply"] == b["reply"] for a, b in zip(old, new, strict=True))
+        lines.append(f"| {LABELS[m]} | {100 * row(old)['accuracy']:.1f} | {100 * row(new)['accuracy']:.1f} | "
+                     f"{paired(new, old)} | {same} of {len(users)} | {answer_tokens(old):.0f} | "
+                     f"{answer_tokens(new):.0f} |")
     return lines + [""]
+
+
+def answer_tokens(records: list[dict]) -> float:
+    """Mean prompt tokens the answer steps computed (the last `rotations` steps; not reused from the cache)."""
+    steps = [s for r in records for s in r["steps"][-4:]]
+    return sum(s["prompt_tokens"] - s["cached_prompt_tokens"] for s in steps) / max(1, len(records))
 
 
 def categories_section(rows: dict, users: dict[str, list[str]]) -> list[str]:
