@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from token_caps import step_kinds  # noqa: E402
 
+from guided_profile.evaluation import answer_step_count  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
 USERS = 10_000
 # (task, method, answer mode): the run whose answers count, and the siblings that may hold its profiles.
@@ -47,9 +49,7 @@ def _records(folder: str, method: str) -> dict[str, dict]:
 
 def _split(record: dict, config: dict) -> tuple[list[dict], list[dict]]:
     """(profile-building steps, answer steps) of a record whose steps the model computed."""
-    score = config.get("answer_mode") == "score"
-    answers = min(config.get("rotations") or 1, len(record["inputs"].get("options") or [1])) if score else 1
-    kinds = step_kinds(record["method"], len(record["steps"]), answers)
+    kinds = step_kinds(record["method"], len(record["steps"]), answer_step_count(config, record))
     return ([s for k, s in zip(kinds, record["steps"], strict=True) if k != "answer"],
             [s for k, s in zip(kinds, record["steps"], strict=True) if k == "answer"])
 

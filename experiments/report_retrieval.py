@@ -29,9 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 
-from guided_profile.evaluation import RECORDS, read_records  # noqa: E402
+from guided_profile.evaluation import RECORDS, answer_step_count, read_records  # noqa: E402
 from guided_profile.files import write_text  # noqa: E402
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue  # noqa: E402
+from guided_profile.programs.adapter import DEFAULT_LAYOUT  # noqa: E402
 from guided_profile.report import origin, p_clause  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
 
@@ -98,7 +99,8 @@ def effective_settings(config: dict[str, Any]) -> dict[str, Any]:
             "weights sha256": lm.get("sha256"), "context window": lm.get("context"),
             "answer_mode": config.get("answer_mode"), "rotations": config.get("rotations") if score else None,
             "task_options": options, "step_max_tokens": config.get("step_max_tokens") or caps,
-            "loop_rule": config.get("loop_rule")}
+            "loop_rule": config.get("loop_rule"), "prompt_layout": config.get("prompt_layout", DEFAULT_LAYOUT),
+            "draft_ngram": lm.get("draft_ngram")}
 
 
 def setting_problems(run: Run, baseline: Run) -> list[str]:
@@ -160,13 +162,6 @@ def kept_whole(record: dict, reference: dict) -> bool:
     return not reference["history_cut"] and len(record["retrieval"]["kept"]) == lines
 
 
-def answer_steps(config: dict[str, Any], record: dict) -> int:
-    """How many of a record's last steps are the answer: one per rotation in score mode, else one."""
-    if config.get("answer_mode") != "score":
-        return 1
-    return min(config.get("rotations") or 1, len(record["inputs"].get("options") or [1]))
-
-
 def computed(record: dict) -> bool:
     """Every step of the record ran on the model (no DSPy cache hit, no profile-store hit): its tokens are real."""
     return not record["usage"].get("cache_hits") and not record["usage"].get("store_hits")
@@ -174,7 +169,7 @@ def computed(record: dict) -> bool:
 
 def answer_prompt_tokens(config: dict[str, Any], record: dict) -> int | None:
     """The prompt tokens of the record's answer step(s), None where one was a DSPy cache hit (no tokens then)."""
-    steps = record["steps"][-answer_steps(config, record):]
+    steps = record["steps"][-answer_step_count(config, record):]
     return None if any(s.get("cache_hits") for s in steps) else sum(s["prompt_tokens"] for s in steps)
 
 
@@ -268,8 +263,8 @@ def markdown(results: Path) -> str:
              "retrieved − whole history in points: the mean, its 95% paired bootstrap interval and the paired "
              "permutation p-value.  *Items kept*: history items per example after retrieval (before the "
              "`max_history_chars` cut).  *Kept whole*: users whose every item was kept, so both runs sent the same "
-             "prompts; with 4 slots the same prompt can still give another reply (results/determinism-0.5b), so "
-             "their share of same replies is the noise floor of the comparison.  Prompt tokens: means over the "
+             "prompts; their replies mostly come from DSPy's answer cache and the profile store, so they are the same "
+             "by construction and are no measure of noise.  Prompt tokens: means over the "
              "pairs where both runs computed every step (a DSPy cache or profile-store hit records no tokens), and "
              "of the answer step(s) alone (one per rotation in score mode) where neither was a cache hit.", ""]
     for study in STUDIES:

@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from guided_profile.evaluation import RECORDS, read_records, summarize  # noqa: E402
+from guided_profile.evaluation import RECORDS, answer_step_count, read_records, summarize  # noqa: E402
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue  # noqa: E402
 from guided_profile.report import origin, p_clause  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
@@ -201,6 +201,8 @@ def layout_section(default: dict) -> list[str]:
     if not (RESULTS / LAYOUT_FOLDER / RECORDS).exists():
         return lines + ["Not run yet.", ""]
     layout = load(RESULTS / LAYOUT_FOLDER)
+    configs = {name: json.loads((RESULTS / folder / "config.json").read_text())
+               for name, folder in (("default", FOLDERS["dev"].format(mode="score")), ("layout", LAYOUT_FOLDER))}
     users = ordered(users_done(layout, METHODS) & users_done(default, METHODS))
     lines += [f"Score mode, the first **{len(users)} dev users**: `options-last` (the answer instruction before the "
               "options) against the default `instruction-last`, same users.", "",
@@ -210,15 +212,19 @@ def layout_section(default: dict) -> list[str]:
         old, new = [default[(m, u)] for u in users], [layout[(m, u)] for u in users]
         same = sum(a["reply"] == b["reply"] for a, b in zip(old, new, strict=True))
         lines.append(f"| {LABELS[m]} | {100 * row(old)['accuracy']:.1f} | {100 * row(new)['accuracy']:.1f} | "
-                     f"{paired(new, old)} | {same} of {len(users)} | {answer_tokens(old):.0f} | "
-                     f"{answer_tokens(new):.0f} |")
+                     f"{paired(new, old)} | {same} of {len(users)} | {answer_tokens(old, configs['default'])} | "
+                     f"{answer_tokens(new, configs['layout'])} |")
     return lines + [""]
 
 
-def answer_tokens(records: list[dict]) -> float:
-    """Mean prompt tokens the answer steps computed (the last `rotations` steps; not reused from the cache)."""
-    steps = [s for r in records for s in r["steps"][-4:]]
-    return sum(s["prompt_tokens"] - s["cached_prompt_tokens"] for s in steps) / max(1, len(records))
+def answer_tokens(records: list[dict], config: dict) -> str:
+    """Mean prompt tokens the answer step computed (not reused from llama.cpp's cache), over the records whose
+    answer was no DSPy cache hit (a hit records no tokens)."""
+    steps = [r["steps"][-answer_step_count(config, r):] for r in records]
+    paid = [st for st in steps if not any(s.get("cache_hits") for s in st)]
+    if not paid:
+        return "-"
+    return f"{sum(s['prompt_tokens'] - s['cached_prompt_tokens'] for st in paid for s in st) / len(paid):.0f}"
 
 
 def categories_section(rows: dict, users: dict[str, list[str]]) -> list[str]:

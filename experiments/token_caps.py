@@ -24,6 +24,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from guided_profile.evaluation import answer_step_count
 from guided_profile.lm.repetition import DEFAULT_LOOP_RULE, first_loop_end
 from guided_profile.tasks import BUILT_IN, get_task
 
@@ -53,8 +54,7 @@ def computed_steps(folder: Path):
         record = json.loads(line)
         if record.get("error") or record["usage"].get("store_hits"):
             continue  # a step the store answered is missing from `steps`, and positions would shift
-        answers = min(config.get("rotations") or 1, len(record["inputs"].get("options") or [1])) if score else 1
-        kinds = step_kinds(record["method"], len(record["steps"]), answers)
+        kinds = step_kinds(record["method"], len(record["steps"]), answer_step_count(config, record))
         for kind, step in zip(kinds, record["steps"], strict=True):
             if (kind == "answer" and score) or step.get("cache_hits"):
                 continue  # scoring asks for one token: nothing to cap; a DSPy cache hit computed nothing
@@ -82,7 +82,8 @@ def summarize(key: tuple[str, str], steps: list[tuple[int, str, int]]) -> dict:
             if caught else None, "loop_ended_early": sum(t < cap and end is not None for (t, _, cap), end
                                                          in zip(steps, ends, strict=True)),
             "p50": _q(normal, 0.5), "p95": _q(normal, 0.95), "p99": _q(normal, 0.99), "max_normal": longest,
-            "cap": fitted_cap(longest, steps[0][2]), "declared": get_task(key[0]).step_max_tokens()[key[1]]}
+            "cap": fitted_cap(longest, steps[0][2]),
+            "declared": get_task(key[0], stop_runaways=True).step_max_tokens()[key[1]]}
 
 
 def fitted_cap(longest_normal: int, old_cap: int) -> int:

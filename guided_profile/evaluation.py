@@ -454,3 +454,14 @@ def _history_cut(record: dict[str, Any]) -> bool:
     if retrieval is None:
         return record["history_cut"]
     return retrieval["cut"] or (retrieval["steps"] != "all" and record["history_cut"])
+
+
+def answer_step_count(config: dict[str, Any], record: dict[str, Any]) -> int:
+    """How many of a record's last steps are the answer step's model calls: one per rotation in score mode
+    (never more than the options), two where scoring fell back to generating a letter (the rotation that found
+    no log-probabilities, then the generation), else one.  Reports that price the answer alone need this."""
+    if config.get("answer_mode") != "score":
+        return 1
+    if record.get("answer_path") == "fallback-generate":
+        return 2
+    return min(config.get("rotations") or 1, len(record["inputs"].get("options") or [1]))

@@ -263,6 +263,7 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     compiled, payloads = _load_programs(programs, task, taken=set(built))
     if not built and not compiled:
         raise ConfigError("nothing to run: give --methods or --program")
+    _check_answer_modes(settings, payloads)
     selected, source = load_split(task, settings.data, settings.split, settings.seed, settings.limit)
     log(f"{task.name}: built from {source.name} ({source.stats}); evaluating {len(selected)} examples of split "
         f"{settings.split}")
@@ -409,16 +410,16 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
 
 
 def _check_answer_modes(settings: RunSettings, payloads: dict[str, dict]) -> None:
-    """A paired difference between programs that answer differently would mostly measure the answer mode (or the
-    prompt layout)."""
+    """Every program answers the way the run asks: a run folder records one way of answering (mode, rotations,
+    prompt layout), and a paired difference between programs that answer differently would mostly measure that."""
     from guided_profile.programs.answer import answer_config
 
     asked = settings.answer
     for name, payload in payloads.items():
         theirs = answer_config(**payload["answer"])
         if theirs != asked:
-            raise ConfigError(f"{name} answers with {theirs}, the reference with {asked}: a paired difference would "
-                              f"mostly measure the answer mode; rerun with --answer-mode {theirs['answer_mode']}"
+            raise ConfigError(f"{name} answers with {theirs}, this run with {asked}: a run records one way of "
+                              f"answering; rerun with --answer-mode {theirs['answer_mode']}"
                               + (f" --rotations {theirs['rotations']}" if theirs["rotations"] else "")
                               + f" --prompt-layout {theirs['prompt_layout']}")
 

@@ -216,3 +216,14 @@ def test_totals_line_sums_every_method_and_names_cut_replies():
     line = totals_line(summaries)
     assert "5 LM calls" in line and "400 generated tokens (1 replies cut at their token limit, 0 empty)" in line
     assert "3.5 s of model time" in line
+
+
+def test_answer_step_count_says_which_last_steps_are_the_answer():
+    from guided_profile.evaluation import answer_step_count
+
+    four = {"inputs": {"options": ["a", "b", "c", "d"]}}
+    assert answer_step_count({"answer_mode": "score", "rotations": 4}, four) == 4
+    assert answer_step_count({"answer_mode": "score", "rotations": 8}, four) == 4  # never more than the options
+    assert answer_step_count({"answer_mode": "score", "rotations": 2}, four) == 2
+    assert answer_step_count({"answer_mode": "score", "rotations": 4}, four | {"answer_path": "fallback-generate"}) == 2
+    assert answer_step_count({"answer_mode": "generate", "rotations": None}, four) == 1

@@ -163,3 +163,14 @@ def test_compare_refuses_a_compiled_program_laid_out_otherwise(tmp_path):
     settings = RunSettings.resolve("preference", lm="fake", split="all", limit=1, cache=False)
     with pytest.raises(ConfigError, match="--prompt-layout options-last"):
         compare_programs(settings, [str(path)], out=tmp_path / "compare", log=lambda _: None)
+
+
+def test_run_refuses_a_compiled_program_that_answers_otherwise_than_the_run_records(tmp_path, capsys):
+    """config.json states one way of answering; a program laid out otherwise would be recorded wrongly."""
+    from guided_profile.programs.export import save_compiled
+
+    path = tmp_path / "moved.json"
+    save_compiled(path, build_program("gpg", TASK, answer_mode="score", prompt_layout=OPTIONS_LAST), TASK, {})
+    assert run_command(tmp_path, "--program", str(path), "--methods", "") == 2
+    assert "--prompt-layout options-last" in capsys.readouterr().err
+    assert run_command(tmp_path, "--program", str(path), "--methods", "", "--prompt-layout", OPTIONS_LAST) == 0

@@ -101,6 +101,8 @@ def test_paired_differences_follow_the_records(report, tmp_path):
     ({"data_sha256": None}, "data_sha256 not recorded by this run"),
     ({"retrieval": {"retriever": {"name": "recent"}, "k": None, "steps": "all"}}, "does not retrieve"),
     ({"step_max_tokens": {"digest": 32, "profile": 256, "answer": 72}}, "step_max_tokens"),
+    ({"prompt_layout": "options-last"}, "prompt_layout: 'options-last' here, 'instruction-last'"),
+    ({"lm": LM | {"draft_ngram": 3}}, "draft_ngram: 3 here, None"),
 ])
 def test_a_run_with_other_settings_is_named_not_a_valid_pairing(report, tmp_path, changes, needle):
     whole_history(tmp_path)
