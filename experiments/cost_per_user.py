@@ -91,10 +91,12 @@ def alone(users: list[dict[str, int]]) -> list[dict[str, int]]:
 
 
 def seconds(tokens: dict[str, float], rates: tuple[float, float]) -> float:
+    """Model time of those tokens at (prompt, generated) tokens/s; reused prompt tokens cost nothing."""
     return tokens["computed"] / rates[0] + tokens["generated"] / rates[1]
 
 
 def table(cpu: tuple[float, float], server: tuple[float, float] | None) -> str:
+    """One row per pipeline of PIPELINES: mean tokens per user, then seconds per user and hours per 10k users."""
     head = ("| task | method | mode | split | users measured | computed prompt | cached prompt | generated "
             "| CPU s/user | 10k users on this CPU (h) |")
     if server:
@@ -116,6 +118,7 @@ def table(cpu: tuple[float, float], server: tuple[float, float] | None) -> str:
 
 
 def cpu_rates() -> tuple[float, float]:
+    """This machine's measured single-sequence (prompt, generated) tokens/s: the committed benchmark's probe."""
     speed = json.loads((RESULTS / "bench-preference-1.5b" / "bench.json").read_text())["probe_speed"]
     return speed["prompt_tokens_per_s"], speed["generated_tokens_per_s"]
 

@@ -123,8 +123,9 @@ def intro(users: dict[str, list[str]]) -> list[str]:
         "`python experiments/report_table1.py`. "
         "Accuracy in %, 95% bootstrap interval; costs are means per example (calls, prompt tokens, of which reused "
         "from llama.cpp's prompt cache, generated tokens). Tokens count only calls that reached the model: a step "
-        "served by the profile store (store hits; e.g. score mode reuses the digestions and profiles the generate "
-        "run wrote) or by DSPy's answer cache (identical earlier requests) costs none. "
+        "served by the profile store (store hits: the mode run second on a user reuses the digestions and profiles "
+        "the first wrote; generate mode paid for them on its first 22 test users, score mode on the rest) or by "
+        "DSPy's answer cache (identical earlier requests) costs none. "
         "Paper (gpt-3.5): DG w/o PC 31.65, DG w/ PC 47.55, PG 54.98, GPG (PC+PP) 65.08. The generate tables "
         "carry the paper's Table 4 split (correct / incorrect / abstain).",
         "",

@@ -91,10 +91,6 @@ def fitted_cap(longest_normal: int, old_cap: int) -> int:
     return min(old_cap, max(MIN_CAP, 8 * math.ceil(longest_normal * 1.25 / 8)))
 
 
-def _task_names() -> list[str]:
-    return [task.name for task in BUILT_IN]
-
-
 def _q(values: list[int], q: float) -> int:
     return values[min(len(values) - 1, int(q * len(values)))] if values else 0
 
@@ -110,7 +106,7 @@ def markdown(table: dict, folders: list[Path]) -> str:
                     f"{r['loop_ended_early']} | {r['p50']} | {r['p95']} | {r['p99']} | {r['max_normal']} | "
                     f"{r['cap']} | {r['declared']} |")
     names = ", ".join(f"`{f.name}`" for f in folders)
-    missing = sorted({t for t in _task_names()} - {task for task, _ in table})
+    missing = sorted({task.name for task in BUILT_IN} - {task for task, _ in table})
     unfitted = (f"No train/dev run of {', '.join(missing)}: no cap fitted there (stop_runaways applies the loop "
                 f"stop only).  " if missing else "")
     return (f"# Token caps per step, fitted on the committed train/dev runs\n\n"

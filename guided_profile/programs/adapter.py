@@ -52,7 +52,7 @@ def _title(name: str) -> str:
 
 
 @contextmanager
-def prompt_layout(layout: str) -> Iterator[None]:
+def laid_out(layout: str) -> Iterator[None]:
     """Lay out the prompts formatted inside in `layout`.  The answer step owns the setting and says so around
     its own calls, so whichever adapter the caller chose (a run's, an optimizer's) formats them alike."""
     token = _layout.set(layout)

@@ -21,7 +21,7 @@ import dspy
 
 from guided_profile.datasets.example import option_letters
 from guided_profile.errors import ConfigError
-from guided_profile.programs.adapter import DEFAULT_LAYOUT, PROMPT_LAYOUTS, prompt_layout
+from guided_profile.programs.adapter import DEFAULT_LAYOUT, PROMPT_LAYOUTS, laid_out
 
 ANSWER_MODES = ("generate", "score")
 # The command line's default: choice scoring where a task has options (measured better for the embedded
@@ -80,7 +80,7 @@ class GenerateAnswer(dspy.Module):
     def forward(self, options: Sequence[str] = (), **inputs) -> dspy.Prediction:
         if options:
             inputs["options"] = lettered(options)
-        with prompt_layout(self.prompt_layout):
+        with laid_out(self.prompt_layout):
             return dspy.Prediction(answer=self.predict(**inputs).answer)
 
 
@@ -145,7 +145,7 @@ class ScoreChoice(dspy.Module):
         shown = [options[(j + k) % n] for j in range(n)]
         token = _scoring.set(True)
         try:
-            with prompt_layout(self.prompt_layout):
+            with laid_out(self.prompt_layout):
                 prediction = self.predict(**inputs, options=lettered(shown),
                                           config={"max_tokens": 1, "logprobs": True, "top_logprobs": TOP_LOGPROBS})
         finally:
@@ -154,7 +154,7 @@ class ScoreChoice(dspy.Module):
 
     def _fallback(self, options: Sequence[str], inputs: dict) -> dspy.Prediction:
         # The reply ("C", "(C)", "Answer: C", "Based on ...") is read by the task's parser, like generate mode's.
-        with prompt_layout(self.prompt_layout):
+        with laid_out(self.prompt_layout):
             reply = self.predict(**inputs, options=lettered(options), config={"max_tokens": 4}).answer.strip()
         return dspy.Prediction(answer=reply, choice_probs=None, answer_path="fallback-generate")
 
