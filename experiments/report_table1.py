@@ -188,7 +188,18 @@ def dev_section() -> list[str]:
         acc = {mode: 100 * row(recs[mode])["accuracy"] for mode in MODES}
         lines.append(f"| {LABELS[m]} | {acc['generate']:.1f} | {acc['score']:.1f} | "
                      f"{paired(recs['score'], recs['generate'])} |")
-    return lines + [""] + layout_section(runs["score"])
+    return lines + ["", *length_bias([runs["score"][("dg-no-pc", u)] for u in users])] + layout_section(runs["score"])
+
+
+def length_bias(records: list[dict]) -> list[str]:
+    """Why DG w/o PC can score below chance: with nothing to read, which option does scoring favour?"""
+    def longest(record: dict) -> int:
+        return max(range(len(record["inputs"]["options"])), key=lambda i: len(record["inputs"]["options"][i]))
+
+    picked = sum(r["metrics"]["parsed"] == "ABCD"[longest(r)] for r in records)
+    gold = sum(r["gold"] == "ABCD"[longest(r)] for r in records)
+    return [f"DG w/o PC in score mode picks the option with the longest title for {picked} of {len(records)} dev "
+            f"users; the gold is the longest option for {gold} of them.", ""]
 
 
 LAYOUT_FOLDER = "prompt-layout-dev-preference-options-last-score-1.5b"

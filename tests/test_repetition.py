@@ -126,7 +126,7 @@ def test_fitted_caps_and_the_loop_stop_are_one_opt_in_task_option_and_runs_recor
         caps = get_task(name, stop_runaways=True).step_max_tokens()
         assert set(caps) == {"digest", "profile", "answer"} and all(8 <= v <= 256 for v in caps.values())
     assert get_task("preference").step_max_tokens()["digest"] == 256  # off by default: the runs so far
-    assert get_task("preference", stop_runaways=True).step_max_tokens()["digest"] == 152  # token-caps.md
+    assert get_task("preference", stop_runaways=True).step_max_tokens()["profile"] == 232  # token-caps.md
     for options, rule in (([], None), (["--task-option", "stop_runaways=true"], DEFAULT_LOOP_RULE.to_dict())):
         out = tmp_path / f"run{len(options)}"
         assert main(["run", "--task", "preference", "--data", "sample", "--limit", "1", "--lm", "fake", "--methods",

@@ -26,7 +26,7 @@ class PreferenceTask(ChoiceTask):
                                   "Use at most 60 words.")
     answer_instruction = "Choose the product this person is most likely to buy."
     gpg_switches = {"include_context": True, "include_guidance": False, "include_profile": True}
-    fitted_max_tokens = {"digest": 152}  # with stop_runaways: fitted on dev, experiments/results/token-caps.md
+    fitted_max_tokens = {"profile": 232}  # with stop_runaways: fitted on dev, experiments/results/token-caps.md
     data_subdir = "amazon_scientific"
     sample_subdir = "amazon_sample"
 
