@@ -123,7 +123,10 @@ def test_run_accepts_compiled_programs_and_refuses_broken_ones_in_one_line(tmp_p
     save_compiled(path, tuned_program(), TASK, META)
     out = tmp_path / "run"
     assert cli_main(["run", "--task", "preference", "--program", str(path), "--methods", "gpg", "--lm", "fake",
-                     "--split", "test", "--out", str(out), "--no-progress"]) == 0
+                     "--split", "test", "--out", str(out), "--no-progress"]) == 2  # it answers in generate mode
+    assert "rerun with --answer-mode generate" in capsys.readouterr().err
+    assert cli_main(["run", "--task", "preference", "--program", str(path), "--methods", "gpg", "--lm", "fake",
+                     "--split", "test", "--answer-mode", "generate", "--out", str(out), "--no-progress"]) == 0
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert {r["method"] for r in records} == {"gpg", "tuned-gpg"}
     assert "tuned-gpg" in capsys.readouterr().out
@@ -132,7 +135,7 @@ def test_run_accepts_compiled_programs_and_refuses_broken_ones_in_one_line(tmp_p
     # the same name for another file would mix results: refused
     save_compiled(path, build_program("gpg", TASK), TASK, META)
     assert cli_main(["run", "--task", "preference", "--program", str(path), "--lm", "fake", "--split", "test",
-                     "--out", str(out), "--no-progress"]) == 2
+                     "--answer-mode", "generate", "--out", str(out), "--no-progress"]) == 2
     assert "other programs named tuned-gpg" in capsys.readouterr().err
 
     broken = tmp_path / "broken.json"
@@ -179,5 +182,5 @@ def test_optimize_command_exports_a_program_that_run_accepts(tmp_path, capsys):
     assert payload["usage"]["calls"] == payload["usage"]["expected_calls"] <= 200  # COPRO's plan is exact
     assert payload["handwritten_instructions"]["digest"] == TASK.guidance_question
     assert cli_main(["run", "--program", str(out), "--lm", "fake", "--split", "test", "--out", str(tmp_path / "r"),
-                     "--no-progress"]) == 0
+                     "--answer-mode", "generate", "--no-progress"]) == 0
     assert "copro-tuned" in capsys.readouterr().out
