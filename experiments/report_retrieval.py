@@ -33,6 +33,7 @@ from guided_profile.evaluation import RECORDS, answer_step_count, read_records  
 from guided_profile.files import write_text  # noqa: E402
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue  # noqa: E402
 from guided_profile.programs.adapter import DEFAULT_LAYOUT  # noqa: E402
+from guided_profile.programs.conversation import DEFAULT_PROFILE_STEP  # noqa: E402
 from guided_profile.report import origin, p_clause  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
 
@@ -100,7 +101,7 @@ def effective_settings(config: dict[str, Any]) -> dict[str, Any]:
             "answer_mode": config.get("answer_mode"), "rotations": config.get("rotations") if score else None,
             "task_options": options, "step_max_tokens": config.get("step_max_tokens") or caps,
             "loop_rule": config.get("loop_rule"), "prompt_layout": config.get("prompt_layout", DEFAULT_LAYOUT),
-            "draft_ngram": lm.get("draft_ngram")}
+            "profile_step": config.get("profile_step", DEFAULT_PROFILE_STEP), "draft_ngram": lm.get("draft_ngram")}
 
 
 def setting_problems(run: Run, baseline: Run) -> list[str]:

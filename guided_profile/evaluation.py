@@ -32,6 +32,7 @@ from guided_profile.lm.transport import endpoint_down
 from guided_profile.metrics.stats import bootstrap_ci
 from guided_profile.programs.adapter import DEFAULT_LAYOUT, PersonalAdapter
 from guided_profile.programs.attempt import attempt
+from guided_profile.programs.conversation import DEFAULT_PROFILE_STEP
 from guided_profile.programs.methods import is_cold_start
 from guided_profile.programs.retrieved import TODAY
 from guided_profile.provenance import portable
@@ -40,7 +41,7 @@ from guided_profile.tasks.base import Task
 
 RECORDS = "records.jsonl"
 # What a config made before a setting existed did without it: such a run resumes under today's default.
-ASSUMED = {"retrieval": TODAY.to_dict(), "prompt_layout": DEFAULT_LAYOUT}
+ASSUMED = {"retrieval": TODAY.to_dict(), "prompt_layout": DEFAULT_LAYOUT, "profile_step": DEFAULT_PROFILE_STEP}
 RECORD_TYPES = {"method": str, "example_id": str, "inputs": dict, "usage": dict, "seconds": (int, float),
                 "history_cut": (bool, int), "steps": list}  # what resumes and summaries read from every record
 CONFIG_TYPES = {"methods": list, "programs": dict, "task_options": dict, "data": str}
@@ -171,7 +172,7 @@ def _merged_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
         if isinstance(old.get("data"), str):  # runs made before data was named portably stated a path
             old["data"] = portable(old["data"])
         keys = ("task", "split", "seed", "lm", "data", "task_options", "answer_mode", "rotations", "prompt_layout",
-                "retrieval")
+                "profile_step", "retrieval")
         changed = [k for k in keys if old.get(k, ASSUMED.get(k)) != config.get(k, ASSUMED.get(k))]
         if changed:
             raise ConfigError(f"{path} holds a run with different {', '.join(changed)}; "
@@ -199,7 +200,7 @@ class RunFolder:
 
     Reopened by a rerun of the same command, it skips what is done and retries what failed; a rerun
     with other settings (task, split, seed, model, data, task options, answer mode, prompt layout,
-    retrieval) is refused.
+    profile step, retrieval) is refused.
     It is locked for one writer at a time until `close()` (or the process ends): a second run on the same
     folder is refused at once, naming the process that holds it.
     """

@@ -26,6 +26,7 @@ from guided_profile.files import irregular, write_text
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.optimizers.confirm import ConfirmSettings
 from guided_profile.programs.adapter import DEFAULT_LAYOUT
+from guided_profile.programs.conversation import DEFAULT_PROFILE_STEP, check_profile_step
 from guided_profile.provenance import cached_data_sha256, from_portable, git_state, portable
 from guided_profile.redaction import redact_json
 from guided_profile.tasks.base import Task
@@ -71,6 +72,7 @@ class RunSettings:
     cache: bool = True
     rotations: int = 4
     prompt_layout: str = DEFAULT_LAYOUT
+    profile_step: str = DEFAULT_PROFILE_STEP
     store: Path | None = None
     retriever: str = "recent"
     k: int | None = None
@@ -92,6 +94,7 @@ class RunSettings:
         built = settings.make_task()  # also refuses an unknown task or option before any work
         settings.retrieval  # noqa: B018  (likewise an unknown retriever, a missing k, a bad setting)
         settings.answer  # noqa: B018  (and an unknown prompt layout)
+        check_profile_step(settings.profile_step)
         check_draft_ngram(settings.lm, settings.draft_ngram)  # and drafts for a model not run in this process
         fit = history_chars_for_window(settings.context_window)
         if "max_history_chars" not in fitted and fit < built.max_history_chars:
@@ -124,6 +127,12 @@ class RunSettings:
         return answer_config(self.answer_mode, self.rotations, self.prompt_layout)
 
     @property
+    def program_options(self) -> dict[str, Any]:
+        """What `build_program` takes besides the method and the retrieval: how the programs answer and how GPG
+        formats its profile step; run folders state them all."""
+        return {**self.answer, "profile_step": self.profile_step}
+
+    @property
     def retrieval(self) -> Retrieval:
         """Which history items the methods' steps see (`--retriever`, `--k`); the default is today's history."""
         from guided_profile.programs.retrieved import Retrieval
@@ -137,10 +146,12 @@ class RunSettings:
 
     def default_out(self, prefix: str = "") -> Path:
         """runs/[PREFIX-]TASK-SPLIT-DATA-LM-MODE-seedS: one folder per configuration, so a rerun resumes
-        and a run on other data or in another answer mode (or prompt layout) gets a folder of its own."""
+        and a run on other data or in another answer mode (or prompt layout, or profile step) gets a folder of
+        its own."""
         tag = "".join(c if c.isalnum() or c in ".-" else "_" for c in f"{Path(self.data).name}-{self.lm}")
         mode = self.answer_mode if self.answer_mode != "score" else f"score{self.rotations}"
         mode += "" if self.prompt_layout == DEFAULT_LAYOUT else f"-{self.prompt_layout}"  # default: earlier names
+        mode += "" if self.profile_step == DEFAULT_PROFILE_STEP else f"-profile-{self.profile_step}"
         name = f"{prefix}{self.task}-{self.split}-{tag}-{mode}-seed{self.seed}"
         return Path("runs") / (name + self.retrieval_tag())
 
@@ -258,12 +269,13 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     programs = [Path(p) for p in programs]
     asked = DEFAULT_METHODS if methods is None and not programs else _names(methods or ())
     names = list(dict.fromkeys(canonical(m) for m in asked))
-    built = {m: build_program(m, task, **settings.answer, retrieval=settings.retrieval)
+    built = {m: build_program(m, task, **settings.program_options, retrieval=settings.retrieval)
              for m in names}  # a bad name fails before any loading
     compiled, payloads = _load_programs(programs, task, taken=set(built))
     if not built and not compiled:
         raise ConfigError("nothing to run: give --methods or --program")
     _check_answer_modes(settings, payloads)
+    _check_profile_steps(settings, payloads)
     selected, source = load_split(task, settings.data, settings.split, settings.seed, settings.limit)
     log(f"{task.name}: built from {source.name} ({source.stats}); evaluating {len(selected)} examples of split "
         f"{settings.split}")
@@ -316,7 +328,7 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
     lm, identity = settings.make_lm()
     config = {"task": task.name, "task_options": dict(settings.task_options), "methods": list(programs),
               "data": source.name, "split": settings.split, "limit": settings.limit, "seed": settings.seed,
-              "lm": identity.to_dict(), **settings.answer,
+              "lm": identity.to_dict(), **settings.program_options,
               "retrieval": settings.retrieval.to_dict(), "step_max_tokens": task.step_max_tokens(),
               "loop_rule": DEFAULT_LOOP_RULE.to_dict() if settings.stop_runaways else None,
               "programs": {name: p["checksum"] for name, p in payloads.items()}, "build_stats": source.stats,
@@ -348,7 +360,7 @@ def _cold_start_row(settings: RunSettings, task: Task, examples: list[Example], 
     name = cold_start_method(task)
     log(f"{cold} of {len(examples)} users have fewer than {task.min_history_items} history items: answered by "
         f"{task.cold_start_fallback}, in the row {name}")
-    return {name: build_program(name, task, **settings.answer)}
+    return {name: build_program(name, task, **settings.program_options)}
 
 
 @dataclass(frozen=True)
@@ -382,10 +394,11 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     specs = _names(programs)
     files = [Path(s) for s in specs if s.endswith(".json")]
     names = list(dict.fromkeys([REFERENCE, *(s for s in specs if not s.endswith(".json"))]))
-    built = {name: build_program("gpg" if name == REFERENCE else name, task, **settings.answer,
+    built = {name: build_program("gpg" if name == REFERENCE else name, task, **settings.program_options,
                                  retrieval=settings.retrieval) for name in names}
     compiled, payloads = _load_programs(files, task, taken=set(built))
     _check_answer_modes(settings, payloads)
+    _check_profile_steps(settings, payloads)
     built |= compiled
     if len(built) < 2:
         raise ConfigError("compare needs at least one program besides handwritten")
@@ -422,6 +435,16 @@ def _check_answer_modes(settings: RunSettings, payloads: dict[str, dict]) -> Non
                               f"answering; rerun with --answer-mode {theirs['answer_mode']}"
                               + (f" --rotations {theirs['rotations']}" if theirs["rotations"] else "")
                               + f" --prompt-layout {theirs['prompt_layout']}")
+
+
+def _check_profile_steps(settings: RunSettings, payloads: dict[str, dict]) -> None:
+    """Every compiled GPG program formats its profile step the way the run records (its profiles, and so its
+    answers, come from another prompt otherwise); the other methods have no profile step to continue."""
+    for name, payload in payloads.items():
+        theirs, method = payload["profile_step"], payload["method"]
+        if (method == "gpg" or method.startswith("gpg:")) and theirs != settings.profile_step:
+            raise ConfigError(f"{name} formats its profile step {theirs}, this run {settings.profile_step}: a run "
+                              f"records one; rerun with --profile-step {theirs}")
 
 
 # Sized for the confirm stage (issue 18: confirm >= 40 users): 160 dev users of the real preference data split
@@ -533,7 +556,7 @@ def _optimization_inputs(settings: RunSettings, task: Task, method: str, objecti
     from guided_profile.optimizers.candidates import read_candidates, with_candidate
     from guided_profile.programs import build_program
 
-    program = build_program(method, task, **settings.answer, retrieval=settings.retrieval)
+    program = build_program(method, task, **settings.program_options, retrieval=settings.retrieval)
     chosen = task.check_objective(objective or task.default_objective(settings.answer_mode), settings.answer_mode)
     candidates = []
     if candidates_file is not None:

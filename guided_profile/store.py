@@ -1,8 +1,9 @@
 """The profile store: digestions (the answers to the guidance question) and profiles kept in SQLite.
 
 A step's answer depends on the person's history, the step's instruction (for a digestion, the
-guidance question), the guidance it was given (for a guided profile) and the model, so that is the
-key; the user id is kept to show a person's profiles.  Every method, ablation row, question of the
+guidance question; for a profile continuing the digestion's conversation, also the guidance question
+it follows: `programs.conversation`), the guidance it was given (for a guided profile) and the model,
+so that is the key; the user id is kept to show a person's profiles.  Every method, ablation row, question of the
 same user and later run then reuses a profile instead of paying for it again, whatever the
 prompt layout.  SQLite in WAL mode lets several processes read and write at once; writes are
 serialised by SQLite and nothing is lost.

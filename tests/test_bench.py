@@ -93,8 +93,11 @@ def test_paired_accuracy_and_outputs_changed_by_batching():
 def test_configs_compare_plain_dspy_with_ours_in_each_answer_mode():
     keys = [c.key for c in default_configs((2, 4))]
     assert keys == ["plain-dspy", "score/default", "score/parallel-2", "score/parallel-4", "score/options-last",
-                    "score/draft-ngram-3", "generate/default", "generate/parallel-2", "generate/parallel-4"]
+                    "score/draft-ngram-3", "score/profile-continued", "generate/default", "generate/parallel-2",
+                    "generate/parallel-4"]
     assert {c.key: c.draft_ngram for c in default_configs() if c.draft_ngram} == {"score/draft-ngram-3": 3}
+    steps = {c.key: c.profile_step for c in default_configs() if c.profile_step != "separate"}
+    assert steps == {"score/profile-continued": "continued"}
     layouts = {c.key: c.prompt_layout for c in default_configs()}
     assert layouts["score/options-last"] == "options-last"
     assert {k for k, v in layouts.items() if v != "instruction-last"} == {"score/options-last"}
@@ -143,11 +146,12 @@ def test_bench_runs_every_configuration_and_keeps_finished_ones_on_a_rerun(tmp_p
     examples, _ = load_split(task, "sample", "all", 0, 4)
     configs = default_configs((2,))
     result = bench_runner.bench(task, examples, "stub", tmp_path, configs=configs, log=lambda _: None)
-    made = [(1, None), (1, None), (2, None), (1, None), (1, 3), (1, None), (2, None)]
+    made = [(1, None), (1, None), (2, None), (1, None), (1, 3), (1, None), (1, None), (2, None)]
     assert loads == made and set(result["modes"]) == {"score", "generate"}
     score = result["modes"]["score"]
     assert [r["config"] for r in score["results"]] == ["plain-dspy", "score/default", "score/parallel-2",
-                                                       "score/options-last", "score/draft-ngram-3"]
+                                                       "score/options-last", "score/draft-ngram-3",
+                                                       "score/profile-continued"]
     assert score["floor"]["n"] == 4 and score["floor"]["seconds"] > 0
     default = score["results"][1]
     assert default["vs_plain"]["n"] == 4 and default["batching_changes"] is None and default["vs_default"] is None

@@ -4,8 +4,9 @@
    profile store off: `plain-dspy` (DSPy's default ChatAdapter, no prompt-prefix reuse, one request
    at a time, generate-and-parse answers: the only ones its format allows), and per answer mode
    (score with `run`'s 4 rotations, and generate) this project's settings with one slot (`default`)
-   and with N slots (`parallel-N`); in score mode also the options-last prompt layout (`options-last`)
-   and llama.cpp's n-gram drafts (`draft-ngram-3`), each with one slot.
+   and with N slots (`parallel-N`); in score mode also the options-last prompt layout (`options-last`),
+   llama.cpp's n-gram drafts (`draft-ngram-3`) and the profile step continuing the digestion's
+   conversation (`profile-continued`), each with one slot.
 2. Speeds (`speed.py`): each run's own, a fixed prompt's, and the aggregate decode rate of 1-4
    sequences at once; the floor takes the best prompt rate and the best generation rate.
 3. The ideal floor (`tokens.py`): per user the history once, each step's own instruction once, the

@@ -29,6 +29,7 @@ from guided_profile.lm import make_lm
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
 from guided_profile.programs import PersonalAdapter, build_program
 from guided_profile.programs.adapter import DEFAULT_LAYOUT, OPTIONS_LAST
+from guided_profile.programs.conversation import CONTINUED, DEFAULT_PROFILE_STEP
 from guided_profile.provenance import git_state
 from guided_profile.tasks.base import Task
 
@@ -36,12 +37,13 @@ METHOD = "gpg"  # the paper's main row
 ROTATIONS = 4   # `run`'s default in score mode (RunSettings.rotations; a test keeps the two equal)
 PLAIN = "plain-dspy"
 DRAFT_NGRAM = 3  # a short n-gram, so the item names a digestion or profile quotes from the history are matched
+PROFILE_CONTINUED = f"profile-{CONTINUED}"
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     """One way of running GPG that the benchmark times: adapter, prompt-prefix reuse, server slots, answer mode,
-    prompt layout, self-speculative decoding."""
+    prompt layout, profile step, self-speculative decoding."""
 
     name: str
     adapter: str        # "chat" (DSPy's default) or "personal" (history-first, plain replies)
@@ -50,6 +52,7 @@ class BenchConfig:
     answer_mode: str = "generate"
     prompt_layout: str = DEFAULT_LAYOUT  # where the answer step states its instruction (`programs.adapter`)
     draft_ngram: int | None = None       # llama.cpp's n-gram drafts (`lm.embedded`), None: off
+    profile_step: str = DEFAULT_PROFILE_STEP  # how the profile step is formatted (`programs.conversation`)
 
     @property
     def key(self) -> str:
@@ -64,16 +67,18 @@ def default_configs(parallel: tuple[int, ...] = (2,), modes: tuple[str, ...] = (
                     ) -> list[BenchConfig]:
     """Plain DSPy once (its ChatAdapter can only generate: the first token it would score is a field
     marker), then per answer mode this project's settings with one slot (`default`) and N slots, and in
-    score mode two candidates with one slot: the options-last prompt layout (its rotations recompute only the
-    options; generate mode makes one call per answer, so the layout saves nothing there) and n-gram drafts
-    (they speed up the digestion and profile, which both modes share)."""
+    score mode three candidates with one slot: the options-last prompt layout (its rotations recompute only the
+    options; generate mode makes one call per answer, so the layout saves nothing there), n-gram drafts
+    (they speed up the digestion and profile, which both modes share) and the continued profile step (it
+    reuses the digestion's reply instead of reading it again; also shared by both modes)."""
     configs = [BenchConfig(PLAIN, "chat", False, 1, "generate")]
     for mode in modes:
         configs += [BenchConfig("default", "personal", True, 1, mode),
                     *[BenchConfig(f"parallel-{n}", "personal", True, n, mode) for n in parallel]]
         if mode == "score":
             configs += [BenchConfig(OPTIONS_LAST, "personal", True, 1, mode, prompt_layout=OPTIONS_LAST),
-                        BenchConfig(f"draft-ngram-{DRAFT_NGRAM}", "personal", True, 1, mode, draft_ngram=DRAFT_NGRAM)]
+                        BenchConfig(f"draft-ngram-{DRAFT_NGRAM}", "personal", True, 1, mode, draft_ngram=DRAFT_NGRAM),
+                        BenchConfig(PROFILE_CONTINUED, "personal", True, 1, mode, profile_step=CONTINUED)]
     return configs
 
 
@@ -139,10 +144,11 @@ def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec
     run = RunFolder.open(folder, {"task": task.name, "split": "bench", "seed": task.seed, "data": "",
                                   "lm": identity.to_dict(), "task_options": {}, "methods": [METHOD],
                                   "answer_mode": config.answer_mode, "rotations": ROTATIONS,
-                                  "prompt_layout": config.prompt_layout, "step_max_tokens": task.step_max_tokens(),
+                                  "prompt_layout": config.prompt_layout, "profile_step": config.profile_step,
+                                  "step_max_tokens": task.step_max_tokens(),
                                   "bench": asdict(config)})
     program = build_program(METHOD, task, answer_mode=config.answer_mode, rotations=ROTATIONS,
-                            prompt_layout=config.prompt_layout)
+                            prompt_layout=config.prompt_layout, profile_step=config.profile_step)
     start = time.perf_counter()
     with run:  # the folder's lock is released when the configuration is done
         summary = evaluate({METHOD: program}, task, examples, lm, run, workers=config.parallel,

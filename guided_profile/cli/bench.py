@@ -30,10 +30,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                              " score uses run's 4 rotations); plain-dspy runs once, in generate mode")
     parser.add_argument("--parallel", default=None, help=argparse.SUPPRESS)  # renamed --slots: refused with a hint
     parser.add_argument("--configs", default=None,
-                        help="comma-separated subset of plain-dspy,default,parallel-N,options-last,draft-ngram-3 to "
-                             "run (default: all). options-last (the prompt layout whose rotations recompute only the "
-                             "options) and draft-ngram-3 (llama.cpp's self-speculative decoding from 3-token n-grams) "
-                             "run in score mode only, with one slot")
+                        help="comma-separated subset of plain-dspy,default,parallel-N,options-last,draft-ngram-3,"
+                             "profile-continued to run (default: all). options-last (the prompt layout whose "
+                             "rotations recompute only the options), draft-ngram-3 (llama.cpp's self-speculative "
+                             "decoding from 3-token n-grams) and profile-continued (--profile-step continued) run in "
+                             "score mode only, with one slot")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"),
                         help="folder for bench.json, table.md and each configuration's records (default runs/bench)")
     add_data_options(parser, default_limit=50)

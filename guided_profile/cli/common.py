@@ -151,6 +151,7 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
                        help="score mode: cyclic rotations of the option order (1 = plain, 4 = every option "
                             "in every position; default 4)")
     add_prompt_layout_option(group)
+    add_profile_step_option(group)
     group.add_argument("--store", type=Path, default=None,
                        help="profile store (SQLite) for digestions and profiles, reused across methods and runs "
                             "(default: profiles.sqlite in the cache folder)")
@@ -172,6 +173,19 @@ def add_prompt_layout_option(group: argparse._ActionsContainer) -> None:
                             "after the options, the prompt every earlier run used) or options-last (before the "
                             "options, so score mode's rotations share everything but the options and compute fewer "
                             "tokens; not yet checked for accuracy). Recorded in config.json and compiled programs")
+
+
+def add_profile_step_option(group: argparse._ActionsContainer) -> None:
+    """--profile-step: how GPG formats its profile step (run, compare, optimize)."""
+    from guided_profile.programs.conversation import DEFAULT_PROFILE_STEP, PROFILE_STEPS
+
+    group.add_argument("--profile-step", default=DEFAULT_PROFILE_STEP, choices=PROFILE_STEPS,
+                       help="GPG: how the profile step reads the history and the guidance answer: "
+                            f"{DEFAULT_PROFILE_STEP} (default; a prompt of its own that repeats both, as every "
+                            "earlier run did) or continued (the next turn of the digestion's conversation, so a "
+                            "prefix cache computes only the profile instruction; not yet checked for accuracy). "
+                            "The final step never sees the digestion's conversation. Recorded in config.json and "
+                            "compiled programs")
 
 
 def add_retrieval_options(parser: argparse.ArgumentParser) -> None:
@@ -217,8 +231,8 @@ def settings_from_args(args: argparse.Namespace, **fixed: object) -> RunSettings
 
     values = {"task_options": parse_task_options(args.task_option), "data": args.data, "seed": args.seed,
               "lm": args.lm, "context_window": args.context_window, "threads": args.threads}
-    for name in ("split", "limit", "parallel", "rotations", "prompt_layout", "answer_mode", "api_base",
-                 "draft_ngram"):
+    for name in ("split", "limit", "parallel", "rotations", "prompt_layout", "profile_step", "answer_mode",
+                 "api_base", "draft_ngram"):
         if hasattr(args, name):
             values[name] = getattr(args, name)
     if hasattr(args, "retriever"):

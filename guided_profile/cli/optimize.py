@@ -18,6 +18,7 @@ from guided_profile.cli.common import (
     FORMATTER,
     add_data_options,
     add_lm_options,
+    add_profile_step_option,
     add_prompt_layout_option,
     add_retrieval_options,
     command_line,
@@ -67,6 +68,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--rotations", type=positive_int, default=4,
                         help="score mode: rotations of the option order (default 4)")
     add_prompt_layout_option(parser)
+    add_profile_step_option(parser)
     _add_search_options(parser)
     optuna_group = parser.add_argument_group("optuna optimizer")
     optuna_group.add_argument("--storage", default=None,

@@ -16,11 +16,11 @@ DELAY_ENV = "GUIDED_PROFILE_FAKE_DELAY"  # seconds each reply takes: tests of in
 
 def default_rule(system: str, user: str) -> str:
     tail = user.rsplit("\n\n", 1)[-1].lower()
-    if "reply with only the guidance" in tail:
-        return "guidance: tools, lab supplies"
-    if "reply with only the profile" in tail:
-        return "A shopper who buys tools and lab supplies."
-    return "A"
+    # The request made last: a continued profile step's conversation also holds the digestion's request.
+    asked = max(("guidance", "profile"), key=lambda step: tail.rfind(f"reply with only the {step}"))
+    if f"reply with only the {asked}" not in tail:
+        return "A"
+    return "guidance: tools, lab supplies" if asked == "guidance" else "A shopper who buys tools and lab supplies."
 
 
 class FakeEngine(ScriptedEngine):

@@ -41,8 +41,9 @@ from guided_profile.optimizers.metric import TaskMetric
 from guided_profile.optimizers.plan import CallPlan, calls_per_example
 from guided_profile.programs.adapter import DEFAULT_LAYOUT
 from guided_profile.programs.answer import answer_config_of
+from guided_profile.programs.conversation import DEFAULT_PROFILE_STEP
 from guided_profile.programs.export import instructions
-from guided_profile.programs.methods import parts_of, switches_of
+from guided_profile.programs.methods import parts_of, profile_step_of, switches_of
 from guided_profile.programs.modules import GuidedProfile
 from guided_profile.programs.retrieved import Retrieval, retrieval_of, with_retrieval
 from guided_profile.redaction import redact, redact_json
@@ -101,10 +102,12 @@ def _stored_pool(study: optuna.Study) -> list[str] | None:
 
 def _study_answer(program: dspy.Module) -> dict[str, Any]:
     """`answer_config_of` as a study's name was hashed from before it existed (rotations 4 in generate mode too,
-    no prompt layout: the default one), so studies made then are found and resumed."""
+    no prompt layout or profile step: the default ones), so studies made then are found and resumed."""
     answer = answer_config_of(program)
     layout = {} if answer["prompt_layout"] == DEFAULT_LAYOUT else {"prompt_layout": answer["prompt_layout"]}
-    return {"answer_mode": answer["answer_mode"], "rotations": answer["rotations"] or 4, **layout}
+    step = profile_step_of(program)
+    continued = {} if step == DEFAULT_PROFILE_STEP else {"profile_step": step}  # a trial's profiles come from it too
+    return {"answer_mode": answer["answer_mode"], "rotations": answer["rotations"] or 4, **layout, **continued}
 
 
 @dataclass
@@ -218,7 +221,8 @@ class OptunaSearch(Optimizer):
     # -- plan -------------------------------------------------------------------------------------
     def _calls_per_example(self, program: dspy.Module, example: Example) -> int:
         self._check_program(program)
-        widest = GuidedProfile(self.task, True, True, True, **answer_config_of(program))  # a trial may turn all on
+        widest = GuidedProfile(self.task, True, True, True, **answer_config_of(program),  # a trial may turn all on
+                               profile_step=profile_step_of(program))
         return max(calls_per_example(widest, self.task, example), calls_per_example(program, self.task, example))
 
     def _plan(self, program: dspy.Module, trainset: list[Example], valset: list[Example], c: int) -> CallPlan:
@@ -350,7 +354,8 @@ class OptunaSearch(Optimizer):
     def _build(self, base: dspy.Module, guidance_question: str, parts: str, words: int | None,
                retrieval: Retrieval | None | str = BASE) -> GuidedProfile:
         """The configuration as a program; `retrieval` is the base program's unless the trial chose another."""
-        program = GuidedProfile(self.task, **switches_of(parts), **answer_config_of(base))
+        program = GuidedProfile(self.task, **switches_of(parts), **answer_config_of(base),
+                                profile_step=profile_step_of(base))
         with_retrieval(program, self.task, retrieval_of(base) if retrieval == BASE else retrieval)
         for name, text in instructions(base).items():
             set_instruction(program, name, text)

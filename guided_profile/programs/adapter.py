@@ -9,6 +9,8 @@ person's history, and only then the step's own fields and instruction.  llama.cp
 APIs with prefix caching) can then reuse the history's KV entries from one step to the next.
 The `options-last` prompt layout (a recorded setting, not the default) also moves the answer
 step's instruction before its options, so score mode's rotations share all but the options.
+GPG's profile step may also be formatted as the next turn of the digestion's conversation
+(`programs.conversation`: `--profile-step continued`), so the digestion's reply is not read again.
 Signatures with several outputs (e.g. an optimizer's own proposal programs) fall back to
 ChatAdapter's format unchanged.
 
@@ -19,7 +21,7 @@ Optimizers run the program and their own proposal programs under one `dspy.conte
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -29,6 +31,7 @@ from dspy.signatures.signature import Signature
 from dspy.utils.exceptions import AdapterParseError
 
 from guided_profile._dspy_internals import RepliesHookAdapter
+from guided_profile.programs.conversation import PriorTurn, continuing, prior_turn
 
 PREAMBLE = "You are a careful assistant who studies one person's history and answers briefly and exactly."
 HISTORY_FIELD = "history"
@@ -78,6 +81,9 @@ class PersonalAdapter(RepliesHookAdapter):
         output = self._single_output(signature)
         if output is None:
             return super().format(signature, demos, inputs)
+        turn = prior_turn()
+        if turn is not None:
+            return self._continued(turn, signature, inputs)
         messages = [{"role": "system", "content": PREAMBLE}]
         for demo in demos:
             if all(k in demo for k in signature.input_fields) and output in demo:
@@ -86,10 +92,23 @@ class PersonalAdapter(RepliesHookAdapter):
         messages.append({"role": "user", "content": self.user_content(signature, inputs)})
         return messages
 
-    def user_content(self, signature: type[Signature], inputs: dict[str, Any]) -> str:
+    def _continued(self, turn: PriorTurn, signature: type[Signature], inputs: dict[str, Any]) -> list[dict]:
+        """The prior step's own messages, its reply as the assistant's turn, then a user turn with only what
+        this step adds: the fields the conversation does not show yet, and the instruction (this step's own demos
+        have no place in it: `GuidedProfile` refuses them).  The messages up to the reply are the prior step's
+        prompt and output, so a prefix cache computes only the new turn."""
+        with continuing(None):  # the prior step as it was formatted when it ran
+            messages = self.format(turn.signature, list(turn.demos), turn.inputs)
+        messages.append({"role": "assistant", "content": turn.reply})
+        messages.append({"role": "user", "content": self.user_content(signature, inputs, shown=turn.shown)})
+        return messages
+
+    def user_content(self, signature: type[Signature], inputs: dict[str, Any],
+                     shown: Collection[str] = ()) -> str:
         """History block first (shared by every step), then the step's fields and instruction; in the
-        options-last layout the options come after the instruction, just before the reply request."""
-        names = sorted(signature.input_fields, key=lambda n: n != HISTORY_FIELD)
+        options-last layout the options come after the instruction, just before the reply request.  Fields
+        in `shown` (already in the conversation) are left out."""
+        names = sorted((n for n in signature.input_fields if n not in shown), key=lambda n: n != HISTORY_FIELD)
         instruction, request = signature.instructions.strip(), self._reply_request(signature)
         if _layout.get() == OPTIONS_LAST and OPTIONS_FIELD in names:
             names.remove(OPTIONS_FIELD)

@@ -15,7 +15,7 @@ them when the caller passes the optimizers' declared settings (`runs.py` always 
 Versions: 1 is the format before the guidance question had its own name (an Optuna search kept its
 pool as `guidance_pool`; a generate-mode program stated `rotations: 4`); 2 is today's.  Both load;
 `upgrade` turns a version-1 payload into today's shape after its checksum was checked, and states the
-default prompt layout for a version-2 file exported before the layout was a setting.
+default prompt layout and profile step for a version-2 file exported before they were settings.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from pydantic import (
 from guided_profile.errors import ConfigError
 from guided_profile.programs.adapter import DEFAULT_LAYOUT, PROMPT_LAYOUTS
 from guided_profile.programs.answer import ANSWER_MODES, answer_config
+from guided_profile.programs.conversation import DEFAULT_PROFILE_STEP, PROFILE_STEPS
 from guided_profile.redaction import redact
 
 FORMAT = "guided-profile/compiled-program"
@@ -345,6 +346,7 @@ class CompiledProgram(_Strict):
     task: StrictStr
     method: StrictStr
     answer: Answer
+    profile_step: Literal[PROFILE_STEPS] = DEFAULT_PROFILE_STEP  # type: ignore[valid-type]  # absent: from before
     switches: Switches | None = None
     program_class: Literal["DirectAnswer", "ProfileThenAnswer", "GuidedProfile"] | None = None
     instructions: dict[StepName, StrictStr] = {}
@@ -427,12 +429,14 @@ _V1_TRIAL_LISTS = ("best_trial", "trials", "pareto_front")
 
 
 def upgrade(payload: dict[str, Any]) -> dict[str, Any]:
-    """A valid payload in today's shape (version 2, its answer stating the prompt layout); an older payload's
-    checksum stays the one it was written with, so `checksum` still describes the file on disk."""
+    """A valid payload in today's shape (version 2, its answer stating the prompt layout, its profile step
+    stated); an older payload's checksum stays the one it was written with, so `checksum` still describes the
+    file on disk."""
     answer = answer_config(**payload["answer"])
+    stated = {"answer": answer, "profile_step": payload.get("profile_step", DEFAULT_PROFILE_STEP)}
     if payload["format_version"] == FORMAT_VERSION:
-        return payload if answer == payload["answer"] else {**payload, "answer": answer}
-    upgraded = {**payload, "format_version": FORMAT_VERSION, "answer": answer}
+        return payload if all(payload.get(k) == v for k, v in stated.items()) else {**payload, **stated}
+    upgraded = {**payload, "format_version": FORMAT_VERSION, **stated}
     if payload.get("optimizer"):
         info = {_V1_INFO_KEYS.get(k, k): v for k, v in payload["optimizer"].get("info", {}).items()}
         for key in _V1_TRIAL_LISTS:

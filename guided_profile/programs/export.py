@@ -24,7 +24,7 @@ from guided_profile.errors import ConfigError
 from guided_profile.files import write_text
 from guided_profile.programs.answer import answer_config_of
 from guided_profile.programs.compiled_schema import FORMAT, FORMAT_VERSION, READABLE_VERSIONS, upgrade, validate
-from guided_profile.programs.methods import build_program, parts_of
+from guided_profile.programs.methods import build_program, parts_of, profile_step_of
 from guided_profile.programs.modules import DirectAnswer, GuidedProfile, ProfileThenAnswer
 from guided_profile.programs.retrieved import Retrieval, compiled_retrieval_field
 from guided_profile.provenance import data_sha256  # noqa: F401  (moved; imported from here by older code)
@@ -72,6 +72,7 @@ def save_compiled(path: Path, program: dspy.Module, task: Task, metadata: dict[s
              for name, step in program.dump_state().items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata, "task": task.name,
                "method": method_of(program, task), "answer": answer_config_of(program),
+               "profile_step": profile_step_of(program),
                "switches": getattr(program, "switches", None), "program_class": type(program).__name__,
                "instructions": instructions(program), "shape": shape(program), "state": state,
                **compiled_retrieval_field(program)}
@@ -126,7 +127,8 @@ def load_compiled(path: Path, task: Task,
         retrieval = Retrieval.from_dict(payload.get("retrieval"))
     except ConfigError as exc:
         raise ConfigError(f"{path}: field retrieval: {exc}; the file is refused") from None
-    program = build_program(payload["method"], task, **payload["answer"], retrieval=retrieval)
+    program = build_program(payload["method"], task, **payload["answer"], profile_step=payload["profile_step"],
+                            retrieval=retrieval)
     expected = shape(program)
     if payload["shape"] != expected:
         raise ConfigError(f"{path}: its steps {_describe(payload['shape'])} do not fit the {payload['method']} "

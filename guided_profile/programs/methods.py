@@ -14,6 +14,7 @@ import dspy
 
 from guided_profile.errors import ConfigError
 from guided_profile.programs.adapter import DEFAULT_LAYOUT
+from guided_profile.programs.conversation import DEFAULT_PROFILE_STEP, check_profile_step
 from guided_profile.programs.modules import DirectAnswer, GuidedProfile, ProfileThenAnswer
 from guided_profile.programs.retrieved import Retrieval, with_retrieval
 from guided_profile.tasks.base import Task
@@ -71,16 +72,26 @@ def is_cold_start(method: str) -> bool:
 
 
 def build_program(method: str, task: Task, *, answer_mode: str = "generate", rotations: int | None = 4,
-                  prompt_layout: str = DEFAULT_LAYOUT, retrieval: Retrieval | None = None) -> dspy.Module:
+                  prompt_layout: str = DEFAULT_LAYOUT, profile_step: str = DEFAULT_PROFILE_STEP,
+                  retrieval: Retrieval | None = None) -> dspy.Module:
     """A fresh program for `method` on `task`; `answer_mode` / `rotations` / `prompt_layout` configure its final
-    step (`answer_config` gives all three; rotations matter in score mode only), and `retrieval` (default none:
-    the history as before retrieval) which history items its steps see.  A cold-start row never retrieves: its
-    fallback reads no history, or too little to choose from."""
+    step (`answer_config` gives all three; rotations matter in score mode only), `profile_step` how GPG formats
+    its profile step (the other methods have none to continue), and `retrieval` (default none: the history as
+    before retrieval) which history items its steps see.  A cold-start row never retrieves: its fallback reads
+    no history, or too little to choose from."""
     answer = {"answer_mode": answer_mode, "rotations": rotations, "prompt_layout": prompt_layout}
+    check_profile_step(profile_step)
     if method.startswith(COLD_START):
-        return build_program(method[len(COLD_START):], task, **answer)
+        return build_program(method[len(COLD_START):], task, **answer, profile_step=profile_step)
+    if method == "gpg" or method.startswith("gpg:"):
+        switches = ablation_switches(method) if method != "gpg" else {}
+        return with_retrieval(GuidedProfile(task, **switches, **answer, profile_step=profile_step), task, retrieval)
     if method in METHODS:
         return with_retrieval(METHODS[method](task, **answer), task, retrieval)
-    if method.startswith("gpg:"):
-        return with_retrieval(GuidedProfile(task, **ablation_switches(method), **answer), task, retrieval)
     raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)} or gpg:PARTS (e.g. gpg:pc+g+pp)")
+
+
+def profile_step_of(program: dspy.Module) -> str:
+    """How a built program formats its profile step: a program without GPG's profile step formats none
+    otherwise than before the setting existed."""
+    return getattr(program, "profile_step", DEFAULT_PROFILE_STEP)

@@ -4,7 +4,8 @@ Every module takes the same inputs (`history`, `question`: text the task prepare
 for choice tasks) and returns a `dspy.Prediction` with `answer`, plus `guidance` / `profile` when
 it made them, so the runner, metrics and optimizers treat all methods alike.  `answer_mode`
 chooses how the final step answers and `prompt_layout` how its prompt is laid out (see
-`programs.answer`).  A module given a retrieval (`programs.retrieved.with_retrieval`) also takes
+`programs.answer`); GPG's `profile_step` whether its profile step continues the digestion's
+conversation (`programs.conversation`).  A module given a retrieval (`programs.retrieved.with_retrieval`) also takes
 the history's raw `items` and the retriever's `query`, and its steps read the items it keeps.
 """
 
@@ -17,6 +18,13 @@ import dspy
 from guided_profile.errors import ConfigError
 from guided_profile.programs.adapter import DEFAULT_LAYOUT
 from guided_profile.programs.answer import ANSWER_MODES, GenerateAnswer, ScoreChoice
+from guided_profile.programs.conversation import (
+    DEFAULT_PROFILE_STEP,
+    SEPARATE,
+    PriorTurn,
+    check_profile_step,
+    continuing,
+)
 from guided_profile.programs.retrieved import RetrievesHistory
 from guided_profile.programs.signatures import Digest, WriteProfile, respond_signature
 from guided_profile.programs.stored import StoredStep
@@ -79,11 +87,14 @@ class GuidedProfile(RetrievesHistory, dspy.Module):
     """GPG: digest the history by answering the guidance question, write a profile guided by that
     answer, then answer the question from the parts the switches let through (history, guidance,
     profile: the paper's ablation grid).  A switch left unset takes the task's main GPG row
-    (`task.gpg_switches`: history + profile for preference, + guidance too for paraphrasing)."""
+    (`task.gpg_switches`: history + profile for preference, + guidance too for paraphrasing).
+    `profile_step` formats the profile step `separate` (a prompt of its own) or `continued` (the next turn
+    of the digestion's conversation); the final step never sees the digestion's conversation."""
 
     def __init__(self, task: Task, include_context: bool | None = None, include_guidance: bool | None = None,
-                 include_profile: bool | None = None, **answer_options):
+                 include_profile: bool | None = None, profile_step: str = DEFAULT_PROFILE_STEP, **answer_options):
         super().__init__()
+        self.profile_step = check_profile_step(profile_step)
         given = {"include_context": include_context, "include_guidance": include_guidance,
                  "include_profile": include_profile}
         switches = task.gpg_switches | {k: v for k, v in given.items() if v is not None}
@@ -108,7 +119,7 @@ class GuidedProfile(RetrievesHistory, dspy.Module):
         guidance = self.digest(history=history).guidance
         steps = {"guidance": guidance, **retrieval}
         if self.include_profile:
-            steps["profile"] = self.write_profile(history=history, guidance=guidance).profile
+            steps["profile"] = self._profile(history, guidance)
         inputs = {"question": question, "options": options}
         if self.include_context:
             inputs["history"] = answer_history
@@ -117,3 +128,13 @@ class GuidedProfile(RetrievesHistory, dspy.Module):
         if self.include_profile:
             inputs["profile"] = steps["profile"]
         return dspy.Prediction(**steps, **self.respond(**inputs))
+
+    def _profile(self, history: str, guidance: str) -> str:
+        """The profile from the history and the guidance answer; continued, the prompt shows both as the
+        digestion's own turn (formatted from `self.digest` as it is now), so the prefix cache keeps them."""
+        if self.profile_step == SEPARATE:
+            return self.write_profile(history=history, guidance=guidance).profile
+        if self.write_profile.demos:
+            raise ConfigError("a continued profile step has no place for its own demos; use --profile-step separate")
+        with continuing(PriorTurn.of(self.digest, guidance, history=history)):
+            return self.write_profile(history=history, guidance=guidance).profile

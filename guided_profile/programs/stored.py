@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import dspy
 
 from guided_profile.lm.accounting import usage_of
+from guided_profile.programs.conversation import prior_turn
 from guided_profile.redaction import redact
 from guided_profile.store import ProfileStore
 
@@ -74,6 +75,9 @@ class StoredStep(dspy.Predict):
         instruction = self.signature.instructions
         if self.demos:  # a compiled step with demos answers differently from the same instruction without
             instruction += "\n[demos] " + json.dumps([dict(d) for d in self.demos], sort_keys=True, default=str)
+        turn = prior_turn()
+        if turn is not None:  # a continued step's prompt also holds the prior step's instruction: another output
+            instruction += "\n" + turn.describe()
         # Two OpenAI-compatible servers may serve different weights under one model name: keep them apart.
         model = lm.model + (f"@{redact(lm.kwargs['api_base'])}" if lm.kwargs.get("api_base") else "")
         key = (self.kind, kwargs["history"], instruction, kwargs.get("guidance", ""), model)
