@@ -5,7 +5,7 @@
 # the text tasks, and the reports; then retrieval (issue 21), paired with the whole-history runs above,
 # and its report.  Each step resumes where it stopped, so rerun this script after a cut.
 # Hours of CPU on 2 cores (embedded 1.5B, from the token counts of the committed runs): Table 1 ~6
-# (both modes, 200 test and 60 dev users), prompt-layout check on dev ~0.8, rotations ~0.3, compare ~2 beyond Table 1, text tasks ~2.5; retrieval, estimated at the
+# (both modes, 200 test and 60 dev users), prompt-layout check on dev ~0.8, profile-step check ~0.4, rotations ~0.3, compare ~2 beyond Table 1, text tasks ~2.5; retrieval, estimated at the
 # whole-history runs' cost (k items cost less): paraphrase ~4 (6 folders of DG w/ PC + GPG), preference ~3
 # (6 folders of GPG in score mode).
 # Usage: experiments/all.sh [N_USERS]   (default 200)
@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 n="${1:-200}"
 bash experiments/table1_preference.sh "$n"
 bash experiments/prompt_layout_dev.sh
+bash experiments/profile_step_dev.sh
 bash experiments/table3_preference.sh "$n"
 bash experiments/rotations_preference.sh "$n"
 bash experiments/optimize.sh preference "$n" optuna gepa
