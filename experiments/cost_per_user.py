@@ -47,11 +47,13 @@ def _records(folder: str, method: str) -> dict[str, dict]:
     return {r["example_id"]: r for r in map(json.loads, lines) if r["method"] == method and not r.get("error")}
 
 
-def _split(record: dict, config: dict) -> tuple[list[dict], list[dict]]:
-    """(profile-building steps, answer steps) of a record whose steps the model computed."""
+def _split(record: dict, config: dict) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
+    """(profile-building steps, answer steps) of a record whose steps the model computed, each with its kind
+    (digest, profile; answer 1.. for each call of the answer step)."""
     kinds = step_kinds(record["method"], len(record["steps"]), answer_step_count(config, record))
-    return ([s for k, s in zip(kinds, record["steps"], strict=True) if k != "answer"],
-            [s for k, s in zip(kinds, record["steps"], strict=True) if k == "answer"])
+    labelled = list(zip(kinds, record["steps"], strict=True))
+    answers = [(f"answer {i}", step) for i, (_, step) in enumerate((x for x in labelled if x[0] == "answer"), 1)]
+    return [x for x in labelled if x[0] != "answer"], answers
 
 
 def user_tokens(folder: str, method: str, siblings: list[str]) -> list[dict[str, int]]:
@@ -67,13 +69,15 @@ def user_tokens(folder: str, method: str, siblings: list[str]) -> list[dict[str,
             if not donors:
                 continue  # its profile was computed nowhere in the committed records
             building = _split(*donors[0])[0]
-        if any(s.get("cache_hits") for s in building + answering):
+        if any(s.get("cache_hits") for _, s in building + answering):
             continue  # a DSPy cache hit computed nothing: it would understate the cost
         steps = building + answering
-        users.append({"computed": sum(s["prompt_tokens"] - s["cached_prompt_tokens"] for s in steps),
-                      "cached": sum(s["cached_prompt_tokens"] for s in steps),
-                      "generated": sum(s["completion_tokens"] for s in steps),
-                      "first_cached": steps[0]["cached_prompt_tokens"]})
+        users.append({"computed": sum(s["prompt_tokens"] - s["cached_prompt_tokens"] for _, s in steps),
+                      "cached": sum(s["cached_prompt_tokens"] for _, s in steps),
+                      "generated": sum(s["completion_tokens"] for _, s in steps),
+                      "first_cached": steps[0][1]["cached_prompt_tokens"],
+                      "steps": [(kind, s["prompt_tokens"] - s["cached_prompt_tokens"], s["completion_tokens"])
+                                for kind, s in steps]})
     return alone(users)
 
 
@@ -87,7 +91,20 @@ def alone(users: list[dict[str, int]]) -> list[dict[str, int]]:
     """
     shared = min((u["first_cached"] for u in users), default=0)
     return [{"computed": u["computed"] + u["first_cached"] - shared, "cached": u["cached"] - u["first_cached"] + shared,
-             "generated": u["generated"]} for u in users]
+             "generated": u["generated"],
+             "steps": [(kind, computed + (u["first_cached"] - shared if i == 0 else 0), generated)
+                       for i, (kind, computed, generated) in enumerate(u["steps"])]} for u in users]
+
+
+def by_step(users: list[dict]) -> str:
+    """Mean computed prompt and generated tokens per step of one pipeline (the first step as if run alone)."""
+    kinds = list(dict.fromkeys(kind for u in users for kind, _, _ in u["steps"]))
+    rows = ["| step | computed prompt | generated |", "|---|---|---|"]
+    for kind in kinds:
+        mine = [(c, g) for u in users for k, c, g in u["steps"] if k == kind]
+        computed, generated = statistics.fmean(c for c, _ in mine), statistics.fmean(g for _, g in mine)
+        rows.append(f"| {kind} | {computed:.0f} | {generated:.0f} |")
+    return "\n".join(rows)
 
 
 def seconds(tokens: dict[str, float], rates: tuple[float, float]) -> float:
@@ -101,12 +118,13 @@ def table(cpu: tuple[float, float], server: tuple[float, float] | None) -> str:
             "| CPU s/user | 10k users on this CPU (h) |")
     if server:
         head += " 10k users on the server (h) |"
-    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    rows, details = [head, "|" + "---|" * (head.count("|") - 1)], ["## By step", ""]
     for task, method, mode, folder, siblings in PIPELINES:
         users = user_tokens(folder, method, siblings)
         if not users:
             continue
         mean = {k: statistics.fmean(u[k] for u in users) for k in ("computed", "cached", "generated")}
+        details.append(f"### {task}, {method}, {mode}\n\n{by_step(users)}\n")
         config = json.loads((RESULTS / folder / "config.json").read_text())
         row = (f"| {task} | {method} | {mode} | {config['split']} (`{folder}`) | {len(users)} | "
                f"{mean['computed']:.0f} | {mean['cached']:.0f} | "
@@ -114,7 +132,7 @@ def table(cpu: tuple[float, float], server: tuple[float, float] | None) -> str:
         if server:
             row += f" {seconds(mean, server) * USERS / 3600:.2f} |"
         rows.append(row)
-    return "\n".join(rows)
+    return "\n".join(rows) + "\n\n" + "\n".join(details)
 
 
 def cpu_rates() -> tuple[float, float]:
