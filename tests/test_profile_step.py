@@ -137,27 +137,6 @@ def run_command(tmp_path, *extra):
                  "--no-progress", "--no-store", "--out", str(tmp_path / "run"), *extra])
 
 
-def test_a_run_states_its_profile_step_and_a_rerun_with_another_is_refused(tmp_path, capsys):
-    assert run_command(tmp_path, "--profile-step", CONTINUED) == 0
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["profile_step"] == CONTINUED
-    capsys.readouterr()
-    assert run_command(tmp_path) == 2  # the default form
-    assert "holds a run with different profile_step" in capsys.readouterr().err
-    assert run_command(tmp_path, "--profile-step", CONTINUED) == 0  # the same form resumes
-
-
-def test_a_run_made_before_the_profile_step_was_recorded_resumes_only_with_the_default(tmp_path):
-    from guided_profile.evaluation import RunFolder
-
-    old = {"task": "preference", "split": "test", "seed": 0, "lm": {}, "data": "sample:amazon_sample",
-           "task_options": {}, "answer_mode": "score", "rotations": 4, "methods": ["gpg"]}
-    RunFolder.open(tmp_path / "old", old).close()
-    RunFolder.open(tmp_path / "old", old | {"profile_step": SEPARATE}).close()
-    with pytest.raises(ConfigError, match="different profile_step"):
-        RunFolder.open(tmp_path / "old", old | {"profile_step": CONTINUED})
-
-
 def test_a_compiled_program_keeps_its_profile_step_and_an_older_file_loads_separate(tmp_path):
     from guided_profile.programs.export import _checksum, load_compiled, save_compiled
 

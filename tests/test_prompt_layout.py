@@ -118,29 +118,6 @@ def run_command(tmp_path, *extra):
                  "--no-progress", "--no-store", "--out", str(tmp_path / "run"), *extra])
 
 
-def test_a_run_states_its_layout_and_a_rerun_with_another_is_refused(tmp_path, capsys):
-    import json
-
-    assert run_command(tmp_path, "--prompt-layout", OPTIONS_LAST) == 0
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["answer_mode"] == "score" and config["prompt_layout"] == OPTIONS_LAST
-    capsys.readouterr()
-    assert run_command(tmp_path) == 2  # the default layout
-    assert "holds a run with different prompt_layout" in capsys.readouterr().err
-    assert run_command(tmp_path, "--prompt-layout", OPTIONS_LAST) == 0  # the same layout resumes
-
-
-def test_a_run_made_before_the_layout_was_recorded_resumes_only_with_the_default(tmp_path):
-    from guided_profile.evaluation import RunFolder
-
-    old = {"task": "preference", "split": "test", "seed": 0, "lm": {}, "data": "sample:amazon_sample",
-           "task_options": {}, "answer_mode": "score", "rotations": 4, "methods": ["gpg"]}
-    RunFolder.open(tmp_path / "old", old).close()
-    RunFolder.open(tmp_path / "old", old | {"prompt_layout": INSTRUCTION_LAST}).close()
-    with pytest.raises(ConfigError, match="different prompt_layout"):
-        RunFolder.open(tmp_path / "old", old | {"prompt_layout": OPTIONS_LAST})
-
-
 def test_settings_carry_the_layout_into_programs_records_and_folder_names():
     from guided_profile.runs import RunSettings
 
