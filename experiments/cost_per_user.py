@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from token_caps import step_kinds  # noqa: E402
 
-from guided_profile.evaluation import answer_step_count  # noqa: E402
+from guided_profile.evaluation import RECORDS, answer_step_count, read_records  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 USERS = 10_000
@@ -43,8 +43,9 @@ PIPELINES = [
 
 
 def _records(folder: str, method: str) -> dict[str, dict]:
-    lines = (RESULTS / folder / "records.jsonl").read_text().splitlines()
-    return {r["example_id"]: r for r in map(json.loads, lines) if r["method"] == method and not r.get("error")}
+    """One method's finished records in a run folder, by example id (read as every report reads them)."""
+    return {r["example_id"]: r for r in read_records(RESULTS / folder / RECORDS)
+            if r["method"] == method and not r.get("error")}
 
 
 def _split(record: dict, config: dict) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
