@@ -274,8 +274,7 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     compiled, payloads = _load_programs(programs, task, taken=set(built))
     if not built and not compiled:
         raise ConfigError("nothing to run: give --methods or --program")
-    _check_answer_modes(settings, payloads)
-    _check_profile_steps(settings, payloads)
+    _check_recorded_settings(settings, payloads)
     selected, source = load_split(task, settings.data, settings.split, settings.seed, settings.limit)
     log(f"{task.name}: built from {source.name} ({source.stats}); evaluating {len(selected)} examples of split "
         f"{settings.split}")
@@ -397,8 +396,7 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
     built = {name: build_program("gpg" if name == REFERENCE else name, task, **settings.program_options,
                                  retrieval=settings.retrieval) for name in names}
     compiled, payloads = _load_programs(files, task, taken=set(built))
-    _check_answer_modes(settings, payloads)
-    _check_profile_steps(settings, payloads)
+    _check_recorded_settings(settings, payloads)
     built |= compiled
     if len(built) < 2:
         raise ConfigError("compare needs at least one program besides handwritten")
@@ -420,6 +418,12 @@ def compare_programs(settings: RunSettings, programs: Iterable[str], *, out: Pat
         report = out / "compare.md"
         write_text(report, markdown_report(task, rows, built, payloads, config, png.name) + "\n")
     return CompareResult(out, config, rows, task, report, png)
+
+
+def _check_recorded_settings(settings: RunSettings, payloads: dict[str, dict]) -> None:
+    """Every compiled program uses the prompt settings the run records (run and compare alike)."""
+    _check_answer_modes(settings, payloads)
+    _check_profile_steps(settings, payloads)
 
 
 def _check_answer_modes(settings: RunSettings, payloads: dict[str, dict]) -> None:
