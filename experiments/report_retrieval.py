@@ -34,7 +34,7 @@ from guided_profile.files import write_text  # noqa: E402
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue  # noqa: E402
 from guided_profile.programs.adapter import DEFAULT_LAYOUT  # noqa: E402
 from guided_profile.programs.conversation import DEFAULT_PROFILE_STEP  # noqa: E402
-from guided_profile.report import origin, p_clause  # noqa: E402
+from guided_profile.report import by_example_id, origin, p_clause  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -130,8 +130,7 @@ def setting_problems(run: Run, baseline: Run) -> list[str]:
 
 def pairs(run: Run, baseline: Run, method: str) -> list[tuple[dict, dict]]:
     """(retrieved, whole-history) records of `method` on the users both runs finished, by example id."""
-    ids = sorted({e for m, e in run.records if m == method and (method, e) in baseline.records},
-                 key=lambda e: (not e.isdigit(), int(e) if e.isdigit() else 0, e))
+    ids = by_example_id({e for m, e in run.records if m == method and (method, e) in baseline.records})
     return [(run.records[(method, e)], baseline.records[(method, e)]) for e in ids]
 
 

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from guided_profile.evaluation import RECORDS, answer_step_count, read_records, summarize  # noqa: E402
 from guided_profile.metrics.stats import bootstrap_ci, paired_bootstrap, paired_permutation_pvalue  # noqa: E402
-from guided_profile.report import origin, p_clause  # noqa: E402
+from guided_profile.report import by_example_id, origin, p_clause  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -68,21 +68,17 @@ HEADER = ("| method | acc | 95% CI | n | correct | incorrect | abstain | unparse
           "DSPy cache hits | prompt tok | cached tok | gen tok |\n" + "|---" * 14 + "|")
 
 
-def ordered(users: set[str]) -> list[str]:
-    return sorted(users, key=int) if all(u.isdigit() for u in users) else sorted(users)
-
-
 def finished(variant: str) -> tuple[dict[str, dict], list[str]]:
     """The records of one variant's runs in both modes, and the users every method finished in both."""
     runs = {mode: load(RESULTS / FOLDERS[variant].format(mode=mode)) for mode in MODES}
-    return runs, ordered(set.intersection(*(users_done(runs[m], METHODS) for m in MODES)))
+    return runs, by_example_id(set.intersection(*(users_done(runs[m], METHODS) for m in MODES)))
 
 
 def finished_per_mode(variant: str) -> tuple[dict[str, dict], dict[str, list[str]]]:
     """The records of one variant's runs, and per mode the users every method finished in that mode: the test
     runs grow the chosen mode (score) first, so each mode's table counts its own users."""
     runs = {mode: load(RESULTS / FOLDERS[variant].format(mode=mode)) for mode in MODES}
-    return runs, {mode: ordered(users_done(runs[mode], METHODS)) for mode in MODES}
+    return runs, {mode: by_example_id(users_done(runs[mode], METHODS)) for mode in MODES}
 
 
 def main() -> None:
@@ -216,7 +212,7 @@ def layout_section(default: dict) -> list[str]:
     layout = load(RESULTS / LAYOUT_FOLDER)
     configs = {name: json.loads((RESULTS / folder / "config.json").read_text())
                for name, folder in (("default", FOLDERS["dev"].format(mode="score")), ("layout", LAYOUT_FOLDER))}
-    users = ordered(users_done(layout, METHODS) & users_done(default, METHODS))
+    users = by_example_id(users_done(layout, METHODS) & users_done(default, METHODS))
     lines += [f"Score mode, the first **{len(users)} dev users**: `options-last` (the answer instruction before the "
               "options) against the default `instruction-last`, same users.", "",
               "| method | instruction-last | options-last | difference | same answer | computed prompt tok, answer "
@@ -242,7 +238,7 @@ def profile_step_section(default: dict) -> list[str]:
     if not (RESULTS / PROFILE_STEP_FOLDER / RECORDS).exists():
         return lines + ["Not run yet.", ""]
     continued = load(RESULTS / PROFILE_STEP_FOLDER)
-    users = ordered(users_done(continued, ["gpg"]) & users_done(default, METHODS))
+    users = by_example_id(users_done(continued, ["gpg"]) & users_done(default, METHODS))
     old, new = [default[("gpg", u)] for u in users], [continued[("gpg", u)] for u in users]
     same = sum(a["reply"] == b["reply"] for a, b in zip(old, new, strict=True))
     return lines + [

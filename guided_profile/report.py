@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from guided_profile.tasks.base import Task
@@ -66,6 +67,11 @@ def summary_rows(task: Task, summaries: dict[str, dict]) -> tuple[list[str], lis
                      fmt(per["cached_prompt_tokens"]), fmt(per["completion_tokens"]),
                      fmt(s["seconds_per_example"])])
     return header, rows
+
+
+def by_example_id(ids: Iterable[str]) -> list[str]:
+    """Example ids in a stable reading order: numeric ids by value (so "10" follows "9"), then the others."""
+    return sorted(ids, key=lambda e: (not e.isdigit(), int(e) if e.isdigit() else 0, e))
 
 
 def text_table(header: list[str], rows: list[list[str]]) -> str:

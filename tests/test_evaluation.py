@@ -218,6 +218,12 @@ def test_totals_line_sums_every_method_and_names_cut_replies():
     assert "3.5 s of model time" in line
 
 
+def test_example_ids_read_numerically_then_the_named_ones():
+    from guided_profile.report import by_example_id
+
+    assert by_example_id({"10", "9", "u2", "100", "u10", "0"}) == ["0", "9", "10", "100", "u10", "u2"]
+
+
 def test_answer_step_count_says_which_last_steps_are_the_answer():
     from guided_profile.evaluation import answer_step_count
 
