@@ -107,7 +107,7 @@ def compare_report() -> list[Path]:
     compiled, payloads = load_program_files(list(files.values()), task, taken={"handwritten"},
                                             optimizer_settings=optimizer_settings())
     relations = check_held_out(payloads, files, data_sha256=source.sha256, seed=config["seed"],
-                               evaluated=[ex.example_id for ex in selected])
+                               evaluated=[ex.example_id for ex in selected], task_options=config["task_options"])
     changed = [path for path in (folder / "config.json", folder / "summary.json") if rewrite_json(
         path, lambda c: c | {"held_out": relations, "allow_overlap": False} if "task" in c
         else c | {"config": c["config"] | {"held_out": relations, "allow_overlap": False}})]

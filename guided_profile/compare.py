@@ -180,10 +180,11 @@ def _made_from(payloads: dict[str, dict[str, Any]], config: dict[str, Any]) -> l
     lines = ["## How the optimized programs were made", "",
              markdown_table(["program", "optimizer", "settings", "method", "objective", "train", "dev",
                              "confirm verdict", "LM calls spent", "model", "tuned on"], meta_rows), ""]
-    transfer = [name for name, relation in relations.items() if relation.startswith("transfer")]
+    transfer = [name for name, relation in relations.items() if "transfer:" in relation]
     if transfer:
         lines += [f"**Transfer evaluation:** {', '.join(transfer)} {'was' if len(transfer) == 1 else 'were'} tuned on "
-                  "other data than the users scored here, so these rows measure how the tuning transfers.", ""]
+                  "other data than the users scored here (or another build of it), so these rows measure how the "
+                  "tuning transfers.", ""]
     if config.get("allow_overlap") and any(r.startswith("overlap allowed") for r in relations.values()):
         lines += ["**Overlap allowed (--allow-overlap):** some programs are scored on users they were tuned on; "
                   "their scores are optimistic.", ""]

@@ -10,6 +10,7 @@ without these fields still run, with what could not be checked.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,26 @@ from guided_profile.errors import ConfigError
 OVERRIDE = "--allow-overlap"
 
 
-def tuning_relation(payload: dict[str, Any], data_sha256: str, seed: int,
-                    evaluated: set[str]) -> tuple[str, str | None]:
+def tuning_relation(payload: dict[str, Any], data_sha256: str, seed: int, evaluated: set[str],
+                    task_options: dict[str, Any] | None = None) -> tuple[str, str | None]:
     """(how the program's tuning data relates to this evaluation, in words for the report;
-    the leak found, or None)."""
+    the leak found, or None).  Examples built with other task options from the same file (e.g. a
+    history that showed categories) are the same users, so overlap is still a leak, but the scores
+    measure transfer to this build."""
+    relation, leak = _data_relation(payload, data_sha256, seed, evaluated)
+    tuned = payload.get("task_options")
+    if leak is None and task_options is not None and isinstance(tuned, dict) and tuned != task_options:
+        relation += (f"; transfer: tuned with task options {_options(tuned)}, evaluated with "
+                     f"{_options(task_options)}")
+    return relation, leak
+
+
+def _options(options: dict[str, Any]) -> str:
+    return json.dumps(options, sort_keys=True) if options else "{} (the defaults)"
+
+
+def _data_relation(payload: dict[str, Any], data_sha256: str, seed: int,
+                   evaluated: set[str]) -> tuple[str, str | None]:
     data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
     sha = data.get("sha256")
     if not sha:
@@ -53,14 +70,15 @@ def _confirm_ids(payload: dict[str, Any]) -> list[str]:
 
 
 def check_held_out(payloads: dict[str, dict[str, Any]], files: dict[str, Path], *, data_sha256: str, seed: int,
-                   evaluated: Iterable[str], allow_overlap: bool = False) -> dict[str, str]:
+                   evaluated: Iterable[str], task_options: dict[str, Any] | None = None,
+                   allow_overlap: bool = False) -> dict[str, str]:
     """Per compiled program (by table name), how it relates to the evaluated examples, for the config
     and the report.  A leak raises ConfigError naming the file, unless `allow_overlap`; then it is
     run, and the relation says the overlap was allowed."""
     evaluated = {str(e) for e in evaluated}
     relations = {}
     for name, payload in payloads.items():
-        relation, leak = tuning_relation(payload, data_sha256, seed, evaluated)
+        relation, leak = tuning_relation(payload, data_sha256, seed, evaluated, task_options)
         if leak and not allow_overlap:
             raise ConfigError(f"{files.get(name, name)}: {leak}, or pass {OVERRIDE} to evaluate it anyway")
         relations[name] = f"overlap allowed ({OVERRIDE}): {leak}" if leak else relation

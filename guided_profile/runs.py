@@ -285,9 +285,11 @@ def run_methods(settings: RunSettings, methods: Iterable[str] | None = None, pro
     with run:
         config = run.config
         header, rows = summary_rows(task, summaries)
+        tuned_on = "".join(f"- {name}: {relation}\n" for name, relation in (config.get("held_out") or {}).items())
+        held_out = f"Compiled programs, what they were tuned on:\n\n{tuned_on}\n" if tuned_on else ""
         write_text(out / "table.md", f"# {task.name}, split {settings.split}, lm {config['lm']['model']}\n\n"
                                      f"Command: `{config['command']}`\n\n{provenance_line(config)}\n\n"
-                                     f"{markdown_table(header, rows)}\n")
+                                     f"{held_out}{markdown_table(header, rows)}\n")
     return RunResult(out, config, summaries, task)
 
 
@@ -320,7 +322,8 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
     from guided_profile.lm.repetition import DEFAULT_LOOP_RULE
 
     relations = check_held_out(payloads, {p.stem: p for p in files}, data_sha256=source.sha256, seed=settings.seed,
-                               evaluated=[ex.example_id for ex in examples], allow_overlap=allow_overlap)
+                               evaluated=[ex.example_id for ex in examples],
+                               task_options=dict(settings.task_options), allow_overlap=allow_overlap)
     for name, relation in relations.items():
         log(f"{name}: {relation}")
     programs = programs | _cold_start_row(settings, task, examples, log)

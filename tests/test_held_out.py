@@ -17,11 +17,13 @@ SAMPLE = resolve_data(TASK, "sample")
 EXAMPLES = TASK.load(SAMPLE)[0]
 
 
-def tuned_on(path, *, sha=None, seed=0, data=True):
+def tuned_on(path, *, sha=None, seed=0, data=True, task_options=None):
     """A compiled program whose file says it was tuned on the train and dev users of `seed`'s split."""
     ids = {split: [ex.example_id for ex in split_examples(EXAMPLES, split, seed)] for split in ("train", "dev")}
     meta = {"data": {"path": "sample:amazon_sample", "sha256": sha or data_sha256(SAMPLE), "seed": seed,
                      "train_ids": ids["train"], "dev_ids": ids["dev"]}} if data else {}
+    if task_options is not None:
+        meta["task_options"] = task_options
     save_compiled(path, build_program("gpg", TASK, answer_mode="score", rotations=4), TASK, meta)
     return str(path)
 
@@ -56,6 +58,17 @@ def test_the_test_split_of_the_same_seed_is_held_out(tmp_path, capsys):
     assert run(tmp_path, tuned_on(tmp_path / "tuned.json"), "--split", "test") == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["held_out"]["tuned"].startswith("held out") and config["allow_overlap"] is False
+    assert "transfer" not in config["held_out"]["tuned"]
+    assert f"- tuned: {config['held_out']['tuned']}" in (tmp_path / "run" / "table.md").read_text()
+
+
+def test_a_program_tuned_on_another_build_of_the_data_is_held_out_and_a_transfer(tmp_path, capsys):
+    program = tuned_on(tmp_path / "shown.json", task_options={"show_categories": True})
+    assert run(tmp_path, program, "--split", "test") == 0
+    relation = json.loads((tmp_path / "run" / "config.json").read_text())["held_out"]["shown"]
+    assert relation.startswith("held out") and 'transfer: tuned with task options {"show_categories": true}' in relation
+    assert run(tmp_path, program, "--split", "dev") == 2  # the same users: still refused
+    assert "tuned on 3 of the evaluated examples" in capsys.readouterr().err
 
 
 def test_a_program_tuned_on_other_data_is_a_transfer_evaluation(tmp_path, capsys):
