@@ -250,3 +250,17 @@ def test_n_gram_drafts_are_recorded_with_the_model_and_refused_for_models_not_ru
             make_lm(spec, draft_ngram=3)
     with pytest.raises(ConfigError, match="in-process models"):
         RunSettings.resolve("preference", lm="fake", draft_ngram=3)  # before any data is read
+
+
+def test_a_repetition_stop_gives_the_model_its_own_cache_key(tmp_path, monkeypatch):
+    """DSPy's answer cache, the profile store and Optuna studies key on the model string: replies cut by the
+    repetition stop must never be read back by a run without it, nor the reverse."""
+    import xllamacpp
+
+    monkeypatch.setattr(xllamacpp, "Server", ServerParams)
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF, not really a model")
+    plain, _ = make_lm(f"gguf:{gguf}", cache=False)
+    stopped, _ = make_lm(f"gguf:{gguf}", cache=False, stop_loops=True)
+    assert stopped.model != plain.model and stopped.model.startswith(plain.model)

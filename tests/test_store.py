@@ -38,6 +38,14 @@ def test_profiles_are_reused_across_methods_and_runs(tmp_path, capsys):
     assert "[digest]" in shown and "[profile]" in shown and "Provide the product category" in shown
 
 
+def test_a_step_cut_at_another_token_cap_is_not_read_from_the_store(tmp_path, capsys):
+    assert run_cli(tmp_path, "a", "--methods", "gpg") == 0
+    # stop_runaways caps preference profiles at the fitted 232 tokens; digestions keep the 256 they were made with
+    assert run_cli(tmp_path, "b", "--methods", "gpg", "--task-option", "stop_runaways=true") == 0
+    usage = [r["usage"] for r in records(tmp_path / "b" / "records.jsonl")]
+    assert usage and all(u["store_hits"] == 1 and u["calls"] == 2 for u in usage)
+
+
 def test_digests_kept_under_their_old_kind_are_still_found(tmp_path):
     """Before the rename a digest was kept as kind 'guidance': such rows still answer, and show as 'digest'."""
     store = ProfileStore(tmp_path / "old.sqlite")

@@ -159,7 +159,9 @@ def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CO
         engine = EmbeddedEngine(gguf, n_ctx=context, n_parallel=n_parallel, threads=threads,
                                 model_name=identity.model, cache_prompt=prompt_cache,
                                 loop_rule=DEFAULT_LOOP_RULE if stop_loops else None, draft_ngram=draft_ngram)
-        model_string = f"embedded/{identity.model}@{identity.sha256[:16]}"
+        # A repetition stop changes outputs: DSPy's answer cache, the profile store and Optuna studies key on
+        # this string, so a run with the stop never reads (or writes) another's replies.
+        model_string = f"embedded/{identity.model}@{identity.sha256[:16]}" + ("+loop-stop" if stop_loops else "")
         lm = dspy.LM(model_string, engine=engine, temperature=temperature, max_tokens=max_tokens, cache=cache)
     else:
         lm = dspy.LM(spec, api_base=api_base, api_key=_api_key(spec, api_base), temperature=temperature,

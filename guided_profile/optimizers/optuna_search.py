@@ -186,7 +186,8 @@ class OptunaSearch(Optimizer):
                 "user_candidates": [c.guidance_question for c in self.user_candidates],
                 "instructions": instructions(program), "switches": getattr(program, "switches", None),
                 "answer": _study_answer(program), "task_lm": self.task_lm.model, "prompt_lm": self.prompt_lm.model,
-                "train": self._examples_digest(trainset), "dev": self._examples_digest(valset), **retrieval}
+                "step_max_tokens": self.task.step_max_tokens(), "train": self._examples_digest(trainset),
+                "dev": self._examples_digest(valset), **retrieval}
 
     def _examples_digest(self, examples: list[Example]) -> str:
         """What the programs see and are scored against, not only which ids: task options that change the

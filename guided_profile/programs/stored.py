@@ -21,6 +21,7 @@ from guided_profile.lm.accounting import usage_of
 from guided_profile.programs.conversation import prior_turn
 from guided_profile.redaction import redact
 from guided_profile.store import ProfileStore
+from guided_profile.tasks.base import UNFITTED_MAX_TOKENS
 
 
 @dataclass
@@ -75,6 +76,9 @@ class StoredStep(dspy.Predict):
         instruction = self.signature.instructions
         if self.demos:  # a compiled step with demos answers differently from the same instruction without
             instruction += "\n[demos] " + json.dumps([dict(d) for d in self.demos], sort_keys=True, default=str)
+        cap = self.config.get("max_tokens", UNFITTED_MAX_TOKENS)
+        if cap != UNFITTED_MAX_TOKENS:  # a cut elsewhere is another output (earlier entries were all made at 256)
+            instruction += f"\n[max_tokens] {cap}"
         turn = prior_turn()
         if turn is not None:  # a continued step's prompt also holds the prior step's instruction: another output
             instruction += "\n" + turn.describe()

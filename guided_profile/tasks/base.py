@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 from guided_profile.datasets.example import Example, option_letters
 from guided_profile.errors import ConfigError
 
+UNFITTED_MAX_TOKENS = 256  # the digestion and profile caps every run used before caps were fitted
+
 DEFAULT_MAX_HISTORY_CHARS = 6000  # about 1,500 tokens: leaves room for profile, question and reply
 
 
@@ -106,8 +108,8 @@ class Task(ABC):
     # outputs (experiments/token_caps.py: runaways stop there, no output that ended by itself is cut), used
     # with the task option stop_runaways=true together with the engine's repetition stop: off by default
     # until a paired accuracy check on real users says they change nothing but cost (issue 20).
-    digest_max_tokens: ClassVar[int] = 256
-    profile_max_tokens: ClassVar[int] = 256
+    digest_max_tokens: ClassVar[int] = UNFITTED_MAX_TOKENS
+    profile_max_tokens: ClassVar[int] = UNFITTED_MAX_TOKENS
     fitted_max_tokens: ClassVar[dict[str, int]] = {}
     has_options: ClassVar[bool] = False          # answers are one of `example.options` (choice scoring applies)
     gpg_switches: ClassVar[dict[str, bool]]      # the final step's inputs in the paper's main GPG row
