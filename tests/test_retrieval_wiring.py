@@ -75,6 +75,7 @@ def test_without_a_retriever_nothing_changes():
     ({"retriever": "bm25"}, "needs k"), ({"retriever": "bm42", "k": 2}, "unknown retriever"),
     ({"retriever": "bm25", "k": 2, "retriever_options": {"k3": 1}}, "takes no setting"),
     ({"retriever": "recent", "k": 0}, "at least 1"), ({"k": 2, "retrieval_steps": "profile"}, "steps must be"),
+    ({"retriever": "dense", "k": 2, "retriever_options": {"cache_path": "/tmp/e.sqlite"}}, "'cache_path' is not a run"),
 ])
 def test_bad_retrieval_settings_are_refused_before_any_work(settings, needle):
     with pytest.raises(ConfigError, match=needle):

@@ -32,6 +32,7 @@ import dspy
 
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
+from guided_profile.programs.compiled_schema import MACHINE_SETTINGS
 from guided_profile.programs.stored import store_in_use
 from guided_profile.retrieval import Retriever, retriever_class
 from guided_profile.retrieval._embedding_cache import FILENAME as EMBEDDINGS
@@ -63,6 +64,9 @@ class Retrieval:
 
     def __post_init__(self) -> None:
         retriever_class(self.retriever, self.settings)  # an unknown name or setting fails here, before any work
+        for name in sorted(set(self.settings) & set(MACHINE_SETTINGS)):
+            raise ConfigError(f"retriever setting {name!r} is not a run setting: the embedding cache lives beside "
+                              "the profile store (--store) and the encoder is the retriever's own")
         if self.k is not None:
             check_k(self.k)
         elif self.retriever not in WHOLE_HISTORY:
@@ -180,7 +184,7 @@ def _with_defaults(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings given plus the retriever's defaults for the rest (not where a cache lives, nor a test's
     stand-in model), so a record states the k1 and b a bm25 run used even when nobody gave them."""
     defaults = {p.name: p.default for p in inspect.signature(retriever_class(name).__init__).parameters.values()
-                if p.default is not p.empty and p.name not in ("cache_path", "encoder")}
+                if p.default is not p.empty and p.name not in MACHINE_SETTINGS}
     return defaults | dict(settings)
 
 
