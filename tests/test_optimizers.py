@@ -3,6 +3,8 @@ question-shaped, counts its calls within its plan, refuses a budget it cannot ke
 study resumes without repeating a call."""
 
 import re
+import threading
+import time
 
 import dspy
 import pytest
@@ -320,3 +322,30 @@ def test_optuna_proposals_are_grounded_in_what_the_handwritten_program_gets_wron
     seen = prompt_engine.requests[0]["user"]
     assert "The system answered: A (score 0.00)" in seen and "Its guidance answer was: tools" in seen
     assert result.usage["calls"] <= result.usage["expected_calls"]  # the plan counts the probe
+
+
+class InFlight:
+    """A task rule that counts how many requests the engine serves at once."""
+
+    def __init__(self, rule):
+        self.rule, self.now, self.most, self.lock = rule, 0, 0, threading.Lock()
+
+    def __call__(self, system, user):
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(0.01)
+        try:
+            return self.rule(system, user)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+@pytest.mark.parametrize("name", ["copro", "gepa", "mipro"])
+def test_dspy_optimizers_score_dev_examples_in_parallel_and_count_every_call(name, tmp_path):
+    rule = InFlight(rewarding_rule)
+    result, task_engine, _ = optimize(name, tmp_path, task_rule=rule, parallel=2)
+    assert rule.most == 2  # two dev examples at once, never more than asked
+    assert result.program.digest.signature.instructions == NEW_Q
+    assert result.usage["task"]["calls"] == len(task_engine.requests)

@@ -59,8 +59,8 @@ class Optimizer(ABC):
             the hand-written program there (`confirm.py`); None: no confirm stage, as DSPy's optimizers.
         user_candidates: guidance questions (and instructions) a person wrote: searched where the optimizer
             can (`searches_user_candidates`), and always scored in the confirm stage.
-        parallel: examples scored at once where the optimizer scores them itself (the Optuna search's dev
-            examples, the confirm stage): the embedded model's server slots, or concurrent requests.
+        parallel: dev examples scored at once (DSPy's evaluation threads in mipro, gepa and copro; the Optuna
+            search's and the confirm stage's own): the embedded model's server slots, or concurrent requests.
         **settings: the optimizer's own settings (`defaults` lists them).
     """
 

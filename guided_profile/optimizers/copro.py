@@ -7,6 +7,8 @@ program and proposal call already made, so only the part not yet paid for reache
 
 from __future__ import annotations
 
+import threading
+
 import dspy
 from dspy.teleprompt import COPRO
 
@@ -57,13 +59,16 @@ class CoproOptimizer(Optimizer):
         state = {"count": 0, "sum": 0.0, "trial": 0}
         total = self._candidates(len(program.predictors()))
 
+        lock = threading.Lock()  # the dev examples of one candidate are scored in parallel threads
+
         def on_score(value: float) -> None:  # COPRO scores each candidate on all of the dev set in turn
-            state["count"] += 1
-            state["sum"] += value
-            if state["count"] == n:
-                state["trial"] += 1
-                self.report(state["trial"], total, state["sum"] / n)
-                state["count"], state["sum"] = 0, 0.0
+            with lock:
+                state["count"] += 1
+                state["sum"] += value
+                if state["count"] == n:
+                    state["trial"] += 1
+                    self.report(state["trial"], total, state["sum"] / n)
+                    state["count"], state["sum"] = 0, 0.0
 
         metric.on_score = on_score
         try:
@@ -72,7 +77,7 @@ class CoproOptimizer(Optimizer):
             optimizer = COPRO(prompt_model=quiet, metric=metric, breadth=s["breadth"], depth=s["depth"],
                               init_temperature=s["init_temperature"])
             compiled = optimizer.compile(program, trainset=to_dspy(self.task, valset, program),
-                                         eval_kwargs={"num_threads": 1, "display_progress": False})
+                                         eval_kwargs={"num_threads": self.parallel, "display_progress": False})
         finally:
             metric.on_score = None
         candidates = getattr(compiled, "candidate_programs", [])

@@ -143,7 +143,7 @@ class GepaOptimizer(Optimizer):
         optimizer = GEPA(metric=metric.gepa, max_metric_calls=s["max_metric_calls"],
                          reflection_minibatch_size=s["reflection_minibatch_size"],
                          candidate_selection_strategy=s["candidate_selection_strategy"], reflection_lm=self.prompt_lm,
-                         instruction_proposer=proposer, use_merge=s["use_merge"], num_threads=1,
+                         instruction_proposer=proposer, use_merge=s["use_merge"], num_threads=self.parallel,
                          seed=self.seed, track_stats=True, warn_on_score_mismatch=False,
                          gepa_kwargs={"callbacks": [_GepaProgress(self, s["max_metric_calls"])]})
         compiled = optimizer.compile(program, trainset=to_dspy(self.task, trainset, program),

@@ -77,9 +77,9 @@ class MiproOptimizer(Optimizer):
         s = self.settings
         optimizer = HookedMIPROv2(filter_candidates=self._keep_question_shaped, on_trial=self.report, metric=metric,
                                   prompt_model=self.prompt_lm, task_model=self.task_lm, max_bootstrapped_demos=0,
-                                  max_labeled_demos=0, auto=None, num_candidates=s["num_candidates"], num_threads=1,
-                                  seed=self.seed, init_temperature=s["init_temperature"], verbose=False,
-                                  track_stats=True)
+                                  max_labeled_demos=0, auto=None, num_candidates=s["num_candidates"],
+                                  num_threads=self.parallel, seed=self.seed, init_temperature=s["init_temperature"],
+                                  verbose=False, track_stats=True)
         compiled = optimizer.compile(program, trainset=to_dspy(self.task, trainset, program),
                                      valset=to_dspy(self.task, valset, program), num_trials=s["num_trials"],
                                      minibatch=self._minibatch(len(valset)),
