@@ -157,6 +157,15 @@ def test_user_candidates_meet_the_handwritten_program_in_the_confirm_stage(tmp_p
     assert result.program.digest.signature.instructions == NEW_Q != TASK.guidance_question
 
 
+@pytest.mark.parametrize("name,candidate", [
+    ("copro", Candidate("Which brands does this person prefer?")),
+    ("optuna", Candidate("Which brands does this person prefer?", {"write_profile": "Write 30 words."})),
+])
+def test_candidates_the_search_cannot_take_are_refused_without_a_confirm_stage(tmp_path, name, candidate):
+    with pytest.raises(ConfigError, match="only in the confirm stage, which --confirm-fraction 0 turns off"):
+        _tune(tmp_path, name, fraction=0.0, user_candidates=[candidate])
+
+
 def test_a_confirm_example_that_fails_stops_the_stage_instead_of_scoring_zero_for_one_side(tmp_path):
     from test_optimizers import rewarding_rule
 

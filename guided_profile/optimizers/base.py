@@ -101,6 +101,11 @@ class Optimizer(ABC):
         # accuracy on the confirm users is reported beside the objective without running it again
         self.confirm_metrics: dict[tuple[str, str], dict[str, Any]] = {}
         self._best_score: float | None = None
+        if self._unsearched_candidates() and not (confirm and confirm.fraction):
+            raise ConfigError(f"optimizer {self.name!r} scores "
+                              + ("candidates with step instructions" if self.searches_user_candidates else
+                                 "the --candidates") + " only in the confirm stage, which --confirm-fraction 0 "
+                              "turns off: keep a confirm fraction above 0, or leave them out")
 
     @classmethod
     def validate_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
