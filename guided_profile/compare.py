@@ -65,7 +65,7 @@ def _paired(own: dict[str, float], ref: dict[str, float]) -> dict[str, Any]:
 
 def confirm_estimate(payload: dict[str, Any] | None) -> dict[str, Any] | None:
     """The gain over the hand-written program that the confirm stage predicted for the exported program:
-    its mean minus the hand-written's on the confirm users, with the verdict's 95% interval.  When the
+    its mean minus the hand-written's on the confirm users, with the verdict's interval.  When the
     stage exported the hand-written program itself, the prediction is exactly 0.  None for a file with
     no confirm stage (made before it existed, or with --confirm-fraction 0)."""
     stage = (payload or {}).get("confirm") or {}
@@ -153,8 +153,9 @@ def markdown_report(task: Task, rows: list[dict[str, Any]], programs: dict[str, 
              "calls/ex and tokens/ex are the mean LM calls and prompt + generated tokens per example; steps taken "
              "from the profile store (store hits/ex) cost neither, so use --no-store to compare full costs.", "",
              "*confirm estimate (dev)* is the gain over the hand-written program that the optimizer's confirm stage "
-             "predicted, on dev users its search never saw, in the objective it maximised (the verdict's 95% "
-             "interval); *realized on this split* is the paired difference measured here in that same objective. "
+             "predicted, on dev users its search never saw, in the objective it maximised (the verdict's interval: "
+             "95% for one finalist, wider for the best of several, Bonferroni); *realized on this split* is the "
+             "paired difference measured here in that same objective. "
              "'-': the hand-written program itself, or a file made without a confirm stage.", ""]
     if chart:
         parts += [f"![{task.objective} per program]({chart})", ""]

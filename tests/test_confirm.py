@@ -54,6 +54,10 @@ def test_choosing_among_more_candidates_needs_stronger_evidence():
                                                                                  objective="meteor", candidates=10)
     assert alone.confirmed and not among_ten.confirmed and among_ten.p == pytest.approx(min(1, alone.p * 10))
     assert "+0.067 [" in alone.line()  # a text metric keeps its own scale
+    assert alone.confidence == 0.95 and "adjusted" not in alone.line()
+    assert among_ten.confidence == pytest.approx(0.995)
+    assert "(99.5% interval and p adjusted for the best of 10 finalists, Bonferroni)" in among_ten.line()
+    assert among_ten.low < alone.low  # the wider interval
 
 
 def test_pick_on_confirm_takes_the_best_mean_and_the_first_on_ties():

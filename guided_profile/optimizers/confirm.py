@@ -75,8 +75,9 @@ class Verdict:
     """What the confirm stage concluded, as the export records it and `optimize` says it.
 
     `diff`, `low`, `high` are the candidate's mean paired difference to the hand-written program on the
-    confirm users with its 95% bootstrap interval; `p` is the paired permutation p-value, already
-    multiplied by `candidates` (Bonferroni); `exported` is "candidate" or "handwritten".
+    confirm users with its bootstrap interval at `confidence` (95% for one finalist, 1 - 0.05 / k for the
+    best of k: Bonferroni); `p` is the paired permutation p-value, already multiplied by `candidates`;
+    `exported` is "candidate" or "handwritten".
     """
 
     objective: str
@@ -88,6 +89,7 @@ class Verdict:
     p: float
     confirmed: bool
     exported: str
+    confidence: float = 1 - ALPHA
 
     def line(self) -> str:
         """One line in plain words, e.g. "confirmed: +4.1 points [+1.0, +7.2], p = 0.01 on 60 confirm users"."""
@@ -98,6 +100,9 @@ class Verdict:
         digits = 1 if scale == 100 else 3
         numbers = (f"{scale * self.diff:+.{digits}f}{unit} [{scale * self.low:+.{digits}f}, "
                    f"{scale * self.high:+.{digits}f}] {self.objective}, p = {_p(self.p)} on {self.n} confirm users")
+        if self.candidates > 1:
+            numbers += (f" ({100 * self.confidence:.1f}% interval and p adjusted for the best of {self.candidates} "
+                        "finalists, Bonferroni)")
         if self.confirmed:
             return f"confirmed: {numbers}; the optimized program is exported"
         if self.exported == "candidate":
@@ -119,11 +124,12 @@ def judge(candidate: Sequence[float], handwritten: Sequence[float], *, objective
     """
     if len(candidate) != len(handwritten) or not candidate:
         raise ValueError("the confirm stage needs the same, non-empty set of examples for both programs")
-    diff, low, high = paired_bootstrap(list(candidate), list(handwritten), confidence=1 - alpha / max(1, candidates))
+    confidence = 1 - alpha / max(1, candidates)
+    diff, low, high = paired_bootstrap(list(candidate), list(handwritten), confidence=confidence)
     p = min(1.0, paired_permutation_pvalue(list(candidate), list(handwritten)) * max(1, candidates))
     confirmed = diff > 0 and p < alpha
     exported = "candidate" if confirmed or export_unconfirmed else "handwritten"
-    return Verdict(objective, len(candidate), max(1, candidates), diff, low, high, p, confirmed, exported)
+    return Verdict(objective, len(candidate), max(1, candidates), diff, low, high, p, confirmed, exported, confidence)
 
 
 def nothing_to_confirm(objective: str, n: int) -> Verdict:

@@ -246,6 +246,8 @@ class VerdictRecord(_Strict):
     confirmed: StrictBool
     exported: Literal["candidate", "handwritten"]
     line: StrictStr
+    # The level of [low, high]: 1 - 0.05 / candidates (files made before it was recorded: the same rule).
+    confidence: Annotated[int | float, BeforeValidator(_number), Field(gt=0, lt=1)] | None = None
 
 
 class ConfirmRecord(_Strict):
