@@ -7,12 +7,19 @@ one of these folders still finds the same configuration.  Each config also gains
 which commit made them.  The compiled programs name their default Optuna study relative to the run
 folder (`study.db`) and are checksummed again; configs that name them get the new checksums.
 
+Preference results made before the titles-only history became the default (commit cde1217,
+2026-11-26) printed each item's category: their configs, commands and compiled programs recorded no
+task option, which today means titles only.  They now say `show_categories: true`, the option that
+builds what they read (found from their records' histories; the compiled programs and the
+profile-update experiment, which keep no history, from their dates).
+
     python experiments/portable_results.py           # rewrites in place; a second run changes nothing
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +33,10 @@ from guided_profile.tasks import get_task  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 NOT_RECORDED = {"commit": None, "dirty": None}
+SHOWN = {"show_categories": True}
+SHOWN_FLAG = " --task-option show_categories=true"
+TITLES_ONLY_SINCE = "2026-11-26T14:28:31+00:00"  # commit cde1217: histories show titles only by default
+MADE_BEFORE_TITLES_ONLY = ("profile-update-preference-1.5b",)  # no history in its records: from its date (11-23)
 
 
 def data_hash(name: str) -> str | None:
@@ -49,6 +60,28 @@ def with_provenance(config: dict, folder: Path) -> dict:
     return {k: config[k] for k in keys[:at]} | added | {k: config[k] for k in keys[at:]}
 
 
+def shows_categories(folder: Path) -> bool:
+    """Whether the run in `folder` (or the runs in its subfolders: a benchmark's) read histories that print
+    each item's category."""
+    if folder.name in MADE_BEFORE_TITLES_ONLY:
+        return True
+    for records in [folder / RECORDS, *sorted(folder.glob(f"*/{RECORDS}"))]:
+        if records.is_file():
+            first = next(iter(read_records(records)), None)
+            return first is not None and "(category: " in json.dumps(first.get("inputs", {}))
+    return False
+
+
+def with_categories_shown(config: dict) -> dict:
+    """`config` (a run's, a benchmark's, a compiled program's) stating the option its history was built with."""
+    if config.get("task_options", {}).get("show_categories") is True:
+        return config
+    shown = config | {"task_options": (config.get("task_options") or {}) | SHOWN}
+    if config.get("command") and SHOWN_FLAG not in config["command"]:
+        shown["command"] = config["command"] + SHOWN_FLAG
+    return shown
+
+
 def rewrite_json(path: Path, change) -> bool:
     """Apply `change` to the file's content; write (keeping the file's layout) only if it changed."""
     before = path.read_text(encoding="utf-8")
@@ -65,6 +98,8 @@ def compiled_programs() -> dict[str, str]:
         payload = json.loads(path.read_text(encoding="utf-8"))
         old = payload["checksum"]
         payload["data"]["path"] = portable(payload["data"]["path"])
+        if payload.get("task") == "preference" and payload.get("created", "") < TITLES_ONLY_SINCE:
+            payload = with_categories_shown(payload)
         for part in ("settings", "info"):
             storage = payload["optimizer"].get(part, {}).get("storage", "")
             if storage.startswith("sqlite:///") and storage.endswith(f"/{path.stem}.run/study.db"):
@@ -91,11 +126,9 @@ def profile_update_report() -> list[Path]:
 
 def compare_report() -> list[Path]:
     """The committed comparison states what each program was tuned on (checked now, as a new compare
-    would) and its provenance: config.json gains `held_out`, and compare.md is rebuilt from the folder's
-    summary and records (the chart is left as it is)."""
-    from guided_profile.compare import comparison_rows, markdown_report
+    would): config.json gains `held_out`.  compare.md keeps the tables of the code that made it (built
+    now, its hand-written column would show today's instructions) and gets the config's command."""
     from guided_profile.held_out import check_held_out
-    from guided_profile.programs import build_program
     from guided_profile.programs.export import load_program_files
     from guided_profile.runs import load_split, optimizer_settings
 
@@ -104,23 +137,19 @@ def compare_report() -> list[Path]:
     task = get_task(config["task"], seed=config["seed"], **config["task_options"])
     selected, source = load_split(task, config["data"], config["split"], config["seed"], config["limit"])
     files = {name: RESULTS / "compiled" / f"{name}.json" for name in config["programs"]}
-    compiled, payloads = load_program_files(list(files.values()), task, taken={"handwritten"},
-                                            optimizer_settings=optimizer_settings())
+    _, payloads = load_program_files(list(files.values()), task, taken={"handwritten"},
+                                     optimizer_settings=optimizer_settings())
     relations = check_held_out(payloads, files, data_sha256=source.sha256, seed=config["seed"],
                                evaluated=[ex.example_id for ex in selected], task_options=config["task_options"])
     changed = [path for path in (folder / "config.json", folder / "summary.json") if rewrite_json(
         path, lambda c: c | {"held_out": relations, "allow_overlap": False} if "task" in c
         else c | {"config": c["config"] | {"held_out": relations, "allow_overlap": False}})]
-    config = json.loads((folder / "config.json").read_text())
-    programs = {"handwritten": build_program("gpg", task, answer_mode=config["answer_mode"],
-                                             rotations=config["rotations"])} | compiled
-    summaries = {m: s for m, s in json.loads((folder / "summary.json").read_text())["methods"].items() if m in programs}
-    done = {(r["method"], r["example_id"]): r for r in read_records(folder / RECORDS) if r.get("error") is None}
-    rows = comparison_rows(task, summaries, done, selected, payloads=payloads)
     report = folder / "compare.md"
     before = report.read_text(encoding="utf-8")
-    report.write_text(markdown_report(task, rows, programs, payloads, config, "compare.png") + "\n", encoding="utf-8")
-    return changed + ([report] if report.read_text(encoding="utf-8") != before else [])
+    command = json.loads((folder / "config.json").read_text())["command"]
+    after = re.sub(r"^Command: `.*`$", lambda _: f"Command: `{command}`", before, count=1, flags=re.MULTILINE)
+    report.write_text(after, encoding="utf-8")
+    return changed + ([report] if after != before else [])
 
 
 def main() -> None:
@@ -129,6 +158,8 @@ def main() -> None:
     def config_change(folder: Path):
         def change(config: dict) -> dict:
             config = with_provenance(config, folder)
+            if config.get("task", "preference") == "preference" and shows_categories(folder):
+                config = with_categories_shown(config)
             if config.get("programs"):
                 config["programs"] = {k: renamed.get(v, v) for k, v in config["programs"].items()}
             return config
@@ -143,10 +174,11 @@ def main() -> None:
             if rewrite_json(path, lambda s, change=change: s | {"config": change(s["config"])}):
                 changed.append(path)
     for path in sorted(RESULTS.rglob("bench.json")):
-        def bench(result: dict) -> dict:
+        def bench(result: dict, path: Path = path) -> dict:
             data = result["data"] | {"path": portable(result["data"]["path"])}
             added = {} if "git" in result else {"data_sha256": data_hash(data["path"]), "git": NOT_RECORDED}
-            return result | {"data": data} | added
+            result = result | {"data": data} | added
+            return with_categories_shown(result) if shows_categories(path.parent) else result
         changed += [path] if rewrite_json(path, bench) else []
     changed += profile_update_report() + compare_report()
     for path in changed:

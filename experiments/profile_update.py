@@ -27,6 +27,7 @@ from pathlib import Path
 import dspy
 from tqdm import tqdm
 
+from guided_profile.cli.common import parse_task_options
 from guided_profile.evaluation import RECORDS, read_records
 from guided_profile.lm import make_lm
 from guided_profile.lm.accounting import UsageMeter
@@ -51,6 +52,8 @@ def parse_args() -> argparse.Namespace:
                         help="share of the history that is new (default 0.25; at least one item)")
     parser.add_argument("--lm", default="local", help="local (1.5B, default), local-0.5b, gguf:PATH or fake")
     parser.add_argument("--out", type=Path, default=Path("runs/profile-update"), help="output folder")
+    parser.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a preference task option, e.g. show_categories=true (default: none)")
     return parser.parse_args()
 
 
@@ -143,7 +146,8 @@ def main() -> None:
     import sys
 
     args = parse_args()
-    task = get_task("preference")
+    task_options = parse_task_options(args.task_option)
+    task = get_task("preference", seed=args.seed, **task_options)
     examples, source = load_split(task, args.data, "test", args.seed, args.limit)
     # every call paid now (no DSPy cache): this measures cost; one model instance per path (see one_user)
     made = {name: make_lm(args.lm, cache=False) for name in ("old", *PATHS)}
@@ -154,13 +158,16 @@ def main() -> None:
     store = open_store(None)
     args.out.mkdir(parents=True, exist_ok=True)
     config = {"command": "python " + " ".join(sys.argv), "lm": identity.to_dict(), "data": source.name,
-              "seed": args.seed, "split": "test", "limit": args.limit, "new_fraction": args.new_fraction,
+              "task_options": task_options, "seed": args.seed, "split": "test", "limit": args.limit,
+              "new_fraction": args.new_fraction,
               **provenance(source, len(examples))}
     config_file = args.out / "config.json"
     if config_file.exists():  # resume only what the same settings made
         old = json.loads(config_file.read_text())
         old["data"] = portable(old.get("data", ""))  # made before data was named portably
-        changed = [k for k in ("lm", "data", "seed", "split", "new_fraction") if old.get(k) != config[k]]
+        old.setdefault("task_options", {})  # made before task options were recorded
+        keys = ("lm", "data", "task_options", "seed", "split", "new_fraction")
+        changed = [k for k in keys if old.get(k) != config[k]]
         if changed:
             sys.exit(f"error: {args.out} holds a run with different {', '.join(changed)}; use another --out")
     config_file.write_text(json.dumps(config, indent=2))
