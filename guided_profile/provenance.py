@@ -19,6 +19,8 @@ from guided_profile.files import write_text
 from guided_profile.paths import cache_dir
 
 SAMPLE, REAL = "sample", "real"
+RESULTS = "experiments/results"  # committed results: not code
+CHECKOUT = Path(__file__).resolve().parents[1]  # the git checkout this package runs from, if it is one
 
 
 def _roots() -> list[tuple[str, Path]]:
@@ -82,10 +84,10 @@ def cached_data_sha256(path: Path) -> str:
 
 
 @functools.cache
-def git_state() -> dict[str, str | bool | None]:
-    """The commit of the code that runs, and whether tracked files differ from it (None outside a git
-    checkout, e.g. an installed wheel: the package version then identifies the code)."""
-    repo = Path(__file__).resolve().parents[1]
+def git_state(repo: Path = CHECKOUT) -> dict[str, str | bool | None]:
+    """The commit of the code that runs, and whether the code differs from it: changed or new files
+    anywhere but the committed results, which a run that resumes one of their folders changes itself
+    (None outside a git checkout, e.g. an installed wheel: the package version then identifies the code)."""
 
     def git(*args: str) -> str | None:
         try:
@@ -97,5 +99,5 @@ def git_state() -> dict[str, str | bool | None]:
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return {"commit": None, "dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=normal", "--", ".", f":(exclude){RESULTS}")
     return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}

@@ -96,7 +96,7 @@ def origin(config: dict[str, Any]) -> str:
     """'data sha256 ..., guided-profile 0.1.0 at commit ...': what a result's options do not say about
     where it came from (the commit is "not recorded" for runs made before it was)."""
     git = config.get("git") or {}
-    dirty = " with uncommitted changes" if git.get("dirty") else ""
+    dirty = {True: " with uncommitted changes", False: " (clean)"}.get(git.get("dirty"), "")
     return (f"data sha256 {_short(config.get('data_sha256'))}, guided-profile {config.get('version')} at commit "
             f"{_short(git.get('commit'))}{dirty}")
 
