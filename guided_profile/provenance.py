@@ -33,8 +33,10 @@ def _roots() -> list[tuple[str, Path]]:
 
 def portable(path: str | Path, given: str | None = None) -> str:
     """`path` as results name it: `real:SUB` or `sample:SUB` when it lies under the data root or the
-    samples folder, else `given` (what the user typed), else the path itself.  Names that are
-    already portable come back unchanged, so old and new records compare equal."""
+    samples folder, else `given` (what the user typed) when it is a relative path, else the path relative
+    to the working folder, else `.../NAME` (the data's sha256 beside it identifies it; no folder of this
+    machine is written).  Names that are already portable come back unchanged, so old and new records
+    compare equal."""
     text = str(path)
     if text.partition(":")[0] in (SAMPLE, REAL) and not Path(text).exists():
         return text
@@ -42,7 +44,12 @@ def portable(path: str | Path, given: str | None = None) -> str:
     for scheme, root in _roots():
         if resolved.is_relative_to(root):
             return f"{scheme}:{resolved.relative_to(root).as_posix()}"
-    return text if given is None else given
+    typed = text if given is None else given
+    if not Path(typed).expanduser().is_absolute():
+        return typed
+    if resolved.is_relative_to(Path.cwd().resolve()):
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    return f".../{resolved.name}"
 
 
 def from_portable(name: str) -> Path | None:

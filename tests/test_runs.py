@@ -63,6 +63,10 @@ def test_data_is_named_portably_and_old_absolute_names_still_resume(tmp_path, mo
     (tmp_path / "root" / "amazon_scientific").mkdir(parents=True)
     assert portable(tmp_path / "root" / "amazon_scientific", "real") == "real:amazon_scientific"
     assert portable(tmp_path / "elsewhere", "./elsewhere") == "./elsewhere"  # other paths: as the user gave them
+    # an absolute path names no folder of this machine: relative to the working folder, else only its name
+    assert portable(tmp_path / "elsewhere", str(tmp_path / "elsewhere")) == ".../elsewhere"
+    monkeypatch.chdir(tmp_path)
+    assert portable(tmp_path / "mine" / "data.json", str(tmp_path / "mine" / "data.json")) == "mine/data.json"
     config = {"task": "preference", "split": "test", "seed": 0, "lm": {}, "task_options": {}, "methods": ["gpg"],
               "answer_mode": "score", "rotations": 4}
     RunFolder.open(tmp_path / "run", config | {"data": str(tmp_path / "root" / "amazon_scientific")})  # an old run
