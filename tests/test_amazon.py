@@ -316,6 +316,8 @@ def test_detect_separator_per_file() -> None:
     assert detect_category_separator(["Top,Lab, Safety & Cleaning,Gloves"]) == ","
     assert detect_category_separator(["Top, Lab, Gloves", "Top, Fasteners"]) == ", "
     assert detect_category_separator(["Top", ""]) == ","
+    assert detect_category_separator(["Top,Lab", "Top, Fasteners"]) == "mixed"
+    assert split_category_path("Top, Lab, Gloves", "mixed") == split_category_path("Top,Lab,Gloves", "mixed")
     assert split_category_path("Top, Lab, Gloves", ", ") == ("Top", "Lab", "Gloves")
     assert split_category_path("Top | Lab", " | ") == ("Top", "Lab")
 
@@ -333,19 +335,31 @@ def test_comma_space_export_builds_the_same_examples(tmp_path: Path) -> None:
     assert a == b
 
 
-def test_mixed_file_warns_with_the_cause_and_the_option(tmp_path: Path) -> None:
-    half = {"n": 0}
+def _without_comma_space(path: str) -> list[str]:
+    return [level.replace(", ", " and ") for level in split_category_path(path)]
 
-    def every_other(path: str) -> str:
-        half["n"] += 1
-        return _comma_space(path) if half["n"] % 3 else path  # two thirds written with ", "
 
-    d = _with_separator(LCREC, tmp_path, every_other)
-    with pytest.warns(DataWarning, match=r"category_separator=', '"):
-        build_preference_examples(*load_amazon(d), source=str(d))
+def test_a_file_mixing_both_forms_splits_each_string_by_its_own_and_says_so(tmp_path: Path) -> None:
+    count = {"n": 0}
+
+    def two_thirds_spaced(path: str) -> str:
+        count["n"] += 1
+        return (", " if count["n"] % 3 else ",").join(_without_comma_space(path))
+
+    plain = _with_separator(LCREC, tmp_path / "plain", lambda p: ",".join(_without_comma_space(p)))
+    mixed = _with_separator(LCREC, tmp_path / "mixed", two_thirds_spaced)
+    with pytest.warns(DataWarning, match=r"Mini.item.json: some category strings join their levels by ',' and "):
+        loaded = load_amazon(mixed)
+    assert build_preference_examples(*loaded) == build_preference_examples(*load_amazon(plain))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         build_preference_examples(*load_amazon(LCREC))  # the fixture as it is: no warning
+
+
+def test_levels_a_set_separator_leaves_unsplit_are_named_with_the_option(tmp_path: Path) -> None:
+    spaced = _with_separator(LCREC, tmp_path, _comma_space)
+    with pytest.warns(DataWarning, match=r"category_separator=', '"):
+        build_preference_examples(*load_amazon(spaced, category_separator=","), source=str(spaced))
 
 
 def test_separator_option_overrides_detection(tmp_path: Path) -> None:

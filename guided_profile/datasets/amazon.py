@@ -54,6 +54,7 @@ STAT_KEYS = (
 # exports join levels by ", " instead; `detect_category_separator` tells the two apart per file.
 _PATH_SEP = re.compile(r",(?! )")
 AUTO_SEPARATOR = "auto"
+MIXED_SEPARATORS = "mixed"  # detected: some strings join levels by ",", others by ", ": each split by its own
 
 _EXPECTED_LAYOUTS = (
     "a directory holding either X.item.json + X.inter.json (LC-Rec layout) "
@@ -89,17 +90,21 @@ def split_category_path(path: str, separator: str = ",") -> tuple[str, ...]:
     """
     if not path.strip():
         return ()
+    if separator == MIXED_SEPARATORS:
+        separator = "," if _PATH_SEP.search(path) else ", "
     levels = _PATH_SEP.split(path) if separator == "," else path.split(separator)
     return tuple(level.strip() for level in levels)
 
 
 def detect_category_separator(paths: Iterable[str]) -> str:
     """"," when some path has a comma without a following space (the levels cannot be joined by ", "
-    then), else ", " when some path has ", ", else "," (single-level paths split the same either way)."""
+    then) and none has ", " alone, ", " when some path has ", " and none a bare comma, `MIXED_SEPARATORS`
+    when both occur (a file merged from two exports: each string is split by its own form; a single
+    level whose name holds ", " does not occur in the "," exports we know), else ","."""
     paths = list(paths)
-    if any(_PATH_SEP.search(path) for path in paths):
-        return ","
-    return ", " if any(", " in path for path in paths) else ","
+    bare = any(_PATH_SEP.search(path) for path in paths)
+    spaced = any(", " in path and not _PATH_SEP.search(path) for path in paths)
+    return MIXED_SEPARATORS if bare and spaced else ", " if spaced else ","
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -143,6 +148,11 @@ def load_lcrec(item_file: Path, inter_file: Path,
     if category_separator == AUTO_SEPARATOR:
         category_separator = detect_category_separator(
             r["categories"] for r in raw_items.values() if isinstance(r.get("categories"), str))
+        if category_separator == MIXED_SEPARATORS:
+            warnings.warn(DataWarning(
+                f"{item_file}: some category strings join their levels by ',' and others by ', ' (a merged "
+                "export?); each is split by its own form. --task-option category_separator=... sets one "
+                "for the whole file"), stacklevel=2)
     catalog: Catalog = {
         str(key): Item(title=_title(item_file, key, record),
                        categories=_categories(item_file, key, record.get("categories"), category_separator))
