@@ -90,6 +90,10 @@ def main() -> None:
                   *(fmt_row(LABELS[m], row(rows[(mode, m)])) for m in METHODS if users[mode]), ""]
     if users["score"]:
         lines += difference_section(runs, users) + position_bias(rows)
+    lines += table3_section()
+    if users["score"]:
+        gpg = {k: v for k, v in runs["score"].items() if k[0] == "gpg"}
+        lines += rotation_section("rotations-preference-titles-gpg-r{r}-1.5b", "titles only", gpg, users["score"])
     lines += dev_section() + categories_section(rows, users)
     (RESULTS / "table1-preference.md").write_text("\n".join(lines) + "\n")
     if users["score"]:
@@ -284,36 +288,72 @@ def categories_section(rows: dict, users: dict[str, list[str]]) -> list[str]:
             cells += [f"{100 * row(new)['accuracy']:.1f}", f"{100 * row(old)['accuracy']:.1f}", paired(new, old)] \
                 if new else ["-", "-", "-"]
         lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
-    return lines + ["", *rotation_section(runs["score"], runs["generate"], old_users)]
+    score = {k: v for k, v in runs["score"].items() if k[0] == "gpg"}
+    return lines + ["", *rotation_section("rotations-preference-gpg-r{r}-1.5b", "categories shown", score, old_users,
+                                          pipeline=runs["generate"])]
 
 
-def rotation_section(score_records: dict, generate_records: dict, users: list[str]) -> list[str]:
-    """GPG accuracy with 1, 2, 4 rotations. Costs: digestion and profile from the generate run's GPG
-    steps (the score runs take them from the profile store), then the first r scoring calls of the
-    4-rotation run (rotation k's prompt does not depend on the rotation count, so it costs the same)."""
-    runs = {r: load(RESULTS / f"rotations-preference-gpg-r{r}-1.5b") for r in (1, 2)}
-    runs[4] = {k: v for k, v in score_records.items() if k[0] == "gpg"}
+def rotation_section(folders: str, label: str, four: dict, users: list[str],
+                     pipeline: dict | None = None) -> list[str]:
+    """GPG accuracy with 1, 2, 4 rotations on the users every count finished.  Costs: the first r scoring
+    calls of the 4-rotation run (rotation k's prompt does not depend on the rotation count, so it costs the
+    same), plus, given `pipeline` (records whose first two steps are GPG's digestion and profile as computed),
+    those two steps."""
+    runs = {r: load(RESULTS / folders.format(r=r)) for r in (1, 2)} | {4: four}
     done = [u for u in users if all(("gpg", u) in runs[r] for r in runs)]
+    title = f"### Rotations of the option order (GPG, score mode, {label})"
     if not done:
-        return ["### Rotations", "", "Not run yet: `experiments/rotations_preference.sh`.", ""]
-    lines = ["### Rotations of the option order (GPG, score mode, categories shown)", "",
-             f"n = {len(done)} users; command `experiments/rotations_preference.sh`. Cost per example: digestion and "
-             "profile as measured in the generate run, plus one scoring call per rotation as measured in the "
-             "4-rotation run; prompt tokens computed = prompt tokens not reused from llama.cpp's prompt cache.", "",
+        return [title, "", "Not run yet: `experiments/rotations_preference.sh`.", ""]
+    counted = ("digestion and profile as measured in the generate run, plus one scoring call per rotation"
+               if pipeline else "the scoring calls only (one per rotation; digestion and profile are the same "
+               "for every count)")
+    lines = [title, "", f"n = {len(done)} users; command `experiments/rotations_preference.sh`. Cost per example: "
+             f"{counted} as measured in the 4-rotation run; prompt tokens computed = prompt tokens not reused from "
+             "llama.cpp's prompt cache.", "",
              "| rotations | acc | 95% CI | calls | prompt tok computed | gen tok | vs 4 rotations |",
              "|---|---|---|---|---|---|---|"]
-    full = [runs[4][("gpg", u)] for u in done]
+    full = [four[("gpg", u)] for u in done]
     for r in (1, 2, 4):
         recs = [runs[r][("gpg", u)] for u in done]
         acc = [x["metrics"]["accuracy"] for x in recs]
         lo, hi = bootstrap_ci(acc)
-        steps = [generate_records[("gpg", u)]["steps"][:2] + x["steps"][-4:][:r]
+        steps = [(pipeline[("gpg", u)]["steps"][:2] if pipeline else []) + x["steps"][-4:][:r]
                  for u, x in zip(done, full, strict=True)]
         computed = sum(s["prompt_tokens"] - s["cached_prompt_tokens"] for st in steps for s in st) / len(done)
         gen = sum(s["completion_tokens"] for st in steps for s in st) / len(done)
         vs = "-" if r == 4 else paired(recs, full)
-        lines.append(f"| {r} | {100 * sum(acc) / len(acc):.1f} | [{100 * lo:.1f}, {100 * hi:.1f}] | {2 + r} | "
-                     f"{computed:.0f} | {gen:.0f} | {vs} |")
+        lines.append(f"| {r} | {100 * sum(acc) / len(acc):.1f} | [{100 * lo:.1f}, {100 * hi:.1f}] | "
+                     f"{(2 if pipeline else 0) + r} | {computed:.0f} | {gen:.0f} | {vs} |")
+    return lines + [""]
+
+
+TABLE3_FOLDER = "table3-preference-titles-score-1.5b"
+TABLE3 = {"dg-no-pc": "DG w/o PC", "dg-pc": "DG w/ PC", "pg": "PG (PC + P)", "gpg:g": "GPG: G",
+          "gpg:pp": "GPG: PP", "gpg:g+pp": "GPG: G + PP", "gpg:pc+g": "GPG: PC + G", "gpg:pc+pp": "GPG: PC + PP",
+          "gpg:pc+g+pp": "GPG: PC + G + PP"}
+
+
+def table3_section() -> list[str]:
+    """The ablation grid (the paper's Table 3 shape): which of history (PC), guidance answer (G) and profile
+    (PP) GPG's final step reads, in score mode on the users every row finished, each row paired against
+    GPG (PC + PP), the Table 1 row, and against DG w/ PC."""
+    folder = RESULTS / TABLE3_FOLDER
+    records = load(folder) if (folder / RECORDS).exists() else {}
+    users = by_example_id(users_done(records, list(TABLE3)))
+    title = "## Ablation grid (Table 3 shape), score mode, titles only"
+    if not users:
+        return [title, "", "Not run yet: `experiments/table3_preference.sh`.", ""]
+    config = json.loads((folder / "config.json").read_text())
+    rows = {m: [records[(m, u)] for u in users] for m in TABLE3}
+    lines = [title, "", f"`{TABLE3_FOLDER}/`, the first **{len(users)} test users** every row finished (the Table 1 "
+             f"users; `experiments/table3_preference.sh`); {origin(config)}. Digestions and profiles come from the "
+             "profile store, so each row differs from the others only in what its final step reads.", "",
+             "| final step reads | acc | 95% CI | vs GPG (PC + PP) | vs DG w/ PC |", "|---|---|---|---|---|"]
+    for m, name in TABLE3.items():
+        r = row(rows[m])
+        lines.append(f"| {name} | {100 * r['accuracy']:.1f} | [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}] | "
+                     f"{'-' if m == 'gpg:pc+pp' else paired(rows[m], rows['gpg:pc+pp'])} | "
+                     f"{'-' if m == 'dg-pc' else paired(rows[m], rows['dg-pc'])} |")
     return lines + [""]
 
 
