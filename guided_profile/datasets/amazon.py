@@ -107,9 +107,6 @@ def detect_category_separator(paths: Iterable[str]) -> str:
     return MIXED_SEPARATORS if bare and spaced else ", " if spaced else ","
 
 
-# --------------------------------------------------------------------------------------------- loading
-
-
 def load_amazon(path: Path, category_separator: str = AUTO_SEPARATOR) -> tuple[Catalog, Histories]:
     """Read a directory in either supported layout into (catalog, histories).
 
@@ -325,9 +322,6 @@ def _review_time(path: Path, lineno: int, user: str, raw: Any) -> int:
     if isinstance(raw, str) and raw.strip().isdigit():
         return int(raw)
     raise DataError(path, f"line {lineno}: 'unixReviewTime' should be an integer, got {raw!r}", record=user)
-
-
-# -------------------------------------------------------------------------------------------- building
 
 
 def build_preference_examples(

@@ -61,9 +61,6 @@ def load_dialogues(path: Path, keep_empty: bool = False) -> tuple[list[Example],
     raise DataError(file, "unknown format: expected a ParlAI .txt file or a .json / .jsonl file")
 
 
-# ------------------------------------------------------------------------------------------ ParlAI
-
-
 def load_parlai(path: Path, keep_empty: bool = False) -> tuple[list[Example], dict[str, int]]:
     """One example per dialogue of a ParlAI text file (PersonaChat / ConvAI2 "self" files)."""
     path = Path(path)
@@ -136,9 +133,6 @@ def _parlai_example(dialogue: dict[str, Any], index: int, path: Path, keep_empty
                    query=query, gold=gold,
                    meta={"persona": tuple(dialogue["persona"]), "source": str(path), "line": dialogue["line"],
                          "turns": len(turns)})
-
-
-# -------------------------------------------------------------------------------------------- JSON
 
 
 def load_dialogue_json(path: Path, keep_empty: bool = False) -> tuple[list[Example], dict[str, int]]:

@@ -68,7 +68,6 @@ class EmbeddedEngine:
         self._server = xllamacpp.Server(params)
         self._lock = threading.Lock() if n_parallel == 1 else None
 
-    # -- DSPy engine protocol -------------------------------------------------------------------
     def complete(self, request) -> Response:
         body = self.with_prompt_cache(self.chat_body(request))
         if self.loop_rule is None or body.get("logprobs") or body["max_tokens"] <= 1:
@@ -111,7 +110,6 @@ class EmbeddedEngine:
     def close(self) -> None:
         self._server = None
 
-    # -- translation ----------------------------------------------------------------------------
     @staticmethod
     def chat_body(request) -> dict[str, Any]:
         messages = []

@@ -232,7 +232,6 @@ class Optimizer(ABC):
     def _search(self, program: dspy.Module, trainset: list[Example], valset: list[Example],
                 metric: TaskMetric) -> dspy.Module: ...
 
-    # -- progress ------------------------------------------------------------------------------------
     def calls_spent(self) -> int:
         return self.task_calls.usage.calls + self.prompt_calls.usage.calls
 

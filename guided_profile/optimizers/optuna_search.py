@@ -150,7 +150,6 @@ class OptunaSearch(Optimizer):
     retrieval_settings = ("search_retrieval", "retrieval_k")
     searches_user_candidates = True  # their questions join the pool; step instructions go to the confirm stage
 
-    # -- set-up -----------------------------------------------------------------------------------
     @classmethod
     def validate_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
         s = super().validate_settings(settings)
@@ -219,7 +218,6 @@ class OptunaSearch(Optimizer):
         if not isinstance(program, GuidedProfile):
             raise ConfigError("the optuna optimizer searches GPG's guidance and switches: start from gpg or gpg:PARTS")
 
-    # -- plan -------------------------------------------------------------------------------------
     def _calls_per_example(self, program: dspy.Module, example: Example) -> int:
         self._check_program(program)
         widest = GuidedProfile(self.task, True, True, True, **answer_config_of(program),  # a trial may turn all on
@@ -245,7 +243,6 @@ class OptunaSearch(Optimizer):
         plan.notes.append("a configuration's dev examples already scored in the study are not run again")
         return plan
 
-    # -- search -----------------------------------------------------------------------------------
     def _search(self, program: dspy.Module, trainset: list[Example], valset: list[Example],
                 metric: TaskMetric) -> dspy.Module:
         self._check_program(program)

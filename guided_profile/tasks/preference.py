@@ -12,7 +12,7 @@ from guided_profile.tasks.base import ChoiceTask, whole_number
 
 
 class PreferenceTask(ChoiceTask):
-    """The paper's purchase-preference prediction: which of four products a shopper buys next, from their
+    """The paper's purchase-preference prediction: which of four products a shopper buys, from their
     purchase titles (the guidance question asks for the categories, which the titles only imply)."""
 
     name = "preference"
