@@ -17,6 +17,7 @@ from guided_profile.datasets.example import Example
 from guided_profile.files import write_bytes
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue
 from guided_profile.programs.export import instructions
+from guided_profile.programs.retrieved import retrieval_of
 from guided_profile.report import fmt, fmt_p, markdown_table, p_clause, provenance_line
 from guided_profile.tasks.base import Task
 
@@ -138,7 +139,21 @@ def instructions_table(programs: dict[str, dspy.Module], reference: str = REFERE
             changed = name != reference and base is not None and step in texts[name] and text != base
             cells.append(("**changed:** " if changed else "") + _cell(text))
         body.append([label, *cells])
+    history = {name: history_read(program) for name, program in programs.items()}
+    body.append(["history read (retrieval)", *(("**changed:** " if name != reference and reference in history
+                                                and text != history[reference] else "") + text
+                                               for name, text in history.items())])
     return markdown_table(header, body)
+
+
+def history_read(program: dspy.Module) -> str:
+    """Which history items the program's steps read: a compiled program carries its own retrieval, so a
+    difference in accuracy may come from it rather than from the instructions."""
+    retrieval = retrieval_of(program)
+    if retrieval is None or not retrieval.active:
+        return "every item, most recent kept within max_history_chars"
+    settings = "".join(f", {k}={v}" for k, v in retrieval.settings.items())
+    return f"{retrieval.retriever} top {retrieval.k}{settings} ({retrieval.steps} steps)"
 
 
 def markdown_report(task: Task, rows: list[dict[str, Any]], programs: dict[str, dspy.Module],

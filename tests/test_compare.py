@@ -91,6 +91,18 @@ def test_instructions_side_by_side_marks_what_changed():
     assert TASK.guidance_question in digest_row and f"**changed:** {NEW_Q}" in digest_row
     profile_row = next(line for line in text.splitlines() if line.startswith("| write_profile"))
     assert "changed" not in profile_row
+    history_row = next(line for line in text.splitlines() if line.startswith("| history read"))
+    assert "changed" not in history_row and "every item" in history_row
+
+
+def test_instructions_side_by_side_says_which_history_each_program_reads():
+    from guided_profile.programs.retrieved import Retrieval
+
+    retrieving = build_program("gpg", TASK, retrieval=Retrieval("bm25", k=4))
+    text = instructions_table({"handwritten": build_program("gpg", TASK), "tuned": retrieving})
+    history_row = next(line for line in text.splitlines() if line.startswith("| history read"))
+    assert "| every item, most recent kept within max_history_chars |" in history_row
+    assert "**changed:** bm25 top 4, k1=1.5, b=0.75 (all steps)" in history_row
 
 
 def test_compare_command_reports_resumes_and_draws(tmp_path, capsys, fake_calls):
