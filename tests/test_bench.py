@@ -59,6 +59,16 @@ def test_the_ideal_floor_reads_history_instructions_and_options_once_and_the_sho
     assert step_kinds(run_a[0]) == ["digest", "profile", "answer", "answer", "answer", "answer"]
 
 
+def test_the_floor_counts_a_runaway_only_up_to_where_the_repetition_stop_would_end_it():
+    loop = "Lab Supplies, Gloves, " + "Beakers, " * 60  # 561 characters; the stop ends it at its loop
+    runaway = [record("u1", [step(400, 0, 256), step(460, 380, 70), *[step(480, 440, 1)] * 4], guidance=loop)]
+    contents = {"u1": {"history": 300, "options": 20, "guidance": 140, "profile": 30}}
+    floor = ideal_floor([runaway], contents, {}, scored=True, rotations=ROTATIONS)
+    needed = floor["per_step"]["digest"]["generated"]
+    assert 30 < needed < 256  # a few repeats before the stop, not the 256 tokens it ran to
+    assert floor["per_step"]["profile"]["generated"] == 70  # no loop: every token was needed
+
+
 def test_run_speed_reads_the_history_step_and_the_talkative_steps():
     rec = {"steps": [step(420, 20, 40, prompt_seconds=8.0, generation_seconds=2.0),
                      step(470, 380, 60, prompt_seconds=3.0, generation_seconds=3.0),
@@ -93,8 +103,9 @@ def test_paired_accuracy_and_outputs_changed_by_batching():
 def test_configs_compare_plain_dspy_with_ours_in_each_answer_mode():
     keys = [c.key for c in default_configs((2, 4))]
     assert keys == ["plain-dspy", "score/default", "score/parallel-2", "score/parallel-4", "score/options-last",
-                    "score/draft-ngram-3", "score/profile-continued", "generate/default", "generate/parallel-2",
-                    "generate/parallel-4"]
+                    "score/draft-ngram-3", "score/profile-continued", "score/stop-runaways", "generate/default",
+                    "generate/parallel-2", "generate/parallel-4"]
+    assert [c.key for c in default_configs() if c.stop_runaways] == ["score/stop-runaways"]
     assert {c.key: c.draft_ngram for c in default_configs() if c.draft_ngram} == {"score/draft-ngram-3": 3}
     steps = {c.key: c.profile_step for c in default_configs() if c.profile_step != "separate"}
     assert steps == {"score/profile-continued": "continued"}
@@ -137,8 +148,8 @@ class StubEngine(ScriptedEngine):
 def test_bench_runs_every_configuration_and_keeps_finished_ones_on_a_rerun(tmp_path, monkeypatch):
     loads = []
 
-    def stub_lm(spec, *, n_parallel=1, draft_ngram=None, **kwargs):
-        loads.append((n_parallel, draft_ngram))
+    def stub_lm(spec, *, n_parallel=1, draft_ngram=None, stop_loops=False, **kwargs):
+        loads.append((n_parallel, draft_ngram) + (("stop",) if stop_loops else ()))
         return dspy.LM("stub/gpg", engine=StubEngine(n_parallel), cache=False), LMSpec("stub", "stub-model")
 
     monkeypatch.setattr(bench_runner, "make_lm", stub_lm)
@@ -146,12 +157,16 @@ def test_bench_runs_every_configuration_and_keeps_finished_ones_on_a_rerun(tmp_p
     examples, _ = load_split(task, "sample", "all", 0, 4)
     configs = default_configs((2,))
     result = bench_runner.bench(task, examples, "stub", tmp_path, configs=configs, log=lambda _: None)
-    made = [(1, None), (1, None), (2, None), (1, None), (1, 3), (1, None), (1, None), (2, None)]
+    made = [(1, None), (1, None), (2, None), (1, None), (1, 3), (1, None), (1, None, "stop"), (1, None), (2, None)]
     assert loads == made and set(result["modes"]) == {"score", "generate"}
     score = result["modes"]["score"]
     assert [r["config"] for r in score["results"]] == ["plain-dspy", "score/default", "score/parallel-2",
                                                        "score/options-last", "score/draft-ngram-3",
-                                                       "score/profile-continued"]
+                                                       "score/profile-continued", "score/stop-runaways"]
+    stopped = json.loads((tmp_path / "score" / "stop-runaways" / "config.json").read_text())
+    assert stopped["task_options"] == {"stop_runaways": True} and stopped["loop_rule"]
+    assert stopped["step_max_tokens"]["profile"] == task.fitted_max_tokens["profile"]
+    assert json.loads((tmp_path / "score" / "default" / "config.json").read_text())["loop_rule"] is None
     assert score["floor"]["n"] == 4 and score["floor"]["seconds"] > 0
     default = score["results"][1]
     assert default["vs_plain"]["n"] == 4 and default["batching_changes"] is None and default["vs_default"] is None

@@ -27,10 +27,12 @@ from guided_profile.evaluation import RunFolder, evaluate
 from guided_profile.files import write_json
 from guided_profile.lm import make_lm
 from guided_profile.lm.embedded import DEFAULT_CONTEXT
+from guided_profile.lm.repetition import DEFAULT_LOOP_RULE
 from guided_profile.programs import PersonalAdapter, build_program
 from guided_profile.programs.adapter import DEFAULT_LAYOUT, OPTIONS_LAST
 from guided_profile.programs.conversation import CONTINUED, DEFAULT_PROFILE_STEP
 from guided_profile.provenance import git_state
+from guided_profile.tasks import get_task
 from guided_profile.tasks.base import Task
 
 METHOD = "gpg"  # the paper's main row
@@ -38,12 +40,13 @@ ROTATIONS = 4   # `run`'s default in score mode (RunSettings.rotations; a test k
 PLAIN = "plain-dspy"
 DRAFT_NGRAM = 3  # a short n-gram, so the item names a digestion or profile quotes from the history are matched
 PROFILE_CONTINUED = f"profile-{CONTINUED}"
+STOP_RUNAWAYS = "stop-runaways"
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     """One way of running GPG that the benchmark times: adapter, prompt-prefix reuse, server slots, answer mode,
-    prompt layout, profile step, self-speculative decoding."""
+    prompt layout, profile step, self-speculative decoding, runaway stops (fitted caps and the repetition stop)."""
 
     name: str
     adapter: str        # "chat" (DSPy's default) or "personal" (history-first, plain replies)
@@ -53,6 +56,7 @@ class BenchConfig:
     prompt_layout: str = DEFAULT_LAYOUT  # where the answer step states its instruction (`programs.adapter`)
     draft_ngram: int | None = None       # llama.cpp's n-gram drafts (`lm.embedded`), None: off
     profile_step: str = DEFAULT_PROFILE_STEP  # how the profile step is formatted (`programs.conversation`)
+    stop_runaways: bool = False          # the task option stop_runaways=true (`tasks.base`, `lm.repetition`)
 
     @property
     def key(self) -> str:
@@ -70,7 +74,8 @@ def default_configs(parallel: tuple[int, ...] = (2,), modes: tuple[str, ...] = (
     score mode three candidates with one slot: the options-last prompt layout (its rotations recompute only the
     options; generate mode makes one call per answer, so the layout saves nothing there), n-gram drafts
     (they speed up the digestion and profile, which both modes share) and the continued profile step (it
-    reuses the digestion's reply instead of reading it again; also shared by both modes)."""
+    reuses the digestion's reply instead of reading it again; also shared by both modes), plus the runaway
+    stops (fitted token caps and the repetition stop: they shorten digestions and profiles that loop)."""
     configs = [BenchConfig(PLAIN, "chat", False, 1, "generate")]
     for mode in modes:
         configs += [BenchConfig("default", "personal", True, 1, mode),
@@ -78,7 +83,8 @@ def default_configs(parallel: tuple[int, ...] = (2,), modes: tuple[str, ...] = (
         if mode == "score":
             configs += [BenchConfig(OPTIONS_LAST, "personal", True, 1, mode, prompt_layout=OPTIONS_LAST),
                         BenchConfig(f"draft-ngram-{DRAFT_NGRAM}", "personal", True, 1, mode, draft_ngram=DRAFT_NGRAM),
-                        BenchConfig(PROFILE_CONTINUED, "personal", True, 1, mode, profile_step=CONTINUED)]
+                        BenchConfig(PROFILE_CONTINUED, "personal", True, 1, mode, profile_step=CONTINUED),
+                        BenchConfig(STOP_RUNAWAYS, "personal", True, 1, mode, stop_runaways=True)]
     return configs
 
 
@@ -127,25 +133,30 @@ def token_accounts(engine: Any, records: list[dict], program: dspy.Module) -> di
 
 
 def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec: str, out: Path, *,
-               threads: int | None = None, context: int = DEFAULT_CONTEXT,
-               log: Callable[[str], None] = print) -> tuple[dict[str, Any], list[dict]]:
+               task_options: dict[str, Any] | None = None, threads: int | None = None,
+               context: int = DEFAULT_CONTEXT, log: Callable[[str], None] = print) -> tuple[dict[str, Any], list[dict]]:
     """One configuration from a fresh model load (wall time excludes loading), or its kept result."""
     folder = out / config.key
+    options = dict(task_options or {}) | ({"stop_runaways": True} if config.stop_runaways else {})
+    task = get_task(task.name, seed=task.seed, **options) if options.get("stop_runaways") != task.stop_runaways \
+        else task
+    stop = task.stop_runaways
     key = {"config": asdict(config), "rotations": ROTATIONS, "lm": lm_spec, "context": context,
-           "examples": [ex.example_id for ex in examples]}
+           "examples": [ex.example_id for ex in examples]} | ({"task_options": options} if options else {})
     kept = _kept(folder, key, examples)
     if kept is not None:
         log(f"{config.key}: kept from an earlier session ({folder / 'result.json'})")
         return kept
     log(f"running {config.key} on {len(examples)} examples ...")
     lm, identity = make_lm(lm_spec, n_parallel=config.parallel, threads=threads, context=context, cache=False,
-                           prompt_cache=config.prompt_cache, draft_ngram=config.draft_ngram)
+                           prompt_cache=config.prompt_cache, draft_ngram=config.draft_ngram, stop_loops=stop)
     shutil.rmtree(folder, ignore_errors=True)  # a benchmark is timed whole: never resumed
     run = RunFolder.open(folder, {"task": task.name, "split": "bench", "seed": task.seed, "data": "",
-                                  "lm": identity.to_dict(), "task_options": {}, "methods": [METHOD],
+                                  "lm": identity.to_dict(), "task_options": options, "methods": [METHOD],
                                   "answer_mode": config.answer_mode, "rotations": ROTATIONS,
                                   "prompt_layout": config.prompt_layout, "profile_step": config.profile_step,
                                   "step_max_tokens": task.step_max_tokens(),
+                                  "loop_rule": DEFAULT_LOOP_RULE.to_dict() if stop else None,
                                   "bench": asdict(config)})
     program = build_program(METHOD, task, answer_mode=config.answer_mode, rotations=ROTATIONS,
                             prompt_layout=config.prompt_layout, profile_step=config.profile_step)
@@ -166,14 +177,15 @@ def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec
 
 
 def bench(task: Task, examples: list[Example], lm_spec: str, out: Path, *, configs: list[BenchConfig],
-          threads: int | None = None, context: int = DEFAULT_CONTEXT,
+          task_options: dict[str, Any] | None = None, threads: int | None = None, context: int = DEFAULT_CONTEXT,
           log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every configuration, then per answer mode the ideal floor and each configuration against it and
     against plain DSPy; returns what `bench.json` holds."""
     results, records = {}, {}
     for config in configs:
         results[config.key], records[config.key] = run_config(config, task, examples, lm_spec, out,
-                                                              threads=threads, context=context, log=log)
+                                                              task_options=task_options, threads=threads,
+                                                              context=context, log=log)
         log(f"{config.key}: {results[config.key]['wall_seconds']} s, speeds {results[config.key]['speeds']}")
     speeds = floor_speeds([r["speeds"] for r in results.values()])
     modes = list(dict.fromkeys(c.answer_mode for c in configs if c.name != PLAIN))
@@ -203,8 +215,9 @@ def compare_mode(mode: str, task: Task, configs: list[BenchConfig], results: dic
         r, own = results[c.key], records[c.key]
         wall = r["wall_seconds"]
         ours = c.name != PLAIN
-        rows.append({"config": c.key, "wall_seconds": wall, "seconds_per_user": round(wall / max(1, len(own)), 1),
-                     "wall_over_floor": _ratio(wall, floor["seconds"]),
+        per_user = wall / max(1, len(own))  # the floor counts the users every run finished: compare per user
+        rows.append({"config": c.key, "wall_seconds": wall, "seconds_per_user": round(per_user, 1),
+                     "wall_over_floor": _ratio(per_user, floor["seconds"] / floor["n"] if floor["n"] else None),
                      "speedup_over_plain": _ratio(results[PLAIN]["wall_seconds"], wall) if plain else None,
                      task.objective: r["summary"].get(task.objective),
                      "vs_plain": paired_difference(own, plain, task.objective) if plain and ours else None,

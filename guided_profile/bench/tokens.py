@@ -15,9 +15,11 @@ again (it stays in the model's cache), and one token per rotation to score the o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from guided_profile.lm.repetition import first_loop_end
 from guided_profile.programs.adapter import DEFAULT_LAYOUT, OPTIONS_LAST
 from guided_profile.programs.answer import lettered
 
@@ -140,7 +142,8 @@ def ideal_floor(runs: list[list[dict]], contents: dict[str, dict[str, int]], ins
     `contents` are `content_tokens` per example (history and options are the same in every run),
     `instructions` each step's own instruction in tokens.  Generated tokens per step are the fewest
     any run needed for that example's step (batching and adapters change outputs; the floor takes
-    the shortest).  In score mode each rotation costs one prompt token and the answer generates nothing.
+    the shortest), a runaway counted only up to where the repetition stop would have ended it
+    (`needed_tokens`).  In score mode each rotation costs one prompt token and the answer generates nothing.
     """
     by_example = [{r["example_id"]: r for r in run if not r.get("error")} for run in runs]
     shared = sorted(set.intersection(*(set(d) for d in by_example)) & set(contents)) if by_example else []
@@ -154,11 +157,23 @@ def ideal_floor(runs: list[list[dict]], contents: dict[str, dict[str, int]], ins
             if kind == "answer" and scored:
                 continue
             index = kinds.index(kind)
-            per_kind[kind]["generated"] += min(d[eid]["steps"][index]["completion_tokens"] for d in by_example
+            per_kind[kind]["generated"] += min(needed_tokens(d[eid], kind, index) for d in by_example
                                                if len(d[eid]["steps"]) > index)
     prompt = sum(v for row in per_kind.values() for k, v in row.items() if k != "generated")
     generated = sum(row["generated"] for row in per_kind.values())
     return {"n": len(shared), "per_step": per_kind, "prompt_tokens": prompt, "generated_tokens": generated}
+
+
+OUTPUT_FIELD = {"digest": "guidance", "profile": "profile"}  # where a record keeps each step's output text
+
+
+def needed_tokens(record: dict, kind: str, index: int) -> int:
+    """The generated tokens of the record's step `index` that were needed: all of them, but for a digestion
+    or profile that loops, those before the repetition stop would have ended it (its share of the text)."""
+    tokens = record["steps"][index]["completion_tokens"]
+    text = record.get(OUTPUT_FIELD.get(kind, "")) or ""
+    end = first_loop_end(text) if text else None
+    return tokens if end is None else min(tokens, math.ceil(tokens * end / len(text)))
 
 
 def floor_seconds(floor: dict[str, Any], speeds: dict[str, float]) -> float:

@@ -31,10 +31,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--parallel", default=None, help=argparse.SUPPRESS)  # renamed --slots: refused with a hint
     parser.add_argument("--configs", default=None,
                         help="comma-separated subset of plain-dspy,default,parallel-N,options-last,draft-ngram-3,"
-                             "profile-continued to run (default: all). options-last (the prompt layout whose "
-                             "rotations recompute only the options), draft-ngram-3 (llama.cpp's self-speculative "
-                             "decoding from 3-token n-grams) and profile-continued (--profile-step continued) run in "
-                             "score mode only, with one slot")
+                             "profile-continued,stop-runaways to run (default: all). options-last (the prompt layout "
+                             "whose rotations recompute only the options), draft-ngram-3 (llama.cpp's "
+                             "self-speculative decoding from 3-token n-grams), profile-continued (--profile-step "
+                             "continued) and stop-runaways (--task-option stop_runaways=true: fitted token caps and "
+                             "the repetition stop) run in score mode only, with one slot")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"),
                         help="folder for bench.json, table.md and each configuration's records (default runs/bench)")
     add_data_options(parser, default_limit=50)
@@ -55,8 +56,8 @@ def main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, parallel=1, cache=False)
     task = settings.make_task()
     examples, source = load_split(task, settings.data, settings.split, settings.seed, settings.limit)
-    result = bench(task, examples, args.lm, args.out, configs=configs, threads=args.threads,
-                   context=settings.context_window)
+    result = bench(task, examples, args.lm, args.out, configs=configs, task_options=dict(settings.task_options),
+                   threads=args.threads, context=settings.context_window)
     result["command"] = command_line(args)
     result["data"] = {"path": source.name, "split": args.split, "limit": args.limit, "seed": args.seed}
     result |= provenance(source, len(examples))
