@@ -146,6 +146,10 @@ def instructions_table(programs: dict[str, dspy.Module], reference: str = REFERE
     return markdown_table(header, body)
 
 
+def _whole(value: Any) -> str:
+    return f"{value:.0f}" if isinstance(value, int | float) else "-"
+
+
 def history_read(program: dspy.Module) -> str:
     """Which history items the program's steps read: a compiled program carries its own retrieval, so a
     difference in accuracy may come from it rather than from the instructions."""
@@ -189,13 +193,19 @@ def _made_from(payloads: dict[str, dict[str, Any]], config: dict[str, Any]) -> l
         opt, scores, usage = p.get("optimizer", {}), p.get("scores", {}), p.get("usage", {})
         settings = ", ".join(f"{k}={v}" for k, v in (opt.get("settings") or {}).items() if k != "name")
         verdict = (p.get("confirm") or {}).get("verdict") or {}
+        racing = (opt.get("info") or {}).get("racing") or {}
         meta_rows.append([name, str(opt.get("name", "-")), _cell(settings), p.get("method", "-"),
                           str(p.get("objective") or scores.get("objective", "-")), fmt(scores.get("train")),
-                          fmt(scores.get("dev")), _cell(verdict.get("line", "-")), str(usage.get("calls", "-")),
+                          fmt(scores.get("dev")), _cell(verdict.get("line", "-")),
+                          str(usage.get("model_calls", usage.get("calls", "-"))), _whole(p.get("seconds")),
+                          f"{racing['saved']} of {racing['full_evaluation']}" if racing else "-",
                           str((p.get("lm") or {}).get("model", "-")), _cell(relations.get(name, "not checked"))])
     lines = ["## How the optimized programs were made", "",
              markdown_table(["program", "optimizer", "settings", "method", "objective", "train", "dev",
-                             "confirm verdict", "LM calls spent", "model", "tuned on"], meta_rows), ""]
+                             "confirm verdict", "model calls paid", "seconds", "dev evaluations saved by pruning",
+                             "model", "tuned on"], meta_rows), "",
+             "Model calls and seconds are those of the optimize session that exported the file (a search resumed "
+             "across sessions takes the earlier sessions' calls from DSPy's cache and its study).", ""]
     transfer = [name for name, relation in relations.items() if "transfer:" in relation]
     if transfer:
         lines += [f"**Transfer evaluation:** {', '.join(transfer)} {'was' if len(transfer) == 1 else 'were'} tuned on "

@@ -493,6 +493,11 @@ class Optimized:
                   for name, text in self.tuned.items()]
         lines.append(f"LM calls: {u['calls']} of {u['expected_calls']} expected (budget {u['budget']}); "
                      f"{u['model_calls']} reached a model, the rest came from DSPy's cache; {self.seconds:.0f} s")
+        racing = (self.payload.get("optimizer") or {}).get("info", {}).get("racing")
+        if racing:
+            lines.append(f"racing: {racing['pruned']} of {racing['trials']} trials pruned, "
+                         f"{racing['dev_examples_scored']} dev evaluations instead of {racing['full_evaluation']} "
+                         f"(saved {racing['saved']})")
         if self.out is not None:
             lines.append(f"compiled program written to {self.out}")
         lines.append(self.verdict["line"] if self.verdict else

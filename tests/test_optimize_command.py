@@ -256,3 +256,18 @@ def test_export_unconfirmed_exports_the_best_candidate_flagged(many_users, tmp_p
     assert printed[-1] == verdict["line"] and "exported anyway, flagged as unconfirmed" in printed[-1]
     assert payload["confirm"]["settings"]["export_unconfirmed"] and payload["instructions"]["digest"] == NEW_Q
     assert confirm_estimate(payload)["exported"] == "candidate"
+
+
+def test_the_search_says_what_racing_saved_and_compare_shows_it(many_users, tmp_path):
+    from guided_profile.compare import _made_from
+
+    out = tmp_path / "raced.json"
+    code, printed, err = cli(*optimize_args(many_users, out, "optuna", "--confirm-fraction", "0"))
+    assert code == 0, err
+    payload = read_compiled(out)
+    racing = payload["optimizer"]["info"]["racing"]
+    assert any(line.startswith(f"racing: {racing['pruned']} of {racing['trials']} trials pruned, ") for line in printed)
+    report = "\n".join(_made_from({"raced": payload}, {}))
+    row = next(line for line in report.splitlines() if line.startswith("| raced |"))
+    assert f"| {payload['usage']['model_calls']} | {payload['seconds']:.0f} | " in row
+    assert f"| {racing['saved']} of {racing['full_evaluation']} |" in row
