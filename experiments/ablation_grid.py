@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported in main(), after DSPY_CACHEDIR is set
+    from guided_profile.report import provenance_line
     from guided_profile.store import ProfileStore
 
 # Every final step that uses guidance or a profile (6 gpg:PARTS rows), the direct answers without and
@@ -85,6 +86,7 @@ def main() -> int:
     (args.out / "generations.json").write_text(json.dumps(counted, indent=2))
     lines = [f"# Ablation grid: profile generations, {counted['users']} users x {len(ROWS)} rows", "",
              f"Command: `{counted['command']}`", "",
+             provenance_line(json.loads((args.out / "config.json").read_text())), "",
              "| kind | generations | at most per user |", "|---|---|---|"]
     lines += [f"| {k} | {v['total']} | {v['max_per_user']} |" for k, v in counted["per_kind"].items()]
     lines += ["", f"{counted['generations']} generations for {counted['users']} users and {len(ROWS)} rows; "

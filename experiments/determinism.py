@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from guided_profile.evaluation import read_records  # noqa: E402
+from guided_profile.report import provenance_line  # noqa: E402
 from guided_profile.runs import RunSettings, run_methods  # noqa: E402
 
 SLOTS = (1, 4)
@@ -65,6 +66,8 @@ def markdown(results: dict[int, dict], commands: list[str], args: argparse.Names
              f"GPG in score mode (4 rotations), first {args.limit} test users of the preference task, "
              f"--lm {args.lm}, greedy, every call sent to the model (no answer cache, no profile store); "
              "each configuration run twice.", "",
+             provenance_line(json.loads((args.out / f"slots{next(iter(results))}-{REPEATS[0]}" / "config.json")
+                                        .read_text())), "",
              "| server slots | n | same guidance | same profile | same reply | largest option-probability change "
              "| answers changed | accuracy (run a / run b) |", "|---|---|---|---|---|---|---|---|"]
     for slots, r in results.items():

@@ -152,6 +152,28 @@ def compare_report() -> list[Path]:
     return changed + ([report] if after != before else [])
 
 
+def report_headers() -> list[Path]:
+    """Run and benchmark tables written before report headers stated provenance get the line new ones
+    have (from their config or bench.json), after the command; the tables themselves are left as written."""
+    from guided_profile.report import origin, provenance_line
+
+    changed = []
+    for table in sorted(RESULTS.rglob("table.md")):
+        text = table.read_text(encoding="utf-8")
+        if "sha256" in text:
+            continue
+        if (table.parent / "bench.json").is_file():
+            line = f"Provenance: {origin(json.loads((table.parent / 'bench.json').read_text()))}."
+        elif (table.parent / "config.json").is_file():
+            line = provenance_line(json.loads((table.parent / "config.json").read_text()))
+        else:
+            continue
+        head, sep, rest = text.partition("\n\n|")  # the line goes before the first table
+        table.write_text(f"{head}\n\n{line}{sep}{rest}", encoding="utf-8")
+        changed.append(table)
+    return changed
+
+
 def main() -> None:
     renamed = compiled_programs()
 
@@ -180,7 +202,7 @@ def main() -> None:
             result = result | {"data": data} | added
             return with_categories_shown(result) if shows_categories(path.parent) else result
         changed += [path] if rewrite_json(path, bench) else []
-    changed += profile_update_report() + compare_report()
+    changed += profile_update_report() + compare_report() + report_headers()
     for path in changed:
         print(f"rewrote {path.relative_to(RESULTS.parent.parent)}")
 

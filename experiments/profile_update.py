@@ -36,7 +36,7 @@ from guided_profile.programs import PersonalAdapter, build_program
 from guided_profile.programs.stored import using_store
 from guided_profile.programs.update import ProfileUpdate
 from guided_profile.provenance import portable
-from guided_profile.report import p_clause
+from guided_profile.report import p_clause, provenance_line
 from guided_profile.runs import load_split, open_store, provenance
 from guided_profile.tasks import get_task
 
@@ -124,6 +124,7 @@ def summarize(records: list[dict]) -> dict:
 
 def markdown(summary: dict, config: dict) -> str:
     lines = ["# Profile update vs regeneration, preference", "", f"Command: `{config['command']}`", "",
+             provenance_line(config), "",
              f"Model {config['lm']['model']}; {summary['n']} test users of {config['data']} (seed {config['seed']}); "
              f"new items are {100 * summary['new_items_share']:.0f}% of a history on average; "
              "the final step is GPG's (history + profile), score mode, 4 rotations.", "",

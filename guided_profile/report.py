@@ -97,7 +97,8 @@ def origin(config: dict[str, Any]) -> str:
     where it came from (the commit is "not recorded" for runs made before it was)."""
     git = config.get("git") or {}
     dirty = {True: " with uncommitted changes", False: " (clean)"}.get(git.get("dirty"), "")
-    return (f"data sha256 {_short(config.get('data_sha256'))}, guided-profile {config.get('version')} at commit "
+    return (f"data sha256 {_short(config.get('data_sha256'))}, guided-profile "
+            f"{config.get('version') or '(version not recorded)'} at commit "
             f"{_short(git.get('commit'))}{dirty}")
 
 
