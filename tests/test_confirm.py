@@ -182,3 +182,27 @@ def test_a_confirm_example_that_fails_stops_the_stage_instead_of_scoring_zero_fo
 
     with pytest.raises(IncompleteScores, match=r"1 of 12 confirm examples failed \(first: .*server dropped"):
         _tune(tmp_path, "copro", task_rule=flaky)
+
+
+@pytest.mark.parametrize("name", ["copro", "mipro"])  # GEPA keeps a proposal only if it beats its parent
+def test_dspy_optimizers_send_their_top_ranked_programs_to_the_confirm_stage(tmp_path, name):
+    import itertools
+
+    import dspy
+    from test_optimizers import NEW_Q, SETTINGS, TASK, examples, rewarding_rule
+
+    from guided_profile.lm.fake import FakeEngine
+    from guided_profile.optimizers import get_optimizer, run_optimizer
+    from guided_profile.optimizers.confirm import ConfirmSettings
+    from guided_profile.programs import build_program
+
+    questions = itertools.cycle(["Which brands does this person prefer?", NEW_Q, "Which tools does this person use?"])
+    task_lm = dspy.LM("fake/task", engine=FakeEngine(rewarding_rule), cache=False)
+    prompt_lm = dspy.LM("fake/prompt", engine=FakeEngine(lambda system, user: next(questions)), cache=False)
+    optimizer = get_optimizer(name, task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path, progress=None,
+                              confirm=ConfirmSettings(fraction=0.5, top=3), **SETTINGS[name])
+    result = run_optimizer(optimizer, build_program("gpg", TASK), trainset=examples(4, "t"), valset=examples(24, "d"),
+                           budget=100_000, log=lambda line: None)
+    finalists = result.info["confirm"]["finalists"]
+    assert 2 <= len(finalists) <= 3  # more than the search's best, at most `top`
+    assert len({steps["digest"] for steps in finalists.values()}) == len(finalists)  # distinct configurations

@@ -101,6 +101,8 @@ class Optimizer(ABC):
         # accuracy on the confirm users is reported beside the objective without running it again
         self.confirm_metrics: dict[tuple[str, str], dict[str, Any]] = {}
         self._best_score: float | None = None
+        # The search's programs by dev score, best first: the confirm stage scores the first `top` distinct ones.
+        self.ranked: list[dspy.Module] = []
         if self._unsearched_candidates() and not (confirm and confirm.fraction):
             raise ConfigError(f"optimizer {self.name!r} scores "
                               + ("candidates with step instructions" if self.searches_user_candidates else
@@ -166,7 +168,7 @@ class Optimizer(ABC):
             if not confirm:
                 return best
             written = [with_candidate(student, c) for c in self._unsearched_candidates()]
-            program, self.info["confirm"] = confirm_stage(student.deepcopy(), self._finalists(best), confirm,
+            program, self.info["confirm"] = confirm_stage(student.deepcopy(), self.ranked or [best], confirm,
                                                           score=self.scores, objective=self.metric.objective,
                                                           settings=self.confirm, written=written)
             return program
@@ -215,11 +217,6 @@ class Optimizer(ABC):
                               f"to confirm (fraction {self.confirm.fraction}): raise --dev-limit or change the "
                               "confirm fraction (0 turns the confirm stage off)")
         return search, confirm
-
-    def _finalists(self, best: dspy.Module) -> list[dspy.Module]:
-        """The search's programs, best first (the confirm stage keeps the first `top` distinct ones): only
-        the best by default (DSPy's optimizers return one program); a search that keeps its trials, more."""
-        return [best]
 
     def _unsearched_candidates(self) -> list[Candidate]:
         return [] if self.searches_user_candidates else self.user_candidates

@@ -96,6 +96,7 @@ class CoproOptimizer(Optimizer):
             compiled = shaped[0]["program"] if shaped else program  # none usable: the starting program
         if candidates:
             self.known_dev_score = candidates[0]["score"] / 100  # DSPy's Evaluate scores in percent
+            self.ranked = [c["program"] for c in candidates]  # COPRO sorts them best first
         for attr in ("candidate_programs", "total_calls"):
             if hasattr(compiled, attr):
                 delattr(compiled, attr)

@@ -152,6 +152,8 @@ class GepaOptimizer(Optimizer):
         self.info["candidates"] = [dict(c.items()) for c in results.to_dict()["candidates"]]
         self.info["dev_scores"] = list(results.val_aggregate_scores)
         self.known_dev_score = results.val_aggregate_scores[results.best_idx]
+        order = sorted(range(len(results.candidates)), key=lambda i: -results.val_aggregate_scores[i])
+        self.ranked = [compiled, *(results.candidates[i] for i in order if i != results.best_idx)]
         self.info["kept_current_text"] = proposer.kept
         del compiled.detailed_results  # holds every candidate program: not part of the result
         return compiled

@@ -87,6 +87,8 @@ class MiproOptimizer(Optimizer):
                                      minibatch_full_eval_steps=s["minibatch_full_eval_steps"],
                                      view_data_batch_size=s["view_data_batch_size"])
         score = getattr(compiled, "score", None)  # the full dev score of the returned program, in percent
+        fully_scored = getattr(compiled, "candidate_programs", [])  # those scored on all of dev, best first
+        self.ranked = [compiled, *(c["program"] for c in fully_scored if c["program"] is not compiled)]
         self.known_dev_score = None if score is None else float(score) / 100
         for attr in ("trial_logs", "score", "prompt_model_total_calls", "total_calls", "mb_candidate_programs",
                      "candidate_programs"):

@@ -472,8 +472,8 @@ class OptunaSearch(Optimizer):
         self.info["racing"] = self._racing_savings(study)
         self.known_dev_score = best.values[0]
         ranked = sorted(complete, key=lambda t: (-t.values[0], t.number))
-        self._ranked = [self._from_trial(base, pool, t) for t in [best, *(t for t in ranked if t is not best)]]
-        return self._ranked[0]
+        self.ranked = [self._from_trial(base, pool, t) for t in [best, *(t for t in ranked if t is not best)]]
+        return self.ranked[0]
 
     def _from_trial(self, base: dspy.Module, pool: list[str], trial: optuna.trial.FrozenTrial) -> GuidedProfile:
         p = trial.params
@@ -481,10 +481,6 @@ class OptunaSearch(Optimizer):
         retrieval = BASE if label == BASE else retrieval_from_label(label, retrieval_of(base))
         return self._build(base, pool[p[QUESTION_PARAM]], p.get("parts", parts_of(base.switches)),
                            p.get("profile_words"), retrieval)
-
-    def _finalists(self, best: dspy.Module) -> list[dspy.Module]:
-        """The completed trials' configurations, best first (pruned ones never reach here)."""
-        return self._ranked if getattr(self, "_ranked", None) else [best]
 
     def _unsearched_candidates(self) -> list[Candidate]:
         return [c for c in self.user_candidates if c.instructions]  # the search varies only their question
