@@ -205,4 +205,4 @@ def test_dspy_optimizers_send_their_top_ranked_programs_to_the_confirm_stage(tmp
                            budget=100_000, log=lambda line: None)
     finalists = result.info["confirm"]["finalists"]
     assert 2 <= len(finalists) <= 3  # more than the search's best, at most `top`
-    assert len({steps["digest"] for steps in finalists.values()}) == len(finalists)  # distinct configurations
+    assert len({json.dumps(steps, sort_keys=True) for steps in finalists.values()}) == len(finalists)  # distinct
