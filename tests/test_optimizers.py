@@ -324,6 +324,15 @@ def test_optuna_proposals_are_grounded_in_what_the_handwritten_program_gets_wron
     assert result.usage["calls"] <= result.usage["expected_calls"]  # the plan counts the probe
 
 
+def test_optuna_proposals_show_only_train_users_the_handwritten_program_gets_wrong(tmp_path):
+    def right_for_t0_and_t1(system, user):
+        return "B" if "item t0" in user or "item t1" in user else rewarding_rule(system, user)
+
+    _, _, prompt_engine = optimize("optuna", tmp_path, task_rule=right_for_t0_and_t1)
+    shown = "\n".join(r["user"] for r in prompt_engine.requests)
+    assert "item t2" in shown and "item t0" not in shown and "item t1" not in shown
+
+
 class InFlight:
     """A task rule that counts how many requests the engine serves at once."""
 

@@ -45,13 +45,15 @@ class Shown:
 
 
 def failures_first(optimizer: Optimizer, program: dspy.Module, examples: list[Example]) -> list[Shown]:
-    """`examples` run through `program`, worst first: wrong answers (or the lowest objective, for text tasks)
-    lead, so each proposal's batch holds the failures the current question does not help with."""
+    """`examples` run through `program`, worst first: only the wrong answers when there are any (for text
+    tasks, every example, lowest objective first), so each proposal's batch holds failures the current
+    question does not help with."""
     shown = []
     for tried, _ in optimizer.attempts(program, examples):
-        wrong = (tried.metrics or {}).get("accuracy", tried.score)
-        shown.append((wrong, tried.score, Shown(tried.example, tried.reply, tried.kept.get("guidance"), tried.score)))
-    return [s for _, _, s in sorted(shown, key=lambda item: (item[0], item[1]))]
+        right = (tried.metrics or {}).get("accuracy", tried.score)
+        shown.append((right, tried.score, Shown(tried.example, tried.reply, tried.kept.get("guidance"), tried.score)))
+    ranked = sorted(shown, key=lambda item: (item[0], item[1]))
+    return [s for right, _, s in ranked if right < 1] or [s for _, _, s in ranked]
 
 
 def propose(task: Any, current: str, batch: list[Shown], lm: dspy.BaseLM) -> str:

@@ -132,6 +132,9 @@ def _pareto_front(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.F
     return [t for t in trials if not any(beats(other, t) for other in trials)]
 
 
+GROUNDING_SURPLUS = 2  # train users run per example a proposal shows (`_grounding_users`)
+
+
 @register_optimizer
 class OptunaSearch(Optimizer):
     """The `optuna` optimizer: TPE over guidance question, final-step parts and profile length (see the module)."""
@@ -234,7 +237,7 @@ class OptunaSearch(Optimizer):
         trials = max(0, self.settings["trials"] - done)
         plan = CallPlan(trials=trials, per_trial=len(valset) * c)
         plan.parts["guidance question candidates (prompt)"] = 0 if has_pool else self.settings["candidates"]
-        grounding = min(len(trainset), self.settings["candidates"] * self.settings["examples_per_proposal"])
+        grounding = len(self._grounding_users(trainset))
         plan.parts["failures shown to the proposals (task)"] = (
             0 if has_pool or not self.settings["ground_proposals"] else grounding * c)
         plan.parts["trials on dev (task)"] = trials * len(valset) * c
@@ -304,8 +307,8 @@ class OptunaSearch(Optimizer):
         handwritten = program.digest.signature.instructions
         pool = list(dict.fromkeys([handwritten, *(c.guidance_question for c in self.user_candidates)]))
         k, m = self.settings["candidates"], max(1, self.settings["examples_per_proposal"])
-        shown = failures_first(self, program, trainset[: k * m]) if self.settings["ground_proposals"] else [
-            Shown(ex) for ex in trainset]
+        shown = failures_first(self, program, self._grounding_users(trainset)) if self.settings["ground_proposals"] \
+            else [Shown(ex) for ex in trainset]
         refused: list[str] = []
         for i in range(k):
             batch = [shown[(i * m + j) % len(shown)] for j in range(min(m, len(shown)))]
@@ -321,6 +324,13 @@ class OptunaSearch(Optimizer):
         study.set_user_attr(POOL_ATTR, redact_json(pool))
         study.set_user_attr("refused_candidates", redact_json(refused))
         return pool
+
+    def _grounding_users(self, trainset: list[Example]) -> list[Example]:
+        """The train users the hand-written program is run on to find failures for the proposals: twice as many
+        as the proposals show, so that with about half of them answered right the shown ones are still failures
+        (`failures_first` puts them first)."""
+        k, m = self.settings["candidates"], max(1, self.settings["examples_per_proposal"])
+        return trainset[: GROUNDING_SURPLUS * k * m]
 
     def _seed_trials(self, study: optuna.Study, pool: list[str], base_parts: str, base_words: int | None) -> None:
         """First trials: the hand-written configuration, then each candidate with the hand-written switches;
