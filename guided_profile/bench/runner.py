@@ -138,8 +138,8 @@ def run_config(config: BenchConfig, task: Task, examples: list[Example], lm_spec
     """One configuration from a fresh model load (wall time excludes loading), or its kept result."""
     folder = out / config.key
     options = dict(task_options or {}) | ({"stop_runaways": True} if config.stop_runaways else {})
-    task = get_task(task.name, seed=task.seed, **options) if options.get("stop_runaways") != task.stop_runaways \
-        else task
+    if config.stop_runaways and not task.stop_runaways:  # this configuration alone runs with the stops
+        task = get_task(task.name, seed=task.seed, **options)
     stop = task.stop_runaways
     key = {"config": asdict(config), "rotations": ROTATIONS, "lm": lm_spec, "context": context,
            "examples": [ex.example_id for ex in examples]} | ({"task_options": options} if options else {})
