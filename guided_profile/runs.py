@@ -52,7 +52,7 @@ class RunSettings:
     """Every option of a run, resolved.  Build it with `RunSettings.resolve(...)`.
 
     `answer_mode` is `generate` or `score`, never `auto`; `task_options` are the options given plus a
-    `max_history_chars` fitted to a small `context_window`; `store` is the profile store's file, or
+    `max_history_chars` fitted to the `context_window` when the window is small or the retriever is `none`; `store` is the profile store's file, or
     None to run without one.  These are the values runs record and resumes compare.
     """
 
@@ -97,8 +97,9 @@ class RunSettings:
         check_profile_step(settings.profile_step)
         check_draft_ngram(settings.lm, settings.draft_ngram)  # and drafts for a model not run in this process
         fit = history_chars_for_window(settings.context_window)
-        if "max_history_chars" not in fitted and fit < built.max_history_chars:
-            fitted["max_history_chars"] = fit  # the task's default history would not fit a small window
+        whole = settings.retriever == "none"  # every item the window holds, not the task's default budget
+        if "max_history_chars" not in fitted and (whole or fit < built.max_history_chars):
+            fitted["max_history_chars"] = fit  # else the task's default history would not fit a small window
         if store == DEFAULT_STORE:
             store = cache_dir() / "profiles.sqlite"
         return replace(settings, task_options=fitted, answer_mode=resolve_answer_mode(answer_mode, built.has_options),
@@ -156,10 +157,12 @@ class RunSettings:
         return Path("runs") / (name + self.retrieval_tag())
 
     def retrieval_tag(self) -> str:
-        """'-bm25k8' (plus '-digest' or '-answer' for the switch) for a run that retrieves, so it gets its own
-        default folder; '' without retrieval, so default folders of earlier runs keep their names."""
+        """'-bm25k8' (plus '-digest' or '-answer' for the switch) for a run that retrieves and '-none' for the whole
+        history, so each gets its own default folder; '' without retrieval, so earlier runs' folders keep their names."""
         r = self.retrieval
-        return f"-{r.retriever}k{r.k}" + ("" if r.steps == "all" else f"-{r.steps}") if r.active else ""
+        if not r.active:
+            return "-none" if r.retriever == "none" else ""
+        return f"-{r.retriever}k{r.k}" + ("" if r.steps == "all" else f"-{r.steps}")
 
 
 @dataclass(frozen=True)

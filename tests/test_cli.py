@@ -119,16 +119,19 @@ def test_answer_mode_auto_scores_choices_and_generates_text(tmp_path):
     assert json.loads((out / "config.json").read_text())["answer_mode"] == "generate"
 
 
-@pytest.mark.parametrize(("context", "given", "expected"), [
-    (8192, [], 6000),                              # the default window keeps the task's default
-    (2048, [], 3072),                              # half of a small window, at 3 characters a token
-    (2048, ["max_history_chars=9000"], 9000),      # a stated setting always wins
+@pytest.mark.parametrize(("context", "given", "retriever", "expected"), [
+    (8192, [], "recent", 6000),                             # the default window keeps the task's default
+    (2048, [], "recent", 3072),                             # half of a small window, at 3 characters a token
+    (2048, ["max_history_chars=9000"], "recent", 9000),     # a stated setting always wins
+    (8192, [], "none", 12288),                              # the whole history: all the window holds
+    (2048, [], "none", 3072),
+    (8192, ["max_history_chars=9000"], "none", 9000),
 ])
-def test_a_small_context_window_shortens_the_default_history(context, given, expected):
+def test_the_history_budget_follows_the_window_and_the_retriever(context, given, retriever, expected):
     from guided_profile.cli.common import parse_task_options
 
     options = parse_task_options(given)
-    settings = RunSettings.resolve("preference", task_options=options, context_window=context)
+    settings = RunSettings.resolve("preference", task_options=options, context_window=context, retriever=retriever)
     assert settings.make_task().max_history_chars == expected
     assert settings.task_options.get("max_history_chars", 6000) == expected  # what runs record as the task's options
     assert options == parse_task_options(given)  # the caller's options are never rewritten

@@ -184,6 +184,7 @@ def test_a_retrieving_run_gets_its_own_default_folder():
     assert str(plain.default_out()) == "runs/preference-test-sample-fake-score4-seed0"  # as before retrieval
     assert str(replace(plain, retriever="bm25", k=8).default_out()).endswith("-seed0-bm25k8")
     assert str(replace(plain, k=4, retrieval_steps="digest").default_out()).endswith("-seed0-recentk4-digest")
+    assert str(replace(plain, retriever="none").default_out()).endswith("-seed0-none")  # another history budget
 
 
 def test_embeddings_are_kept_beside_the_profile_store_in_use(tmp_path):
