@@ -146,6 +146,16 @@ def instructions_table(programs: dict[str, dspy.Module], reference: str = REFERE
     return markdown_table(header, body)
 
 
+def _cost(usage: dict[str, Any], seconds: Any) -> tuple[str, str]:
+    """(model calls paid, seconds) over every session of the search, or the exporting session's alone."""
+    total = usage.get("all_sessions")
+    if total:
+        sessions = f" ({total['sessions']} sessions)" if total["sessions"] > 1 else ""
+        return f"{total['model_calls']}{sessions}", _whole(total["seconds"])
+    calls = usage.get("model_calls", usage.get("calls"))
+    return (f"{calls} (last session)" if calls is not None else "-"), _whole(seconds)
+
+
 def _whole(value: Any) -> str:
     return f"{value:.0f}" if isinstance(value, int | float) else "-"
 
@@ -197,15 +207,16 @@ def _made_from(payloads: dict[str, dict[str, Any]], config: dict[str, Any]) -> l
         meta_rows.append([name, str(opt.get("name", "-")), _cell(settings), p.get("method", "-"),
                           str(p.get("objective") or scores.get("objective", "-")), fmt(scores.get("train")),
                           fmt(scores.get("dev")), _cell(verdict.get("line", "-")),
-                          str(usage.get("model_calls", usage.get("calls", "-"))), _whole(p.get("seconds")),
+                          *_cost(usage, p.get("seconds")),
                           f"{racing['saved']} of {racing['full_evaluation']}" if racing else "-",
                           str((p.get("lm") or {}).get("model", "-")), _cell(relations.get(name, "not checked"))])
     lines = ["## How the optimized programs were made", "",
              markdown_table(["program", "optimizer", "settings", "method", "objective", "train", "dev",
                              "confirm verdict", "model calls paid", "seconds", "dev evaluations saved by pruning",
                              "model", "tuned on"], meta_rows), "",
-             "Model calls and seconds are those of the optimize session that exported the file (a search resumed "
-             "across sessions takes the earlier sessions' calls from DSPy's cache and its study).", ""]
+             "Model calls and seconds add up every optimize session of the search (its run folder's cost.json; a "
+             "resumed session pays only for what DSPy's cache and the study do not hold); a file exported before "
+             "that ledger existed shows its last session's alone, marked \"last session\".", ""]
     transfer = [name for name, relation in relations.items() if "transfer:" in relation]
     if transfer:
         lines += [f"**Transfer evaluation:** {', '.join(transfer)} {'was' if len(transfer) == 1 else 'were'} tuned on "

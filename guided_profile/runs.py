@@ -52,8 +52,9 @@ class RunSettings:
     """Every option of a run, resolved.  Build it with `RunSettings.resolve(...)`.
 
     `answer_mode` is `generate` or `score`, never `auto`; `task_options` are the options given plus a
-    `max_history_chars` fitted to the `context_window` when the window is small or the retriever is `none`; `store` is the profile store's file, or
-    None to run without one.  These are the values runs record and resumes compare.
+    `max_history_chars` fitted to the `context_window` when the window is small or the retriever `none`;
+    `store` is the profile store's file, or None to run without one.  These are the values runs record and
+    resumes compare.
     """
 
     task: str
@@ -157,8 +158,8 @@ class RunSettings:
         return Path("runs") / (name + self.retrieval_tag())
 
     def retrieval_tag(self) -> str:
-        """'-bm25k8' (plus '-digest' or '-answer' for the switch) for a run that retrieves and '-none' for the whole
-        history, so each gets its own default folder; '' without retrieval, so earlier runs' folders keep their names."""
+        """'-bm25k8' (plus '-digest' or '-answer' for the switch) for a run that retrieves and '-none' for the
+        whole history, so each gets its own default folder; '' without retrieval (earlier runs' folder names)."""
         r = self.retrieval
         if not r.active:
             return "-none" if r.retriever == "none" else ""

@@ -119,7 +119,7 @@ def test_compare_command_reports_resumes_and_draws(tmp_path, capsys, fake_calls)
     assert "handwritten" in printed and "tuned" in printed and "p (paired perm.)" in printed
     report = (out / "compare.md").read_text()
     assert f"**changed:** {NEW_Q}" in report and TASK.guidance_question in report
-    assert "| tuned | gepa |" in report and "| 42 |" in report
+    assert "| tuned | gepa |" in report and "| 42 (last session) |" in report  # a file from before the ledger
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = (out / "records.jsonl").read_text().splitlines()
     assert {json.loads(line)["method"] for line in lines} == {"handwritten", "tuned", "dg-pc"}
@@ -145,3 +145,12 @@ def test_compare_refuses_to_pair_programs_that_answer_differently(tmp_path, caps
     assert cli_main([*argv, "--answer-mode", "generate"]) == 2
     assert "--answer-mode score --rotations 4" in capsys.readouterr().err
     assert cli_main([*argv, "--answer-mode", "score"]) == 0
+
+
+def test_the_cost_of_a_search_resumed_over_sessions_is_their_sum():
+    from guided_profile.compare import _cost
+
+    usage = {"model_calls": 7, "all_sessions": {"sessions": 3, "seconds": 900.4, "model_calls": 120,
+                                                "prompt_tokens": 0, "completion_tokens": 0}}
+    assert _cost(usage, 12.0) == ("120 (3 sessions)", "900")  # not the last session's 7 calls and 12 s
+    assert _cost({"model_calls": 7}, 12.0) == ("7 (last session)", "12")

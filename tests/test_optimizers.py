@@ -2,6 +2,7 @@
 question-shaped, counts its calls within its plan, refuses a budget it cannot keep, and the Optuna
 study resumes without repeating a call."""
 
+import json
 import re
 import threading
 import time
@@ -180,6 +181,8 @@ def test_optuna_study_resumes_without_repeating_a_call(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):  # proposals from fixed examples: the call counts below stay exact
         optimize("optuna", tmp_path, task_rule=dies_after_30, ground_proposals=False)
+    killed = json.loads((tmp_path / "cost.json").read_text())["sessions"]
+    assert len(killed) == 1 and killed[0]["model_calls"] >= 30  # the killed session's cost is kept
     task_lm, task_engine, prompt_lm, prompt_engine = lms()
     optimizer = get_optimizer("optuna", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
                               progress=None, ground_proposals=False, **SETTINGS["optuna"])
@@ -194,6 +197,27 @@ def test_optuna_study_resumes_without_repeating_a_call(tmp_path):
     assert last["calls"] <= 4 * 3  # (none at all if TPE picks a configuration already scored)
     assert len(task_engine.requests) == retry["calls"] + last["calls"] + 5 * 3  # + final scoring on train
     assert result.program.digest.signature.instructions == NEW_Q
+    total = result.usage["all_sessions"]  # what the export states: both sessions, each call paid once
+    assert total["sessions"] == 2 and total["model_calls"] == killed[0]["model_calls"] + result.usage["model_calls"]
+
+
+def test_the_cost_ledger_counts_every_session_and_survives_a_bad_file(tmp_path):
+    from guided_profile.lm.accounting import attach_counter
+    from guided_profile.optimizers._ledger import CostLedger
+
+    for calls in (1, 2):  # two sessions, each a process of its own with a fresh counter
+        lm = dspy.LM("fake/ledger", engine=FakeEngine(lambda s, u: "B"), cache=False)
+        counter = attach_counter(lm)
+        with CostLedger(tmp_path, [counter]) as ledger:
+            for _ in range(calls):
+                lm("which?")
+    assert ledger.totals()["sessions"] == 2 and ledger.totals()["model_calls"] == 1 + 2
+    with CostLedger(None, [counter]) as alone:  # no run folder: this session alone, nothing written
+        assert alone.totals()["sessions"] == 1 and alone.totals()["model_calls"] == 2
+    assert json.loads((tmp_path / "cost.json").read_text())["sessions"][-1]["model_calls"] == 2  # not rewritten
+    (tmp_path / "cost.json").write_text("{cut")
+    with pytest.warns(UserWarning, match="cost.json: unreadable"):
+        assert CostLedger(tmp_path, [counter]).totals()["sessions"] == 1
 
 
 def test_optuna_multi_objective_returns_a_pareto_front(tmp_path):

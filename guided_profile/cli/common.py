@@ -193,9 +193,9 @@ def add_retrieval_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("retrieval")
     group.add_argument("--retriever", default="recent",
                        help="which history items the steps see: recent (the last k; default, and without --k "
-                            "exactly the history runs used before retrieval, cut to max_history_chars), none (every item the "
-                            "context window holds: max_history_chars fitted to --context-window unless given), bm25, "
-                            "dense (MiniLM); "
+                            "exactly the history runs used before retrieval, cut to max_history_chars), none "
+                            "(every item the context window holds: max_history_chars fitted to --context-window "
+                            "unless given), bm25, dense (MiniLM); "
                             "recorded in config.json, every record and compiled programs")
     group.add_argument("--k", type=positive_int, default=None,
                        help="history items to keep (needed by bm25 and dense; default: every item), before the "

@@ -11,6 +11,7 @@ from typing import Any
 import dspy
 
 from guided_profile.datasets.example import Example
+from guided_profile.optimizers._ledger import CostLedger
 from guided_profile.optimizers.base import Optimizer
 from guided_profile.optimizers.confirm import configuration
 from guided_profile.optimizers.plan import CallPlan
@@ -86,11 +87,12 @@ def run_optimizer(optimizer: Optimizer, student: dspy.Module, *, trainset: Seque
     log(f"{optimizer.name}: expected LM calls (upper bounds)\n{plan.describe()}")
     optimizer.check_budget(plan, budget)
     start = time.perf_counter()
-    compiled = optimizer.compile(student, trainset=trainset, valset=valset)
-    scores = final_scores(optimizer, compiled, list(trainset), list(valset or []))
+    with CostLedger(optimizer.workdir, [optimizer.task_calls, optimizer.prompt_calls]) as ledger:
+        compiled = optimizer.compile(student, trainset=trainset, valset=valset)
+        scores = final_scores(optimizer, compiled, list(trainset), list(valset or []))
     task_usage, prompt_usage = optimizer.task_calls.snapshot(), optimizer.prompt_calls.snapshot()
     calls = task_usage.calls + prompt_usage.calls
     usage = {"calls": calls, "model_calls": calls - task_usage.cache_hits - prompt_usage.cache_hits,
              "task": task_usage.to_dict(), "prompt": prompt_usage.to_dict(), "expected_calls": plan.total,
-             "expected_parts": dict(plan.parts), "budget": budget}
+             "expected_parts": dict(plan.parts), "budget": budget, "all_sessions": ledger.totals()}
     return OptimizeResult(compiled, plan, scores, usage, round(time.perf_counter() - start, 1), dict(optimizer.info))

@@ -213,8 +213,18 @@ class UsageCounts(_Strict):
     empty_replies: Count = 0
 
 
+class SessionsRecord(_Strict):
+    """What every session of a resumed search paid together (`optimizers._ledger`)."""
+
+    sessions: Annotated[StrictInt, Field(ge=1)]
+    seconds: Amount
+    model_calls: Count
+    prompt_tokens: Count
+    completion_tokens: Count
+
+
 class UsageRecord(_Strict):
-    """What the optimization cost, and what its plan expected."""
+    """What the optimization cost (the exporting session's, and `all_sessions`), and what its plan expected."""
 
     calls: Count | None = None
     model_calls: Count | None = None
@@ -223,6 +233,7 @@ class UsageRecord(_Strict):
     expected_calls: Count | None = None
     expected_parts: dict[StrictStr, Count] = {}
     budget: Count | None = None
+    all_sessions: SessionsRecord | None = None
 
 
 class ConfirmSettingsRecord(_Strict):
