@@ -1,5 +1,5 @@
-"""`gepa`: DSPy's GEPA behind our interface (one thread, our metric with text feedback, the prompt
-model for reflections).  The digest step gets its own instruction proposer told to write one
+"""`gepa`: DSPy's GEPA behind our interface (dev examples in `parallel` threads, our metric with text
+feedback, the prompt model for reflections).  The digest step gets its own instruction proposer told to write one
 question; a draft that still is not question-shaped keeps the current guidance question.
 
 A rerun of the same command is cheap: DSPy's answer cache (on unless --no-cache) answers every

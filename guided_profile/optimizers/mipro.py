@@ -1,6 +1,6 @@
-"""`mipro`: DSPy's MIPROv2 behind our interface, instructions only (no demos, one thread, our metric,
-the prompt model for proposals).  Malformed digest candidates are dropped from its pool before the
-Optuna trials, so a rewritten guidance question stays one question.
+"""`mipro`: DSPy's MIPROv2 behind our interface, instructions only (no demos, dev examples in
+`parallel` threads, our metric, the prompt model for proposals).  Malformed digest candidates are
+dropped from its pool before the Optuna trials, so a rewritten guidance question stays one question.
 
 A rerun of the same command is cheap: DSPy's answer cache (on unless --no-cache) answers every
 program and proposal call already made, so only the part not yet paid for reaches the model.
