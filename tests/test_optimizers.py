@@ -212,6 +212,8 @@ def test_the_cost_ledger_counts_every_session_and_survives_a_bad_file(tmp_path):
             for _ in range(calls):
                 lm("which?")
     assert ledger.totals()["sessions"] == 2 and ledger.totals()["model_calls"] == 1 + 2
+    written = json.loads((tmp_path / "cost.json").read_text())["sessions"]
+    assert ledger.totals()["seconds"] == round(sum(s["seconds"] for s in written), 1)  # frozen when the block ends
     with CostLedger(None, [counter]) as alone:  # no run folder: this session alone, nothing written
         assert alone.totals()["sessions"] == 1 and alone.totals()["model_calls"] == 2
     assert json.loads((tmp_path / "cost.json").read_text())["sessions"][-1]["model_calls"] == 2  # not rewritten

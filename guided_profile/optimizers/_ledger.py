@@ -38,6 +38,7 @@ class CostLedger:
         self.interval = interval
         self.earlier = self._read()
         self.started = time.perf_counter()
+        self.ended: float | None = None  # set on leaving the block: later reads agree with the file
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_every_interval, daemon=True)
@@ -51,13 +52,15 @@ class CostLedger:
         self._stop.set()
         if self._writer.is_alive():
             self._writer.join()
+        self.ended = time.perf_counter()
         self._write()
 
     def session(self) -> dict[str, Any]:
         """This session so far: when it started, seconds, calls made and calls the model answered."""
         usage = [counter.snapshot() for counter in self.counters]
         calls = sum(u.calls for u in usage)
-        return {"started": self.started_at, "seconds": round(time.perf_counter() - self.started, 1),
+        seconds = (self.ended or time.perf_counter()) - self.started
+        return {"started": self.started_at, "seconds": round(seconds, 1),
                 "calls": calls, "model_calls": calls - sum(u.cache_hits for u in usage),
                 "prompt_tokens": sum(u.prompt_tokens for u in usage),
                 "completion_tokens": sum(u.completion_tokens for u in usage)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,13 +85,12 @@ def run_optimizer(optimizer: Optimizer, student: dspy.Module, *, trainset: Seque
     plan = optimizer.plan(student, trainset=trainset, valset=valset)
     log(f"{optimizer.name}: expected LM calls (upper bounds)\n{plan.describe()}")
     optimizer.check_budget(plan, budget)
-    start = time.perf_counter()
     with CostLedger(optimizer.workdir, [optimizer.task_calls, optimizer.prompt_calls]) as ledger:
         compiled = optimizer.compile(student, trainset=trainset, valset=valset)
         scores = final_scores(optimizer, compiled, list(trainset), list(valset or []))
-    task_usage, prompt_usage = optimizer.task_calls.snapshot(), optimizer.prompt_calls.snapshot()
-    calls = task_usage.calls + prompt_usage.calls
-    usage = {"calls": calls, "model_calls": calls - task_usage.cache_hits - prompt_usage.cache_hits,
-             "task": task_usage.to_dict(), "prompt": prompt_usage.to_dict(), "expected_calls": plan.total,
-             "expected_parts": dict(plan.parts), "budget": budget, "all_sessions": ledger.totals()}
-    return OptimizeResult(compiled, plan, scores, usage, round(time.perf_counter() - start, 1), dict(optimizer.info))
+    session = ledger.session()  # this session's calls and seconds, as cost.json states them
+    usage = {"calls": session["calls"], "model_calls": session["model_calls"],
+             "task": optimizer.task_calls.snapshot().to_dict(), "prompt": optimizer.prompt_calls.snapshot().to_dict(),
+             "expected_calls": plan.total, "expected_parts": dict(plan.parts), "budget": budget,
+             "all_sessions": ledger.totals()}
+    return OptimizeResult(compiled, plan, scores, usage, session["seconds"], dict(optimizer.info))
