@@ -182,6 +182,7 @@ def test_bench_runs_every_configuration_and_keeps_finished_ones_on_a_rerun(tmp_p
     result |= {"command": "guided-profile bench", "data": {"split": "test", "path": "sample:amazon", "seed": 0}}
     text = write_report(result, tmp_path)
     table = (tmp_path / "table.md").read_text()
+    assert json.loads((tmp_path / "bench.json").read_text()) == json.loads(json.dumps(result))
     assert "## score mode" in table and "ideal floor" in table and "score/parallel-2" in text
     assert "Outputs batching changed against one slot" in table and "accuracy - default [95% CI] p" in table
     for kept in tmp_path.glob("*/*/result.json"):  # as written before BenchConfig had a layout and n-gram drafts

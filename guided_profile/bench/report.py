@@ -1,4 +1,4 @@
-"""`table.md` from a `bench.json`: per answer mode, each configuration against the ideal floor, plain DSPy
+"""`bench.json` and its `table.md`: per answer mode, each configuration against the ideal floor, plain DSPy
 and the mode's one-slot default, where its tokens went step by step, and what batching changed."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from guided_profile.bench.tokens import CATEGORIES
-from guided_profile.files import write_text
+from guided_profile.files import write_json, write_text
 from guided_profile.report import markdown_table, origin, text_table
 
 STEPS = ("digest", "profile", "answer")
@@ -75,7 +75,8 @@ def preamble(result: dict) -> str:
 
 
 def write_report(result: dict, out: Path) -> str:
-    """`table.md` in `out` from a bench.json's content; returns the text for the terminal."""
+    """`bench.json` (the whole result, for scripts) and `table.md` (for people) in `out`; returns the text for
+    the terminal."""
     text, terminal = [f"# Throughput, {result['task']}", f"Command: `{result.get('command')}`", preamble(result)], []
     for name, mode in result["modes"].items():
         header, rows = mode_table(mode, result["objective"])
@@ -86,5 +87,6 @@ def write_report(result: dict, out: Path) -> str:
         batching = batching_table(mode)
         if batching:
             text += ["Outputs batching changed against one slot:", markdown_table(*batching)]
+    write_json(out / "bench.json", result, indent=1)
     write_text(out / "table.md", "\n\n".join(text) + "\n")
     return "\n".join([preamble(result), *terminal])
