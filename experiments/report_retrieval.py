@@ -51,6 +51,7 @@ class Study:
     """One task's retrieval runs and the whole-history run they are paired with."""
 
     task: str
+    split: str                   # dev runs choose the default retriever; test runs only report
     baseline: str                # folder of the whole-history run
     prefix: str                  # retrieval folders: PREFIX-RETRIEVER-kK-1.5b
     methods: tuple[str, ...]
@@ -59,9 +60,11 @@ class Study:
 
 
 STUDIES = (
-    Study("paraphrase", "paraphrase-four-methods-1.5b", "retrieval-paraphrase", ("gpg", "dg-pc"),
+    Study("paraphrase", "test", "paraphrase-four-methods-1.5b", "retrieval-paraphrase", ("gpg", "dg-pc"),
           ("meteor", "rougeL"), "experiments/retrieval_paraphrase.sh"),
-    Study("preference", "table1-preference-titles-score-1.5b", "retrieval-preference", ("gpg",),
+    Study("preference", "dev", "answer-mode-dev-preference-score-1.5b", "retrieval-dev-preference", ("gpg",),
+          ("accuracy", "gold_probability"), "experiments/retrieval_dev.sh"),
+    Study("preference", "test", "table1-preference-titles-score-1.5b", "retrieval-preference", ("gpg",),
           ("accuracy", "gold_probability"), "experiments/retrieval_preference.sh"),
 )
 
@@ -218,7 +221,8 @@ def retrieval_folders(study: Study, results: Path) -> list[Path]:
 
 
 def study_section(study: Study, results: Path) -> list[str]:
-    title = f"## {study.task}: {', '.join(LABELS.get(m, m) for m in study.methods)} against the whole history"
+    title = (f"## {study.task}, {study.split} users: {', '.join(LABELS.get(m, m) for m in study.methods)} against "
+             "the whole history")
     base_folder = results / study.baseline
     folders = retrieval_folders(study, results)
     if not (base_folder / "config.json").is_file():

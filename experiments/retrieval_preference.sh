@@ -10,7 +10,7 @@
 # Grows every folder together in steps of 20 users, so a run cut short still compares all of them on the same
 # users.  Resumable: rerun to continue.
 # These test runs report; they choose nothing: `recent` stays the default retriever unless the same comparison
-# on dev users says otherwise (not scripted yet: the test split stays sealed for choices).
+# on dev users says otherwise (experiments/retrieval_dev.sh, its rule stated there: test stays sealed for choices).
 # Usage: experiments/retrieval_preference.sh [N_TEST]   (default 200)
 set -euo pipefail
 total="${1:-200}"

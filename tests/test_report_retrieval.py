@@ -134,3 +134,18 @@ def test_without_runs_the_report_says_what_to_run(report, tmp_path):
     assert "No whole-history run `paraphrase-four-methods-1.5b`" in text
     whole_history(tmp_path)
     assert "run `experiments/retrieval_paraphrase.sh`" in report.main(["--results", str(tmp_path)])
+
+
+def test_dev_runs_are_reported_apart_from_test_runs_against_the_dev_whole_history_run(report, tmp_path):
+    dev = {"task": "preference", "split": "dev", "methods": ["gpg"], "data": "real:amazon_scientific",
+           "answer_mode": "score", "rotations": 4}
+    write_run(tmp_path / "answer-mode-dev-preference-score-1.5b", config(**dev),
+              [record("gpg", u, 0.5, tokens=900) for u in USERS])
+    retrieved(tmp_path, name="retrieval-dev-preference-dense-k8-1.5b", **dev,
+              step_max_tokens={"digest": 256, "profile": 256, "answer": 32})
+    text = report.main(["--results", str(tmp_path)])
+    dev_section = text[text.index("## preference, dev users"):text.index("## preference, test users")]
+    assert "`retrieval-dev-preference-dense-k8-1.5b`: same settings as the whole-history run" in dev_section
+    assert "| bm25 | 4 | GPG | 5 |" in dev_section  # the folder's config names its retriever
+    test_section = text[text.index("## preference, test users"):]
+    assert "No whole-history run `table1-preference-titles-score-1.5b`" in test_section
