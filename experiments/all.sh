@@ -7,7 +7,7 @@
 # Hours of CPU on 2 cores (embedded 1.5B, from the token counts of the committed runs): Table 1 ~6
 # (both modes, 200 test and 60 dev users), prompt-layout check on dev ~0.8, profile-step check ~0.4, rotations ~0.3, compare ~2 beyond Table 1, text tasks ~2.5; retrieval, estimated at the
 # whole-history runs' cost (k items cost less): paraphrase ~4 (6 folders of DG w/ PC + GPG), preference ~3
-# (6 folders of GPG in score mode).
+# (6 folders of GPG in score mode), and the dev choice ~2.5 (6 folders, 60 dev users).
 # Usage: experiments/all.sh [N_USERS]   (default 200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,7 @@ bash experiments/optimize.sh preference "$n" optuna gepa
 bash experiments/text_tasks.sh "$n"
 python experiments/report_table1.py
 python experiments/report_text_tasks.py
+bash experiments/retrieval_dev.sh
 bash experiments/retrieval_paraphrase.sh "$n"
 bash experiments/retrieval_preference.sh "$n"
 python experiments/report_retrieval.py
