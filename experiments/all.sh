@@ -21,7 +21,7 @@ bash experiments/optimize.sh preference "$n" optuna gepa
 bash experiments/text_tasks.sh "$n"
 python experiments/report_table1.py
 python experiments/report_text_tasks.py
-bash experiments/retrieval_dev.sh
+bash experiments/retrieval_preference.sh 60 dev
 bash experiments/retrieval_paraphrase.sh "$n"
 bash experiments/retrieval_preference.sh "$n"
 python experiments/report_retrieval.py

@@ -63,7 +63,7 @@ STUDIES = (
     Study("paraphrase", "test", "paraphrase-four-methods-1.5b", "retrieval-paraphrase", ("gpg", "dg-pc"),
           ("meteor", "rougeL"), "experiments/retrieval_paraphrase.sh"),
     Study("preference", "dev", "answer-mode-dev-preference-score-1.5b", "retrieval-dev-preference", ("gpg",),
-          ("accuracy", "gold_probability"), "experiments/retrieval_dev.sh"),
+          ("accuracy", "gold_probability"), "experiments/retrieval_preference.sh 60 dev"),
     Study("preference", "test", "table1-preference-titles-score-1.5b", "retrieval-preference", ("gpg",),
           ("accuracy", "gold_probability"), "experiments/retrieval_preference.sh"),
 )
