@@ -9,8 +9,8 @@
 # together in steps of 20 users, so a run cut short still compares all of them on the same users.  Resumable:
 # rerun to continue.
 # These test runs report; they choose nothing: `recent` stays the default retriever unless the same comparison
-# on dev users says otherwise (scripted for preference only, `experiments/retrieval_preference.sh 60 dev`: paraphrase has no
-# whole-history dev run to pair with yet; the test split stays sealed for choices).
+# on dev users says otherwise (scripted for preference only, `experiments/retrieval_preference.sh 60 dev`:
+# paraphrase has no whole-history dev run to pair with yet; the test split stays sealed for choices).
 # Usage: experiments/retrieval_paraphrase.sh [N_TEST]   (default 200)
 set -euo pipefail
 total="${1:-200}"
