@@ -1,11 +1,13 @@
 """Report of the retrieval runs (issue 21): each (retriever, k) folder against the whole-history run, same users.
 
-Reads the folders written by experiments/retrieval_paraphrase.sh and experiments/retrieval_preference.sh
-(`retrieval-TASK-RETRIEVER-kK-1.5b`) and pairs each method's records with the same method's records in the
-committed whole-history run of that task (`paraphrase-four-methods-1.5b`, `table1-preference-titles-score-1.5b`),
-on the users both finished.  Per folder and method: each metric's paired difference (retrieved − whole history,
-in points, with a 95% paired bootstrap interval and a paired permutation p-value: `metrics.stats`), how often the
-reply is the same, how many items were kept, and the prompt tokens per example.
+Reads the folders written by experiments/retrieval_paraphrase.sh and experiments/retrieval_preference.sh (test:
+`retrieval-TASK-RETRIEVER-kK-1.5b`; the dev choice: `retrieval-dev-preference-RETRIEVER-kK-1.5b`) and pairs each
+method's records with the same method's records in the committed whole-history run of that task and split
+(`paraphrase-four-methods-1.5b`, `table1-preference-titles-score-1.5b`; on dev
+`answer-mode-dev-preference-score-1.5b`), on the users both finished.  Per folder and method: each metric's paired
+difference (retrieved − whole history, in points, with a 95% paired bootstrap interval and a paired permutation
+p-value: `metrics.stats`), how often the reply is the same, how many items were kept, and the prompt tokens per
+example.
 
 A pairing is only as good as the settings the two runs share, so each folder is first checked against its
 whole-history run: task, data and its hash, split, seed, model and weights, answer mode and rotations, task

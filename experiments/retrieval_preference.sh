@@ -7,9 +7,10 @@
 # - dev, the choice (`experiments/retrieval_preference.sh 60 dev`): experiments/results/
 #   retrieval-dev-preference-RETRIEVER-kK-1.5b against answer-mode-dev-preference-score-1.5b (the 60 dev users
 #   that chose score mode).  The rule, fixed before the runs: a (retriever, k) becomes the default only if, on
-#   these users, its accuracy and its gold-option probability are both at least the whole history's and it
-#   computes fewer prompt tokens; of several, the highest gold-option probability; otherwise `recent` with the
-#   whole kept history stays the default.
+#   these users, its accuracy and its gold-option probability are both at least the whole history's and its
+#   answer steps read fewer prompt tokens (the report's answer-step column: the baseline took most digestions
+#   and profiles from the profile store, so whole-pipeline tokens pair on few users); of several, the highest
+#   gold-option probability; otherwise `recent` with the whole kept history stays the default.
 # - test, the report (the default): retrieval-preference-RETRIEVER-kK-1.5b against
 #   table1-preference-titles-score-1.5b on the first N test users (default 200).  These runs choose nothing.
 #   Half of the first 200 test users have at most 8 purchases (results/cold-start-counts.md): k = 8 keeps their
