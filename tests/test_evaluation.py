@@ -7,7 +7,7 @@ import dspy
 import pytest
 
 from guided_profile.datasets.example import Example
-from guided_profile.errors import ConfigError
+from guided_profile.errors import ConfigError, RunFolderWarning
 from guided_profile.evaluation import RunFolder, evaluate
 from guided_profile.lm.fake import FakeEngine
 from guided_profile.programs import build_program
@@ -74,7 +74,8 @@ def test_resume_after_a_kill_mid_line(tmp_path):
     with open(tmp_path / "records.jsonl", "a") as f:
         f.write('{"method": "dg-pc", "example_id": "u2", "repl')  # the process died here
     lm2, engine2 = make_lm(lambda s, u: "A")
-    run2 = RunFolder.open(tmp_path, config(["dg-pc"]))
+    with pytest.warns(RunFolderWarning, match="records.jsonl, line 3: incomplete or not JSON"):  # said, not hidden
+        run2 = RunFolder.open(tmp_path, config(["dg-pc"]))
     summary = evaluate({"dg-pc": build_program("dg-pc", TASK)}, TASK, examples(4), lm2, run2)["dg-pc"]
     assert len(engine2.requests) == 2 and summary["n"] == 4
     assert len(RunFolder.open(tmp_path, config(["dg-pc"])).done) == 4  # nothing written after the cut is lost
