@@ -159,6 +159,7 @@ def test_each_optimizer_chooses_by_the_objective(name, objective, wins, tmp_path
      "item 1: no step named nope; the program's steps are digest, write_profile, respond.predict"),
     ("c.json", "[1, 2", "invalid JSON at line 1"),
     ("c.txt", "# nothing but a comment\n", "holds no candidate"),
+    ("c.txt", '# mine\n["What does the user need?"]\n', "line 2 starts like JSON: a JSON list of candidates goes"),
     ("missing.txt", None, "missing.txt"),
 ])
 def test_a_malformed_candidates_file_is_one_line_and_exit_2(tmp_path, name, content, says):

@@ -41,9 +41,12 @@ def read_candidates(path: Path, steps: tuple[str, ...] = ()) -> list[Candidate]:
             raise DataError(path, "expected a JSON list of questions or {\"guidance_question\": ...} objects")
         found = [_from_json(path, i, item, steps) for i, item in enumerate(raw, 1)]
     else:
-        found = [Candidate(_question(path, f"line {n}", line.strip()))
-                 for n, line in enumerate(read_text(path).splitlines(), 1)
+        lines = [(n, line.strip()) for n, line in enumerate(read_text(path).splitlines(), 1)
                  if line.strip() and not line.lstrip().startswith("#")]
+        if lines and lines[0][1][0] in "[{":  # JSON in a text file would become questions made of JSON
+            raise DataError(path, f"line {lines[0][0]} starts like JSON: a JSON list of candidates goes in a "
+                                  "file named *.json; a text file holds one plain question per line")
+        found = [Candidate(_question(path, f"line {n}", line)) for n, line in lines]
     if not found:
         raise DataError(path, "holds no candidate (one guidance question per line, or a JSON list)")
     return _unique(found)
