@@ -56,3 +56,15 @@ def test_dev_examples_are_scored_in_parallel_with_the_same_scores(tmp_path):
     assert [t["score"] for t in one.info["trials"]] == [t["score"] for t in four.info["trials"]]
     assert sorted(r["user"] for r in engine_one.requests) == sorted(r["user"] for r in engine_four.requests)
     assert one.info["trials"][0]["tokens_per_example"] == four.info["trials"][0]["tokens_per_example"]
+
+
+def test_a_long_trial_says_how_far_it_is_every_20_dev_examples(tmp_path):
+    task_lm, _, prompt_lm, _ = lms(handwritten_wins)
+    lines = []
+    optimizer = get_optimizer("optuna", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
+                              progress=lines.append, trials=1, candidates=1, search_switches=False, racing=False)
+    run_optimizer(optimizer, build_program("gpg", TASK), trainset=examples(3, "t"), valset=examples(45, "d"),
+                  budget=100_000, log=lambda line: None)
+    moving = [line for line in lines if "dev examples," in line]
+    assert moving == ["[optuna] trial 1/1: 20 of 45 dev examples, 1.000 so far",
+                      "[optuna] trial 1/1: 40 of 45 dev examples, 1.000 so far"]

@@ -47,11 +47,13 @@ def memo_key(configuration: str, example_id: str) -> str:
 
 
 def race(study: optuna.Study, trial: optuna.Trial | None, configuration: str, examples: Sequence[Example], *,
-         score: Scorer, batch: int, seed: int, prune: bool) -> DevScores:
+         score: Scorer, batch: int, seed: int, prune: bool,
+         progress: Callable[[DevScores, int], None] | None = None) -> DevScores:
     """Score `configuration` on `examples`, `batch` at a time, in an order shuffled by `seed` (give each trial
     its own, so no trial is judged on the same first users), reporting each score to `trial` (if any) under
     the example's index; with `prune`, raise `optuna.TrialPruned` once the pruner finds the trial worse than
-    the best so far on the same examples (the scores paid for stay in the study)."""
+    the best so far on the same examples (the scores paid for stay in the study).  `progress(dev, total)`
+    is called after each batch: a trial on 100+ users takes an hour on a CPU, and should be seen to move."""
     held = study.user_attrs
     dev = DevScores()
     order = list(range(len(examples)))
@@ -76,6 +78,8 @@ def race(study: optuna.Study, trial: optuna.Trial | None, configuration: str, ex
             dev.scores[index], dev.tokens[index] = value, tokens
             study.set_user_attr(memo_key(configuration, examples[index].example_id), [value, tokens])
             _report(trial, index, value)
+        if progress is not None:
+            progress(dev, len(examples))
         _stop_if_worse(trial, dev, examples, prune)
     return dev
 

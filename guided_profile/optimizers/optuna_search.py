@@ -91,6 +91,8 @@ POOL_ATTR = "guidance_question_pool"
 LEGACY_POOL_ATTR = "guidance_pool"
 QUESTION_PARAM = "guidance"
 
+PROGRESS_EVERY = 20  # dev examples between two progress lines of a trial
+
 
 def _stored_pool(study: optuna.Study) -> list[str] | None:
     """The study's guidance question pool, under its current or its earlier attribute name; None if not made yet."""
@@ -392,7 +394,7 @@ class OptunaSearch(Optimizer):
                 # Optuna takes per-example reports (and prunes) only in a single-objective study.
                 dev = race(study, None if multi else trial, key, valset,
                            score=self._scorer(program), batch=self.parallel, seed=self.seed + trial.number,
-                           prune=self.settings["racing"] and not multi)
+                           prune=self.settings["racing"] and not multi, progress=self._progress(study))
             except optuna.TrialPruned as stop:
                 self._note(trial, before, None)
                 self.report(_counted(study) + 1, self.settings["trials"], None,
@@ -429,6 +431,19 @@ class OptunaSearch(Optimizer):
             return [(tried.score, tokens, tried.error is not None) for tried, tokens in done]
 
         return score
+
+    def _progress(self, study: optuna.Study) -> Callable[[DevScores, int], None] | None:
+        """A line every PROGRESS_EVERY dev examples of the trial being scored (none when nothing is shown)."""
+        if self.progress_fn is None:
+            return None
+        label, shown = f"{_counted(study) + 1}/{self.settings['trials']}", [0]
+
+        def show(dev: DevScores, total: int) -> None:
+            done = len(dev.scores) + dev.failed
+            if done < total and done // PROGRESS_EVERY > shown[0]:
+                shown[0] = done // PROGRESS_EVERY
+                self.progress_fn(f"[optuna] trial {label}: {done} of {total} dev examples, {dev.mean():.3f} so far")
+        return show
 
     def _note(self, trial: optuna.Trial, before: Usage, dev: DevScores | None) -> Usage:
         """What a trial cost and scored, as attributes a person reads in optuna-dashboard."""
