@@ -1,7 +1,11 @@
 """The Optuna search races configurations on the dev users: a clearly worse one is stopped early, the
 scores it paid for stay in the study, and dev examples are scored in parallel."""
 
+import io
+import logging
+
 import optuna
+import pytest
 from optuna.trial import TrialState
 from test_optimizers import NEW_Q, TASK, examples, lms
 
@@ -68,3 +72,31 @@ def test_a_long_trial_says_how_far_it_is_every_20_dev_examples(tmp_path):
     moving = [line for line in lines if "dev examples," in line]
     assert moving == ["[optuna] trial 1/1: 20 of 45 dev examples, 1.000 so far",
                       "[optuna] trial 1/1: 40 of 45 dev examples, 1.000 so far"]
+
+
+def test_an_interrupted_trial_is_one_line_of_optuna_log_without_a_traceback(tmp_path):
+    from guided_profile.errors import Interrupted
+
+    task_lm, _, prompt_lm, _ = lms(handwritten_wins)
+    optimizer = get_optimizer("optuna", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
+                              progress=None, trials=1, candidates=1, search_switches=False, racing=False)
+
+    attempts = optimizer.attempts
+
+    def stopped(program, shown):  # the train users the proposals see are scored; the first dev batch is not
+        if any(e.example_id.startswith("d") for e in shown):
+            raise Interrupted("SIGTERM", 143)
+        return attempts(program, shown)
+
+    optimizer.attempts = stopped
+    seen = logging.StreamHandler(io.StringIO())  # what Optuna's own stderr handler prints, formatted alike
+    logging.getLogger("optuna").addHandler(seen)
+    try:
+        with pytest.raises(Interrupted):
+            run_optimizer(optimizer, build_program("gpg", TASK), trainset=examples(3, "t"),
+                          valset=examples(8, "d"), budget=100_000, log=lambda line: None)
+    finally:
+        logging.getLogger("optuna").removeHandler(seen)
+    err = seen.stream.getvalue()
+    assert "Trial 0 failed with parameters" in err and "Interrupted('SIGTERM')" in err
+    assert "Traceback" not in err

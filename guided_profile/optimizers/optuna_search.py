@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import warnings
 from collections.abc import Callable, Iterator
@@ -92,6 +93,22 @@ LEGACY_POOL_ATTR = "guidance_pool"
 QUESTION_PARAM = "guidance"
 
 PROGRESS_EVERY = 20  # dev examples between two progress lines of a trial
+
+
+class _InterruptWithoutTraceback(logging.Filter):
+    """Optuna logs a trial that Ctrl-C or SIGTERM stopped as failed, with the whole traceback; the command
+    already ends with one line saying it was interrupted and how to resume, so only Optuna's line stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _no_traceback_on_interrupt() -> None:
+    logger = logging.getLogger("optuna.study._optimize")  # the module that logs failed trials
+    if not any(isinstance(f, _InterruptWithoutTraceback) for f in logger.filters):
+        logger.addFilter(_InterruptWithoutTraceback())
 
 
 def _stored_pool(study: optuna.Study) -> list[str] | None:
@@ -252,6 +269,7 @@ class OptunaSearch(Optimizer):
                 metric: TaskMetric) -> dspy.Module:
         self._check_program(program)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        _no_traceback_on_interrupt()
         config = self.study_config(program, trainset, valset)
         name = self.study_name(config)
         multi = self.settings["multi_objective"]
