@@ -21,6 +21,13 @@ from typing import Any
 from guided_profile.errors import FolderInUse, OutputError
 from guided_profile.redaction import redact, redact_json
 
+# A temporary file is created readable by its owner alone; the file it becomes gets the mode `open` would
+# have given it, so results a run writes stay readable to whoever shares the folder.  Read once, at import:
+# os.umask can only be read by setting it, which is not safe while other threads create files.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 def irregular(path: Path) -> str | None:
     """What `path` is when it exists but is not a regular file ("a folder", "a pipe, socket or device"),
@@ -60,6 +67,7 @@ def write_bytes(path: Path, data: bytes) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(partial, _FILE_MODE)
             os.replace(partial, path)
         except BaseException:
             Path(partial).unlink(missing_ok=True)

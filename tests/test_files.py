@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 
 import pytest
 
@@ -47,6 +48,15 @@ def test_whole_files_are_replaced_atomically_and_redacted(tmp_path, monkeypatch)
         write_text(path, "{}")
     assert json.loads(path.read_text())["n"] == 1  # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]  # and no partial file is left behind
+
+
+def test_whole_files_get_the_mode_an_ordinary_write_gives(tmp_path):
+    """The temporary file is private to its owner; the result must not stay so (a shared results folder)."""
+    ordinary = tmp_path / "ordinary.txt"
+    ordinary.write_text("x")
+    written = tmp_path / "summary.json"
+    write_json(written, {"n": 1})
+    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(ordinary.stat().st_mode)
 
 
 def test_appended_lines_are_one_line_each_and_redacted(tmp_path):
