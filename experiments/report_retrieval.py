@@ -38,6 +38,7 @@ from guided_profile.programs.adapter import DEFAULT_LAYOUT  # noqa: E402
 from guided_profile.programs.conversation import DEFAULT_PROFILE_STEP  # noqa: E402
 from guided_profile.report import by_example_id, origin, p_clause  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
+from guided_profile.tasks.base import gold_probability  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 REPORT = "retrieval.md"
@@ -78,18 +79,29 @@ class Run:
     folder: Path
     config: dict[str, Any]
     records: dict[tuple[str, str], dict[str, Any]]
+    backfilled: int = 0  # records whose gold_probability was read from their choice_probs
 
     @classmethod
     def read(cls, folder: Path) -> Run:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         records = {(r["method"], r["example_id"]): r for r in read_records(folder / RECORDS) if r.get("error") is None}
-        return cls(folder, config, records)
+        return cls(folder, config, records, sum(map(backfill_gold_probability, records.values())))
 
     @property
     def retrieval(self) -> dict[str, Any] | None:
         """The config's retrieval if the run retrieved (a k), else None (whole history; older configs lack it)."""
         retrieval = self.config.get("retrieval")
         return retrieval if retrieval and retrieval.get("k") is not None else None
+
+
+def backfill_gold_probability(record: dict[str, Any]) -> bool:
+    """Score-mode records written before `gold_probability` was a metric still hold the letter probabilities
+    it is computed from: fill it in as the task computes it (True if it was)."""
+    metrics, probs = record.get("metrics") or {}, record.get("choice_probs")
+    if "gold_probability" in metrics or not probs or "accuracy" not in metrics:
+        return False
+    metrics["gold_probability"] = gold_probability(probs, record["gold"])
+    return True
 
 
 def effective_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +249,10 @@ def study_section(study: Study, results: Path) -> list[str]:
     lines = [title, "", f"Whole-history run `{study.baseline}`: data `{config.get('data')}`, split "
              f"{config.get('split')}, seed {config.get('seed')}, model {(config.get('lm') or {}).get('model')}, "
              f"answer mode {mode}; {origin(config)}.  Retrieval runs: `{study.script}`.", ""]
+    if baseline.backfilled:
+        lines += [f"The whole-history run's records predate the gold-probability metric: on {baseline.backfilled} "
+                  "records it is read from their recorded letter probabilities (`choice_probs`), as the task "
+                  "computes it.", ""]
     if not config.get("step_max_tokens"):
         lines += ["The whole-history run's config predates recorded step caps: it is taken to have run under the "
                   f"caps of its time (digestion and profile {OLD_STEP_CAP} tokens, the answer the task's own), "

@@ -149,3 +149,16 @@ def test_dev_runs_are_reported_apart_from_test_runs_against_the_dev_whole_histor
     assert "| bm25 | 4 | GPG | 5 |" in dev_section  # the folder's config names its retriever
     test_section = text[text.index("## preference, test users"):]
     assert "No whole-history run `table1-preference-titles-score-1.5b`" in test_section
+
+
+def test_gold_probability_is_read_from_the_letter_probabilities_of_records_that_predate_it(report, tmp_path):
+    old = record("gpg", "1", 0.5, tokens=900, gold="C", choice_probs=[0.1, 0.2, 0.6, 0.1])
+    old["metrics"] = {"accuracy": 1.0}
+    new = record("gpg", "2", 0.5, tokens=900, gold="A", choice_probs=[0.3, 0.3, 0.2, 0.2])
+    new["metrics"] = {"accuracy": 1.0, "gold_probability": 0.3}
+    generated = record("gpg", "3", 0.5, tokens=900)  # generate mode: no letter probabilities, nothing to read
+    run = report.Run.read(write_run(tmp_path / "whole", config(), [old, new, generated]))
+    assert run.backfilled == 1
+    assert run.records[("gpg", "1")]["metrics"]["gold_probability"] == 0.6
+    assert run.records[("gpg", "2")]["metrics"]["gold_probability"] == 0.3
+    assert "gold_probability" not in run.records[("gpg", "3")]["metrics"]

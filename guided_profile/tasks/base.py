@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -234,6 +234,12 @@ class Task(ABC):
         return []
 
 
+def gold_probability(choice_probs: Sequence[float], gold: str) -> float:
+    """The gold option's share of score mode's letter probabilities (one per option, in letter order): also
+    how a report reads the objective from records written before it was a metric."""
+    return choice_probs[option_letters(len(choice_probs)).index(gold)]
+
+
 class ChoiceTask(Task):
     """A task whose answer is one of a few lettered options (the paper's preference prediction)."""
 
@@ -296,7 +302,7 @@ class ChoiceTask(Task):
         metrics = super().score_prediction(example, prediction)
         probs = prediction.get("choice_probs")
         if probs:
-            metrics["gold_probability"] = probs[option_letters(len(example.options)).index(example.gold)]
+            metrics["gold_probability"] = gold_probability(probs, example.gold)
         elif prediction.get("answer_path") == "fallback-generate":
             # No log-probabilities (the fake model, some endpoints): the one letter generated carries all the
             # mass, so score mode's default objective exists on every path instead of stopping a search midway.
