@@ -275,7 +275,45 @@ def study_section(study: Study, results: Path) -> list[str]:
         else:
             checks.append(f"- `{folder.name}`: same settings as the whole-history run apart from the retrieval, "
                           f"and the same inputs and gold on every paired user; {origin(run.config)}.")
-    return lines + ["Pairing checks:", "", *checks, "", *table, ""]
+    lines += ["Pairing checks:", "", *checks, "", *table, ""]
+    if study.split == "dev":
+        lines += dev_choice(study, baseline, [Run.read(folder) for folder in folders]) + [""]
+    return lines
+
+
+def passes(run: Run, baseline: Run, method: str) -> float | None:
+    """The run's mean gold-option probability if it passes the dev rule against the whole history, else None."""
+    paired = pairs(run, baseline, method)
+
+    def mean(side: int, metric: str) -> float:
+        return statistics.fmean(p[side]["metrics"][metric] for p in paired)
+
+    tokens = [(answer_prompt_tokens(run.config, r), answer_prompt_tokens(baseline.config, b)) for r, b in paired]
+    tokens = [(r, b) for r, b in tokens if r is not None and b is not None]
+    fewer = bool(tokens) and statistics.fmean(r for r, _ in tokens) < statistics.fmean(b for _, b in tokens)
+    at_least = all(mean(0, metric) >= mean(1, metric) for metric in ("accuracy", "gold_probability"))
+    return mean(0, "gold_probability") if at_least and fewer else None
+
+
+def dev_choice(study: Study, baseline: Run, runs: list[Run]) -> list[str]:
+    """The rule `retrieval_preference.sh` fixed before the dev runs (`passes`), applied once every folder has
+    every user of the whole-history run: of the passing (retriever, k), the highest gold-option probability."""
+    method = study.methods[0]
+    users = sum(m == method for m, _ in baseline.records)
+    rule = (f"**The rule** (fixed in `{study.script}` before the runs): a retriever becomes the default only if, on "
+            f"all {users} users, its accuracy and gold-option probability are both at least the whole history's and "
+            "its answer steps read fewer prompt tokens; of several, the highest gold-option probability.")
+    short = [run.folder.name for run in runs if len(pairs(run, baseline, method)) < users]
+    if short:
+        return [rule, f"Not applied yet: {len(short)} folders have fewer than {users} paired users "
+                      f"({', '.join(short)}); rerun `{study.script}`."]
+    passing = [(gold, run) for run in runs if (gold := passes(run, baseline, method)) is not None]
+    if not passing:
+        return [rule, "**Outcome: no retriever passes; `recent` with the whole kept history stays the default.**"]
+    _, best = max(passing, key=lambda pair: pair[0])
+    names = ", ".join(f"{r.retrieval['retriever']['name']} k = {r.retrieval['k']}" for _, r in passing)
+    return [rule, f"**Outcome: {len(passing)} pass ({names}); the default becomes "
+                  f"{best.retrieval['retriever']['name']} with k = {best.retrieval['k']}.**"]
 
 
 def markdown(results: Path) -> str:

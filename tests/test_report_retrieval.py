@@ -162,3 +162,36 @@ def test_gold_probability_is_read_from_the_letter_probabilities_of_records_that_
     assert run.records[("gpg", "1")]["metrics"]["gold_probability"] == 0.6
     assert run.records[("gpg", "2")]["metrics"]["gold_probability"] == 0.3
     assert "gold_probability" not in run.records[("gpg", "3")]["metrics"]
+
+
+def dev_run(folder: Path, accuracy: dict, gold: float, tokens: int, **changes) -> Path:
+    """A preference dev run of GPG in score mode: accuracy per user, one gold-option probability for all."""
+    settings = {"task": "preference", "split": "dev", "methods": ["gpg"], "data": "real:amazon_scientific",
+                "answer_mode": "score", "rotations": 4} | changes
+    extra = {"retrieval": changes["retrieval"] | {"kept": [1, 2, 3, 4], "cut": False}} if "retrieval" in changes else {}
+    return write_run(folder, config(**settings), [
+        record("gpg", u, 0, tokens=tokens, metrics={"accuracy": a, "gold_probability": gold}, **extra)
+        for u, a in accuracy.items()])
+
+
+@pytest.mark.parametrize(("users", "expected"), [
+    (USERS[:5], "Not applied yet: 4 folders have fewer than 6 paired users"),
+    (USERS, "the default becomes dense with k = 4"),
+])
+def test_the_dev_rule_picks_the_best_passing_retriever_once_every_user_is_in(report, tmp_path, users, expected):
+    whole = {u: float(u in "123") for u in USERS}  # 3 of 6 right
+    dev_run(tmp_path / "answer-mode-dev-preference-score-1.5b", whole, 0.30, tokens=900)
+    caps = {"step_max_tokens": {"digest": 256, "profile": 256, "answer": 32}}
+    for name, k, accuracy, gold, tokens in [
+            ("recent", 4, {u: whole[u] for u in users}, 0.31, 400),      # passes, lower probability than dense
+            ("bm25", 4, {u: 1.0 for u in users}, 0.29, 400),             # more right, but less probable: fails
+            ("dense", 4, {u: float(u in "1234") for u in users}, 0.35, 400),  # passes, the best
+            ("dense", 8, {u: 1.0 for u in users}, 0.40, 950)]:           # reads more tokens: fails
+        retrieval = {"retriever": {"name": name}, "k": k, "steps": "all"}
+        dev_run(tmp_path / f"retrieval-dev-preference-{name}-k{k}-1.5b", accuracy, gold, tokens,
+                retrieval=retrieval, **caps)
+    text = report.main(["--results", str(tmp_path)])
+    outcome = text[text.index("**The rule**"):text.index("## preference, test users")]
+    assert expected in outcome
+    if users == USERS:
+        assert "2 pass (recent k = 4, dense k = 4)" in outcome
