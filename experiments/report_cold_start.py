@@ -10,7 +10,7 @@ paired (95% paired bootstrap interval, paired permutation p-value: `metrics.stat
 
 A report on test users; it chooses nothing: `min_history_items` stays at 1 (empty histories only).  The
 item counts come from rebuilding each run's examples from its config (task, data, seed, task options),
-checked against the data hash the run recorded.
+checked against the data hash the run recorded (a run without one is refused).
 
     python experiments/report_cold_start.py      # writes experiments/results/cold-start-fallback.md
 """
@@ -34,11 +34,11 @@ from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pv
 from guided_profile.provenance import git_state  # noqa: E402
 from guided_profile.report import p_clause  # noqa: E402
 from guided_profile.runs import RunSettings, load_data  # noqa: E402
+from guided_profile.tasks.base import Task  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 REPORT = "cold-start-fallback.md"
-FALLBACK = "dg-no-pc"
-LABELS = {"dg-no-pc": "DG w/o PC (fallback)", "dg-pc": "DG w/ PC", "pg": "PG", "gpg": "GPG"}
+LABELS = {"dg-no-pc": "DG w/o PC", "dg-pc": "DG w/ PC", "pg": "PG", "gpg": "GPG"}
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Source:
 
     folder: str
     metric: str                  # the task's main per-example metric, a 0-1 score reported in points
-    thresholds: tuple[int, ...]  # values of min_history_items to report: about a tenth, a third, a half of users
+    thresholds: tuple[int, ...]  # values of min_history_items to report, each a larger share of the users
 
 
 SOURCES = (
@@ -57,15 +57,17 @@ SOURCES = (
 )
 
 
-def history_items(config: dict[str, Any]) -> dict[str, int]:
-    """Items per example id of the run's users, rebuilt as the run built them."""
+def rebuilt(config: dict[str, Any]) -> tuple[Task, dict[str, int]]:
+    """The run's task and the items per example id of its split, rebuilt as the run built them; refused in one
+    line if the data is not what the run read (a run that recorded no hash cannot be checked, and is refused)."""
     settings = RunSettings.resolve(task=config["task"], data=config["data"], seed=config["seed"],
                                    task_options=config["task_options"], store=None)
-    source = load_data(settings.make_task(), config["data"])
-    if config.get("data_sha256") and source.sha256 != config["data_sha256"]:
-        sys.exit(f"{config['data']}: the data changed since the run (sha256 {source.sha256[:12]}, the run read "
-                 f"{config['data_sha256'][:12]}); its item counts would not be the run's")
-    return {ex.example_id: len(ex.history) for ex in source.split(config["split"], config["seed"])}
+    task = settings.make_task()
+    source = load_data(task, config["data"])
+    if source.sha256 != config.get("data_sha256"):
+        sys.exit(f"{config['data']}: the data is not what the run read (sha256 {source.sha256[:12]}, the run "
+                 f"recorded {(config.get('data_sha256') or 'none')[:12]}); its item counts would not be the run's")
+    return task, {ex.example_id: len(ex.history) for ex in source.split(config["split"], config["seed"])}
 
 
 def scores(folder: Path, metric: str) -> dict[str, dict[str, float]]:
@@ -77,11 +79,15 @@ def scores(folder: Path, metric: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def row(label: str, ids: Sequence[str], by_method: dict[str, dict[str, float]], methods: Sequence[str]) -> str:
+def row(label: str, ids: Sequence[str], by_method: dict[str, dict[str, float]], methods: Sequence[str],
+        fallback: str) -> str:
     """One table row: the users, each method's mean, GPG − fallback paired."""
+    if not ids:
+        return f"| {label} | 0 |" + " - |" * (len(methods) + 1)
     means = [100 * statistics.fmean(by_method[m][i] for i in ids) for m in methods]
-    diff, lo, hi = paired_bootstrap([by_method["gpg"][i] for i in ids], [by_method[FALLBACK][i] for i in ids])
-    p = paired_permutation_pvalue([by_method["gpg"][i] for i in ids], [by_method[FALLBACK][i] for i in ids])
+    gpg, fell_back = [by_method["gpg"][i] for i in ids], [by_method[fallback][i] for i in ids]
+    diff, lo, hi = paired_bootstrap(gpg, fell_back)
+    p = paired_permutation_pvalue(gpg, fell_back)
     return (f"| {label} | {len(ids)} | " + " | ".join(f"{v:.1f}" for v in means)
             + f" | {100 * diff:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], {p_clause(p)} |")
 
@@ -89,22 +95,28 @@ def row(label: str, ids: Sequence[str], by_method: dict[str, dict[str, float]], 
 def section(source: Source) -> list[str]:
     folder = RESULTS / source.folder
     config = json.loads((folder / "config.json").read_text())
-    items, by_method = history_items(config), scores(folder, source.metric)
+    (task, items), by_method = rebuilt(config), scores(folder, source.metric)
+    fallback = task.cold_start_fallback
     methods = [m for m in LABELS if m in by_method]
+    if not {"gpg", fallback} <= set(methods):
+        sys.exit(f"{folder}: no GPG or no {fallback} (the fallback) records to pair")
     # only the split's users: a folder's records can hold users a later split moved (dialogue: results/README.md)
     users = sorted(set(items).intersection(*(by_method[m] for m in methods)), key=lambda i: (items[i], i))
+    if not users:
+        sys.exit(f"{folder}: no user of the split has a record of every method")
     lines = [f"## {config['task']}: {source.metric}, in points", "",
              f"From `{source.folder}` ({config['data']}, sha256 {config.get('data_sha256', '?')[:12]}, split "
              f"{config['split']}, first {config['limit']} users, seed {config['seed']}, {config['lm']['model']}); "
              f"the {len(users)} users of the split every method finished, history items {items[users[0]]} to "
              f"{items[users[-1]]} "
              f"(median {statistics.median(items[i] for i in users):g}).", "",
-             "| users | n | " + " | ".join(LABELS[m] for m in methods) + " | GPG − fallback [95%], p |",
+             "| users | n | " + " | ".join(LABELS[m] + " (fallback)" * (m == fallback) for m in methods)
+             + " | GPG − fallback [95%], p |",
              "|---" * (3 + len(methods)) + "|"]
     for m in source.thresholds:
         short = [i for i in users if items[i] < m]
-        lines.append(row(f"fewer than {m} items (cold-start at m = {m})", short, by_method, methods))
-    lines += [row("all", users, by_method, methods), ""]
+        lines.append(row(f"fewer than {m} items (cold-start at m = {m})", short, by_method, methods, fallback))
+    lines += [row("all", users, by_method, methods, fallback), ""]
     return lines
 
 

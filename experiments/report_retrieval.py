@@ -262,26 +262,28 @@ def study_section(study: Study, results: Path) -> list[str]:
                                                        for m in metric_names)
              + " | same reply | items kept | kept whole (same reply) | prompt tok/ex, every step computed | "
              "prompt tok/ex, answer step(s) |", "|---" * (9 + len(study.metrics)) + "|"]
-    checks = []
+    checks, runs, invalid = [], [], []
     for folder in folders:
         run = Run.read(folder)
+        runs.append(run)
         problems = setting_problems(run, baseline)
         for method in study.methods:
             row, record_problems = method_row(study, run, baseline, method)
             table.append("| " + " | ".join(row) + " |")
             problems += record_problems
         if problems:
+            invalid.append(folder.name)
             checks.append(f"- `{folder.name}`: **not a valid pairing**: " + "; ".join(problems) + ".")
         else:
             checks.append(f"- `{folder.name}`: same settings as the whole-history run apart from the retrieval, "
                           f"and the same inputs and gold on every paired user; {origin(run.config)}.")
     lines += ["Pairing checks:", "", *checks, "", *table, ""]
     if study.split == "dev":
-        lines += dev_choice(study, baseline, [Run.read(folder) for folder in folders]) + [""]
+        lines += dev_choice(study, baseline, runs, invalid)
     return lines
 
 
-def passes(run: Run, baseline: Run, method: str) -> float | None:
+def passing_gold_probability(run: Run, baseline: Run, method: str) -> float | None:
     """The run's mean gold-option probability if it passes the dev rule against the whole history, else None."""
     paired = pairs(run, baseline, method)
 
@@ -295,25 +297,35 @@ def passes(run: Run, baseline: Run, method: str) -> float | None:
     return mean(0, "gold_probability") if at_least and fewer else None
 
 
-def dev_choice(study: Study, baseline: Run, runs: list[Run]) -> list[str]:
-    """The rule `retrieval_preference.sh` fixed before the dev runs (`passes`), applied once every folder has
-    every user of the whole-history run: of the passing (retriever, k), the highest gold-option probability."""
+def dev_choice(study: Study, baseline: Run, runs: list[Run], invalid: list[str]) -> list[str]:
+    """The rule `retrieval_preference.sh` fixed before the dev runs (`passing_gold_probability`), applied once
+    every folder is a valid pairing with every user of the whole-history run."""
     method = study.methods[0]
     users = sum(m == method for m, _ in baseline.records)
-    rule = (f"**The rule** (fixed in `{study.script}` before the runs): a retriever becomes the default only if, on "
-            f"all {users} users, its accuracy and gold-option probability are both at least the whole history's and "
-            "its answer steps read fewer prompt tokens; of several, the highest gold-option probability.")
+    rule = (f"**The rule** (fixed in `{study.script}` before the runs): a (retriever, k) becomes the default only "
+            f"if, on all {users} users, its accuracy and its gold-option probability are both at least the whole "
+            "history's and its answer steps read fewer prompt tokens; of several, the highest gold-option "
+            "probability (on a tie, the first in the table); otherwise `recent` with the whole kept history stays "
+            "the default.")
     short = [run.folder.name for run in runs if len(pairs(run, baseline, method)) < users]
-    if short:
-        return [rule, f"Not applied yet: {len(short)} folders have fewer than {users} paired users "
-                      f"({', '.join(short)}); rerun `{study.script}`."]
-    passing = [(gold, run) for run in runs if (gold := passes(run, baseline, method)) is not None]
+    if invalid:
+        outcome = f"Not applied: {', '.join(invalid)} not a valid pairing (above)."
+    elif short:
+        outcome = (f"Not applied yet: {len(short)} folders have fewer than {users} paired users "
+                   f"({', '.join(short)}); rerun `{study.script}`.")
+    else:
+        outcome = outcome_sentence([(gold, run) for run in runs
+                                    if (gold := passing_gold_probability(run, baseline, method)) is not None])
+    return [rule, "", outcome, ""]
+
+
+def outcome_sentence(passing: list[tuple[float, Run]]) -> str:
     if not passing:
-        return [rule, "**Outcome: no retriever passes; `recent` with the whole kept history stays the default.**"]
-    _, best = max(passing, key=lambda pair: pair[0])
+        return "**Outcome: no (retriever, k) passes; `recent` with the whole kept history stays the default.**"
+    _, best = max(passing, key=lambda pair: pair[0])  # max keeps the first of equals
     names = ", ".join(f"{r.retrieval['retriever']['name']} k = {r.retrieval['k']}" for _, r in passing)
-    return [rule, f"**Outcome: {len(passing)} pass ({names}); the default becomes "
-                  f"{best.retrieval['retriever']['name']} with k = {best.retrieval['k']}.**"]
+    return (f"**Outcome: {len(passing)} pass ({names}); the default becomes "
+            f"{best.retrieval['retriever']['name']} with k = {best.retrieval['k']}.**")
 
 
 def markdown(results: Path) -> str:

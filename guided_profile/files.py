@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -21,12 +22,13 @@ from typing import Any
 from guided_profile.errors import FolderInUse, OutputError
 from guided_profile.redaction import redact, redact_json
 
-# A temporary file is created readable by its owner alone; the file it becomes gets the mode `open` would
-# have given it, so results a run writes stay readable to whoever shares the folder.  Read once, at import:
-# os.umask can only be read by setting it, which is not safe while other threads create files.
+# A temporary file is created readable by its owner alone; the file it becomes gets the mode an ordinary
+# write would leave (the old file's, else what `open` gives a new one), so results stay readable to whoever
+# shares the folder.  The umask is read once, at import, before any thread of ours starts: os.umask can
+# only be read by setting it, which is not safe while other threads create files.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK
+_NEW_FILE_MODE = 0o666 & ~_UMASK
 
 
 def irregular(path: Path) -> str | None:
@@ -61,13 +63,14 @@ def write_bytes(path: Path, data: bytes) -> None:
     if path.is_dir():
         raise OutputError(f"{path}: cannot write: it is a folder where a file belongs (move the folder away)")
     try:
+        mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else _NEW_FILE_MODE
         fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
+                os.fchmod(f.fileno(), mode)
                 os.fsync(f.fileno())
-            os.chmod(partial, _FILE_MODE)
             os.replace(partial, path)
         except BaseException:
             Path(partial).unlink(missing_ok=True)

@@ -6,6 +6,7 @@ import stat
 
 import pytest
 
+from guided_profile import files
 from guided_profile.errors import OutputError
 from guided_profile.files import append_line, write_json, write_text
 from guided_profile.redaction import redact
@@ -50,13 +51,16 @@ def test_whole_files_are_replaced_atomically_and_redacted(tmp_path, monkeypatch)
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]  # and no partial file is left behind
 
 
-def test_whole_files_get_the_mode_an_ordinary_write_gives(tmp_path):
-    """The temporary file is private to its owner; the result must not stay so (a shared results folder)."""
-    ordinary = tmp_path / "ordinary.txt"
-    ordinary.write_text("x")
-    written = tmp_path / "summary.json"
-    write_json(written, {"n": 1})
-    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(ordinary.stat().st_mode)
+def test_whole_files_get_the_mode_an_ordinary_write_gives(tmp_path, monkeypatch):
+    """The temporary file is private to its owner; the result must not stay so (a shared results folder),
+    and a file rewritten keeps the mode someone gave it."""
+    monkeypatch.setattr(files, "_NEW_FILE_MODE", 0o644)  # what umask 022 gives, whatever this machine's is
+    new = tmp_path / "summary.json"
+    write_json(new, {"n": 1})
+    assert stat.S_IMODE(new.stat().st_mode) == 0o644
+    new.chmod(0o640)
+    write_json(new, {"n": 2})
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640
 
 
 def test_appended_lines_are_one_line_each_and_redacted(tmp_path):

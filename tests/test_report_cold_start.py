@@ -54,5 +54,5 @@ def test_short_histories_are_paired_against_the_fallback(report, tmp_path):
 
 def test_changed_data_is_refused_in_one_line(report, tmp_path):
     write_run(tmp_path / "run", sha256="0" * 64)
-    with pytest.raises(SystemExit, match=r"sample.*the data changed since the run"):
+    with pytest.raises(SystemExit, match=r"sample.*the data is not what the run read"):
         report.main(["--out", str(tmp_path / "out.md")])

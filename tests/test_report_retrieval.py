@@ -175,7 +175,7 @@ def dev_run(folder: Path, accuracy: dict, gold: float, tokens: int, **changes) -
 
 
 @pytest.mark.parametrize(("users", "expected"), [
-    (USERS[:5], "Not applied yet: 4 folders have fewer than 6 paired users"),
+    (USERS[:5], "Not applied yet: 5 folders have fewer than 6 paired users"),
     (USERS, "the default becomes dense with k = 4"),
 ])
 def test_the_dev_rule_picks_the_best_passing_retriever_once_every_user_is_in(report, tmp_path, users, expected):
@@ -185,6 +185,7 @@ def test_the_dev_rule_picks_the_best_passing_retriever_once_every_user_is_in(rep
     for name, k, accuracy, gold, tokens in [
             ("recent", 4, {u: whole[u] for u in users}, 0.31, 400),      # passes, lower probability than dense
             ("bm25", 4, {u: 1.0 for u in users}, 0.29, 400),             # more right, but less probable: fails
+            ("bm25", 8, {u: float(u in "12") for u in users}, 0.50, 400),  # more probable, but less right: fails
             ("dense", 4, {u: float(u in "1234") for u in users}, 0.35, 400),  # passes, the best
             ("dense", 8, {u: 1.0 for u in users}, 0.40, 950)]:           # reads more tokens: fails
         retrieval = {"retriever": {"name": name}, "k": k, "steps": "all"}
@@ -195,3 +196,14 @@ def test_the_dev_rule_picks_the_best_passing_retriever_once_every_user_is_in(rep
     assert expected in outcome
     if users == USERS:
         assert "2 pass (recent k = 4, dense k = 4)" in outcome
+
+
+def test_the_dev_rule_is_not_applied_over_an_invalid_pairing(report, tmp_path):
+    whole = {u: 0.0 for u in USERS}
+    dev_run(tmp_path / "answer-mode-dev-preference-score-1.5b", whole, 0.30, tokens=900)
+    retrieval = {"retriever": {"name": "bm25"}, "k": 4, "steps": "all"}
+    dev_run(tmp_path / "retrieval-dev-preference-bm25-k4-1.5b", {u: 1.0 for u in USERS}, 0.90, 400,
+            retrieval=retrieval, seed=1, step_max_tokens={"digest": 256, "profile": 256, "answer": 32})
+    text = report.main(["--results", str(tmp_path)])
+    assert "Not applied: retrieval-dev-preference-bm25-k4-1.5b not a valid pairing" in text
+    assert "the default becomes" not in text
