@@ -72,10 +72,10 @@ def main() -> int:
 
     # The same run as this command line (recorded as the run's command):
     command = ["run", "--task", "preference", "--data", args.data, "--split", "test", "--limit", str(args.limit),
-               "--lm", args.lm, "--answer-mode", "score", "--methods", ",".join(ROWS),
+               "--lm", args.lm, "--answer-mode", "score", "--retriever", "recent", "--methods", ",".join(ROWS),
                "--store", str(work / "profiles.sqlite"), "--out", str(args.out), "--no-progress"]
     settings = RunSettings.resolve("preference", data=args.data, split="test", limit=args.limit, lm=args.lm,
-                                   answer_mode="score", store=work / "profiles.sqlite")
+                                   answer_mode="score", retriever="recent", store=work / "profiles.sqlite")
     run_methods(settings, ROWS, out=args.out, command=shlex.join(["guided-profile", *command]))
     records = read_records(args.out / RECORDS)
     store = ProfileStore(work / "profiles.sqlite")

@@ -41,6 +41,7 @@ def parse_args() -> argparse.Namespace:
 def run_argv(args: argparse.Namespace, slots: int, repeat: str) -> list[str]:
     return ["run", "--task", "preference", "--methods", "gpg", "--data", args.data, "--split", "test",
             "--limit", str(args.limit), "--seed", "0", "--lm", args.lm, "--answer-mode", "score",
+            "--retriever", "recent",
             "--parallel", str(slots), "--no-cache", "--no-progress", "--out", str(args.out / f"slots{slots}-{repeat}")]
 
 
@@ -87,7 +88,8 @@ def main() -> None:
         for repeat in REPEATS:
             commands.append(shlex.join(["guided-profile", *run_argv(args, slots, repeat)]))  # the same run, typed
             settings = RunSettings.resolve("preference", data=args.data, split="test", limit=args.limit, seed=0,
-                                           lm=args.lm, answer_mode="score", parallel=slots, cache=False)
+                                           lm=args.lm, answer_mode="score", retriever="recent", parallel=slots,
+                                           cache=False)
             run_methods(settings, ["gpg"], out=args.out / f"slots{slots}-{repeat}", command=commands[-1])
         results[slots] = compare(*(by_example(args.out / f"slots{slots}-{r}") for r in REPEATS))
     (args.out / "summary.json").write_text(json.dumps({"lm": args.lm, "limit": args.limit, "results": results},

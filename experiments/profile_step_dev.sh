@@ -9,6 +9,6 @@ set -euo pipefail
 n="${1:-60}"
 for ((limit = 20; limit <= n; limit += 20)); do
   guided-profile run --task preference --methods gpg --data real --split dev --limit "$limit" --seed 0 --lm local \
-    --answer-mode score --profile-step continued --no-progress \
+    --answer-mode score --profile-step continued --retriever recent --no-progress \
     --out experiments/results/profile-step-dev-preference-continued-score-1.5b
 done

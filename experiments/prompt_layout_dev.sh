@@ -9,6 +9,6 @@ set -euo pipefail
 n="${1:-60}"
 for ((limit = 20; limit <= n; limit += 20)); do
   guided-profile run --task preference --methods dg-no-pc,dg-pc,pg,gpg --data real --split dev --limit "$limit" \
-    --seed 0 --lm local --answer-mode score --prompt-layout options-last --no-progress \
+    --seed 0 --lm local --answer-mode score --prompt-layout options-last --retriever recent --no-progress \
     --out experiments/results/prompt-layout-dev-preference-options-last-score-1.5b
 done

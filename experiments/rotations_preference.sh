@@ -8,6 +8,6 @@ set -euo pipefail
 limit="${1:-200}"
 for rotations in 1 2; do
   guided-profile run --task preference --methods gpg --data real --split test --limit "$limit" --seed 0 \
-    --lm local --answer-mode score --rotations "$rotations" --no-progress \
+    --lm local --answer-mode score --rotations "$rotations" --retriever recent --no-progress \
     --out "experiments/results/rotations-preference-titles-gpg-r${rotations}-1.5b"
 done

@@ -7,6 +7,6 @@
 set -euo pipefail
 limit="${1:-200}"
 guided-profile run --task preference --data real --split test --limit "$limit" --seed 0 --lm local \
-  --answer-mode score --no-progress \
+  --answer-mode score --retriever recent --no-progress \
   --methods dg-no-pc,dg-pc,pg,gpg:g,gpg:pp,gpg:g+pp,gpg:pc+g,gpg:pc+pp,gpg:pc+g+pp \
   --out experiments/results/table3-preference-titles-score-1.5b

@@ -75,7 +75,7 @@ class RunSettings:
     prompt_layout: str = DEFAULT_LAYOUT
     profile_step: str = DEFAULT_PROFILE_STEP
     store: Path | None = None
-    retriever: str = "recent"
+    retriever: str | None = None  # None: the task's default_retrieval (resolve fills it in)
     k: int | None = None
     retriever_options: Mapping[str, Any] = field(default_factory=dict)
     retrieval_steps: str = "all"
@@ -93,6 +93,9 @@ class RunSettings:
         fitted = dict(task_options or {})  # a copy: the caller's mapping stays as it was
         settings = cls(task=task, task_options=fitted, answer_mode=answer_mode, **options)
         built = settings.make_task()  # also refuses an unknown task or option before any work
+        if settings.retriever is None:  # the task's default retriever, with its k unless --k says otherwise
+            retriever, k = built.default_retrieval
+            settings = replace(settings, retriever=retriever, k=settings.k if settings.k is not None else k)
         settings.retrieval  # noqa: B018  (likewise an unknown retriever, a missing k, a bad setting)
         settings.answer  # noqa: B018  (and an unknown prompt layout)
         check_profile_step(settings.profile_step)
@@ -136,7 +139,7 @@ class RunSettings:
 
     @property
     def retrieval(self) -> Retrieval:
-        """Which history items the methods' steps see (`--retriever`, `--k`); the default is today's history."""
+        """Which history items the methods' steps see (`--retriever`, `--k`; the task's default if not given)."""
         from guided_profile.programs.retrieved import Retrieval
 
         return Retrieval(self.retriever, self.k, self.retriever_options, self.retrieval_steps)

@@ -43,7 +43,7 @@ def test_default_run_folders_keep_data_and_answer_modes_apart():
                         rotations=4) | changes
         return RunSettings.resolve("preference", **settings).default_out()
 
-    assert str(folder()) == "runs/preference-test-sample-gguf__m_q.gguf-score4-seed0"
+    assert str(folder()) == "runs/preference-test-sample-gguf__m_q.gguf-score4-seed0-bm25k4"  # the task retrieves
     others = [folder(data="real"), folder(data="/data/amazon_scientific"), folder(answer_mode="generate"),
               folder(rotations=2), folder(lm="local")]
     assert len({folder(), *others}) == 6

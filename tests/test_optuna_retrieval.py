@@ -90,8 +90,8 @@ def test_optimize_with_a_retriever_and_optuna_through_the_command_line(tmp_path)
     searched = tmp_path / "s.json"
     assert main(["optimize", "--task", "preference", "--optimizer", "optuna", "--option", "trials=3", "--option",
                  "candidates=0", "--option", "search_retrieval=bm25,recent", "--option", "retrieval_k=1,2",
-                 "--lm", "fake", "--no-cache", "--train-limit", "3", "--dev-limit", "3", "--confirm-fraction", "0",
-                 "--out", str(searched)]) == 0
+                 "--retriever", "recent", "--lm", "fake", "--no-cache", "--train-limit", "3", "--dev-limit", "3",
+                 "--confirm-fraction", "0", "--out", str(searched)]) == 0  # recent: the base program reads every item
     payload = json.loads(searched.read_text())
     label = payload["optimizer"]["info"]["best_trial"]["retrieval"]
     assert payload.get("retrieval") == (None if label == "base" else Retrieval(label.split(":")[0],

@@ -120,8 +120,8 @@ def test_an_unknown_profile_step_is_refused():
 def test_settings_carry_the_profile_step_into_programs_and_folder_names():
     from guided_profile.runs import RunSettings
 
-    default = RunSettings.resolve("preference", lm="fake")
-    continued = RunSettings.resolve("preference", lm="fake", profile_step=CONTINUED)
+    default = RunSettings.resolve("preference", lm="fake", retriever="recent")  # no retrieval: names as before
+    continued = RunSettings.resolve("preference", lm="fake", retriever="recent", profile_step=CONTINUED)
     assert default.program_options == default.answer | {"profile_step": SEPARATE}
     assert continued.program_options["profile_step"] == CONTINUED
     assert default.default_out().name == "preference-test-sample-fake-score4-seed0"  # as before the setting

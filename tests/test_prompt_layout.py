@@ -121,8 +121,8 @@ def run_command(tmp_path, *extra):
 def test_settings_carry_the_layout_into_programs_records_and_folder_names():
     from guided_profile.runs import RunSettings
 
-    default = RunSettings.resolve("preference", lm="fake")
-    moved = RunSettings.resolve("preference", lm="fake", prompt_layout=OPTIONS_LAST)
+    default = RunSettings.resolve("preference", lm="fake", retriever="recent")  # no retrieval: names as before
+    moved = RunSettings.resolve("preference", lm="fake", retriever="recent", prompt_layout=OPTIONS_LAST)
     assert default.answer == {"answer_mode": "score", "rotations": 4, "prompt_layout": INSTRUCTION_LAST}
     assert moved.answer == default.answer | {"prompt_layout": OPTIONS_LAST}
     assert default.default_out().name == "preference-test-sample-fake-score4-seed0"  # as before the setting

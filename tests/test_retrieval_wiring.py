@@ -176,15 +176,29 @@ def test_an_optimized_program_keeps_its_retrieval_and_runs_with_it(tmp_path, cap
     records = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
     assert records and all(len(r["retrieval"]["kept"]) == 2 for r in records)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["retrieval"] == TODAY.to_dict()  # the run's own methods: none here; the program brought its own
+    # the run's own retrieval (the task's default, 4 items; no method of its own here): the program kept its 2
+    assert config["retrieval"]["k"] == 4
 
 
 def test_a_retrieving_run_gets_its_own_default_folder():
-    plain = RunSettings.resolve("preference", lm="fake")
+    plain = RunSettings.resolve("preference", lm="fake", retriever="recent")
     assert str(plain.default_out()) == "runs/preference-test-sample-fake-score4-seed0"  # as before retrieval
+    assert str(RunSettings.resolve("preference", lm="fake").default_out()).endswith("-seed0-bm25k4")  # its default
     assert str(replace(plain, retriever="bm25", k=8).default_out()).endswith("-seed0-bm25k8")
     assert str(replace(plain, k=4, retrieval_steps="digest").default_out()).endswith("-seed0-recentk4-digest")
     assert str(replace(plain, retriever="none").default_out()).endswith("-seed0-none")  # another history budget
+
+
+@pytest.mark.parametrize(("task", "given", "expected"), [
+    ("preference", {}, ("bm25", 4)),                            # the task's default, chosen on dev users
+    ("preference", {"k": 8}, ("bm25", 8)),                      # its retriever with another k
+    ("preference", {"retriever": "recent"}, ("recent", None)),  # the whole history, as the paper's runs
+    ("paraphrase", {}, ("recent", None)),
+    ("paraphrase", {"retriever": "dense", "k": 2}, ("dense", 2)),
+])
+def test_without_retriever_a_run_takes_its_task_default(task, given, expected):
+    retrieval = RunSettings.resolve(task, lm="fake", **given).retrieval
+    assert (retrieval.retriever, retrieval.k) == expected
 
 
 def test_embeddings_are_kept_beside_the_profile_store_in_use(tmp_path):

@@ -191,15 +191,16 @@ def add_profile_step_option(group: argparse._ActionsContainer) -> None:
 def add_retrieval_options(parser: argparse.ArgumentParser) -> None:
     """--retriever, --k and friends: which history items the programs' steps see (run, compare, optimize)."""
     group = parser.add_argument_group("retrieval")
-    group.add_argument("--retriever", default="recent",
-                       help="which history items the steps see: recent (the last k; default, and without --k "
-                            "exactly the history runs used before retrieval, cut to max_history_chars), none "
-                            "(every item the context window holds: max_history_chars fitted to --context-window "
-                            "unless given), bm25, dense (MiniLM); "
-                            "recorded in config.json, every record and compiled programs")
+    group.add_argument("--retriever", default=None,
+                       help="which history items the steps see: recent (the last k; without --k exactly the "
+                            "history runs used before retrieval, cut to max_history_chars), none (every item the "
+                            "context window holds: max_history_chars fitted to --context-window unless given), "
+                            "bm25, dense (MiniLM). Default: the task's, chosen on dev users (`guided-profile "
+                            "tasks` lists them): bm25 with k 4 for preference, recent with every item for the "
+                            "others. Recorded in config.json, every record and compiled programs")
     group.add_argument("--k", type=positive_int, default=None,
-                       help="history items to keep (needed by bm25 and dense; default: every item), before the "
-                            "max_history_chars cut")
+                       help="history items to keep (needed by bm25 and dense; default: the task's k with its "
+                            "retriever, else every item), before the max_history_chars cut")
     group.add_argument("--retriever-option", action="append", default=[], metavar="KEY=VALUE",
                        help="a retriever setting (repeatable), e.g. k1=1.2 for bm25")
     group.add_argument("--retrieval-steps", default="all", choices=["all", "digest", "answer"],

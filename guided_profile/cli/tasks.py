@@ -14,7 +14,9 @@ def main(args: argparse.Namespace) -> int:
 
     for name, cls in sorted(TASKS.items()):
         options = ", ".join(f"{key}={value}" for key, value in cls.option_defaults().items())
+        retriever, k = cls.default_retrieval
         print(f"{name}: {cls.description}\n  guidance question: {cls.guidance_question}\n  objective: {cls.objective}\n"
               f"  columns: {', '.join(cls.columns)}\n"
-              f"  settings (--task-option KEY=VALUE): {options}")
+              f"  default retrieval (--retriever, --k): {retriever}, " + ("every item" if k is None else f"k {k}")
+              + f"\n  settings (--task-option KEY=VALUE): {options}")
     return 0

@@ -119,6 +119,9 @@ class Task(ABC):
     data_subdir: ClassVar[str]                   # real data, relative to the data root
     sample_subdir: ClassVar[str]                 # committed sample, relative to datasets/
     cold_start_fallback: ClassVar[str] = "dg-no-pc"  # answers users with too short a history (issue 21)
+    # What `run`, `compare` and `optimize` retrieve when --retriever is not given: (retriever, k), k None for
+    # every item; a task changes it only on dev evidence (experiments/results/retrieval.md).
+    default_retrieval: ClassVar[tuple[str, int | None]] = ("recent", None)
 
     def __init__(self, seed: int = 0, max_history_chars: int = DEFAULT_MAX_HISTORY_CHARS,
                  stop_runaways: bool = False, min_history_items: int = 1, include_empty_history: bool = False):

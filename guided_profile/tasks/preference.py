@@ -26,6 +26,10 @@ class PreferenceTask(ChoiceTask):
                                   "Use at most 60 words.")
     answer_instruction = "Choose the product this person is most likely to buy."
     gpg_switches = {"include_context": True, "include_guidance": False, "include_profile": True}
+    # Chosen on 60 dev users by the rule experiments/retrieval_preference.sh fixed before its runs: BM25's 4
+    # purchases nearest the question and options kept accuracy (56.7 both) and gold-option probability (27.9
+    # vs 27.1) and cut the answer steps' prompt tokens from 2,778 to 1,656 (experiments/results/retrieval.md).
+    default_retrieval = ("bm25", 4)
     fitted_max_tokens = {"profile": 232}  # with stop_runaways: fitted on dev, experiments/results/token-caps.md
     data_subdir = "amazon_scientific"
     sample_subdir = "amazon_sample"
