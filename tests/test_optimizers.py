@@ -257,6 +257,17 @@ def test_question_shape():
     assert as_guidance_question("Think step by step. Then answer.") is None
 
 
+@pytest.fixture
+def own_dspy_cache(tmp_path):
+    """A DSPy answer cache of the test's own, empty: what the test asserts is what that cache holds, whatever
+    earlier tests of the session left in the shared one (a full CI run once found it unreadable here)."""
+    shared = dspy.cache
+    dspy.configure_cache(disk_cache_dir=str(tmp_path / "dspy-cache"))
+    yield
+    dspy.cache = shared
+
+
+@pytest.mark.usefixtures("own_dspy_cache")
 def test_call_counter_counts_completions_and_cache_hits(tmp_path):
     from guided_profile.lm.accounting import attach_counter
 
@@ -267,16 +278,6 @@ def test_call_counter_counts_completions_and_cache_hits(tmp_path):
     lm("one prompt for the cache test", n=3, temperature=1.0)
     assert counter.usage.calls == 6 and counter.usage.cache_hits == 3 and len(engine.requests) == 3
     assert counter.tokens > 0 and len(lm.history) == 2  # left for a UsageMeter to read (DSPy caps it)
-
-
-@pytest.fixture
-def own_dspy_cache(tmp_path):
-    """A DSPy answer cache of the test's own, empty: what the test asserts is what that cache holds, whatever
-    earlier tests of the session left in the shared one (a full CI run once found it unreadable here)."""
-    shared = dspy.cache
-    dspy.configure_cache(disk_cache_dir=str(tmp_path / "dspy-cache"))
-    yield
-    dspy.cache = shared
 
 
 @pytest.mark.parametrize("name", ["copro", "gepa", "mipro"])
