@@ -36,5 +36,6 @@ for optimizer in "${optimizers[@]}"; do
     ${options[$optimizer]:-} --out "$out"
   programs+=",$out"
 done
-guided-profile compare --task "$task" --data real --split test --limit "$limit" --lm local --retriever recent --no-progress \
+guided-profile compare --task "$task" --data real --split test --limit "$limit" --lm local --retriever recent \
+  --no-progress \
   --programs "$programs" --out "experiments/results/compare-${task}-raced-1.5b"

@@ -11,7 +11,8 @@ n_test="${1:-200}"
 n_dev="${2:-60}"
 run() {  # split limit mode folder
   guided-profile run --task preference --methods dg-no-pc,dg-pc,pg,gpg --data real --split "$1" \
-    --limit "$2" --seed 0 --lm local --answer-mode "$3" --retriever recent --no-progress --out "experiments/results/$4-$3-1.5b"
+    --limit "$2" --seed 0 --lm local --answer-mode "$3" --retriever recent --no-progress \
+    --out "experiments/results/$4-$3-1.5b"
 }
 for ((limit = 20; limit <= n_dev; limit += 20)); do
   for mode in generate score; do run dev "$limit" "$mode" answer-mode-dev-preference; done

@@ -15,8 +15,8 @@ items, or only the `digest`ion and the profile (the final step reads the history
 retrieval), or only the `answer`ing step.  Its prediction states what was kept (`retrieval`), which
 records keep.
 
-Without a retrieval (`--retriever recent` and no `--k`, the default) a program reads the history
-exactly as before: same prompts, same records.
+Without a retrieval (`--retriever recent` and no `--k`: the default of tasks that declare no other,
+`Task.default_retrieval`) a program reads the history exactly as before: same prompts, same records.
 """
 
 from __future__ import annotations
