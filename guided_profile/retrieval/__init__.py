@@ -9,7 +9,7 @@ Retrievers are chosen by name, like Optuna's samplers: `get_retriever("bm25", k1
 
 | name     | keeps                                                                    |
 |----------|--------------------------------------------------------------------------|
-| `recent` | the last k items (today's behaviour)                                     |
+| `recent` | the last k items (without k: the history before retrieval existed)       |
 | `none`   | the whole history, whatever k                                            |
 | `bm25`   | the k items BM25 (the `bm25s` library) scores highest against the query  |
 | `dense`  | the k items closest to the query by MiniLM cosine; embeddings cached     |
