@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 
-from guided_profile.evaluation import read_records  # noqa: E402
+from guided_profile.evaluation import RECORDS, read_records  # noqa: E402
 from guided_profile.files import write_text  # noqa: E402
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue  # noqa: E402
 from guided_profile.provenance import git_state  # noqa: E402
@@ -73,7 +73,7 @@ def rebuilt(config: dict[str, Any]) -> tuple[Task, dict[str, int]]:
 def scores(folder: Path, metric: str) -> dict[str, dict[str, float]]:
     """method -> example id -> metric, from the run's finished records."""
     out: dict[str, dict[str, float]] = {}
-    for r in read_records(folder / "records.jsonl"):
+    for r in read_records(folder / RECORDS):
         if not r.get("error") and r.get("metrics", {}).get(metric) is not None:
             out.setdefault(r["method"], {})[r["example_id"]] = float(r["metrics"][metric])
     return out

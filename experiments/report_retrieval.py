@@ -190,6 +190,12 @@ def answer_prompt_tokens(config: dict[str, Any], record: dict) -> int | None:
     return None if any(s.get("cache_hits") for s in steps) else sum(s["prompt_tokens"] for s in steps)
 
 
+def answer_token_pairs(run: Run, baseline: Run, paired: list[tuple[dict, dict]]) -> list[tuple[int, int]]:
+    """(retrieved, whole-history) answer-step prompt tokens of the pairs where neither step was a cache hit."""
+    tokens = [(answer_prompt_tokens(run.config, r), answer_prompt_tokens(baseline.config, b)) for r, b in paired]
+    return [(r, b) for r, b in tokens if r is not None and b is not None]
+
+
 def tokens_cell(values: list[tuple[float, float]]) -> str:
     """'whole → retrieved (n)' as means of (retrieved, whole) pairs; '-' for none."""
     if not values:
@@ -214,8 +220,7 @@ def method_row(study: Study, run: Run, baseline: Run, method: str) -> tuple[list
     whole_same = sum(r["reply"].strip() == b["reply"].strip() for r, b in whole)
     every = [(r["usage"]["prompt_tokens"], b["usage"]["prompt_tokens"]) for r, b in paired
              if computed(r) and computed(b)]
-    answers = [(answer_prompt_tokens(run.config, r), answer_prompt_tokens(baseline.config, b)) for r, b in paired]
-    answers = [(x, y) for x, y in answers if x is not None and y is not None]
+    answers = answer_token_pairs(run, baseline, paired)
     cells = [metric_cell(paired, metric) for metric in study.metrics]
     cells += [f"{100 * same / len(paired):.0f}%", f"{kept:.1f}",
               f"{len(whole)} ({whole_same} same reply)" if whole else "0", tokens_cell(every), tokens_cell(answers)]
@@ -290,8 +295,7 @@ def passing_gold_probability(run: Run, baseline: Run, method: str) -> float | No
     def mean(side: int, metric: str) -> float:
         return statistics.fmean(p[side]["metrics"][metric] for p in paired)
 
-    tokens = [(answer_prompt_tokens(run.config, r), answer_prompt_tokens(baseline.config, b)) for r, b in paired]
-    tokens = [(r, b) for r, b in tokens if r is not None and b is not None]
+    tokens = answer_token_pairs(run, baseline, paired)
     fewer = bool(tokens) and statistics.fmean(r for r, _ in tokens) < statistics.fmean(b for _, b in tokens)
     at_least = all(mean(0, metric) >= mean(1, metric) for metric in ("accuracy", "gold_probability"))
     return mean(0, "gold_probability") if at_least and fewer else None
