@@ -7,7 +7,8 @@ method's records with the same method's records in the committed whole-history r
 `answer-mode-dev-preference-score-1.5b`), on the users both finished.  Per folder and method: each metric's paired
 difference (retrieved − whole history, in points, with a 95% paired bootstrap interval and a paired permutation
 p-value: `metrics.stats`), how often the reply is the same, how many items were kept, and the prompt tokens per
-example.
+example.  On dev, the pre-registered rule chooses the default retriever; on test, the same rule reads whether
+that choice held.
 
 A pairing is only as good as the settings the two runs share, so each folder is first checked against its
 whole-history run: task, data and its hash, split, seed, model and weights, answer mode and rotations, task
@@ -285,6 +286,8 @@ def study_section(study: Study, results: Path) -> list[str]:
     lines += ["Pairing checks:", "", *checks, "", *table, ""]
     if study.split == "dev":
         lines += dev_choice(study, baseline, runs, invalid)
+    else:
+        lines += test_reading(study, baseline, runs, invalid)
     return lines
 
 
@@ -321,6 +324,27 @@ def dev_choice(study: Study, baseline: Run, runs: list[Run], invalid: list[str])
         outcome = outcome_sentence([(gold, run) for run in runs
                                     if (gold := passing_gold_probability(run, baseline, method)) is not None])
     return [rule, "", outcome, ""]
+
+
+def test_reading(study: Study, baseline: Run, runs: list[Run], invalid: list[str]) -> list[str]:
+    """Whether the task's default retriever, chosen on dev, held on these test users: the dev rule applied to
+    its folder once it has every user of the whole-history run (before, a partial reading, labelled as such)."""
+    chosen = get_task(study.task).default_retrieval
+    run = next((r for r in runs if r.retrieval and (r.retrieval["retriever"]["name"], r.retrieval["k"]) == chosen),
+               None)
+    if run is None:
+        return []
+    method = study.methods[0]
+    name = f"{chosen[0]} k = {chosen[1]}"
+    if run.folder.name in invalid:
+        return [f"The dev choice ({name}) is not read: its folder is not a valid pairing (above).", ""]
+    paired, users = pairs(run, baseline, method), sum(m == method for m, _ in baseline.records)
+    held = "held" if passing_gold_probability(run, baseline, method) is not None else "did not hold"
+    if len(paired) < users:
+        return [f"The dev choice ({name}) under the dev rule, so far: it {held} on the first {len(paired)} of "
+                f"{users} users.  Partial: what counts is the reading on all {users}.", ""]
+    return [f"**The dev choice ({name}) {held} on all {users} test users** under the dev rule (accuracy and "
+            "gold-option probability at least the whole history's, fewer answer-step tokens; its row above).", ""]
 
 
 def outcome_sentence(passing: list[tuple[float, Run]]) -> str:

@@ -207,3 +207,21 @@ def test_the_dev_rule_is_not_applied_over_an_invalid_pairing(report, tmp_path):
     text = report.main(["--results", str(tmp_path)])
     assert "Not applied: retrieval-dev-preference-bm25-k4-1.5b not a valid pairing" in text
     assert "the default becomes" not in text
+
+
+@pytest.mark.parametrize(("users", "gold", "expected"), [
+    (USERS[:5], 0.35, "so far: it held on the first 5 of 6 users.  Partial: what counts"),
+    (USERS, 0.35, "**The dev choice (bm25 k = 4) held on all 6 test users**"),
+    (USERS, 0.25, "**The dev choice (bm25 k = 4) did not hold on all 6 test users**"),
+])
+def test_the_test_section_reads_whether_the_dev_choice_held(report, tmp_path, users, gold, expected):
+    whole = {u: float(u in "123") for u in USERS}
+    dev_run(tmp_path / "table1-preference-titles-score-1.5b", whole, 0.30, tokens=900, split="test")
+    caps = {"step_max_tokens": {"digest": 256, "profile": 256, "answer": 32}}
+    for name in ("bm25", "dense"):  # preference's default is bm25 with k = 4; dense is not read
+        retrieval = {"retriever": {"name": name}, "k": 4, "steps": "all"}
+        dev_run(tmp_path / f"retrieval-preference-{name}-k4-1.5b", {u: whole[u] for u in users}, gold, 400,
+                split="test", retrieval=retrieval, **caps)
+    text = report.main(["--results", str(tmp_path)])
+    assert expected in text[text.index("## preference, test users"):]
+    assert "dev choice (dense" not in text
