@@ -94,6 +94,15 @@ class Run:
         retrieval = self.config.get("retrieval")
         return retrieval if retrieval and retrieval.get("k") is not None else None
 
+    @property
+    def retriever_and_k(self) -> tuple[str, int] | None:
+        """(retriever name, k) of a retrieving run, as a task's `default_retrieval` names it; else None."""
+        return (self.retrieval["retriever"]["name"], self.retrieval["k"]) if self.retrieval else None
+
+    def users(self, method: str) -> int:
+        """How many users `method` finished in this run."""
+        return sum(m == method for m, _ in self.records)
+
 
 def backfill_gold_probability(record: dict[str, Any]) -> bool:
     """Score-mode records written before `gold_probability` was a metric still hold the letter probabilities
@@ -208,8 +217,8 @@ def tokens_cell(values: list[tuple[float, float]]) -> str:
 def method_row(study: Study, run: Run, baseline: Run, method: str) -> tuple[list[str], list[str]]:
     """One table row (retriever, k, method, n, metrics, replies, items, tokens) and the problems of its pairs."""
     paired = pairs(run, baseline, method)
-    retrieval = run.retrieval or {"retriever": {"name": "?"}, "k": "?"}
-    head = [retrieval["retriever"]["name"], str(retrieval["k"]), LABELS.get(method, method), str(len(paired))]
+    retriever, k = run.retriever_and_k or ("?", "?")
+    head = [retriever, str(k), LABELS.get(method, method), str(len(paired))]
     if not paired:
         return head + ["-"] * (len(study.metrics) + 5), []
     mismatched = input_mismatches(paired)
@@ -308,7 +317,7 @@ def dev_choice(study: Study, baseline: Run, runs: list[Run], invalid: list[str])
     """The rule `retrieval_preference.sh` fixed before the dev runs (`passing_gold_probability`), applied once
     every folder is a valid pairing with every user of the whole-history run."""
     method = study.methods[0]
-    users = sum(m == method for m, _ in baseline.records)
+    users = baseline.users(method)
     rule = (f"**The rule** (fixed in `{study.script}` before the runs): a (retriever, k) becomes the default only "
             f"if, on all {users} users, its accuracy and its gold-option probability are both at least the whole "
             "history's and its answer steps read fewer prompt tokens; of several, the highest gold-option "
@@ -330,15 +339,14 @@ def test_reading(study: Study, baseline: Run, runs: list[Run], invalid: list[str
     """Whether the task's default retriever, chosen on dev, held on these test users: the dev rule applied to
     its folder once it has every user of the whole-history run (before, a partial reading, labelled as such)."""
     chosen = get_task(study.task).default_retrieval
-    run = next((r for r in runs if r.retrieval and (r.retrieval["retriever"]["name"], r.retrieval["k"]) == chosen),
-               None)
+    run = next((r for r in runs if r.retriever_and_k == chosen), None)
     if run is None:
         return []
     method = study.methods[0]
     name = f"{chosen[0]} k = {chosen[1]}"
     if run.folder.name in invalid:
         return [f"The dev choice ({name}) is not read: its folder is not a valid pairing (above).", ""]
-    paired, users = pairs(run, baseline, method), sum(m == method for m, _ in baseline.records)
+    paired, users = pairs(run, baseline, method), baseline.users(method)
     held = "held" if passing_gold_probability(run, baseline, method) is not None else "did not hold"
     if len(paired) < users:
         return [f"The dev choice ({name}) under the dev rule, so far: it {held} on the first {len(paired)} of "
@@ -351,9 +359,9 @@ def outcome_sentence(passing: list[tuple[float, Run]]) -> str:
     if not passing:
         return "**Outcome: no (retriever, k) passes; `recent` with the whole kept history stays the default.**"
     _, best = max(passing, key=lambda pair: pair[0])  # max keeps the first of equals
-    names = ", ".join(f"{r.retrieval['retriever']['name']} k = {r.retrieval['k']}" for _, r in passing)
-    return (f"**Outcome: {len(passing)} pass ({names}); the default becomes "
-            f"{best.retrieval['retriever']['name']} with k = {best.retrieval['k']}.**")
+    names = ", ".join(f"{name} k = {k}" for name, k in (r.retriever_and_k for _, r in passing))
+    name, k = best.retriever_and_k
+    return f"**Outcome: {len(passing)} pass ({names}); the default becomes {name} with k = {k}.**"
 
 
 def markdown(results: Path) -> str:
