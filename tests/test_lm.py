@@ -264,3 +264,20 @@ def test_a_repetition_stop_gives_the_model_its_own_cache_key(tmp_path, monkeypat
     plain, _ = make_lm(f"gguf:{gguf}", cache=False)
     stopped, _ = make_lm(f"gguf:{gguf}", cache=False, stop_loops=True)
     assert stopped.model != plain.model and stopped.model.startswith(plain.model)
+
+
+def test_a_signal_during_the_model_load_is_delivered_once_the_load_is_done():
+    """A SIGTERM inside llama.cpp's loading left the process waiting forever: it is held until the load ends."""
+    import signal
+
+    from guided_profile.lm.embedded import signals_held
+
+    seen: list[str] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append("handled"))
+    try:
+        with signals_held():
+            signal.raise_signal(signal.SIGTERM)
+            seen.append("load finished")
+        assert seen == ["load finished", "handled"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -21,7 +21,10 @@ numeric differences any batching brings.
 from __future__ import annotations
 
 import os
+import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,20 @@ DRAFT_TOKENS = 16  # most tokens drafted at once with draft_ngram (llama.cpp's d
 def default_threads() -> int:
     """All cores for llama.cpp: DSPy's own threads only wait on it, so they add no CPU load."""
     return max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while llama.cpp loads the model, and deliver them once it has.  A signal that
+    lands inside the loading left the process waiting forever (seen: SIGTERM 2-3 s after start); held, it
+    stops the run right after the load, as anywhere else.  The server's threads, started in the load, inherit
+    the held mask, so these signals always reach the main thread, where Python handles them."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 class EmbeddedEngine:
@@ -65,7 +82,8 @@ class EmbeddedEngine:
         params.verbosity = -1
         if draft_ngram is not None:
             draft_from_ngrams(params, draft_ngram)
-        self._server = xllamacpp.Server(params)
+        with signals_held():
+            self._server = xllamacpp.Server(params)
         self._lock = threading.Lock() if n_parallel == 1 else None
 
     def complete(self, request) -> Response:
