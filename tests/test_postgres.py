@@ -125,6 +125,7 @@ def test_two_workers_share_one_postgres_study_and_survive_a_kill(postgres_url, t
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "GUIDED_PROFILE_CACHE": str(tmp_path / "cache"),  # one machine: one cache and profile store
            "PYTHONUNBUFFERED": "1"}  # the test waits for lines the workers print
+    env.pop("DSPY_CACHEDIR")  # DSPy's cache under that cache folder too: a killed worker never shares the session's
     log = tmp_path / "requests.jsonl"
     first, second = tmp_path / "worker1.json", tmp_path / "worker2.json"
     workers: list[subprocess.Popen] = []
