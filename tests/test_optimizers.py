@@ -201,6 +201,19 @@ def test_optuna_study_resumes_without_repeating_a_call(tmp_path):
     assert total["sessions"] == 2 and total["model_calls"] == killed[0]["model_calls"] + result.usage["model_calls"]
 
 
+def test_a_resumed_optuna_search_shows_the_best_of_its_earlier_sessions(tmp_path):
+    first, _, _ = optimize("optuna", tmp_path, trials=2)
+    assert max(t["score"] for t in first.info["trials"]) == 1.0  # the rewarded question, found in session 1
+    task_lm, _, prompt_lm, _ = lms(task_rule=lambda system, user: "A")  # session 2's new trial is scored 0
+    lines: list[str] = []
+    optimizer = get_optimizer("optuna", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
+                              progress=lines.append, **(SETTINGS["optuna"] | {"trials": 3}))
+    run_optimizer(optimizer, build_program("gpg", TASK), trainset=TRAIN, valset=DEV, budget=10_000,
+                  log=lambda line: None)
+    [line] = [line for line in lines if " trial 3/" in line]
+    assert "score 0.000" in line and "best 1.000" in line, line  # was "best 0.000": session 1 forgotten
+
+
 def test_the_cost_ledger_counts_every_session_and_survives_a_bad_file(tmp_path):
     from guided_profile.lm.accounting import attach_counter
     from guided_profile.optimizers._ledger import CostLedger

@@ -232,9 +232,13 @@ class Optimizer(ABC):
     def calls_spent(self) -> int:
         return self.task_calls.usage.calls + self.prompt_calls.usage.calls
 
-    def report(self, trial: int | str, total: int | None, score: float | None, note: str = "") -> None:
+    def remember_best(self, score: float | None) -> None:
+        """Keep `score` as the best so far if it is (a resumed search passes the best of its earlier sessions)."""
         if score is not None and (self._best_score is None or score > self._best_score):
             self._best_score = score
+
+    def report(self, trial: int | str, total: int | None, score: float | None, note: str = "") -> None:
+        self.remember_best(score)
         if self.progress_fn is None:
             return
         t, p = self.task_calls.usage, self.prompt_calls.usage

@@ -308,6 +308,8 @@ class OptunaSearch(Optimizer):
 
         target = self.settings["trials"]
         complete = _counted(study)
+        if complete and not multi:  # a resumed search's progress lines start from the best it already has
+            self.remember_best(study.best_value)
         if complete < target:
             objective = self._objective(study, program, space, valset, multi)
             # A trial cut short by failed calls does not count: each missing trial gets one retry here, and
