@@ -2,7 +2,9 @@
 scores it paid for stay in the study, and dev examples are scored in parallel."""
 
 import io
+import json
 import logging
+import re
 
 import optuna
 import pytest
@@ -23,8 +25,19 @@ def handwritten_wins(system, user):
     return "B" if "TOOLS" in user else "A"
 
 
-def search(tmp_path, parallel=1, **settings):
-    task_lm, engine, prompt_lm, _ = lms(handwritten_wins)
+def handwritten_wins_more_often(system, user):
+    """As `handwritten_wins`, but NEW_Q is right for every other dev user too: its scores are not all alike."""
+    user_number = re.search(r"item d(\d+)", user)
+    if "KNOWN-NONE" in user and user_number and int(user_number.group(1)) % 2 == 0:
+        return "B"
+    tail = user.rsplit("\n\n", 1)[-1].lower()
+    if "reply with only the profile" in tail and "families-unknown" in user:
+        return "KNOWN-NONE shopper"
+    return handwritten_wins(system, user)
+
+
+def search(tmp_path, parallel=1, rule=handwritten_wins, **settings):
+    task_lm, engine, prompt_lm, _ = lms(rule)
     optimizer = get_optimizer("optuna", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
                               progress=None, parallel=parallel, trials=2, candidates=1, search_switches=False,
                               min_examples=5, **settings)
@@ -35,11 +48,14 @@ def search(tmp_path, parallel=1, **settings):
 
 
 def test_a_clearly_worse_candidate_is_stopped_early_and_its_scores_are_kept(tmp_path):
-    result, study, _ = search(tmp_path)
+    result, study, _ = search(tmp_path, rule=handwritten_wins_more_often)
     trials = {t.params["guidance"]: t for t in study.get_trials()}
     assert trials[0].state == TrialState.COMPLETE and trials[0].value == 1.0
     worse = trials[1]
     assert worse.state == TrialState.PRUNED and 5 <= worse.user_attrs["pruned_after_examples"] < 40
+    seen = json.loads(worse.user_attrs["example_scores"]).values()
+    assert 0 < sum(seen) < len(seen)  # right for some users: its mean is no one user's score
+    assert worse.user_attrs["mean_so_far"] == pytest.approx(sum(seen) / len(seen), abs=1e-4)
     assert sum(key.startswith("score:g1|") for key in study.user_attrs) == worse.user_attrs["paid_examples"]
     racing = result.info["racing"]
     assert racing == {"trials": 2, "pruned": 1, "dev_examples_scored": 40 + worse.user_attrs["paid_examples"],
