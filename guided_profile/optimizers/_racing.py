@@ -93,14 +93,15 @@ def _stop_if_worse(trial: optuna.Trial | None, dev: DevScores, examples: Sequenc
     total = len(examples)
     if trial is None or not prune or len(dev.scores) == total or not trial.should_prune():
         return
-    trial.set_user_attr("pruned_after_examples", len(dev.scores))
     # Optuna gives a pruned trial its last intermediate value, one user's score: the mean is what to read.
-    trial.set_user_attr("mean_so_far", round(dev.mean(), 4))
+    seen, mean = len(dev.scores), dev.mean()
+    trial.set_user_attr("pruned_after_examples", seen)
+    trial.set_user_attr("mean_so_far", round(mean, 4))
     trial.set_user_attr("paid_examples", dev.paid)
     trial.set_user_attr("reused_examples", dev.reused)
     record_scores(trial, dev, examples)
-    raise optuna.TrialPruned(f"worse than the best trial after {len(dev.scores)} of {total} dev examples "
-                             f"(mean so far {dev.mean():.3f})")
+    raise optuna.TrialPruned(f"worse than the best trial after {seen} of {total} dev examples "
+                             f"(mean so far {mean:.3f})")
 
 
 def record_scores(trial: optuna.Trial, dev: DevScores, examples: Sequence[Example]) -> None:
