@@ -7,7 +7,7 @@ import pytest
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError, DataError
 from guided_profile.optimizers.candidates import Candidate, read_candidates
-from guided_profile.optimizers.confirm import judge, pick_on_confirm, split_for_confirm
+from guided_profile.optimizers.confirm import ConfirmSettings, judge, pick_on_confirm, split_for_confirm
 
 
 def _users(n):
@@ -206,3 +206,52 @@ def test_dspy_optimizers_send_their_top_ranked_programs_to_the_confirm_stage(tmp
     finalists = result.info["confirm"]["finalists"]
     assert 2 <= len(finalists) <= 3  # more than the search's best, at most `top`
     assert len({json.dumps(steps, sort_keys=True) for steps in finalists.values()}) == len(finalists)  # distinct
+
+
+def test_a_rerun_after_a_failed_confirm_example_asks_only_about_that_example(tmp_path):
+    """Each confirm score is kept in the run folder as it arrives: the rerun (these fake models have no answer
+    cache, as on a machine the run folder was moved to) asks the model only about the user that failed."""
+    from test_optimizers import SETTINGS, TASK, examples, lms, rewarding_rule
+
+    from guided_profile.optimizers import get_optimizer
+    from guided_profile.optimizers.base import IncompleteScores
+    from guided_profile.programs import build_program
+
+    def flaky(system, user):
+        if "item d3\n" in user:
+            raise ConnectionError("the server dropped the request")
+        return rewarding_rule(system, user)
+
+    def scores(rule):
+        task_lm, engine, prompt_lm, _ = lms(rule)
+        optimizer = get_optimizer("copro", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
+                                  progress=None, confirm=ConfirmSettings(), **SETTINGS["copro"])
+        return optimizer.scores(build_program("gpg", TASK), examples(6, "d")), engine
+
+    with pytest.raises(IncompleteScores, match="1 of 6 confirm examples failed"):
+        scores(flaky)
+    values, engine = scores(rewarding_rule)
+    assert values == [0.0] * 6  # the hand-written question: never right under this rule
+    assert engine.requests and all("item d3\n" in r["user"] for r in engine.requests)
+
+
+def test_kept_confirm_scores_are_read_back_only_for_the_same_model_and_example(tmp_path):
+    import dspy
+    from test_optimizers import TASK, examples
+
+    from guided_profile.optimizers._confirm_journal import FILENAME, ConfirmJournal
+
+    def journal(model):
+        return ConfirmJournal(tmp_path, task=TASK, lm=dspy.LM(model, cache=False), objective="accuracy")
+
+    example = examples(1, "d")[0]
+    journal("fake/one").keep("config A", example, 1.0, {"accuracy": 1.0})
+    assert journal("fake/one").get("config A", example) == (1.0, {"accuracy": 1.0})
+    assert journal("fake/one").get("config B", example) is None
+    assert journal("fake/two").get("config A", example) is None  # another model's score
+    edited = Example(example.example_id, example.user_id, example.history, example.query, "C", example.options)
+    assert journal("fake/one").get("config A", edited) is None  # the data changed under the same id
+    with open(tmp_path / FILENAME, "a") as f:
+        f.write('{"context": "cut short by a ki')
+    with pytest.warns(UserWarning, match=f"{FILENAME}, line 2: incomplete"):
+        assert journal("fake/one").get("config A", example) == (1.0, {"accuracy": 1.0})

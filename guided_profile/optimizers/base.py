@@ -24,6 +24,7 @@ import dspy
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError, GuidedProfileError
 from guided_profile.lm.accounting import attach_counter
+from guided_profile.optimizers._confirm_journal import ConfirmJournal
 from guided_profile.optimizers.candidates import Candidate, with_candidate
 from guided_profile.optimizers.confirm import ConfirmSettings, configuration, confirm_stage, split_for_confirm
 from guided_profile.optimizers.metric import TaskMetric
@@ -100,6 +101,7 @@ class Optimizer(ABC):
         # (configuration, example id) -> every metric of the confirm stage's runs: the exported program's
         # accuracy on the confirm users is reported beside the objective without running it again
         self.confirm_metrics: dict[tuple[str, str], dict[str, Any]] = {}
+        self._confirm_journal: ConfirmJournal | None = None  # made when the confirm stage first scores
         self._best_score: float | None = None
         # The search's programs by dev score, best first: the confirm stage scores the first `top` distinct ones.
         self.ranked: list[dspy.Module] = []
@@ -175,26 +177,50 @@ class Optimizer(ABC):
 
     def scores(self, program: dspy.Module, examples: Sequence[Example]) -> list[float]:
         """The objective of `program` on each example, through the one evaluation loop; its other metrics are
-        kept in `confirm_metrics` (the export reports accuracy beside the objective).  A failed example stops
-        the stage: scored 0 for one program only, it would make the others look better."""
-        done = self.attempts(program, examples)
+        kept in `confirm_metrics` (the export reports accuracy beside the objective).  Each score is kept in
+        the run folder as it arrives (`_confirm_journal.py`), so a rerun pays only for the rest.  A failed
+        example stops the stage: scored 0 for one program only, it would make the others look better."""
+        journal, key = self._journal(), configuration(program)
+        pending = [example for example in examples if journal.get(key, example) is None]
+
+        def keep(tried: Attempt) -> None:
+            if tried.error is None:
+                journal.keep(key, tried.example, tried.score, tried.metrics)
+
+        done = self.attempts(program, pending, then=keep)
         failed = [tried for tried, _ in done if tried.error is not None]
         if failed:
-            raise IncompleteScores(f"{len(failed)} of {len(done)} confirm examples failed (first: {failed[0].error}); "
-                                   "rerun the same command to retry them (finished calls come from DSPy's cache)")
-        for tried, _ in done:
-            if tried.metrics is not None:
-                self.confirm_metrics[(configuration(program), tried.example.example_id)] = tried.metrics
-        return [tried.score for tried, _ in done]
+            raise IncompleteScores(f"{len(failed)} of {len(examples)} confirm examples failed (first: "
+                                   f"{failed[0].error}); rerun the same command to retry them (the scored ones "
+                                   "are kept in the run folder)")
+        kept = [journal.get(key, example) for example in examples]
+        for example, (_, metrics) in zip(examples, kept, strict=True):
+            if metrics is not None:
+                self.confirm_metrics[(key, example.example_id)] = metrics
+        return [score for score, _ in kept]
 
-    def attempts(self, program: dspy.Module, examples: Sequence[Example]) -> list[tuple[Attempt, int]]:
+    def _journal(self) -> ConfirmJournal:
+        if self._confirm_journal is None:
+            self._confirm_journal = ConfirmJournal(self.workdir, task=self.task, lm=self.task_lm,
+                                                   objective=self.metric.objective)
+        return self._confirm_journal
+
+    def attempts(self, program: dspy.Module, examples: Sequence[Example],
+                 then: Callable[[Attempt], None] | None = None) -> list[tuple[Attempt, int]]:
         """`attempt` of `program` on each example, `parallel` at a time (one server slot or request each),
         in the examples' order, each with the tokens it cost (estimated alike for DSPy cache hits, so a
-        configuration's cost does not depend on what an earlier trial happened to ask)."""
+        configuration's cost does not depend on what an earlier trial happened to ask).  `then(attempt)` is
+        called as each one ends, so what finished is kept even if a later example is cut short."""
+        def one(example: Example) -> tuple[Attempt, int]:
+            tried = self._attempt(program, example)
+            if then is not None:
+                then(tried[0])
+            return tried
+
         if self.parallel <= 1 or len(examples) <= 1:
-            return [self._attempt(program, example) for example in examples]
+            return [one(example) for example in examples]
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(examples))) as pool:
-            return list(pool.map(lambda example: self._attempt(program, example), examples))
+            return list(pool.map(one, examples))
 
     def _attempt(self, program: dspy.Module, example: Example) -> tuple[Attempt, int]:
         # Each thread has its own copy of the task model (same engine): its own history, so each example's
