@@ -5,15 +5,19 @@
 # (~44, never seen by the search), the task's smooth objective (preference in score mode: the gold option's
 # probability), 4 dev examples at once.  The exported program is the confirm stage's winner only if it beats the
 # hand-written program there (Bonferroni-adjusted paired test); otherwise the hand-written program is exported,
-# and the verdict line says so before test is read.  Then every compiled program is compared with the
+# and the verdict line says so before test is read.  Then the confirm stage's winner is compared with the
 # hand-written guidance on the first N test users (default 200): predicted (confirm) and realized (test) gains
-# side by side in compare.md.
+# side by side in compare.md.  When the verdict refused it, the winner is exported a second time, flagged as
+# unconfirmed (TASK-OPTIMIZER-raced-unconfirmed-1.5b.json, from the same run folder: nothing is searched or
+# confirmed again), and that file is what test compares: whether the refusal was right is the point of the run.
 # Usage: experiments/optimize.sh TASK [N_TEST_USERS] [OPTIMIZER ...]   (default optimizers: optuna gepa)
 #   e.g. experiments/optimize.sh preference 200 optuna gepa;  experiments/optimize.sh paraphrase 200 optuna
 # Cost (1.5B, 2 cores, score mode, ~40 s per user and configuration before racing): each guidance question
 # pays its digestions and profiles once per dev user (the answer cache makes final-step-only changes cheap),
 # so the optuna defaults (3 proposals + hand-written, 8 trials) are several hours; grow it across sessions:
-# every step resumes when rerun (Optuna's SQLite study, DSPy's answer cache, the run folders).
+# every step resumes when rerun (Optuna's SQLite study, the confirm stage's confirm.jsonl, DSPy's answer cache,
+# the run folders).  The run folder (study.db, confirm.jsonl, cost.json) is committed at each stop: a later session
+# may run on a fresh machine, where only what git holds is left (DSPy's answer cache is not).
 # Every step reads the whole kept history (`--retriever recent`, as the paper's GPG): the preference search began
 # before dev users chose bm25 with k 4 as that task's default, and the compare must give the hand-written program
 # the history the search gave it.
@@ -27,13 +31,26 @@ optimizers=("$@")
 [ "${#optimizers[@]}" -gt 0 ] || optimizers=(optuna gepa)
 declare -A options=([optuna]="--option candidates=3 --option trials=8" [gepa]="--option max_metric_calls=600")
 mkdir -p experiments/results/compiled
+tune() {  # tune OPTIMIZER OUT [OPTION ...]: one optimization into OUT, skipped once OUT exists
+  local optimizer="$1" out="$2"
+  shift 2
+  [ -f "$out" ] && return
+  # shellcheck disable=SC2086
+  guided-profile optimize --task "$task" --data real --optimizer "$optimizer" --lm local \
+    --train-limit 20 --dev-limit 160 --confirm-fraction 0.3 --confirm-top 3 --parallel 4 --retriever recent \
+    ${options[$optimizer]:-} "$@" --out "$out"
+}
 programs=handwritten
 for optimizer in "${optimizers[@]}"; do
   out="experiments/results/compiled/${task}-${optimizer}-raced-1.5b.json"
-  # shellcheck disable=SC2086
-  [ -f "$out" ] || guided-profile optimize --task "$task" --data real --optimizer "$optimizer" --lm local \
-    --train-limit 20 --dev-limit 160 --confirm-fraction 0.3 --confirm-top 3 --parallel 4 --retriever recent \
-    ${options[$optimizer]:-} --out "$out"
+  tune "$optimizer" "$out"
+  refused=$(python -c 'import json, sys; stage = json.load(open(sys.argv[1]))["confirm"]
+print(int(stage["verdict"]["exported"] == "handwritten" and stage["winner"] != "handwritten"))' "$out")
+  if [ "$refused" = 1 ]; then
+    unconfirmed="experiments/results/compiled/${task}-${optimizer}-raced-unconfirmed-1.5b.json"
+    tune "$optimizer" "$unconfirmed" --export-unconfirmed --run-dir "${out%.json}.run"
+    out="$unconfirmed"
+  fi
   programs+=",$out"
 done
 guided-profile compare --task "$task" --data real --split test --limit "$limit" --lm local --retriever recent \
