@@ -10,6 +10,7 @@
 # side by side in compare.md.  When the verdict refused it, the winner is exported a second time, flagged as
 # unconfirmed (TASK-OPTIMIZER-raced-unconfirmed-1.5b.json, from the same run folder: nothing is searched or
 # confirmed again), and that file is what test compares: whether the refusal was right is the point of the run.
+# Our own guidance questions for TASK, if experiments/candidates/TASK.txt exists, are searched with the proposals.
 # Usage: experiments/optimize.sh TASK [N_TEST_USERS] [OPTIMIZER ...]   (default optimizers: optuna gepa)
 #   e.g. experiments/optimize.sh preference 200 optuna gepa;  experiments/optimize.sh paraphrase 200 optuna
 # Cost (1.5B, 2 cores, score mode, ~40 s per user and configuration before racing): each guidance question
@@ -30,6 +31,9 @@ shift 2 || shift $#
 optimizers=("$@")
 [ "${#optimizers[@]}" -gt 0 ] || optimizers=(optuna gepa)
 declare -A options=([optuna]="--option candidates=3 --option trials=8" [gepa]="--option max_metric_calls=600")
+# Guidance questions of our own, where a task has them: searched with the proposals (see the file's header).
+candidates=()
+[ -f "experiments/candidates/${task}.txt" ] && candidates=(--candidates "experiments/candidates/${task}.txt")
 mkdir -p experiments/results/compiled
 tune() {  # tune OPTIMIZER OUT [OPTION ...]: one optimization into OUT, skipped once OUT exists
   local optimizer="$1" out="$2"
@@ -38,7 +42,7 @@ tune() {  # tune OPTIMIZER OUT [OPTION ...]: one optimization into OUT, skipped 
   # shellcheck disable=SC2086
   guided-profile optimize --task "$task" --data real --optimizer "$optimizer" --lm local \
     --train-limit 20 --dev-limit 160 --confirm-fraction 0.3 --confirm-top 3 --parallel 4 --retriever recent \
-    ${options[$optimizer]:-} "$@" --out "$out"
+    ${options[$optimizer]:-} "${candidates[@]}" "$@" --out "$out"
 }
 programs=handwritten
 for optimizer in "${optimizers[@]}"; do
