@@ -293,10 +293,12 @@ def test_call_counter_counts_completions_and_cache_hits(tmp_path):
     assert counter.tokens > 0 and len(lm.history) == 2  # left for a UsageMeter to read (DSPy caps it)
 
 
+@pytest.mark.parametrize("machine", ["same", "another"])
 @pytest.mark.parametrize("name", ["copro", "gepa", "mipro"])
 @pytest.mark.usefixtures("own_dspy_cache")
-def test_dspy_optimizer_rerun_after_a_kill_repeats_no_call(name, tmp_path):
-    """DSPy's optimizers resume through DSPy's answer cache: what the killed run asked is never asked again."""
+def test_dspy_optimizer_rerun_after_a_kill_repeats_no_call(name, machine, tmp_path):
+    """DSPy's optimizers resume through DSPy's answer cache: what the killed run asked is never asked again, also
+    where that cache is empty (another machine) and only the run folder came along (its answers.jsonl)."""
     asked: list[str] = []
 
     def dies_after_20(system, user):
@@ -316,6 +318,8 @@ def test_dspy_optimizer_rerun_after_a_kill_repeats_no_call(name, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run(dies_after_20)
     killed = set(asked[:20])  # the 21st was never answered, so it was not cached
+    if machine == "another":
+        dspy.configure_cache(disk_cache_dir=str(tmp_path / "another-machine"))
     result, task_engine = run(rewarding_rule)
     again = [r["user"] for r in task_engine.requests]
     assert again and not killed & set(again)

@@ -6,8 +6,9 @@ there the search's best meet the hand-written program, and a candidate is export
 it; the last line printed is that verdict.  The expected number of LM calls is printed, and checked
 against --budget, before any call is made.  Rerunning the same command resumes: the optuna optimizer from
 its study (a SQLite file in the run folder, or --storage), DSPy's optimizers through DSPy's answer
-cache (every call already answered is free), and every optimizer's confirm stage from the scores it
-wrote to the run folder (confirm.jsonl).
+cache (every call already answered is free; their answers are kept in the run folder too, answers.jsonl,
+for a machine whose cache is empty), and every optimizer's confirm stage from the scores it wrote to
+the run folder (confirm.jsonl).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import dspy
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError, GuidedProfileError
 from guided_profile.lm.accounting import attach_counter
+from guided_profile.optimizers._answer_journal import answers_kept_in
 from guided_profile.optimizers._confirm_journal import ConfirmJournal
 from guided_profile.optimizers.candidates import Candidate, with_candidate
 from guided_profile.optimizers.confirm import ConfirmSettings, configuration, confirm_stage, split_for_confirm
@@ -71,6 +72,9 @@ class Optimizer(ABC):
     may_be_zero: ClassVar[tuple[str, ...]] = ()  # numeric settings for which 0 is meaningful
 
     searches_user_candidates: ClassVar[bool] = False  # True: they join the search, not only the confirm stage
+    # True: a rerun resumes by replaying the search, every call answered again from DSPy's cache; its answers are
+    # then also kept in the run folder, so the replay works on another machine too (`_answer_journal.py`)
+    replays_to_resume: ClassVar[bool] = True
 
     def __init__(self, *, task: Task, task_lm: dspy.BaseLM, metric: TaskMetric | None = None,
                  prompt_lm: dspy.BaseLM | None = None, seed: int = 0, workdir: Any = None,
@@ -166,7 +170,8 @@ class Optimizer(ABC):
         search, confirm = self._split_dev(valset)
         self.metric.remember([*trainset, *valset])
         with dspy.context(lm=self.task_lm, adapter=ProgramAdapter()):
-            best = self._search(student.deepcopy(), trainset, search, self.metric)
+            with answers_kept_in(self.workdir if self.replays_to_resume else None):
+                best = self._search(student.deepcopy(), trainset, search, self.metric)
             if not confirm:
                 return best
             written = [with_candidate(student, c) for c in self._unsearched_candidates()]

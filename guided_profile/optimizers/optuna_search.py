@@ -171,6 +171,7 @@ class OptunaSearch(Optimizer):
     # Off by default, and then left out of a study's configuration, so studies made before they existed resume.
     retrieval_settings = ("search_retrieval", "retrieval_k")
     searches_user_candidates = True  # their questions join the pool; step instructions go to the confirm stage
+    replays_to_resume = False  # the study keeps every score paid for: a rerun goes on from there, replaying nothing
 
     @classmethod
     def validate_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,86 @@
+"""Every answer a DSPy optimizer's search was given, kept in its run folder (`answers.jsonl`), so the search
+resumes on another machine.
+
+DSPy's optimizers (GEPA, MIPROv2, COPRO) keep their state in memory (GEPA's checkpoint is a pickle, which
+we never load): a rerun repeats the search, and DSPy's answer cache answers every call already made, so
+only what is new is paid.  That cache lives in one machine's cache folder, though, and a search of several
+hours may have to go on elsewhere (a preempted cloud worker, a fresh CI box).  So, for the search, DSPy's
+cache is wrapped: every answer it stores is also appended here as a JSON line under DSPy's own cache key,
+and a call the cache cannot answer is looked up here first.  Only plain JSON answers are kept (DSPy 3.4
+stores its lm15 results so); nothing is unpickled.  The Optuna search needs none of this: its study holds
+every score.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from guided_profile.evaluation import read_records
+from guided_profile.files import append_line
+
+FILENAME = "answers.jsonl"
+
+
+class AnswerJournal:
+    """DSPy's cache (`inner`) with the answers of `path` behind it; everything else is `inner`'s."""
+
+    def __init__(self, path: Path, inner: Any):
+        self.path = Path(path)
+        self.inner = inner
+        self._kept = {r["key"]: r["answer"] for r in read_records(self.path, repair=True, check=_problem)}
+        self._lock = threading.Lock()
+
+    def get(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> Any:
+        found = self.inner.get(request, ignored_args_for_cache_key)
+        if found is not None:
+            return found
+        kept = self._kept.get(self.inner.cache_key(request, ignored_args_for_cache_key))
+        if kept is None:
+            return None
+        # Through the cache, so the answer comes back marked and shaped as any other cache hit.
+        self.inner.put(request, copy.deepcopy(kept), ignored_args_for_cache_key)
+        return self.inner.get(request, ignored_args_for_cache_key)
+
+    def put(self, request: dict[str, Any], value: Any, ignored_args_for_cache_key: list[str] | None = None,
+            enable_memory_cache: bool = True) -> None:
+        self.inner.put(request, value, ignored_args_for_cache_key, enable_memory_cache)
+        key = self.inner.cache_key(request, ignored_args_for_cache_key)
+        try:
+            line = json.dumps({"key": key, "answer": value})
+        except (TypeError, ValueError):
+            return  # not plain data: DSPy's cache alone keeps it
+        with self._lock:
+            if key not in self._kept:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                append_line(self.path, line)
+                self._kept[key] = json.loads(line)["answer"]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _problem(record: dict[str, Any]) -> str | None:
+    return None if isinstance(record.get("key"), str) and "answer" in record else "not an answer (no key or answer)"
+
+
+@contextlib.contextmanager
+def answers_kept_in(workdir: Path | str | None) -> Iterator[None]:
+    """Within the block, DSPy's cache also keeps its answers in `workdir`/answers.jsonl and reads them back
+    (nothing changes without a `workdir`, or with DSPy's cache off)."""
+    if workdir is None:
+        yield
+        return
+    inner = dspy.cache
+    dspy.cache = AnswerJournal(Path(workdir) / FILENAME, inner)
+    try:
+        yield
+    finally:
+        dspy.cache = inner
