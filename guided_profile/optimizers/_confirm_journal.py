@@ -46,7 +46,8 @@ class ConfirmJournal:
         self.path = Path(workdir) / FILENAME if workdir is not None else None
         self.task = task
         self.context = _digest({"task": task.name, "objective": objective, "model": lm.model,
-                                "decoding": {k: lm.kwargs.get(k) for k in ("temperature", "max_tokens")}})
+                                "decoding": {k: lm.kwargs.get(k) for k in ("temperature", "max_tokens")},
+                                "step_max_tokens": task.step_max_tokens()})
         self._kept: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
         self._lock = threading.Lock()
         for record in read_records(self.path, repair=True, check=_problem) if self.path is not None else []:
