@@ -249,8 +249,7 @@ class RunFolder:
         """Refuse to resume on records whose example now reads differently (the data file, the task's
         options or its prompt formatting changed): reusing them would mix two experiments silently."""
         recorded = {example_id for _, example_id in self.done}
-        now = {ex.example_id: json.loads(json.dumps({"inputs": task.inputs(ex), "gold": ex.gold}))
-               for ex in examples if ex.example_id in recorded}
+        now = {ex.example_id: task.as_read(ex) for ex in examples if ex.example_id in recorded}
         for (method, example_id), record in self.done.items():
             if example_id in now and {"inputs": record["inputs"], "gold": record["gold"]} != now[example_id]:
                 raise ConfigError(f"{self.path / RECORDS}: the record of {method} on example {example_id} has other "

@@ -68,5 +68,4 @@ class ConfirmJournal:
             self._kept[key] = (score, metrics)
 
     def _example_key(self, example: Example) -> str:
-        """The example as the programs read it (its id, the task's inputs, the gold): edited data never matches."""
-        return _digest({"id": example.example_id, "inputs": self.task.inputs(example), "gold": example.gold})
+        return _digest({"id": example.example_id, **self.task.as_read(example)})

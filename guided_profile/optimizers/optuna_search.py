@@ -48,6 +48,7 @@ from guided_profile.programs.methods import parts_of, profile_step_of, switches_
 from guided_profile.programs.modules import GuidedProfile
 from guided_profile.programs.retrieved import Retrieval, retrieval_of, with_retrieval
 from guided_profile.redaction import redact, redact_json
+from guided_profile.tasks.base import Task
 
 
 def _counted(study: optuna.Study) -> int:
@@ -142,6 +143,16 @@ class _Space:
     base_retrieval: Retrieval | None = None  # the starting program's (None: the history as before retrieval)
 
 
+def _examples_digest(task: Task, examples: list[Example]) -> str:
+    """What the programs see and are scored against, not only which ids (`Task.as_read`).  The list layout
+    is the one studies were named by: changing it would rename, and so restart, every stored study."""
+    content = []
+    for example in examples:
+        read = task.as_read(example)
+        content.append([example.example_id, read["inputs"], read["gold"]])
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
 def _pareto_front(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
     """The trials no other one beats on both objectives (score up, tokens down): Optuna's `best_trials`, but of
     the trials given rather than of the whole study."""
@@ -208,14 +219,8 @@ class OptunaSearch(Optimizer):
                 "user_candidates": [c.guidance_question for c in self.user_candidates],
                 "instructions": instructions(program), "switches": getattr(program, "switches", None),
                 "answer": _study_answer(program), "task_lm": self.task_lm.model, "prompt_lm": self.prompt_lm.model,
-                "step_max_tokens": self.task.step_max_tokens(), "train": self._examples_digest(trainset),
-                "dev": self._examples_digest(valset), **retrieval}
-
-    def _examples_digest(self, examples: list[Example]) -> str:
-        """What the programs see and are scored against, not only which ids: task options that change the
-        history text (max_history_chars) or the gold (category_level) make a different study."""
-        content = [[e.example_id, self.task.inputs(e), e.gold] for e in examples]
-        return hashlib.sha256(json.dumps(content, sort_keys=True, default=list).encode()).hexdigest()[:16]
+                "step_max_tokens": self.task.step_max_tokens(), "train": _examples_digest(self.task, trainset),
+                "dev": _examples_digest(self.task, valset), **retrieval}
 
     def study_name(self, config: dict[str, Any]) -> str:
         if self.settings["study_name"]:

@@ -10,6 +10,7 @@ task is one module under `tasks/` and its class in `tasks/__init__.py:BUILT_IN` 
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -194,6 +195,12 @@ class Task(ABC):
         if raw:
             fields |= {"items": [one_line(item) for item in example.history], "query": self.retrieval_query(example)}
         return ProgramInputs(fields, history_cut=was_cut)
+
+    def as_read(self, example: Example) -> dict[str, Any]:
+        """The example as the programs read it and are scored against (`inputs` and `gold`), as JSON gives it
+        back: what a kept record or score is checked against before reuse, so that an edited data file or a
+        task option that changes the history text (`max_history_chars`) or the gold never reuses one."""
+        return json.loads(json.dumps({"inputs": self.inputs(example), "gold": example.gold}))
 
     @abstractmethod
     def score(self, example: Example, answer: str, profile: str | None = None) -> dict[str, Any]:
