@@ -17,8 +17,8 @@
 # pays its digestions and profiles once per dev user (the answer cache makes final-step-only changes cheap),
 # so the optuna defaults (3 proposals + hand-written, 8 trials) are several hours; grow it across sessions:
 # every step resumes when rerun (Optuna's SQLite study, the confirm stage's confirm.jsonl, DSPy's answer cache,
-# the run folders).  The run folder (study.db, confirm.jsonl, cost.json) is committed at each stop: a later session
-# may run on a fresh machine, where only what git holds is left (DSPy's answer cache is not).
+# the run folders).  The run folder (study.db, confirm.jsonl, cost.json; answers.jsonl for gepa) is committed at
+# each stop: a later session may run on a fresh machine, where only what git holds is left (not DSPy's answer cache).
 # Every step reads the whole kept history (`--retriever recent`, as the paper's GPG): the preference search began
 # before dev users chose bm25 with k 4 as that task's default, and the compare must give the hand-written program
 # the history the search gave it.
@@ -53,6 +53,12 @@ print(int(stage["verdict"]["exported"] == "handwritten" and stage["winner"] != "
   if [ "$refused" = 1 ]; then
     unconfirmed="experiments/results/compiled/${task}-${optimizer}-raced-unconfirmed-1.5b.json"
     tune "$optimizer" "$unconfirmed" --export-unconfirmed --run-dir "${out%.json}.run"
+    python - "$out" "$unconfirmed" <<'PY'
+import json, sys
+first, again = (json.load(open(path))["confirm"] for path in sys.argv[1:])
+if (first["winner"], first["finalists"]) != (again["winner"], again["finalists"]):
+    sys.exit(f"{sys.argv[2]}: the replayed search chose another winner than {sys.argv[1]}")
+PY
     out="$unconfirmed"
   fi
   programs+=",$out"

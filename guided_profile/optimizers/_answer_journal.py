@@ -5,10 +5,11 @@ DSPy's optimizers (GEPA, MIPROv2, COPRO) keep their state in memory (GEPA's chec
 we never load): a rerun repeats the search, and DSPy's answer cache answers every call already made, so
 only what is new is paid.  That cache lives in one machine's cache folder, though, and a search of several
 hours may have to go on elsewhere (a preempted cloud worker, a fresh CI box).  So, for the search, DSPy's
-cache is wrapped: every answer it stores is also appended here as a JSON line under DSPy's own cache key,
-and a call the cache cannot answer is looked up here first.  Only plain JSON answers are kept (DSPy 3.4
-stores its lm15 results so); nothing is unpickled.  The Optuna search needs none of this: its study holds
-every score.
+cache is wrapped: every answer it stores or finds (an earlier run's) is also appended here as a JSON line
+under DSPy's own cache key, and a call the cache cannot answer is looked up here.  Only plain JSON answers
+are kept (DSPy 3.4 stores its lm15 results so; nothing is unpickled), and none the file would hold redacted
+(one quoting something shaped like a secret): a resume would read another answer.  The Optuna search
+needs none of this: its study holds every score.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import copy
 import json
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import dspy
 
 from guided_profile.evaluation import read_records
 from guided_profile.files import append_line
+from guided_profile.redaction import redact
 
 FILENAME = "answers.jsonl"
 
@@ -37,12 +40,15 @@ class AnswerJournal:
         self.inner = inner
         self._kept = {r["key"]: r["answer"] for r in read_records(self.path, repair=True, check=_problem)}
         self._lock = threading.Lock()
+        self._not_kept = 0  # answers that are not plain JSON: a new machine pays them again
 
     def get(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> Any:
+        key = self._key(request, ignored_args_for_cache_key)
         found = self.inner.get(request, ignored_args_for_cache_key)
         if found is not None:
+            self._keep(key, found)  # this machine's cache had it (an earlier run): the folder keeps it too
             return found
-        kept = self._kept.get(self.inner.cache_key(request, ignored_args_for_cache_key))
+        kept = self._kept.get(key) if key is not None else None
         if kept is None:
             return None
         # Through the cache, so the answer comes back marked and shaped as any other cache hit.
@@ -52,19 +58,33 @@ class AnswerJournal:
     def put(self, request: dict[str, Any], value: Any, ignored_args_for_cache_key: list[str] | None = None,
             enable_memory_cache: bool = True) -> None:
         self.inner.put(request, value, ignored_args_for_cache_key, enable_memory_cache)
-        key = self.inner.cache_key(request, ignored_args_for_cache_key)
+        self._keep(self._key(request, ignored_args_for_cache_key), value)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _key(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None) -> str | None:
+        """DSPy's cache key, or None where DSPy's own cache cannot make one (it then keeps nothing either)."""
+        try:
+            return self.inner.cache_key(request, ignored_args_for_cache_key)
+        except Exception:  # DSPy's get and put catch the same, and go on uncached
+            return None
+
+    def _keep(self, key: str | None, value: Any) -> None:
+        if key is None or key in self._kept:
+            return
         try:
             line = json.dumps({"key": key, "answer": value})
         except (TypeError, ValueError):
-            return  # not plain data: DSPy's cache alone keeps it
+            self._not_kept += 1  # not plain data: DSPy's cache alone keeps it
+            return
+        if redact(line) != line:
+            return  # the file would hold it redacted, and a resume would read another answer: paid again instead
         with self._lock:
             if key not in self._kept:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 append_line(self.path, line)
                 self._kept[key] = json.loads(line)["answer"]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def _problem(record: dict[str, Any]) -> str | None:
@@ -79,8 +99,11 @@ def answers_kept_in(workdir: Path | str | None) -> Iterator[None]:
         yield
         return
     inner = dspy.cache
-    dspy.cache = AnswerJournal(Path(workdir) / FILENAME, inner)
+    journal = dspy.cache = AnswerJournal(Path(workdir) / FILENAME, inner)
     try:
         yield
     finally:
         dspy.cache = inner
+        if journal._not_kept:
+            warnings.warn(f"{journal.path}: {journal._not_kept} answers were not plain JSON and are kept only in "
+                          "DSPy's cache on this machine; a resume elsewhere pays for them again", stacklevel=3)
