@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tune GPG's guidance question and instructions for one task with the embedded Qwen2.5-Coder-1.5B (seed 0), the
 # way issue 18 asks: 20 train users for proposals, 160 dev users split by user into a search part (~116, where
-# the Optuna search races configurations and stops clearly worse ones: WilcoxonPruner) and a confirm part
+# the Optuna search races configurations and stops ones a repeated Wilcoxon test finds worse) and a confirm part
 # (~44, never seen by the search), the task's smooth objective (preference in score mode: the gold option's
 # probability), 4 dev examples at once.  The exported program is the confirm stage's winner only if it beats the
 # hand-written program there (Bonferroni-adjusted paired test); otherwise the hand-written program is exported,

@@ -1,8 +1,8 @@
 """Hand-written against optimized: paired statistics, a markdown report and a chart.
 
-Every program runs on the same test users, so differences are paired per example: the mean
-difference against the hand-written GPG with a paired bootstrap interval and a paired
-permutation p-value (see `metrics.stats`).
+Every program runs on the same test users, so differences are paired per user (a user's examples
+averaged first): the mean difference against the hand-written GPG with a paired bootstrap interval
+and a paired permutation p-value (see `metrics.stats`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import dspy
 
 from guided_profile.datasets.example import Example
 from guided_profile.files import write_bytes
-from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue
+from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue, user_means
 from guided_profile.programs.export import instructions
 from guided_profile.programs.retrieved import retrieval_of
 from guided_profile.report import fmt, fmt_p, markdown_table, p_clause, provenance_line
@@ -35,16 +35,16 @@ def comparison_rows(task: Task, summaries: dict[str, dict], done: dict[tuple[str
                 for ex in examples if (method, ex.example_id) in done
                 and metric in done[(method, ex.example_id)]["metrics"]}
 
-    ref = scores(reference)
+    ref, user_of = scores(reference), {ex.example_id: ex.user_id for ex in examples}
     rows = []
     for method, summary in summaries.items():
         row: dict[str, Any] = {"method": method, "summary": summary, "n": summary["n"], "ci95": summary["ci95"]}
         if method != reference:
-            row |= _paired(scores(method), ref)
+            row |= _paired(scores(method), ref, user_of)
             estimate = confirm_estimate((payloads or {}).get(method))
             if estimate is not None:
                 metric = estimate["objective"]
-                realized = _paired(scores(method, metric), scores(reference, metric))
+                realized = _paired(scores(method, metric), scores(reference, metric), user_of)
                 row |= {"confirm": estimate, "realized": realized or None}
         per = summary["per_example"]
         row["calls"] = per["calls"]
@@ -54,14 +54,16 @@ def comparison_rows(task: Task, summaries: dict[str, dict], done: dict[tuple[str
     return rows
 
 
-def _paired(own: dict[str, float], ref: dict[str, float]) -> dict[str, Any]:
-    """Mean paired difference on the examples both have, its bootstrap interval and permutation p-value."""
+def _paired(own: dict[str, float], ref: dict[str, float], user_of: dict[str, str]) -> dict[str, Any]:
+    """Mean paired difference over the users of the examples both have (`paired_n` users), its bootstrap
+    interval and permutation p-value."""
     paired = [eid for eid in own if eid in ref]
     if not paired:
         return {}
-    a, b = [own[e] for e in paired], [ref[e] for e in paired]
+    users = [user_of[e] for e in paired]
+    a, b = user_means([own[e] for e in paired], users), user_means([ref[e] for e in paired], users)
     diff, lo, hi = paired_bootstrap(a, b)
-    return {"diff": diff, "diff_ci": (lo, hi), "p": paired_permutation_pvalue(a, b), "paired_n": len(paired)}
+    return {"diff": diff, "diff_ci": (lo, hi), "p": paired_permutation_pvalue(a, b), "paired_n": len(a)}
 
 
 def confirm_estimate(payload: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -76,12 +78,13 @@ def confirm_estimate(payload: dict[str, Any] | None) -> dict[str, Any] | None:
     candidate = verdict["exported"] == "candidate"
     diff = (means[stage["winner"]] if candidate else means["handwritten"]) - means["handwritten"]
     return {"objective": verdict["objective"], "diff": diff, "n": verdict["n"], "confirmed": verdict["confirmed"],
+            "candidates": verdict["candidates"],
             "diff_ci": (verdict["low"], verdict["high"]) if candidate else (0.0, 0.0), "exported": verdict["exported"]}
 
 
 def table(task: Task, rows: list[dict[str, Any]], reference: str = REFERENCE) -> tuple[list[str], list[list[str]]]:
     metric_keys = list(task.columns)
-    header = ["program", *metric_keys, "n", f"{task.objective} 95% CI", "paired n", f"diff vs {reference}",
+    header = ["program", *metric_keys, "n", f"{task.objective} 95% CI", "paired users", f"diff vs {reference}",
               "diff 95% CI", "p (paired perm.)", "confirm estimate (dev)", "realized on this split", "failed",
               "cut", "calls/ex", "store hits/ex", "tokens/ex"]
     body = []
@@ -107,8 +110,9 @@ def _predicted_and_realized(row: dict[str, Any]) -> tuple[str, str]:
     low, high = estimate["diff_ci"]
     status = "confirmed" if estimate["confirmed"] else (
         "not confirmed, exported anyway" if estimate["exported"] == "candidate" else "not confirmed: hand-written")
+    picked = f", best of {estimate['candidates']}" if estimate.get("candidates", 1) > 1 else ""
     predicted = (f"{estimate['diff']:+.3f} [{low:+.3f}, {high:+.3f}] {estimate['objective']}, "
-                 f"{estimate['n']} users, {status}")
+                 f"{estimate['n']} users{picked}, {status}")
     realized = row.get("realized")
     if not realized:
         return predicted, "-"
@@ -177,14 +181,17 @@ def markdown_report(task: Task, rows: list[dict[str, Any]], programs: dict[str, 
              f"Model: {config['lm'].get('model')}  ·  examples: {max((r['n'] for r in rows), default=0)}  ·  "
              f"objective: {task.objective}", "", f"Command: `{config['command']}`", "", provenance_line(config), "",
              markdown_table(header, body), "",
-             f"Differences are paired per example against `{REFERENCE}` (the hand-written GPG): mean difference, "
+             f"Differences are paired per user against `{REFERENCE}` (the hand-written GPG; a user's examples "
+             "averaged first): mean difference, "
              "paired bootstrap 95% interval, and a two-sided paired permutation (sign-flip) p-value. "
              "calls/ex and tokens/ex are the mean LM calls and prompt + generated tokens per example; steps taken "
              "from the profile store (store hits/ex) cost neither, so use --no-store to compare full costs.", "",
              "*confirm estimate (dev)* is the gain over the hand-written program that the optimizer's confirm stage "
              "predicted, on dev users its search never saw, in the objective it maximised (the verdict's interval: "
-             "95% for one finalist, wider for the best of several, Bonferroni); *realized on this split* is the "
-             "paired difference measured here in that same objective. "
+             "95% for one finalist, wider for the best of several, Bonferroni). The best of several was also picked on "
+             "those users, so its estimate leans high ('best of k'): the interval and p-value allow for the pick, "
+             "the mean does not. *realized on this split* is the paired difference measured here in that same "
+             "objective. "
              "'-': the hand-written program itself, or a file made without a confirm stage.", ""]
     if chart:
         parts += [f"![{task.objective} per program]({chart})", ""]

@@ -61,11 +61,12 @@ def record(method, eid, score):
     return {"method": method, "example_id": eid, "metrics": {"accuracy": score}}
 
 
-def test_rows_pair_examples_and_ignore_unpaired_ones():
-    class Ex:
-        def __init__(self, eid):
-            self.example_id = eid
+class Ex:
+    def __init__(self, eid, user=None):
+        self.example_id, self.user_id = eid, user or eid
 
+
+def test_rows_pair_examples_and_ignore_unpaired_ones():
     examples = [Ex(f"u{i}") for i in range(5)]
     base = [1, 0, 0, 0, 1]
     tuned = [1, 1, 1, 0, None]  # u4 failed for the tuned program
@@ -81,6 +82,22 @@ def test_rows_pair_examples_and_ignore_unpaired_ones():
     assert tuned_row["diff"] == pytest.approx(0.5)  # (0 + 1 + 1 + 0) / 4 on the paired users
     assert tuned_row["p"] == pytest.approx(0.5)  # two +1 differences: 2 of 4 patterns reach |2|
     assert tuned_row["tokens"] == 110.0
+
+
+def test_a_users_examples_are_averaged_before_pairing():
+    """Two turns of one dialogue persona are one paired draw, not two: n and the test count users."""
+    examples = [Ex("a1", "a"), Ex("a2", "a"), Ex("b1", "b"), Ex("b2", "b"), Ex("c1", "c")]
+    base = [0.0, 0.0, 0.5, 0.5, 0.25]
+    tuned = [1.0, 0.0, 0.5, 1.0, 0.25]
+    done = {(method, e.example_id): record(method, e.example_id, score)
+            for method, scores in (("handwritten", base), ("tuned", tuned))
+            for e, score in zip(examples, scores, strict=True)}
+    per = {"calls": 3.0, "prompt_tokens": 100.0, "completion_tokens": 10.0}
+    summaries = {m: {"accuracy": 0.0, "n": 5, "ci95": None, "per_example": per} for m in ("handwritten", "tuned")}
+    row = {r["method"]: r for r in comparison_rows(TASK, summaries, done, examples)}["tuned"]
+    assert row["paired_n"] == 3
+    assert row["diff"] == pytest.approx((0.5 + 0.25 + 0.0) / 3)  # per user: a +0.5, b +0.25, c 0
+    assert row["p"] == pytest.approx(0.5)  # two users differ, both up: 2 of 4 sign patterns reach the sum
 
 
 def test_instructions_side_by_side_marks_what_changed():

@@ -6,8 +6,13 @@ import pytest
 
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError, DataError
+from guided_profile.optimizers._guidance_shape import set_instruction
 from guided_profile.optimizers.candidates import Candidate, read_candidates
-from guided_profile.optimizers.confirm import ConfirmSettings, judge, pick_on_confirm, split_for_confirm
+from guided_profile.optimizers.confirm import ConfirmSettings, confirm_stage, judge, pick_on_confirm, split_for_confirm
+from guided_profile.programs import build_program
+from guided_profile.tasks import get_task
+
+TASK = get_task("preference")
 
 
 def _users(n):
@@ -58,6 +63,28 @@ def test_choosing_among_more_candidates_needs_stronger_evidence():
     assert among_ten.confidence == pytest.approx(0.995)
     assert "(99.5% interval and p adjusted for the best of 10 finalists, Bonferroni)" in among_ten.line()
     assert among_ten.low < alone.low  # the wider interval
+
+
+def test_an_interval_clear_of_zero_with_too_few_differing_users_is_explained_not_confirmed():
+    """4 of 44 users up, none down: the bootstrap interval excludes 0, the exact test gives p = 0.125."""
+    verdict = judge([1.0] * 4 + [0.0] * 40, [0.0] * 44, objective="accuracy")
+    assert not verdict.confirmed and verdict.low > 0 and verdict.p == pytest.approx(0.125)
+    assert verdict.differing == 4 and "p = 0.125 on 44 confirm users" in verdict.line()
+    assert "excludes 0 but only 4 of 44 users scored differently" in verdict.line()
+    assert "excludes 0" not in judge([1.0] * 20 + [0.0] * 24, [0.0] * 44, objective="accuracy").line()
+
+
+def test_the_confirm_stage_pairs_users_not_examples():
+    """Two turns of one persona are one draw: n counts users, and the means are of user means."""
+    examples = [Example(f"e{i}", f"u{i // 2}", ("item",), "q", "A", ("a", "b")) for i in range(12)]
+    handwritten, finalist = build_program("gpg", TASK), build_program("gpg", TASK)
+    set_instruction(finalist, "digest", "Which kinds of products did this person buy?")
+    first_turn_better = {id(handwritten): [0.0] * 12, id(finalist): [1.0, 0.0] * 6}
+    _, info = confirm_stage(handwritten, [finalist], examples, objective="accuracy", settings=ConfirmSettings(),
+                            score=lambda program, shown: first_turn_better[id(program)])
+    assert info["n"] == 6 and info["examples"] == 12
+    assert info["means"] == {"handwritten": 0.0, "finalist 1": 0.5} and info["verdict"]["n"] == 6
+    assert info["verdict"]["p"] == pytest.approx(2 / 2**6)  # six users, all up: exact sign-flip test
 
 
 def test_pick_on_confirm_takes_the_best_mean_and_the_first_on_ties():

@@ -170,6 +170,17 @@ def test_unknown_optimizer_or_setting_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "c.json").exists()
 
 
+def test_a_word_grid_without_the_starting_programs_limit_is_refused_before_any_call(tmp_path):
+    """Trial 0 must be the starting program itself: a grid that rounds its 60 words to 70 would make it a near-copy."""
+    task_lm, task_engine, prompt_lm, prompt_engine = lms()
+    optimizer = get_optimizer("optuna", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
+                              progress=None, **(SETTINGS["optuna"] | {"word_step": 25}))
+    with pytest.raises(ConfigError, match=r"grid \[20, 45, 70, 95\].*starting program's 60 words"):
+        run_optimizer(optimizer, build_program("gpg", TASK), trainset=TRAIN, valset=DEV, budget=10_000,
+                      log=lambda line: None)
+    assert prompt_engine.requests == [] and task_engine.requests == []
+
+
 def test_optuna_study_resumes_without_repeating_a_call(tmp_path):
     calls = {"n": 0}
 

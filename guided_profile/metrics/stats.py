@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -53,6 +55,26 @@ def paired_permutation_pvalue(a: list[float], b: list[float], *, n_perm: int = 2
         signs = rng.choice((-1.0, 1.0), size=(size, m))
         hits += int((np.abs(signs @ diffs) >= observed).sum())
     return (hits + 1) / (n_perm + 1)
+
+
+def user_means(values: Sequence[float], users: Sequence[str]) -> list[float]:
+    """Each user's mean of `values` (one value per example, `users[i]` its user), in order of first appearance.
+
+    Paired statistics resample users, not examples: a dialogue persona's several turns are not independent
+    draws, and counting them as such would make intervals too narrow and p-values too small.  With one
+    example per user (preference, LaMP-7) the values come back unchanged.
+    """
+    if len(values) != len(users):
+        raise ValueError(f"one user per value, got {len(values)} values and {len(users)} users")
+    sums: dict[str, list[float]] = {}
+    for value, user in zip(values, users, strict=True):
+        sums.setdefault(user, []).append(value)
+    return [float(np.mean(group)) for group in sums.values()]
+
+
+def differing(a: Sequence[float], b: Sequence[float]) -> int:
+    """How many pairs differ: the sign-flip test's p-value can be no smaller than 2 / 2^differing."""
+    return int(np.count_nonzero(_diffs(list(a), list(b))))
 
 
 def _diffs(a: list[float], b: list[float]) -> np.ndarray:

@@ -2,8 +2,12 @@
 
 Each example's score is reported to the Optuna trial under the example's index, so Optuna's
 `WilcoxonPruner` can compare the trial with the best one so far on the same users (a paired
-signed-rank test) and stop it as soon as it is clearly worse.  That is what makes 100-200 dev users
-affordable: a poor guidance question is dropped after a few dozen users instead of paying for all.
+signed-rank test) and stop it as soon as that test finds it worse (p below `p_threshold`, 0.1 by
+default).  That is what makes 100-200 dev users affordable: a poor guidance question is dropped after a
+few dozen users instead of paying for all.  The price: the test is repeated after every batch, so a
+configuration as good as the best is stopped more often than 1 in 10 (Optuna's documentation says as
+much).  The search takes that risk for speed; what is exported is decided on held-out users instead
+(the confirm stage, `confirm.py`).
 
 Every score paid for is kept in the study, one attribute per (configuration, example), so a trial's
 writes grow with its examples (not with their square) and a configuration met again, by a later

@@ -5,7 +5,9 @@ Why: a search that scores several candidates on the same few users and keeps the
 user sample's luck as a gain (the committed 20-user runs won on dev and lost on test).  Users held out
 of the search give an estimate the search could not fit; the winner's p-value is multiplied by the
 number of candidates confirmed (Bonferroni), since picking the best of k on the confirm users is
-itself a choice made on them.
+itself a choice made on them.  The correction widens the interval and raises p; it does not shrink
+the winner's mean difference, which leans high when k > 1 (compare.md says "best of k" beside it).
+Users, not examples, are the unit: a user's examples are averaged before pairing.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import dspy
 
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError
-from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue
+from guided_profile.metrics.stats import differing, paired_bootstrap, paired_permutation_pvalue, user_means
 from guided_profile.programs.answer import answer_config_of
 from guided_profile.programs.export import instructions
 from guided_profile.programs.retrieved import retrieval_of
+from guided_profile.report import p_clause
 
 ALPHA = 0.05
 DEFAULT_FRACTION = 0.3  # of the dev users: of optimize's default 160 (real preference data), 44 confirm, 116 search
@@ -74,10 +77,11 @@ def split_for_confirm(examples: Sequence[Example], fraction: float, seed: int) -
 class Verdict:
     """What the confirm stage concluded, as the export records it and `optimize` says it.
 
-    `diff`, `low`, `high` are the candidate's mean paired difference to the hand-written program on the
-    confirm users with its bootstrap interval at `confidence` (95% for one finalist, 1 - 0.05 / k for the
-    best of k: Bonferroni); `p` is the paired permutation p-value, already multiplied by `candidates`;
-    `exported` is "candidate" or "handwritten".
+    `n` counts confirm users (a user's examples are averaged first); `diff`, `low`, `high` are the
+    candidate's mean paired difference to the hand-written program on them with its bootstrap interval at
+    `confidence` (95% for one finalist, 1 - 0.05 / k for the best of k: Bonferroni); `p` is the paired
+    permutation p-value, already multiplied by `candidates`, and decides; `differing` counts the users whose
+    two scores differ (None in exports made before it was kept); `exported` is "candidate" or "handwritten".
     """
 
     objective: str
@@ -90,6 +94,7 @@ class Verdict:
     confirmed: bool
     exported: str
     confidence: float = 1 - ALPHA
+    differing: int | None = None
 
     def line(self) -> str:
         """One line in plain words, e.g. "confirmed: +4.1 points [+1.0, +7.2], p = 0.01 on 60 confirm users"."""
@@ -99,10 +104,14 @@ class Verdict:
         scale, unit = (100, " points") if self.objective in POINT_OBJECTIVES else (1, "")
         digits = 1 if scale == 100 else 3
         numbers = (f"{scale * self.diff:+.{digits}f}{unit} [{scale * self.low:+.{digits}f}, "
-                   f"{scale * self.high:+.{digits}f}] {self.objective}, p = {_p(self.p)} on {self.n} confirm users")
+                   f"{scale * self.high:+.{digits}f}] {self.objective}, {p_clause(self.p)} on {self.n} confirm users")
         if self.candidates > 1:
             numbers += (f" ({100 * self.confidence:.1f}% interval and p adjusted for the best of {self.candidates} "
                         "finalists, Bonferroni)")
+        if not self.confirmed and self.low > 0 and self.differing is not None:
+            # A bootstrap interval is too narrow when few pairs differ; the exact test is the one that decides.
+            numbers += (f"; the interval excludes 0 but only {self.differing} of {self.n} users scored differently, "
+                        "too few for the exact paired test")
         if self.confirmed:
             return f"confirmed: {numbers}; the optimized program is exported"
         if self.exported == "candidate":
@@ -115,7 +124,7 @@ class Verdict:
 
 def judge(candidate: Sequence[float], handwritten: Sequence[float], *, objective: str, candidates: int = 1,
           export_unconfirmed: bool = False, alpha: float = ALPHA) -> Verdict:
-    """Compare the chosen candidate's per-example scores with the hand-written program's, paired by example.
+    """Compare the chosen candidate's per-user scores with the hand-written program's, paired by user.
 
     Confirmed when the candidate is better on average and its Bonferroni-adjusted p-value is below
     `alpha`.  The hand-written program is exported otherwise, unless `export_unconfirmed` asks for the
@@ -129,7 +138,8 @@ def judge(candidate: Sequence[float], handwritten: Sequence[float], *, objective
     p = min(1.0, paired_permutation_pvalue(list(candidate), list(handwritten)) * max(1, candidates))
     confirmed = diff > 0 and p < alpha
     exported = "candidate" if confirmed or export_unconfirmed else "handwritten"
-    return Verdict(objective, len(candidate), max(1, candidates), diff, low, high, p, confirmed, exported, confidence)
+    return Verdict(objective, len(candidate), max(1, candidates), diff, low, high, p, confirmed, exported, confidence,
+                   differing(candidate, handwritten))
 
 
 def nothing_to_confirm(objective: str, n: int) -> Verdict:
@@ -143,9 +153,6 @@ def pick_on_confirm(scores: dict[str, Sequence[float]]) -> str:
         raise ValueError("no candidate to confirm")
     return max(scores, key=lambda name: (math.fsum(scores[name]) / len(scores[name]), -list(scores).index(name)))
 
-
-def _p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
 
 
 def configuration(program: dspy.Module) -> str:
@@ -162,7 +169,7 @@ def confirm_stage(handwritten: dspy.Module, searched: Sequence[dspy.Module], exa
     """Score the hand-written program and the finalists on the confirm `examples` (`score` gives a program's
     per-example objective): the first `settings.top` distinct configurations of `searched` (the search's
     ranking, best first) other than the hand-written one, and every distinct one of `written` (a person's
-    candidates).  Return the program to export and what the export records (means, winner, verdict)."""
+    candidates).  Return the program to export and what the export records (per-user means, winner, verdict)."""
     reference = configuration(handwritten)  # the hand-written program is the reference, not a candidate
     distinct: dict[str, dspy.Module] = {}
     for program in searched:
@@ -171,16 +178,18 @@ def confirm_stage(handwritten: dspy.Module, searched: Sequence[dspy.Module], exa
     for program in written:
         if configuration(program) != reference:
             distinct.setdefault(configuration(program), program)
-    scores = {"handwritten": score(handwritten, examples)}
     named = {f"finalist {i}": program for i, program in enumerate(distinct.values(), 1)}
-    scores |= {name: score(program, examples) for name, program in named.items()}
+    users = [ex.user_id for ex in examples]
+    scores = {name: user_means(score(program, examples), users)
+              for name, program in {"handwritten": handwritten, **named}.items()}
     if named:
         winner = pick_on_confirm({name: scores[name] for name in named})
         verdict = judge(scores[winner], scores["handwritten"], objective=objective, candidates=len(named),
                         export_unconfirmed=settings.export_unconfirmed)
     else:
-        winner, verdict = "handwritten", nothing_to_confirm(objective, len(examples))
-    info = {"settings": asdict(settings), "n": len(examples), "example_ids": [ex.example_id for ex in examples],
+        winner, verdict = "handwritten", nothing_to_confirm(objective, len(scores["handwritten"]))
+    info = {"settings": asdict(settings), "n": len(scores["handwritten"]), "examples": len(examples),
+            "example_ids": [ex.example_id for ex in examples],
             "means": {name: math.fsum(values) / len(values) for name, values in scores.items()},
             "finalists": {name: instructions(program) for name, program in named.items()},
             "winner": winner, "verdict": verdict.to_dict()}

@@ -304,10 +304,12 @@ class OptunaSearch(Optimizer):
         if "dev_ids" not in study.user_attrs:
             study.set_user_attr("dev_ids", [ex.example_id for ex in valset])
 
-        pool = self._pool(study, program, trainset)
         grid = self._word_grid()
         base_words = word_limit(program.write_profile.signature.instructions)
-        base_words = min(grid, key=lambda w: abs(w - base_words)) if base_words is not None else None
+        if base_words is not None and base_words not in grid:  # else trial 0 would be a near-copy, not the program
+            raise ConfigError(f"optimizer 'optuna': the profile word grid {grid} (min_words, max_words, word_step) "
+                              f"does not hold the starting program's {base_words} words; choose one through it")
+        pool = self._pool(study, program, trainset)
         space = _Space(pool, parts_of(program.switches), base_words, grid, self._retrieval_labels(),
                        retrieval_of(program))
         self._seed_trials(study, pool, space.base_parts, base_words)
@@ -428,7 +430,8 @@ class OptunaSearch(Optimizer):
                 raise
             record_scores(trial, dev, valset)
             used = self._note(trial, before, dev)
-            self.report(_counted(study) + 1, self.settings["trials"], dev.mean(),
+            # A trial with failed examples ends failed: its partial mean is shown as none, never as the best.
+            self.report(_counted(study) + 1, self.settings["trials"], None if dev.failed else dev.mean(),
                         f"guidance question #{index} parts {parts} words {words or '-'}"
                         + ("" if label is None else f" retrieval {label}") + f"; {used.calls} calls"
                         + (f", {dev.reused} reused" if dev.reused else "")

@@ -259,6 +259,8 @@ class VerdictRecord(_Strict):
     line: StrictStr
     # The level of [low, high]: 1 - 0.05 / candidates (files made before it was recorded: the same rule).
     confidence: Annotated[int | float, BeforeValidator(_number), Field(gt=0, lt=1)] | None = None
+    # Users whose two scores differ: the exact paired test's p can be no smaller than 2 / 2^differing.
+    differing: Count | None = None
 
 
 class ConfirmRecord(_Strict):
@@ -267,7 +269,8 @@ class ConfirmRecord(_Strict):
 
     settings: ConfirmSettingsRecord
     verdict: VerdictRecord | None = None
-    n: Count | None = None
+    n: Count | None = None  # users (a user's examples are averaged before pairing)
+    examples: Count | None = None
     example_ids: list[StrictStr] = []
     means: dict[StrictStr, Number] = {}
     finalists: dict[StrictStr, dict[StepName, StrictStr]] = {}
