@@ -70,7 +70,8 @@ def test_an_interval_clear_of_zero_with_too_few_differing_users_is_explained_not
     verdict = judge([1.0] * 4 + [0.0] * 40, [0.0] * 44, objective="accuracy")
     assert not verdict.confirmed and verdict.low > 0 and verdict.p == pytest.approx(0.125)
     assert verdict.differing == 4 and "p = 0.125 on 44 confirm users" in verdict.line()
-    assert "excludes 0 but only 4 of 44 users scored differently" in verdict.line()
+    assert "the bootstrap interval excludes 0, the exact paired test does not (4 of 44 users scored differently)" \
+        in verdict.line()
     assert "excludes 0" not in judge([1.0] * 20 + [0.0] * 24, [0.0] * 44, objective="accuracy").line()
 
 

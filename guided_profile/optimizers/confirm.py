@@ -97,7 +97,7 @@ class Verdict:
     differing: int | None = None
 
     def line(self) -> str:
-        """One line in plain words, e.g. "confirmed: +4.1 points [+1.0, +7.2], p = 0.01 on 60 confirm users"."""
+        """One line in plain words, e.g. "confirmed: +4.1 points [+1.0, +7.2], p = 0.010 on 60 confirm users"."""
         if self.candidates == 0:
             return (f"not confirmed: the search found no configuration other than the hand-written one "
                     f"({self.n} confirm users); the hand-written program is exported")
@@ -110,8 +110,8 @@ class Verdict:
                         "finalists, Bonferroni)")
         if not self.confirmed and self.low > 0 and self.differing is not None:
             # A bootstrap interval is too narrow when few pairs differ; the exact test is the one that decides.
-            numbers += (f"; the interval excludes 0 but only {self.differing} of {self.n} users scored differently, "
-                        "too few for the exact paired test")
+            numbers += (f"; the bootstrap interval excludes 0, the exact paired test does not ({self.differing} of "
+                        f"{self.n} users scored differently)")
         if self.confirmed:
             return f"confirmed: {numbers}; the optimized program is exported"
         if self.exported == "candidate":
@@ -152,7 +152,6 @@ def pick_on_confirm(scores: dict[str, Sequence[float]]) -> str:
     if not scores:
         raise ValueError("no candidate to confirm")
     return max(scores, key=lambda name: (math.fsum(scores[name]) / len(scores[name]), -list(scores).index(name)))
-
 
 
 def configuration(program: dspy.Module) -> str:
