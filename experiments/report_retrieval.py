@@ -281,11 +281,15 @@ def study_section(study: Study, results: Path) -> list[str]:
     for folder in folders:
         run = Run.read(folder)
         runs.append(run)
-        problems = setting_problems(run, baseline)
+        problems, rows = setting_problems(run, baseline), []
         for method in study.methods:
             row, record_problems = method_row(study, run, baseline, method)
-            table.append("| " + " | ".join(row) + " |")
+            rows.append(row)
             problems += record_problems
+        for row in rows:
+            if problems:  # the row stays, marked where it is read, not only in the checks above
+                row[0] = f"{row[0]} (**not a valid pairing**)"
+            table.append("| " + " | ".join(row) + " |")
         if problems:
             invalid.append(folder.name)
             checks.append(f"- `{folder.name}`: **not a valid pairing**: " + "; ".join(problems) + ".")
@@ -374,7 +378,12 @@ def markdown(results: Path) -> str:
              "prompts; their replies mostly come from DSPy's answer cache and the profile store, so they are the same "
              "by construction and are no measure of noise.  Prompt tokens: means over the "
              "pairs where both runs computed every step (a DSPy cache or profile-store hit records no tokens), and "
-             "of the answer step(s) alone (one per rotation in score mode) where neither was a cache hit.", ""]
+             "of the answer step(s) alone (one per rotation in score mode) where neither was a cache hit.  "
+             "*The control* (`recent` with k = 1000, run with `--no-cache --no-store` where a script has one) keeps "
+             "every item, so it sends the whole-history run's prompts again, computed afresh: its differences are "
+             "what a rerun alone moves (server slots are not bit-repeatable) plus any drift of the code since the "
+             "whole-history run, the yardstick for the retrievers' rows.  The p-values are not corrected for the "
+             "number of rows and metrics compared: read one near 0.05 with that in mind.", ""]
     for study in STUDIES:
         lines += study_section(study, results)
     return "\n".join(lines)

@@ -110,6 +110,8 @@ def test_a_run_with_other_settings_is_named_not_a_valid_pairing(report, tmp_path
     text = report.main(["--results", str(tmp_path)])
     check = next(line for line in text.splitlines() if line.startswith("- `retrieval-paraphrase-bm25-k4-1.5b`"))
     assert "**not a valid pairing**" in check and needle in check
+    marked = [line for line in text.splitlines() if line.startswith("| ") and "(**not a valid pairing**) |" in line]
+    assert len(marked) == 2  # both methods' rows, marked where they are read
 
 
 def test_users_whose_recorded_inputs_differ_are_named(report, tmp_path):

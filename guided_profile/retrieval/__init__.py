@@ -9,12 +9,14 @@ Retrievers are chosen by name, like Optuna's samplers: `get_retriever("bm25", k1
 
 | name     | keeps                                                                    |
 |----------|--------------------------------------------------------------------------|
-| `recent` | the last k items (without k: the history before retrieval existed)       |
+| `recent` | the last k items in the data's order (without k: as before retrieval)    |
 | `none`   | the whole history, whatever k                                            |
 | `bm25`   | the k items BM25 (the `bm25s` library) scores highest against the query  |
 | `dense`  | the k items closest to the query by MiniLM cosine; embeddings cached     |
 
-Ties go to the more recent item, so a query that matches nothing keeps what `recent` keeps.
+Ties go to the later item, so a query that matches nothing keeps what `recent` keeps.  "Later" is the
+data's order: the purchase date for Amazon histories; LaMP-7's tweets carry no date, so there it is
+the order of the profile file, which need not be time.
 
 Where it sits in the layers: beside `tasks`, below `programs`
 (programs -> tasks / retrieval -> metrics -> lm / datasets / store -> errors).  It uses the metrics'
