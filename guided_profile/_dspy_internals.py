@@ -1,23 +1,27 @@
 """Every place this package leans on DSPy's private names, in one module.  Written against DSPy 3.4.1.
 
-DSPy's public API does not offer three things we need: the log-probability types of its vendored
+DSPy's public API does not offer four things we need: the log-probability types of its vendored
 `lm15` client (our engines build responses with them), a hook on an adapter's raw replies before
-parsing (DSPy raises on an empty reply that our single-output steps must keep), and hooks on
+parsing (DSPy raises on an empty reply that our single-output steps must keep), hooks on
 MIPROv2's candidate pool and trial logging (we drop malformed guidance question candidates and print our
-progress line).  Each is reached here and nowhere else, behind a small public face, so a DSPy
-upgrade breaks this module only; `tests/test_dspy_internals.py` fails loudly, naming what moved.
+progress line), and a way to turn off the second copies `Evaluate` sends of slow examples.  Each is
+reached here and nowhere else, behind a small public face, so a DSPy upgrade breaks this module only;
+`tests/test_dspy_internals.py` fails loudly, naming what moved.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dspy
 from dspy._vendor.lm15.types import TokenLogprob, TopLogprob
 from dspy.adapters.chat_adapter import ChatAdapter
 from dspy.teleprompt import MIPROv2
+from dspy.utils.parallelizer import ParallelExecutor
 
 WRITTEN_AGAINST = "3.4.1"
 
@@ -34,8 +38,12 @@ OVERRIDDEN: dict[str, tuple[Callable, tuple[str, ...]]] = {
                                      "trial", "adjusted_num_trials")),
 }
 
-__all__ = ["OVERRIDDEN", "WRITTEN_AGAINST", "HookedMIPROv2", "RepliesHookAdapter", "TokenLogprob", "TopLogprob",
-           "drift"]
+# Modules whose `ParallelExecutor` name `no_straggler_copies` swaps: Evaluate's (every DSPy optimizer scores
+# through it) and dspy.Parallel's.
+EXECUTOR_USERS = ("dspy.evaluate.evaluate", "dspy.predict.parallel")
+
+__all__ = ["EXECUTOR_USERS", "OVERRIDDEN", "WRITTEN_AGAINST", "HookedMIPROv2", "RepliesHookAdapter", "TokenLogprob",
+           "TopLogprob", "drift", "no_straggler_copies"]
 
 
 def drift() -> list[str]:
@@ -91,3 +99,31 @@ class HookedMIPROv2(MIPROv2):
                                     adjusted_num_trials, *args, **kwargs)
         self.on_trial(trial.number + 1, adjusted_num_trials, None,
                       f"minibatch {score / 100:.3f}, best full {best_score / 100:.3f}")
+
+
+class SingleCopyExecutor(ParallelExecutor):
+    """DSPy's ParallelExecutor without its straggler copies (`timeout` 0 turns them off)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.timeout = 0
+
+
+@contextlib.contextmanager
+def no_straggler_copies() -> Iterator[None]:
+    """Within the block, DSPy's `Evaluate` never sends a slow example a second time.
+
+    Its executor sends another copy of any example still running after 120 s once at most 3 are left,
+    without stopping the first.  On a CPU, where one example takes minutes, that pays for slow calls
+    twice, outside any plan; and the copy's answer can differ from the first's (llama.cpp is not
+    batch-invariant), so a search replayed from its kept answers could take another path.
+    """
+    modules = [importlib.import_module(name) for name in EXECUTOR_USERS]
+    before = [module.ParallelExecutor for module in modules]
+    for module in modules:
+        module.ParallelExecutor = SingleCopyExecutor
+    try:
+        yield
+    finally:
+        for module, executor in zip(modules, before, strict=True):
+            module.ParallelExecutor = executor

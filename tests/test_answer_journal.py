@@ -61,3 +61,12 @@ def test_a_kill_cut_line_is_skipped_and_the_rest_read(tmp_path):
         warnings.simplefilter("always")
         assert _fresh_machine(tmp_path).get(REQUEST) == ANSWER
     assert any("line 2" in str(w.message) for w in caught)
+
+
+def test_a_second_answer_to_one_request_leaves_the_first_in_the_cache_and_the_file(tmp_path):
+    """Two threads asked at once and got different answers: every later read, here or elsewhere, sees the first."""
+    journal = AnswerJournal(tmp_path / "run" / FILENAME, _cache(tmp_path / "here"))
+    journal.put(REQUEST, ANSWER)
+    journal.put(REQUEST, {"outputs": ["Garden tools."]})
+    assert journal.get(REQUEST) == ANSWER
+    assert _fresh_machine(tmp_path).get(REQUEST) == ANSWER

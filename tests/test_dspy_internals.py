@@ -4,6 +4,9 @@ When one of these fails, DSPy changed under `guided_profile/_dspy_internals.py`:
 code for the names below, update that module (and its `WRITTEN_AGAINST`), then these tests.
 """
 
+import importlib
+import time
+
 import dspy
 
 from guided_profile import _dspy_internals
@@ -33,3 +36,34 @@ def test_drift_names_a_method_whose_parameters_changed(monkeypatch):
                         (moved, ("self", "processed_signature", "original_signature")))
     assert _dspy_internals.drift() == ["ChatAdapter._call_postprocess('self', 'outputs', 'signature') no longer starts "
                                        "with ('self', 'processed_signature', 'original_signature')"]
+
+
+def _calls_of_a_slow_example(executor):
+    """How many times `executor` runs each of 2 examples when one takes 2.5 s (DSPy's default copies after 120 s;
+    here after 1 s)."""
+    calls = {"fast": 0, "slow": 0}
+
+    def run(name):
+        calls[name] += 1
+        time.sleep(2.5 if name == "slow" else 0)
+        return name
+
+    assert executor.execute(run, ["fast", "slow"]) == ["fast", "slow"]
+    return calls
+
+
+def test_dspy_still_sends_slow_examples_twice_and_the_guard_stops_it():
+    """If the first assertion fails, DSPy dropped its straggler copies: `no_straggler_copies` may go."""
+    from dspy.utils.parallelizer import ParallelExecutor
+
+    assert _calls_of_a_slow_example(ParallelExecutor(num_threads=2, timeout=1))["slow"] >= 2
+    guarded = _dspy_internals.SingleCopyExecutor(num_threads=2, timeout=1)
+    assert _calls_of_a_slow_example(guarded) == {"fast": 1, "slow": 1}
+
+
+def test_no_straggler_copies_swaps_the_executor_evaluate_builds_and_restores_it():
+    modules = [importlib.import_module(name) for name in _dspy_internals.EXECUTOR_USERS]
+    before = [module.ParallelExecutor for module in modules]
+    with _dspy_internals.no_straggler_copies():
+        assert all(module.ParallelExecutor is _dspy_internals.SingleCopyExecutor for module in modules)
+    assert [module.ParallelExecutor for module in modules] == before

@@ -104,8 +104,8 @@ def test_copro_keeps_a_hand_written_guidance_that_is_a_request_not_a_question(tm
 
 @pytest.mark.parametrize(("proposal", "expected"), [
     (NEW_Q, f"accepted; .*proposed digest: {re.escape(repr(NEW_Q))}"),
-    ("Think step by step and be thorough",
-     r"rejected \(minibatch total .*proposed nothing usable \(current text kept\)"),
+    # A refused guidance question is no proposal: the dev set (4) and the parent's minibatch (3), no copy scored.
+    ("Think step by step and be thorough", r"^\[gepa\] trial 1 .*nothing proposed; best dev [.0-9]+; metric calls 7/"),
 ])
 def test_gepa_progress_says_what_was_proposed_and_the_verdict(tmp_path, proposal, expected):
     lines = []

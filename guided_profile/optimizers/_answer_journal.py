@@ -57,8 +57,12 @@ class AnswerJournal:
 
     def put(self, request: dict[str, Any], value: Any, ignored_args_for_cache_key: list[str] | None = None,
             enable_memory_cache: bool = True) -> None:
+        key = self._key(request, ignored_args_for_cache_key)
+        kept = self._kept.get(key) if key is not None else None
+        if kept is not None:  # a second answer to one request (two threads asked at once): the first one stays,
+            value = copy.deepcopy(kept)  # in the cache as in the file, so every later read and every replay agree
         self.inner.put(request, value, ignored_args_for_cache_key, enable_memory_cache)
-        self._keep(self._key(request, ignored_args_for_cache_key), value)
+        self._keep(key, value)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

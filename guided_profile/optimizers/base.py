@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import dspy
 
+from guided_profile._dspy_internals import no_straggler_copies
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError, GuidedProfileError
 from guided_profile.lm.accounting import attach_counter
@@ -170,7 +171,7 @@ class Optimizer(ABC):
         search, confirm = self._split_dev(valset)
         self.metric.remember([*trainset, *valset])
         with dspy.context(lm=self.task_lm, adapter=ProgramAdapter()):
-            with answers_kept_in(self.workdir if self.replays_to_resume else None):
+            with answers_kept_in(self.workdir if self.replays_to_resume else None), no_straggler_copies():
                 best = self._search(student.deepcopy(), trainset, search, self.metric)
             if not confirm:
                 return best

@@ -1,7 +1,8 @@
 """`copro`: DSPy's COPRO behind our interface (our metric, the prompt model for proposals).  Of its
 scored candidates, the best one whose guidance question is one question (or request) is returned.
 
-A rerun of the same command is cheap: DSPy's answer cache (on unless --no-cache) answers every
+A rerun of the same command is cheap: it replays the search, and DSPy's answer cache (on unless
+--no-cache), or on another machine the run folder's answers.jsonl (`_answer_journal.py`), answers every
 program and proposal call already made, so only the part not yet paid for reaches the model.
 """
 

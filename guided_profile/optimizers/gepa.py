@@ -2,7 +2,8 @@
 feedback, the prompt model for reflections).  The digest step gets its own instruction proposer told to write one
 question; a draft that still is not question-shaped keeps the current guidance question.
 
-A rerun of the same command is cheap: DSPy's answer cache (on unless --no-cache) answers every
+A rerun of the same command is cheap: it replays the search, and DSPy's answer cache (on unless
+--no-cache), or on another machine the run folder's answers.jsonl (`_answer_journal.py`), answers every
 program and proposal call already made, so only the part not yet paid for reaches the model.
 """
 
@@ -35,9 +36,10 @@ GUIDANCE_RULES = ("This instruction is the guidance question: the assistant answ
 class GuidanceProposer:
     """GEPA's own InstructionProposer, with the guidance rules for the digest step.
 
-    Each component is proposed separately so the digest step alone is told to write a question;
-    a failed or malformed proposal keeps the component's current text (GEPA then tries another
-    component or minibatch), so a small reflection model cannot end the run.
+    Each component is proposed separately so the digest step alone is told to write a question.
+    A failed or malformed proposal is left out of the answer: GEPA then skips the iteration instead
+    of scoring an unchanged copy of the program (its metric calls would be spent for nothing), and a
+    small reflection model cannot end the run.
     """
 
     def __init__(self, task_description: str):
@@ -62,8 +64,8 @@ class GuidanceProposer:
                 text = as_guidance_question(text)
             if text is None:
                 self.kept.append(name)
-                text = candidate[name]
-            results[name] = text
+            else:
+                results[name] = text
         return results
 
 
@@ -85,7 +87,7 @@ class _GepaProgress:
         self.parent = event["parent_candidate"]
 
     def on_proposal_end(self, event: dict) -> None:
-        # GuidanceProposer hands back the current text when it refuses a proposal: that is no change.
+        # A proposal identical to the current text is no change.
         changed = {n: t for n, t in event["new_instructions"].items() if t != self.parent.get(n)}
         self.proposed = ("; ".join(f"{name}: {text[:100]!r}" for name, text in changed.items())
                          or "nothing usable (current text kept)")
@@ -102,7 +104,7 @@ class _GepaProgress:
         scores = state.program_full_scores_val_set
         if event["proposal_accepted"]:
             verdict = "accepted"
-        else:  # GEPA proposes nothing for a minibatch the program already gets right
+        else:  # nothing for a minibatch the program already gets right, or a refused proposal
             verdict = "rejected" + self.minibatch if self.proposed else "nothing proposed"
         self.owner.report(event["iteration"], None, None,
                           f"{verdict}; best dev {max(scores):.3f}; metric calls {state.total_num_evals}/{self.total}"

@@ -2,7 +2,8 @@
 `parallel` threads, our metric, the prompt model for proposals).  Malformed digest candidates are
 dropped from its pool before the Optuna trials, so a rewritten guidance question stays one question.
 
-A rerun of the same command is cheap: DSPy's answer cache (on unless --no-cache) answers every
+A rerun of the same command is cheap: it replays the search, and DSPy's answer cache (on unless
+--no-cache), or on another machine the run folder's answers.jsonl (`_answer_journal.py`), answers every
 program and proposal call already made, so only the part not yet paid for reaches the model.
 """
 
