@@ -127,7 +127,7 @@ def test_malformed_candidate_files_are_one_clear_error(tmp_path, name, content, 
 
 # ----------------------------------------------------------------------------- the stage, end to end
 
-def _tune(tmp_path, name="copro", task_rule=None, user_candidates=(), fraction=0.5, **settings):
+def _tune(tmp_path, name="copro", task_rule=None, user_candidates=(), fraction=0.5, progress=None, **settings):
     from test_optimizers import SETTINGS, TASK, examples, lms, rewarding_rule
 
     from guided_profile.optimizers import get_optimizer, run_optimizer
@@ -135,8 +135,9 @@ def _tune(tmp_path, name="copro", task_rule=None, user_candidates=(), fraction=0
     from guided_profile.programs import build_program
 
     task_lm, task_engine, prompt_lm, _ = lms(task_rule or rewarding_rule)
-    optimizer = get_optimizer(name, task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path, progress=None,
-                              confirm=ConfirmSettings(fraction=fraction), user_candidates=user_candidates,
+    optimizer = get_optimizer(name, task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
+                              progress=progress, confirm=ConfirmSettings(fraction=fraction),
+                              user_candidates=user_candidates,
                               **(SETTINGS[name] | settings))
     result = run_optimizer(optimizer, build_program("gpg", TASK), trainset=examples(4, "t"),
                            valset=examples(24, "d"), budget=100_000, log=lambda line: None)
@@ -166,6 +167,16 @@ def test_when_nothing_beats_the_handwritten_program_it_is_exported_with_the_verd
     assert not verdict["confirmed"] and verdict["exported"] == "handwritten"
     assert "the hand-written program is exported" in verdict["line"]
     assert result.program.digest.signature.instructions == TASK.guidance_question
+
+
+def test_the_confirm_stage_says_what_it_is_scoring(tmp_path):
+    """An hour on a CPU without a line would look hung: the stage names each program and counts its examples."""
+    lines = []
+    result, _ = _tune(tmp_path, "copro", progress=lines.append)
+    stage = [line for line in lines if "confirm stage" in line]
+    n, programs = result.info["confirm"]["examples"], 1 + len(result.info["confirm"]["finalists"])
+    assert stage[0] == f"[copro] confirm stage: handwritten (1 of {programs}) on {n} examples"
+    assert f"[copro] confirm stage: {n} of {n} examples scored" in stage
 
 
 def test_user_candidates_meet_the_handwritten_program_in_the_confirm_stage(tmp_path):

@@ -35,6 +35,8 @@ from guided_profile.programs.adapter import ProgramAdapter
 from guided_profile.programs.attempt import Attempt, attempt
 from guided_profile.tasks.base import Task
 
+CONFIRM_PROGRESS_EVERY = 10  # examples between two progress lines of the confirm stage (an hour on a CPU)
+
 
 class BudgetError(ConfigError):
     """The expected number of LM calls does not fit the budget: nothing was run."""
@@ -178,7 +180,8 @@ class Optimizer(ABC):
             written = [with_candidate(student, c) for c in self._unsearched_candidates()]
             program, self.info["confirm"] = confirm_stage(student.deepcopy(), self.ranked or [best], confirm,
                                                           score=self.scores, objective=self.metric.objective,
-                                                          settings=self.confirm, written=written)
+                                                          settings=self.confirm, written=written,
+                                                          progress=self._say)
             return program
 
     def scores(self, program: dspy.Module, examples: Sequence[Example]) -> list[float]:
@@ -189,9 +192,17 @@ class Optimizer(ABC):
         journal, key = self._journal(), configuration(program)
         pending = [example for example in examples if journal.get(key, example) is None]
 
+        finished, lock = [0], threading.Lock()
+
         def keep(tried: Attempt) -> None:
             if tried.error is None:
                 journal.keep(key, tried.example, tried.score, tried.metrics)
+            with lock:
+                finished[0] += 1
+                if finished[0] % CONFIRM_PROGRESS_EVERY == 0 or finished[0] == len(pending):
+                    self._say(f"confirm stage: {finished[0]} of {len(pending)} examples scored"
+                              + (f" ({len(examples) - len(pending)} kept from an earlier run)"
+                                 if len(pending) < len(examples) else ""))
 
         done = self.attempts(program, pending, then=keep)
         failed = [tried for tried, _ in done if tried.error is not None]
@@ -268,6 +279,10 @@ class Optimizer(ABC):
         """Keep `score` as the best so far if it is (a resumed search passes the best of its earlier sessions)."""
         if score is not None and (self._best_score is None or score > self._best_score):
             self._best_score = score
+
+    def _say(self, line: str) -> None:
+        if self.progress_fn is not None:
+            self.progress_fn(f"[{self.name}] {line}")
 
     def report(self, trial: int | str, total: int | None, score: float | None, note: str = "") -> None:
         self.remember_best(score)

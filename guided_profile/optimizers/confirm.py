@@ -164,11 +164,13 @@ def configuration(program: dspy.Module) -> str:
 
 def confirm_stage(handwritten: dspy.Module, searched: Sequence[dspy.Module], examples: Sequence[Example], *,
                   score: Callable[[dspy.Module, Sequence[Example]], list[float]], objective: str,
-                  settings: ConfirmSettings, written: Sequence[dspy.Module] = ()) -> tuple[dspy.Module, dict[str, Any]]:
+                  settings: ConfirmSettings, written: Sequence[dspy.Module] = (),
+                  progress: Callable[[str], None] | None = None) -> tuple[dspy.Module, dict[str, Any]]:
     """Score the hand-written program and the finalists on the confirm `examples` (`score` gives a program's
     per-example objective): the first `settings.top` distinct configurations of `searched` (the search's
     ranking, best first) other than the hand-written one, and every distinct one of `written` (a person's
-    candidates).  Return the program to export and what the export records (per-user means, winner, verdict)."""
+    candidates).  Return the program to export and what the export records (per-user means, winner, verdict).
+    `progress(line)` hears which program is being scored: the stage can take an hour on a CPU."""
     reference = configuration(handwritten)  # the hand-written program is the reference, not a candidate
     distinct: dict[str, dspy.Module] = {}
     for program in searched:
@@ -178,9 +180,11 @@ def confirm_stage(handwritten: dspy.Module, searched: Sequence[dspy.Module], exa
         if configuration(program) != reference:
             distinct.setdefault(configuration(program), program)
     named = {f"finalist {i}": program for i, program in enumerate(distinct.values(), 1)}
-    users = [ex.user_id for ex in examples]
-    scores = {name: user_means(score(program, examples), users)
-              for name, program in {"handwritten": handwritten, **named}.items()}
+    users, programs, scores = [ex.user_id for ex in examples], {"handwritten": handwritten, **named}, {}
+    for i, (name, program) in enumerate(programs.items(), 1):
+        if progress is not None:
+            progress(f"confirm stage: {name} ({i} of {len(programs)}) on {len(examples)} examples")
+        scores[name] = user_means(score(program, examples), users)
     if named:
         winner = pick_on_confirm({name: scores[name] for name in named})
         verdict = judge(scores[winner], scores["handwritten"], objective=objective, candidates=len(named),
