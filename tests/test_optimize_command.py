@@ -217,7 +217,7 @@ def test_the_estimate_is_the_exported_programs_confirm_mean_minus_the_handwritte
              "verdict": verdict}
     assert confirm_estimate({"confirm": stage}) == {"objective": "accuracy", "diff": pytest.approx(0.1), "n": 40,
                                                     "confirmed": True, "diff_ci": (0.02, 0.18),
-                                                    "exported": "candidate"}
+                                                    "exported": "candidate", "candidates": 2}
     kept = confirm_estimate({"confirm": stage | {"verdict": verdict | {"confirmed": False, "exported": "handwritten"}}})
     assert kept["diff"] == 0.0 and kept["diff_ci"] == (0.0, 0.0)  # the hand-written program itself was exported
     assert confirm_estimate({}) is None and confirm_estimate({"confirm": {"verdict": None}}) is None
@@ -229,7 +229,7 @@ def test_the_estimate_is_the_exported_programs_confirm_mean_minus_the_handwritte
     header, body = table(TASK, rows)
     predicted, realized = header.index("confirm estimate (dev)"), header.index("realized on this split")
     assert body[0][predicted] == body[0][realized] == "-"
-    assert body[1][predicted] == "+0.100 [+0.020, +0.180] accuracy, 40 users, confirmed"
+    assert body[1][predicted] == "+0.100 [+0.020, +0.180] accuracy, 40 users, best of 2, confirmed"
     assert body[1][realized].startswith("+1.000 [+1.000, +1.000] accuracy, 3 users, p = ")
 
 
