@@ -281,6 +281,7 @@ class Optimizer(ABC):
             self._best_score = score
 
     def _say(self, line: str) -> None:
+        """A progress line, prefixed with the optimizer's name (nothing when progress is off)."""
         if self.progress_fn is not None:
             self.progress_fn(f"[{self.name}] {line}")
 
@@ -292,8 +293,8 @@ class Optimizer(ABC):
         of = f"/{total}" if total else ""
         shown = "-" if score is None else f"{score:.3f}"
         best = "-" if self._best_score is None else f"{self._best_score:.3f}"
-        self.progress_fn(f"[{self.name}] trial {trial}{of}  score {shown}  best {best}  calls {t.calls + p.calls}"
-                         f" (task {t.calls}, {t.cache_hits} cached; prompt {p.calls})" + (f"  {note}" if note else ""))
+        self._say(f"trial {trial}{of}  score {shown}  best {best}  calls {t.calls + p.calls}"
+                  f" (task {t.calls}, {t.cache_hits} cached; prompt {p.calls})" + (f"  {note}" if note else ""))
 
 
 def _checked(trainset: Sequence[Example], valset: Sequence[Example] | None) -> tuple[list[Example], list[Example]]:

@@ -348,9 +348,8 @@ class OptunaSearch(Optimizer):
                 refused.append(text)
             elif shaped not in pool:
                 pool.append(shaped)
-            if self.progress_fn:
-                self.progress_fn(f"[optuna] proposal {i + 1}/{k}: {len(pool) - 1} guidance question candidates, "
-                                 f"{len(refused)} refused (not one question); calls {self.calls_spent()}")
+            self._say(f"proposal {i + 1}/{k}: {len(pool) - 1} guidance question candidates, "
+                      f"{len(refused)} refused (not one question); calls {self.calls_spent()}")
         study.set_user_attr(POOL_ATTR, redact_json(pool))
         study.set_user_attr("refused_candidates", redact_json(refused))
         return pool
@@ -471,7 +470,7 @@ class OptunaSearch(Optimizer):
             done = len(dev.scores) + dev.failed
             if done < total and done // PROGRESS_EVERY > shown[0]:
                 shown[0] = done // PROGRESS_EVERY
-                self.progress_fn(f"[optuna] trial {label}: {done} of {total} dev examples, {dev.mean():.3f} so far")
+                self._say(f"trial {label}: {done} of {total} dev examples, {dev.mean():.3f} so far")
         return show
 
     def _note(self, trial: optuna.Trial, before: Usage, dev: DevScores | None) -> Usage:
@@ -502,9 +501,8 @@ class OptunaSearch(Optimizer):
         if self.search_budget is None:
             return
         if self.calls_spent() + self.per_trial > self.search_budget:
-            if self.progress_fn:
-                self.progress_fn(f"[optuna] stopping: another trial could exceed the budget "
-                                 f"({self.calls_spent()} of {self.search_budget} calls for the search spent)")
+            self._say(f"stopping: another trial could exceed the budget "
+                      f"({self.calls_spent()} of {self.search_budget} calls for the search spent)")
             study.stop()
 
     def _best(self, study: optuna.Study, base: dspy.Module, pool: list[str], multi: bool) -> dspy.Module:
