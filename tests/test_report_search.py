@@ -1,0 +1,103 @@
+"""experiments/report_search.py on a hand-made study: every trial's row, racing, cost and the confirm stage."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "report_search.py"
+POOL = ["Provide the category of each item:", "Which kinds were bought twice?", "What is their primary interest?"]
+DISTRIBUTIONS = {"guidance": CategoricalDistribution([0, 1, 2]), "parts": CategoricalDistribution(["pc+pp", "g"]),
+                 "profile_words": IntDistribution(20, 100, step=20)}
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("report_search", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def trial(state, guidance, parts="pc+pp", value=None, **attrs):
+    params = {"guidance": guidance, "parts": parts} | ({"profile_words": 60} if parts == "pc+pp" else {})
+    return create_trial(state=state, value=value, params=params,
+                        distributions={k: DISTRIBUTIONS[k] for k in params},
+                        user_attrs={"parts": parts, "profile_words": params.get("profile_words", "no profile")}
+                        | attrs)
+
+
+def search(tmp_path):
+    """A run folder with a study of four trials (complete, pruned, failed, complete) and its compiled file."""
+    run_dir = tmp_path / "x.run"
+    run_dir.mkdir()
+    study = optuna.create_study(study_name="preference-optuna-abc", storage=f"sqlite:///{run_dir / 'study.db'}",
+                                direction="maximize")
+    study.set_user_attr("config", {"task": "preference", "seed": 0, "objective": "gold_probability",
+                                   "user_candidates": [POOL[1]]})
+    study.set_user_attr("guidance_question_pool", POOL)
+    study.set_user_attr("dev_ids", [str(i) for i in range(10)])
+    study.set_user_attr("retried", [2])
+    done = {"dev_examples": 10, "paid_examples": 10, "reused_examples": 0, "calls": 60, "tokens_per_example": 3000.0}
+    study.add_trial(trial(TrialState.COMPLETE, 0, value=0.27, **done))
+    study.add_trial(trial(TrialState.PRUNED, 1, value=0.31, dev_examples=4, paid_examples=4, reused_examples=0,
+                          pruned_after_examples=4, mean_so_far=0.2619, calls=24))
+    study.add_trial(trial(TrialState.FAIL, 2))
+    study.add_trial(trial(TrialState.COMPLETE, 1, parts="g", value=0.2777, **done))
+    (run_dir / "cost.json").write_text(json.dumps({"sessions": [
+        {"seconds": 5400, "model_calls": 100, "prompt_tokens": 1000, "completion_tokens": 10},
+        {"seconds": 1800, "model_calls": 50, "prompt_tokens": 500, "completion_tokens": 5}]}))
+    verdict = {"objective": "gold_probability", "n": 5, "candidates": 1, "diff": -0.01, "low": -0.03, "high": 0.01,
+               "p": 0.5, "confirmed": False, "exported": "handwritten", "line": "not confirmed: -0.010 ..."}
+    payload = {"command": "guided-profile optimize ...", "lm": {"model": "qwen-test", "sha256": "e" * 64},
+               "data": {"sha256": "d" * 64, "train_ids": ["a", "b"]}, "git": {"commit": "c" * 40, "dirty": False},
+               "version": "0.1.0", "handwritten_instructions": {"digest": POOL[0]},
+               "optimizer": {"info": {"racing": {"trials": 3, "pruned": 1, "dev_examples_scored": 24,
+                                                 "full_evaluation": 30, "saved": 6, "paid": 24}}},
+               "confirm": {"n": 5, "means": {"handwritten": 0.26, "finalist 1": 0.25},
+                           "finalists": {"finalist 1": {"digest": POOL[1]}}, "winner": "finalist 1",
+                           "verdict": verdict}}
+    compiled = tmp_path / "x.json"
+    compiled.write_text(json.dumps(payload))
+    return compiled, run_dir
+
+
+def test_every_trial_has_a_row_that_says_how_it_ended(report, tmp_path):
+    compiled, run_dir = search(tmp_path)
+    text = report.markdown(compiled, run_dir)
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert "complete" in rows["0"] and "hand-written: Provide the category" in rows["0"] and "0.2700" in rows["0"]
+    assert "pruned after 4" in rows["1"] and "(0.2619 so far)" in rows["1"] and "ours (--candidates)" in rows["1"]
+    assert "0.3100" not in rows["1"]  # Optuna's value for a pruned trial is its last example's score, not its mean
+    assert "failed, retried" in rows["2"] and "proposed: What is their primary" in rows["2"]
+    assert "| G |" in rows["3"] and "no profile" in rows["3"] and "10 (10 paid, 0 reused)" in rows["3"]
+
+
+def test_racing_cost_and_confirm_are_read_from_the_files(report, tmp_path):
+    compiled, run_dir = search(tmp_path)
+    text = report.markdown(compiled, run_dir)
+    assert "6 saved (20%)" in text
+    assert "2.0 h of wall time, 150 model calls" in text
+    winner = next(line for line in text.splitlines() if line.startswith("| finalist 1 (winner)"))
+    # The finalist's guidance question is shared by a pruned and a complete trial: the complete one's mean.
+    assert "0.2777" in winner and "0.2500" in winner
+    assert "**Verdict:** not confirmed: -0.010" in text
+    assert "commit cccccccccccc (clean)" in text
+
+
+def test_main_writes_the_report_into_the_run_folder(report, tmp_path, capsys):
+    compiled, run_dir = search(tmp_path)
+    assert report.main([str(compiled)]) == run_dir / "search.md"
+    assert (run_dir / "search.md").read_text().startswith("# preference: Optuna search `preference-optuna-abc`")
+
+
+def test_a_missing_study_is_one_line(report, tmp_path, capsys):
+    compiled, run_dir = search(tmp_path)
+    (run_dir / "study.db").unlink()
+    with pytest.raises(SystemExit) as stop:
+        report.main([str(compiled)])
+    assert stop.value.code == 2 and "study.db not found" in capsys.readouterr().err
