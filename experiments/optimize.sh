@@ -22,7 +22,8 @@
 # Every step reads the whole kept history (`--retriever recent`, as the paper's GPG): the preference search began
 # before dev users chose bm25 with k 4 as that task's default, and the compare must give the hand-written program
 # the history the search gave it.
-# Compiled programs go to experiments/results/compiled/TASK-OPTIMIZER-raced-1.5b.json, the comparison to
+# Compiled programs go to experiments/results/compiled/TASK-OPTIMIZER-raced-1.5b.json (an Optuna search's report to
+# TASK-optuna-raced-1.5b.run/search.md: experiments/report_search.py), the comparison to
 # experiments/results/compare-TASK-raced-1.5b/.  (The -1.5b files without "raced" are the earlier 20/20 runs.)
 set -euo pipefail
 task="${1:?usage: experiments/optimize.sh TASK [N_TEST_USERS] [OPTIMIZER ...]}"
@@ -48,6 +49,9 @@ programs=handwritten
 for optimizer in "${optimizers[@]}"; do
   out="experiments/results/compiled/${task}-${optimizer}-raced-1.5b.json"
   tune "$optimizer" "$out"
+  if [ "$optimizer" = optuna ]; then  # every trial, racing, cost and the confirm stage: X.run/search.md
+    python experiments/report_search.py "$out"
+  fi
   refused=$(python -c 'import json, sys; stage = json.load(open(sys.argv[1]))["confirm"]
 print(int(stage["verdict"]["exported"] == "handwritten" and stage["winner"] != "handwritten"))' "$out")
   if [ "$refused" = 1 ]; then
