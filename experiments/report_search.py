@@ -97,23 +97,26 @@ def racing_lines(info: dict[str, Any]) -> list[str]:
             "and the rest reused from earlier trials (the same configuration on the same user).", ""]
 
 
-def confirm_lines(payload: dict[str, Any], search_means: dict[str, float]) -> list[str]:
-    """Each program's mean on the confirm users beside its search mean, and the verdict."""
+def confirm_lines(payload: dict[str, Any], searched: dict[str, optuna.trial.FrozenTrial]) -> list[str]:
+    """Each program's mean on the confirm users beside its search trial, and the verdict.  `searched`: the
+    complete trial of each guidance question that only one complete trial has (the confirm stage records a
+    finalist's instructions, not its trial)."""
     stage = payload.get("confirm") or {}
     verdict = stage.get("verdict")
     if not verdict:
         return ["No confirm stage recorded.", ""]
     rows = []
     for name, mean in stage["means"].items():
-        question = (payload.get("handwritten_instructions") or {}).get("digest") if name == "handwritten" else (
-            stage["finalists"][name].get("digest"))
-        marker = " (winner)" if name == stage["winner"] else ""
-        rows.append([name + marker, question or "-", f"{search_means.get(question, float('nan')):.4f}"
-                     if question in search_means else "-", f"{mean:.4f}"])
+        digest = (payload.get("handwritten_instructions") if name == "handwritten" else stage["finalists"][name])
+        question = (digest or {}).get("digest")
+        trial = searched.get(question)
+        found = ([f"{trial.number}: {str(trial.user_attrs.get('parts', '-')).upper()}",
+                  f"{trial.values[0]:.4f}"] if trial else ["-", "-"])
+        rows.append([name + (" (winner)" if name == stage["winner"] else ""), question or "-", *found, f"{mean:.4f}"])
     return [f"## Confirm stage: {stage['n']} dev users the search never saw", "",
-            markdown_table(["program", "guidance question", "search mean", f"confirm mean ({verdict['objective']})"],
-                           rows), "",
-            "A finalist's search mean is its complete trial's (matched by guidance question; '-' when two "
+            markdown_table(["program", "guidance question", "search trial: final step reads", "search mean",
+                            f"confirm mean ({verdict['objective']})"], rows), "",
+            "A program's search trial is the complete trial with its guidance question ('-' when several "
             "complete trials share it).", "", f"**Verdict:** {verdict['line']}", ""]
 
 
@@ -124,7 +127,7 @@ def markdown(compiled: Path, run_dir: Path) -> str:
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     pool = study.user_attrs["guidance_question_pool"]
     questions = [pool[t.params.get("guidance", 0)] for t in complete]
-    search_means = {q: t.values[0] for q, t in zip(questions, complete, strict=True) if questions.count(q) == 1}
+    searched = {q: t for q, t in zip(questions, complete, strict=True) if questions.count(q) == 1}
     lm = payload.get("lm") or {}
     data = payload.get("data") or {}
     header = ["trial", "state", "guidance question", "final step reads", "profile words",
@@ -140,7 +143,7 @@ def markdown(compiled: Path, run_dir: Path) -> str:
         "## Trials (every one the study holds)", "", markdown_table(header, trial_rows(study)), "",
         "*final step reads*: PC the history, G the guidance answer, PP the profile. A failed trial was "
         "interrupted by a stop (or some of its examples failed); its configuration ran again as a later trial.", "",
-        *racing_lines(info), *cost_lines(run_dir), *confirm_lines(payload, search_means),
+        *racing_lines(info), *cost_lines(run_dir), *confirm_lines(payload, searched),
         "## Guidance questions (the study's pool, whole)", "",
         *[f"{i}. {source(i, q, config)}: {q}" for i, q in enumerate(pool)], ""])
 

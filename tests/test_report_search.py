@@ -84,7 +84,7 @@ def test_racing_cost_and_confirm_are_read_from_the_files(report, tmp_path):
     assert "2.0 h of wall time, 150 model calls" in text
     winner = next(line for line in text.splitlines() if line.startswith("| finalist 1 (winner)"))
     # The finalist's guidance question is shared by a pruned and a complete trial: the complete one's mean.
-    assert "0.2777" in winner and "0.2500" in winner
+    assert "| 3: G | 0.2777 | 0.2500 |" in winner
     assert "**Verdict:** not confirmed: -0.010" in text
     assert "commit cccccccccccc (clean)" in text
 
