@@ -82,7 +82,8 @@ def cost_lines(run_dir: Path) -> list[str]:
     hours = sum(s["seconds"] for s in sessions) / 3600
     calls = sum(s["model_calls"] for s in sessions)
     tokens = sum(s["prompt_tokens"] + s["completion_tokens"] for s in sessions)
-    return [f"**Cost** (`cost.json`, {len(sessions)} sessions, search and confirm stage together): "
+    return [f"**Cost** (`cost.json`, {len(sessions)} sessions: every optimize session on this run folder, its "
+            "search, confirm stage and exports): "
             f"{hours:.1f} h of wall time, {calls:,} model calls, {tokens:,} prompt + generated tokens.", ""]
 
 
