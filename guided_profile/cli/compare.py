@@ -22,7 +22,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser = add_evaluation_command(sub, "compare",
                                     summary="hand-written GPG vs compiled programs: paired statistics and a report",
                                     doc=__doc__, epilog=EPILOG,
-                                    default_out="runs/compare-TASK-SPLIT-DATA-LM-MODE-seedS")
+                                    default_out="runs/compare-TASK-SPLIT-DATA-LM-MODE-seedS[-RETRIEVERkK]")
     parser.add_argument("--programs", required=True,
                         help="comma-separated: 'handwritten' (the task's GPG), compiled JSON files, or method names; "
                              "handwritten is added if missing (it is the reference)")

@@ -17,7 +17,8 @@ EPILOG = """examples:
 
 def add_parser(sub) -> argparse.ArgumentParser:
     parser = add_evaluation_command(sub, "run", summary="evaluate methods on a task and print the paper's table",
-                                    doc=__doc__, epilog=EPILOG, default_out="runs/TASK-SPLIT-DATA-LM-MODE-seedS")
+                                    doc=__doc__, epilog=EPILOG,
+                                    default_out="runs/TASK-SPLIT-DATA-LM-MODE-seedS[-RETRIEVERkK]")
     parser.add_argument("--methods", default=None,
                         help="comma-separated: dg-no-pc, dg-pc, pg, gpg, or ablation rows gpg:PARTS "
                              "with PARTS from pc+g+pp (default: the paper's four methods, none with --program)")
