@@ -11,6 +11,7 @@ clear error (or, for a records line, a warning and a redo): never a traceback, a
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import threading
 import warnings
@@ -24,6 +25,7 @@ from typing import Any
 
 import dspy
 
+from guided_profile import json_text
 from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError, RunFolderError, RunFolderWarning
 from guided_profile.files import FolderLock, append_line, irregular, make_folder, write_json
@@ -75,7 +77,7 @@ def _parse_record(line: bytes, check: Callable[[dict[str, Any]], str | None] | N
                   ) -> tuple[dict[str, Any] | None, str | None]:
     """(the record, None), or (None, what is wrong with the line)."""
     try:
-        record = json.loads(line.decode("utf-8"))
+        record = json_text.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None, "incomplete or not JSON (cut short by a kill?)"
     if not isinstance(record, dict):
@@ -93,10 +95,33 @@ def record_problem(record: dict[str, Any]) -> str | None:
     wrong = [key for key, kind in RECORD_TYPES.items() if not isinstance(record[key], kind)]
     if record.get("error") is None and not isinstance(record["metrics"], dict):
         wrong.append("metrics")
-    unknown = set(record["usage"]) - {f.name for f in fields(Usage)}
+    if "seconds" not in wrong and not _amount(record["seconds"]):
+        wrong.append("seconds")
+    usage = record["usage"] if isinstance(record["usage"], dict) else {}
+    wrong += [f"usage.{key}" for key, value in usage.items() if not _amount(value)]
+    unknown = set(usage) - {f.name for f in fields(Usage)}
     if wrong or unknown:
         return f"not a record ({', '.join(wrong + sorted(unknown))} of the wrong type or unknown)"
     return None
+
+
+def metrics_problem(task: Task, metrics: dict[str, Any]) -> str | None:
+    """What keeps a finished record's metrics from being summarized by `task` (a hand-edited line), or None:
+    a per-example metric missing or not a finite number, or anything the task's summary cannot read."""
+    wrong = [key for key in task.per_example_metrics if not _amount(metrics.get(key))]
+    wrong += [key for key, value in metrics.items() if isinstance(value, float) and not math.isfinite(value)]
+    if wrong:
+        return f"metrics {', '.join(sorted(set(wrong)))} missing or not finite numbers"
+    try:
+        task.summarize([metrics])
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"metrics the {task.name} task cannot summarize ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _amount(value: Any) -> bool:
+    """A count or a duration as summaries add them: a finite number, not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _read_run_file(path: Path) -> bytes | None:
@@ -124,7 +149,7 @@ def read_config(path: Path) -> dict[str, Any]:
     if raw is None:
         return {}
     try:
-        config = json.loads(raw.decode("utf-8"))
+        config = json_text.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise RunFolderError(f"{path}: not UTF-8 text (byte {exc.start}); restore it or use another --out "
                              "folder") from exc
@@ -256,6 +281,17 @@ class RunFolder:
                                   "inputs or gold than the data gives now (the data or the task changed); use "
                                   "another --out folder to start a new run")
 
+    def forget_unscorable(self, task: Task) -> None:
+        """Forget the finished records whose metrics `task` cannot summarize (`metrics_problem`: a line edited
+        by hand), with a warning naming each: their examples run again, the lines stay in the file."""
+        for (method, example_id), record in list(self.done.items()):
+            problem = metrics_problem(task, record["metrics"])
+            if problem:
+                warnings.warn(RunFolderWarning(f"{self.path / RECORDS}: the record of {method} on example "
+                                               f"{example_id} has {problem}; its example will be run again"),
+                              stacklevel=2)
+                del self.done[(method, example_id)]
+
     def append(self, record: dict[str, Any]) -> None:
         append_line(self.path / RECORDS, json.dumps(record, ensure_ascii=False))
         self._remember(record)
@@ -290,6 +326,7 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     """
     adapter = adapter or PersonalAdapter()
     run.check_matches(task, examples)
+    run.forget_unscorable(task)
     todo = [(ex, [m for m in _answering(programs, task, ex) if (m, ex.example_id) not in run.done]) for ex in examples]
     todo = [(ex, methods) for ex, methods in todo if methods]
     local = threading.local()

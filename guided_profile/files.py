@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from guided_profile import json_text
 from guided_profile.errors import FolderInUse, OutputError
 from guided_profile.redaction import redact, redact_json
 
@@ -137,7 +138,7 @@ class FolderLock:
         """'process 123 (guided-profile run ...)', from the holder's note; 'another process' without one."""
         note = self.folder / HOLDER_NAME
         try:
-            held = json.loads(note.read_text(encoding="utf-8")) if not irregular(note) else {}
+            held = json_text.loads(note.read_text(encoding="utf-8")) if not irregular(note) else {}
             return redact(f"process {int(held['pid'])} ({held['command']})")
         except (OSError, ValueError, TypeError, KeyError):
             return "another process"

@@ -10,9 +10,17 @@ import os
 import re
 
 MASK = "***"
+
+
+def _user_part(match: re.Match) -> str:
+    """scheme://user:password@ keeps the user (maybe empty) and masks the password; scheme://token@ masks all."""
+    user, colon, _ = match.group(2).partition(":")
+    return f"{match.group(1)}{user}{colon}{MASK}@" if colon else f"{match.group(1)}{MASK}@"
+
+
 _SHAPES = [
-    (re.compile(r"(\b[a-zA-Z][\w+.-]*://[^:/@\s]+:)[^@\s/]*@"), rf"\g<1>{MASK}@"),  # scheme://user:password@
-    (re.compile(r"(\b[a-zA-Z][\w+.-]*://)[^:/@\s]+@"), rf"\g<1>{MASK}@"),  # scheme://token@
+    # A URL's user part runs to the last @ before the host (a raw @ in a password included).
+    (re.compile(r"(\b[a-zA-Z][\w+.-]*://)([^/?#\s]*)@"), _user_part),
     (re.compile(r"([?&](?:api[_-]?key|key|token|access_token|password|secret)=)[^&\s\"']+", re.IGNORECASE),
      rf"\g<1>{MASK}"),
     (re.compile(r"(\bBearer\s+)[\w.~+/=-]{8,}"), rf"\g<1>{MASK}"),

@@ -110,12 +110,15 @@ class RunSettings:
                        store=Path(store) if store and settings.cache else None)
 
     def make_task(self) -> Task:
-        from guided_profile.tasks import get_task
+        from guided_profile.tasks import TASKS, get_task
 
         try:
             return get_task(self.task, seed=self.seed, **self.task_options)
         except TypeError as exc:
-            raise ConfigError(f"--task-option: {exc}") from exc
+            known = ", ".join(TASKS[self.task].option_defaults())
+            unknown = sorted(set(self.task_options) - set(TASKS[self.task].option_defaults()))
+            raise ConfigError(f"--task-option {', '.join(unknown or sorted(self.task_options))}: the {self.task} task "
+                              f"takes {known}") from exc
 
     def make_lm(self) -> tuple[dspy.LM, LMSpec]:
         from guided_profile.lm import make_lm
@@ -607,8 +610,10 @@ def _prompt_lm(settings: RunSettings, identity: LMSpec, prompt_lm: str | None,
                prompt_api_base: str | None) -> tuple[dspy.LM | None, LMSpec]:
     """The prompt model and its identity; None (a copy of the task model) unless another model is named."""
     from guided_profile.lm import make_lm
+    from guided_profile.lm.factory import check_api_base
     from guided_profile.lm.transport import check_reachable
 
+    check_api_base(prompt_api_base, option="--prompt-api-base")
     if not prompt_lm or prompt_lm == settings.lm:
         return None, identity
     prompt, prompt_identity = make_lm(prompt_lm, api_base=prompt_api_base or settings.api_base,

@@ -76,7 +76,7 @@ def test_bad_data_is_one_clear_line(tmp_path, capsys, files, needle):
 
 @pytest.mark.parametrize("extra,needle", [
     (["--methods", "gpg,nope"], "unknown method"),
-    (["--task-option", "colour=blue"], "--task-option"),
+    (["--task-option", "colour=blue"], "--task-option colour: the preference task takes max_history_chars, "),
     (["--data", "/no/such/place"], "no such file"),
     (["--lm", "gguf:/no/model.gguf"], "model.gguf does not exist"),
 ])

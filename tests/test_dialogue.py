@@ -132,6 +132,8 @@ def test_json_list_and_folder_detection(tmp_path):
     ('{"id": 7, "history": ["a"], "query": "q", "reply": "r"}\n', r"record '7'.*line 1: no field 'response' \(fields: "
      r"'id', 'history', 'query', 'reply'\)"),
     ('{\n  "history": ["a"],\n  "query": "q",\n  "response": "r"\n}\n', r"holds one JSON object: expected a JSON list"),
+    ("[" * 100_000 + "]" * 100_000, r"invalid JSON at line 1, column 1: nested too deeply to read"),
+    ('{"history": ["a"], "query": "q", "response": "r"}\n' + "[" * 100_000 + "\n", r"line 2: invalid JSON"),
 ])
 def test_malformed_json_is_a_data_error(tmp_path, content, pattern):
     path = tmp_path / "bad.jsonl"

@@ -284,6 +284,43 @@ def test_lines_that_are_not_records_are_reported_skipped_and_kept(tmp_path, caps
     assert records.read_text().startswith("\n".join(bad))  # left in the file
 
 
+DEEP = "[" * 100_000 + "]" * 100_000  # deeper than Python's stack: json.loads raises RecursionError
+
+
+def test_records_a_summary_cannot_read_are_run_again_with_a_warning_naming_them(tmp_path, capsys, fake_calls):
+    assert run_fake(tmp_path) == 0
+    records = tmp_path / "run" / "records.jsonl"
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    lines[0]["usage"] = None
+    lines[1]["usage"]["calls"] = "many"
+    lines[2]["metrics"]["accuracy"] = "x"
+    records.write_text("".join(json.dumps(line) + "\n" for line in lines) + DEEP + "\n")
+    calls = len(fake_calls)
+    capsys.readouterr()
+    assert run_fake(tmp_path) == 0  # no traceback: each bad line is named and its example runs again
+    err = capsys.readouterr().err
+    assert "line 1: not a record (usage of the wrong type" in err and "line 2: not a record (usage.calls" in err
+    assert f"example {lines[2]['example_id']} has metrics accuracy missing or not finite numbers" in err
+    assert "line 4: incomplete or not JSON" in err
+    assert len(fake_calls) > calls and len(records.read_text().splitlines()) == 4 + 3  # run again, appended
+    calls = len(fake_calls)
+    assert run_fake(tmp_path) == 0 and len(fake_calls) == calls  # the new records are read: nothing is redone
+
+
+def test_json_nested_deeper_than_the_stack_is_one_clear_line(tmp_path, capsys):
+    assert run_fake(tmp_path) == 0
+    (tmp_path / "run" / "config.json").write_text(DEEP)
+    capsys.readouterr()
+    assert run_fake(tmp_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config.json, line 1: not valid JSON (nested too deeply to read" in err[0], err
+    program = tmp_path / "deep.json"
+    program.write_text(DEEP)
+    assert main([*FAKE_RUN, "--program", str(program), "--limit", "1", "--out", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "deep.json: not valid JSON (nested too deeply" in err[0], err
+
+
 def test_a_reply_with_a_unicode_line_separator_is_one_record_not_two_broken_lines(tmp_path, monkeypatch, fake_calls):
     """JSON keeps U+2028 unescaped with ensure_ascii=False; a reader splitting on every line break would cut
     the record in two, drop it and redo its example on every rerun."""

@@ -19,6 +19,8 @@ from guided_profile.redaction import redact
     ("https://host/v1?api_key=abc123xyz&model=m", "abc123xyz"),
     ("headers: Authorization: Bearer eyJhbGciOi.J9x", "eyJhbGciOi.J9x"),
     ("AuthenticationError: Incorrect API key provided: sk-proj-a1b2c3d4e5f6", "a1b2c3d4e5f6"),
+    ("--api-base http://:only-pw-77@127.0.0.1:9/v1", "only-pw-77"),  # no user, a password
+    ("--api-base http://me:pa@ss-tail-9@127.0.0.1:9/v1", "ss-tail-9"),  # a raw '@' inside the password
 ])
 def test_secrets_are_masked_by_shape(text, secret):
     assert secret not in redact(text) and "***" in redact(text)
@@ -29,6 +31,11 @@ def test_secret_environment_values_are_masked_wherever_they_appear(monkeypatch):
     monkeypatch.setenv("DEBUG", "1")
     assert redact("the server said: key plain-value-42 is unknown (1 attempt)") == \
         "the server said: key *** is unknown (1 attempt)"
+
+
+def test_a_url_keeps_its_user_and_loses_only_the_password():
+    assert redact("a http://me:pw1@h1/x and http://:pw2@h2 b") == "a http://me:***@h1/x and http://:***@h2 b"
+    assert redact("https://host/v1?email=me@example.org") == "https://host/v1?email=me@example.org"
 
 
 def test_ordinary_text_is_left_alone():

@@ -35,3 +35,11 @@ def test_a_folder_where_a_file_is_expected_is_named(tmp_path):
     folder.mkdir()
     with pytest.raises(DataError, match=r"data\.jsonl: is a folder"):
         list(text_lines(folder))
+
+
+def test_json_nested_deeper_than_the_stack_is_a_data_error_naming_the_file(tmp_path):
+    """json.loads raises RecursionError there, which no reader expects (guided_profile/json_text.py)."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match=r"deep\.json.*nested too deeply to read"):
+        read_json(deep)

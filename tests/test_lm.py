@@ -134,6 +134,17 @@ def test_credentials_in_the_server_url_are_refused_with_how_to_pass_a_key():
     assert redact(command) == command
 
 
+def test_the_prompt_models_url_is_checked_under_its_own_flag(tmp_path, capsys):
+    from guided_profile.cli import main
+
+    code = main(["optimize", "--optimizer", "optuna", "--task", "preference", "--lm", "fake", "--prompt-lm",
+                 "openai/x", "--prompt-api-base", "http://:pw-only-3@127.0.0.1:9/v1", "--out",
+                 str(tmp_path / "p.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: --prompt-api-base http://:***@127.0.0.1:9/v1: credentials")
+    assert "pw-only-3" not in "".join(err) and not list(tmp_path.iterdir())
+
+
 def test_the_key_for_a_server_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-123")
     lm, spec = make_lm("hosted_vllm/served", api_base="http://127.0.0.1:9/v1")

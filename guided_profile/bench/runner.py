@@ -9,7 +9,6 @@ Each result records the git commit it was made at (`git`), since a kept one may 
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from typing import Any
 
 import dspy
 
+from guided_profile import json_text
 from guided_profile.bench.paired import outputs_changed, paired_difference
 from guided_profile.bench.speed import decode_rates, floor_speeds, machine, measure_speed, run_speed
 from guided_profile.bench.tokens import breakdown, content_tokens, floor_seconds, ideal_floor, make_counter
@@ -99,14 +99,14 @@ _CONFIG_DEFAULTS = {f.name: f.default for f in fields(BenchConfig) if f.default 
 def _kept(folder: Path, key: dict, examples: list[Example]) -> tuple[dict, list[dict]] | None:
     """A finished configuration's result and records from an earlier session, if made the same way."""
     try:
-        result = json.loads((folder / "result.json").read_text())
+        result = json_text.loads((folder / "result.json").read_text())
         lines = (folder / "records.jsonl").read_text().splitlines()
     except (OSError, ValueError):
         return None
     made = result.get("key") or {}
     if {**made, "config": _CONFIG_DEFAULTS | made.get("config", {})} != key:
         return None
-    done = {(r["method"], r["example_id"]): r for r in map(json.loads, lines)}
+    done = {(r["method"], r["example_id"]): r for r in map(json_text.loads, lines)}
     return result, [done[(METHOD, ex.example_id)] for ex in examples if (METHOD, ex.example_id) in done]
 
 

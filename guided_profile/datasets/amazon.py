@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from guided_profile import json_text
 from guided_profile.datasets.example import Example, option_letters, user_split
 from guided_profile.datasets.io import read_json, text_lines
 from guided_profile.errors import ConfigError, DataError, DataWarning
@@ -275,7 +276,7 @@ def _iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def _parse_line(path: Path, lineno: int, line: str) -> Any:
     """One JSON-lines record; the 2014 metadata's Python-literal lines are accepted as a fallback."""
     try:
-        return json.loads(line)
+        return json_text.loads(line)
     except json.JSONDecodeError as exc:
         if line.lstrip().startswith("{"):
             try:

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from guided_profile import json_text
 from guided_profile.datasets.example import Example
 from guided_profile.datasets.io import read_text, text_lines
 from guided_profile.errors import DataError
@@ -180,7 +181,7 @@ def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
     text = read_text(path)
     if text.lstrip().startswith("{") and "\n" in text.strip():
         try:
-            json.loads(text)
+            json_text.loads(text)
         except json.JSONDecodeError:
             pass  # JSON lines: one object per line
         else:
@@ -188,7 +189,7 @@ def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
                                   "(one dialogue object per line)")
     if text.lstrip().startswith("["):
         try:
-            data = json.loads(text)
+            data = json_text.loads(text)
         except json.JSONDecodeError as exc:
             raise DataError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
         for index, record in enumerate(data):
@@ -198,7 +199,7 @@ def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json_text.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(path, f"line {lineno}: invalid JSON at column {exc.colno}: {exc.msg}") from exc
         yield f"line {lineno}", record

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from guided_profile import json_text
 from guided_profile.errors import DataError
 from guided_profile.files import irregular
 
@@ -51,7 +52,7 @@ def read_json(path: Path, unique_keys: bool = False) -> Any:
         return seen
 
     try:
-        return json.loads(text, object_pairs_hook=refuse_duplicates if unique_keys else None)
+        return json_text.loads(text, object_pairs_hook=refuse_duplicates if unique_keys else None)
     except json.JSONDecodeError as exc:
         raise DataError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
 

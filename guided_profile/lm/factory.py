@@ -72,16 +72,17 @@ def _check_gguf(spec: str, path: Path) -> None:
                           f"this one with {magic!r})")
 
 
-def check_api_base(api_base: str | None) -> None:
+def check_api_base(api_base: str | None, option: str = "--api-base") -> None:
     """Refuse credentials in the server URL at once, saying how to pass them: the OpenAI client sends no
-    URL user part (every request would fail), and a key belongs in the environment, not a command line."""
+    URL user part (every request would fail), and a key belongs in the environment, not a command line.
+    `option` is the flag the URL came from, for the message."""
     if not api_base:
         return
     parts = urlsplit(api_base)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"--api-base {redact(api_base)}: expected an http(s) URL such as http://127.0.0.1:8000/v1")
-    if parts.username or parts.password:
-        raise ConfigError(f"--api-base {redact(api_base)}: credentials in the URL are not sent by the OpenAI "
+        raise ConfigError(f"{option} {redact(api_base)}: expected an http(s) URL such as http://127.0.0.1:8000/v1")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"{option} {redact(api_base)}: credentials in the URL are not sent by the OpenAI "
                           f"client; remove them and put the key in ${API_KEY_ENV} (sent as a bearer token)")
 
 

@@ -9,7 +9,6 @@ adds its own to the earlier ones'.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import warnings
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from guided_profile import json_text
 from guided_profile.files import write_json
 from guided_profile.lm.accounting import CallCounter
 
@@ -85,7 +85,7 @@ class CostLedger:
         if self.path is None or not self.path.exists():
             return []
         try:
-            sessions = json.loads(self.path.read_text())["sessions"]
+            sessions = json_text.loads(self.path.read_text())["sessions"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             warnings.warn(f"{self.path}: unreadable ({exc}); the cost is counted from this session on", stacklevel=2)
             return []

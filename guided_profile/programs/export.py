@@ -20,6 +20,7 @@ from typing import Any
 
 import dspy
 
+from guided_profile import json_text
 from guided_profile.errors import ConfigError
 from guided_profile.files import write_text
 from guided_profile.programs.answer import answer_config_of
@@ -96,7 +97,7 @@ def read_compiled(path: Path, optimizer_settings: OptimizerSettings | None = Non
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the compiled program ({exc.strerror or exc})") from exc
     try:
-        payload = json.loads(text)
+        payload = json_text.loads(text)
     except ValueError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc}); the file is broken or was cut short") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
