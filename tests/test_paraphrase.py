@@ -73,6 +73,8 @@ def test_sample_has_users_in_every_split():
     ("mini_questions.json", '[{"id": "1", "input": "x",\n "profile": [}]', r"mini_questions\.json.*line 2"),
     ("mini_outputs.json", '{"task": "LaMP_7", "golds": {"id": "1"}}', r"mini_outputs\.json.*golds"),
     ("mini_questions.json", '[{"id": "1", "profile": []}]', r"mini_questions\.json, record '1'.*'input'"),
+    ("mini_questions.json", '[{"id": "1", "input": "x"}]', r"record '1'.*missing field 'profile'"),
+    ("mini_questions.json", '[{"id": "1", "input": "x", "profile": "a"}]', r"record '1'.*'profile' is str, not a list"),
     ("mini_questions.json", '[{"id": "1", "input": "x", "profile": [{"id": "2"}]}]',
      r"record '1'.*profile item 0"),
     ("mini_questions.json", '[{"id": "1", "input": "x", "profile": []}, {"id": 1, "input": "y", "profile": []}]',

@@ -42,7 +42,7 @@ def find_dialogue_file(path: Path) -> Path:
     if path.is_file():
         return path
     if not path.is_dir():
-        raise DataError(path, "no such file or folder")
+        raise DataError(path, "not a regular file or a folder" if path.exists() else "no such file or folder")
     files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_SUFFIXES))
     if len(files) != 1:
         found = ", ".join(p.name for p in files) or "none"

@@ -73,7 +73,9 @@ def load_lamp7(path: Path, keep_empty: bool = False) -> tuple[list[Example], dic
             raise DataError(questions_file, "missing or non-string field 'input'", record=qid)
         profile = record.get("profile")
         if not isinstance(profile, list):
-            raise DataError(questions_file, "missing field 'profile' (a list of {id, text})", record=qid)
+            problem = ("missing field 'profile'" if profile is None else
+                       f"field 'profile' is {type(profile).__name__}, not a list")
+            raise DataError(questions_file, f"{problem} (a list of {{id, text}})", record=qid)
         history = []
         for position, item in enumerate(profile):
             text = item.get("text") if isinstance(item, dict) else None
