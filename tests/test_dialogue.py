@@ -229,3 +229,8 @@ def test_fake_lm_run_through_the_command_line(tmp_path, capsys):
     table = (tmp_path / "table.md").read_text()
     assert "| method | st | bs | profile_quality | profile_quality_n | st 95% CI |" in table
     assert "| dg-pc | " in table and " | - | 0 | " in table
+
+
+def test_a_device_is_not_called_missing():
+    with pytest.raises(DataError, match="/dev/null: not a regular file or a folder"):
+        load_dialogues(Path("/dev/null"))
