@@ -59,13 +59,15 @@ def trial_rows(study: optuna.Study) -> list[list[str]]:
     retried = set(study.user_attrs.get("retried", []))
     rows = []
     for t in study.trials:
-        index = t.params.get("guidance", 0)
-        question = pool[index]
+        params = t.params or t.system_attrs.get("fixed_params", {})  # a trial never run has only what was enqueued
+        index = params.get("guidance")
+        question = pool[index] if index is not None else "(not chosen yet)"
         cut = question if len(question) <= QUESTION_CHARS else question[: QUESTION_CHARS - 1] + "…"
         scored = t.user_attrs.get("dev_examples")
         paid, reused = t.user_attrs.get("paid_examples"), t.user_attrs.get("reused_examples")
-        rows.append([str(t.number), state_cell(t, retried), f"{source(index, question, config)}: {cut}",
-                     str(t.user_attrs.get("parts", t.params.get("parts", "-"))).upper(),
+        origin = source(index, question, config) if index is not None else "-"
+        rows.append([str(t.number), state_cell(t, retried), f"{origin}: {cut}",
+                     str(t.user_attrs.get("parts", params.get("parts", "-"))).upper(),
                      str(t.user_attrs.get("profile_words", "-")),
                      f"{scored} ({paid} paid, {reused} reused)" if scored is not None and paid is not None else "-",
                      mean_cell(t), str(t.user_attrs.get("calls", "-")),

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import closing
 from dataclasses import dataclass, field, fields
@@ -281,16 +281,20 @@ class RunFolder:
                                   "inputs or gold than the data gives now (the data or the task changed); use "
                                   "another --out folder to start a new run")
 
-    def forget_unscorable(self, task: Task) -> None:
+    def forget_unscorable(self, task: Task, running: Iterable[str]) -> None:
         """Forget the finished records whose metrics `task` cannot summarize (`metrics_problem`: a line edited
-        by hand), with a warning naming each: their examples run again, the lines stay in the file."""
+        by hand), with a warning naming each; the lines stay in the file.  A method in `running` runs those
+        examples again; another method's summary counts them as failed until a run with it redoes them."""
+        running = set(running)
         for (method, example_id), record in list(self.done.items()):
             problem = metrics_problem(task, record["metrics"])
             if problem:
+                then = ("its example will be run again" if method in running else
+                        f"counted as failed until a run with {method} redoes it")
                 warnings.warn(RunFolderWarning(f"{self.path / RECORDS}: the record of {method} on example "
-                                               f"{example_id} has {problem}; its example will be run again"),
-                              stacklevel=2)
+                                               f"{example_id} has {problem}; {then}"), stacklevel=2)
                 del self.done[(method, example_id)]
+                self.failed.add((method, example_id))
 
     def append(self, record: dict[str, Any]) -> None:
         append_line(self.path / RECORDS, json.dumps(record, ensure_ascii=False))
@@ -326,7 +330,7 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     """
     adapter = adapter or PersonalAdapter()
     run.check_matches(task, examples)
-    run.forget_unscorable(task)
+    run.forget_unscorable(task, programs)
     todo = [(ex, [m for m in _answering(programs, task, ex) if (m, ex.example_id) not in run.done]) for ex in examples]
     todo = [(ex, methods) for ex, methods in todo if methods]
     local = threading.local()

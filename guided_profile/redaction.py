@@ -19,8 +19,9 @@ def _user_part(match: re.Match) -> str:
 
 
 _SHAPES = [
-    # A URL's user part runs to the last @ before the host (a raw @ in a password included).
-    (re.compile(r"(\b[a-zA-Z][\w+.-]*://)([^/?#\s]*)@"), _user_part),
+    # A URL's user part runs to the last @ before the path: a raw @, ? or # in a password included (a query
+    # holding an @ before any path is masked too, the safe side).
+    (re.compile(r"(\b[a-zA-Z][\w+.-]*://)([^/\s]*)@"), _user_part),
     (re.compile(r"([?&](?:api[_-]?key|key|token|access_token|password|secret)=)[^&\s\"']+", re.IGNORECASE),
      rf"\g<1>{MASK}"),
     (re.compile(r"(\bBearer\s+)[\w.~+/=-]{8,}"), rf"\g<1>{MASK}"),

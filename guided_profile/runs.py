@@ -532,12 +532,14 @@ def optimize_program(settings: RunSettings, optimizer: str, out: Path | str, *,
     the hand-written program there (`ConfirmSettings(fraction=0)`: no stage); `user_candidates_file`
     holds guidance questions a person wrote (`optimizers/candidates.py` gives the format).
     """
+    from guided_profile.lm.factory import check_api_base
     from guided_profile.lm.transport import check_reachable
     from guided_profile.optimizers import get_optimizer, optimizer_class, run_optimizer
     from guided_profile.programs.export import instructions, save_compiled
 
     options = dict(options or {})
     optimizer_class(optimizer).validate_settings(options)  # a bad name or value fails before anything is loaded
+    check_api_base(prompt_api_base, option="--prompt-api-base")
     task = settings.make_task()
     program, metric, candidates = _optimization_inputs(settings, task, method, objective, user_candidates_file)
     source, trainset, valset = _tuning_sets(task, settings, train_limit, dev_limit, log)
@@ -610,10 +612,8 @@ def _prompt_lm(settings: RunSettings, identity: LMSpec, prompt_lm: str | None,
                prompt_api_base: str | None) -> tuple[dspy.LM | None, LMSpec]:
     """The prompt model and its identity; None (a copy of the task model) unless another model is named."""
     from guided_profile.lm import make_lm
-    from guided_profile.lm.factory import check_api_base
     from guided_profile.lm.transport import check_reachable
 
-    check_api_base(prompt_api_base, option="--prompt-api-base")
     if not prompt_lm or prompt_lm == settings.lm:
         return None, identity
     prompt, prompt_identity = make_lm(prompt_lm, api_base=prompt_api_base or settings.api_base,

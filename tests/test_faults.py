@@ -307,6 +307,22 @@ def test_records_a_summary_cannot_read_are_run_again_with_a_warning_naming_them(
     assert run_fake(tmp_path) == 0 and len(fake_calls) == calls  # the new records are read: nothing is redone
 
 
+def test_an_unreadable_record_of_a_method_not_run_now_counts_as_failed_not_as_rerun(tmp_path, capsys):
+    assert main([*FAKE_RUN, "--methods", "dg-no-pc,dg-pc", "--limit", "3", "--out", str(tmp_path / "run")]) == 0
+    records = tmp_path / "run" / "records.jsonl"
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    edited = next(line for line in lines if line["method"] == "dg-pc")
+    edited["metrics"]["accuracy"] = "x"
+    records.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    capsys.readouterr()
+    assert run_fake(tmp_path) == 0  # dg-no-pc only
+    err = capsys.readouterr().err
+    assert f"example {edited['example_id']} has metrics accuracy" in err
+    assert "counted as failed until a run with dg-pc redoes it" in err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())["methods"]["dg-pc"]
+    assert summary["n"] == 2 and summary["failed"] == 1
+
+
 def test_json_nested_deeper_than_the_stack_is_one_clear_line(tmp_path, capsys):
     assert run_fake(tmp_path) == 0
     (tmp_path / "run" / "config.json").write_text(DEEP)

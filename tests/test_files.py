@@ -21,6 +21,8 @@ from guided_profile.redaction import redact
     ("AuthenticationError: Incorrect API key provided: sk-proj-a1b2c3d4e5f6", "a1b2c3d4e5f6"),
     ("--api-base http://:only-pw-77@127.0.0.1:9/v1", "only-pw-77"),  # no user, a password
     ("--api-base http://me:pa@ss-tail-9@127.0.0.1:9/v1", "ss-tail-9"),  # a raw '@' inside the password
+    ("--api-base http://me:pa#ss-hash-8@127.0.0.1:9/v1", "ss-hash-8"),  # a raw '#' or '?' too
+    ("--api-base http://tok?en-q-7@127.0.0.1:9/v1", "en-q-7"),
 ])
 def test_secrets_are_masked_by_shape(text, secret):
     assert secret not in redact(text) and "***" in redact(text)
@@ -36,6 +38,8 @@ def test_secret_environment_values_are_masked_wherever_they_appear(monkeypatch):
 def test_a_url_keeps_its_user_and_loses_only_the_password():
     assert redact("a http://me:pw1@h1/x and http://:pw2@h2 b") == "a http://me:***@h1/x and http://:***@h2 b"
     assert redact("https://host/v1?email=me@example.org") == "https://host/v1?email=me@example.org"
+    assert redact("ssh me@host; git@github.com:x/y; http://[::1]:8000/v1") == \
+        "ssh me@host; git@github.com:x/y; http://[::1]:8000/v1"
 
 
 def test_ordinary_text_is_left_alone():

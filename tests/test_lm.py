@@ -129,6 +129,8 @@ def test_credentials_in_the_server_url_are_refused_with_how_to_pass_a_key():
         resolve_spec("openai/served", api_base="http://me:s3cret@gpu-box:8000/v1")
     with pytest.raises(ConfigError, match="expected an http"):
         resolve_spec("openai/served", api_base="gpu-box:8000")
+    with pytest.raises(ConfigError, match=r"http://me:\*\*\*@gpu-box:8000/v1: credentials"):
+        resolve_spec("openai/served", api_base="http://me:pa#ss@gpu-box:8000/v1")  # urlsplit sees no user here
     # a port is not a password, and a later '@' in the same command line is left alone
     command = "--api-base http://gpu-box:8000/v1 --out me@home"
     assert redact(command) == command

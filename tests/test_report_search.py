@@ -48,6 +48,7 @@ def search(tmp_path):
                           pruned_after_examples=4, mean_so_far=0.2619, calls=24))
     study.add_trial(trial(TrialState.FAIL, 2))
     study.add_trial(trial(TrialState.COMPLETE, 1, parts="g", value=0.2777, **done))
+    study.enqueue_trial({"guidance": 2, "parts": "g"})  # screened but never run: Optuna keeps no params for it
     (run_dir / "cost.json").write_text(json.dumps({"sessions": [
         {"seconds": 5400, "model_calls": 100, "prompt_tokens": 1000, "completion_tokens": 10},
         {"seconds": 1800, "model_calls": 50, "prompt_tokens": 500, "completion_tokens": 5}]}))
@@ -75,6 +76,7 @@ def test_every_trial_has_a_row_that_says_how_it_ended(report, tmp_path):
     assert "0.3100" not in rows["1"]  # Optuna's value for a pruned trial is its last example's score, not its mean
     assert "failed, retried" in rows["2"] and "proposed: What is their primary" in rows["2"]
     assert "| G |" in rows["3"] and "no profile" in rows["3"] and "10 (10 paid, 0 reused)" in rows["3"]
+    assert "waiting" in rows["4"] and "proposed: What is their primary" in rows["4"] and "| G |" in rows["4"]
 
 
 def test_racing_cost_and_confirm_are_read_from_the_files(report, tmp_path):

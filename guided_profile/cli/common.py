@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from guided_profile import json_text
 from guided_profile.errors import ConfigError
 from guided_profile.redaction import redact
 
@@ -132,7 +132,7 @@ def parse_task_options(pairs: list[str]) -> dict:
         if not sep:
             raise ConfigError(f"--task-option {pair!r}: expected KEY=VALUE")
         try:
-            options[key] = json.loads(value)
+            options[key] = json_text.loads(value)
         except ValueError:
             options[key] = value
     return options

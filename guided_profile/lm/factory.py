@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -10,6 +9,7 @@ from urllib.parse import urlsplit
 
 import dspy
 
+from guided_profile import json_text
 from guided_profile.errors import ConfigError
 from guided_profile.files import write_json
 from guided_profile.lm.embedded import DEFAULT_CONTEXT, EmbeddedEngine
@@ -47,7 +47,7 @@ def _cached_sha256(path: Path) -> str:
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     index_file = cache_dir() / "gguf-hashes.json"
     try:
-        index = json.loads(index_file.read_text())
+        index = json_text.loads(index_file.read_text())
     except (OSError, ValueError):
         index = {}
     if key not in index:
@@ -81,7 +81,8 @@ def check_api_base(api_base: str | None, option: str = "--api-base") -> None:
     parts = urlsplit(api_base)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{option} {redact(api_base)}: expected an http(s) URL such as http://127.0.0.1:8000/v1")
-    if parts.username is not None or parts.password is not None:
+    authority = api_base.split("//", 1)[-1].split("/", 1)[0]  # urlsplit misses a user part holding '?' or '#'
+    if parts.username is not None or parts.password is not None or "@" in authority:
         raise ConfigError(f"{option} {redact(api_base)}: credentials in the URL are not sent by the OpenAI "
                           f"client; remove them and put the key in ${API_KEY_ENV} (sent as a bearer token)")
 
