@@ -84,3 +84,49 @@ def test_a_corrupt_store_is_reported_clearly(tmp_path, capsys):
     assert run_cli(tmp_path, "d", "--methods", "gpg") == 2
     assert "--no-store" in capsys.readouterr().err
     assert run_cli(tmp_path, "e", "--methods", "gpg", "--no-store") == 0
+
+
+def _digest_step():
+    from guided_profile.programs.signatures import Digest
+    from guided_profile.programs.stored import StoredStep
+
+    return StoredStep(Digest.with_instructions("Which kinds?"), kind="digest", max_tokens=256)
+
+
+def _lm(reply, temperature=0.0):
+    import dspy
+
+    from guided_profile.lm.fake import FakeEngine
+
+    return dspy.LM("fake/scripted", engine=FakeEngine(lambda system, user: f"[[ ## guidance ## ]]\n{reply}"),
+                   temperature=temperature, max_tokens=256, cache=False)
+
+
+def _digest(store, step, lm, **kwargs):
+    import dspy
+
+    from guided_profile.programs.adapter import PersonalAdapter
+    from guided_profile.programs.stored import using_store
+
+    with using_store(store, "u1") as use, dspy.context(lm=lm, adapter=PersonalAdapter()):
+        return step(history="1. drill", **kwargs).guidance, list(use.hits)
+
+
+def test_the_store_keys_the_model_a_step_really_calls_and_its_temperature(tmp_path):
+    store = ProfileStore(tmp_path / "s.sqlite")
+    step, greedy = _digest_step(), _lm("tools")
+    assert _digest(store, step, greedy) == ("tools", [])
+    assert _digest(store, step, greedy) == ("tools", ["digest"])
+    assert _digest(store, step, _lm("warm", temperature=1.0)) == ("warm", [])  # not the greedy row
+    step.lm = _lm("own model")  # DSPy calls a step's own LM before the context's
+    step.lm.model = "fake/other"
+    assert _digest(store, step, greedy) == ("own model", [])
+
+
+@pytest.mark.parametrize("reply", ["", "uses key sk-abcdefgh12345"])
+def test_an_empty_reply_or_one_the_store_would_redact_is_not_kept(tmp_path, reply):
+    store = ProfileStore(tmp_path / "s.sqlite")
+    step, lm = _digest_step(), _lm(reply)
+    first = _digest(store, step, lm)
+    assert _digest(store, step, lm) == (first[0], [])  # computed again: a hit would return other text
+    assert store.for_user("u1") == []

@@ -69,22 +69,12 @@ class StoredStep(dspy.Predict):
 
     def forward(self, **kwargs) -> dspy.Prediction:
         use = _in_use.get()
-        lm = kwargs.get("lm") or dspy.settings.lm
+        lm = kwargs.get("lm", self.lm) or dspy.settings.lm  # the model DSPy will call, in DSPy's order
         if use is None or lm is None:
             return super().forward(**kwargs)
         (output,) = self.signature.output_fields
-        instruction = self.signature.instructions
-        if self.demos:  # a compiled step with demos answers differently from the same instruction without
-            instruction += "\n[demos] " + json.dumps([dict(d) for d in self.demos], sort_keys=True, default=str)
-        cap = self.config.get("max_tokens", UNFITTED_MAX_TOKENS)
-        if cap != UNFITTED_MAX_TOKENS:  # a cut elsewhere is another output (earlier entries were all made at 256)
-            instruction += f"\n[max_tokens] {cap}"
-        turn = prior_turn()
-        if turn is not None:  # a continued step's prompt also holds the prior step's instruction: another output
-            instruction += "\n" + turn.describe()
-        # Two OpenAI-compatible servers may serve different weights under one model name: keep them apart.
-        model = lm.model + (f"@{redact(lm.kwargs['api_base'])}" if lm.kwargs.get("api_base") else "")
-        key = (self.kind, kwargs["history"], instruction, kwargs.get("guidance", ""), model)
+        key = (self.kind, kwargs["history"], self._instruction(kwargs), kwargs.get("guidance", ""),
+               self._model(lm, {**self.config, **kwargs.get("config", {})}))
         text = use.store.lookup(*key)
         if text is not None:
             use.hits.append(self.kind)  # the runner reports these beside the calls actually made
@@ -92,6 +82,33 @@ class StoredStep(dspy.Predict):
         seen = len(lm.history)
         start = time.perf_counter()
         prediction = super().forward(**kwargs)
-        use.store.save(*key, prediction[output], user_id=use.user_id,
-                       usage=usage_of(lm.history[seen:]).to_dict(), seconds=round(time.perf_counter() - start, 3))
+        text = prediction[output]
+        # Not kept: an empty reply (an endpoint's passing failure would be pinned for good) and a reply the
+        # store would hold redacted (a later hit would return other text than the model wrote).
+        if text.strip() and redact(text) == text:
+            use.store.save(*key, text, user_id=use.user_id, usage=usage_of(lm.history[seen:]).to_dict(),
+                           seconds=round(time.perf_counter() - start, 3))
         return prediction
+
+    def _instruction(self, kwargs: dict) -> str:
+        """The step's instruction, plus whatever else of this step's prompt changes the output."""
+        instruction = self.signature.instructions
+        demos = kwargs.get("demos", self.demos)
+        if demos:  # a compiled step with demos answers differently from the same instruction without
+            instruction += "\n[demos] " + json.dumps([dict(d) for d in demos], sort_keys=True, default=str)
+        cap = {**self.config, **kwargs.get("config", {})}.get("max_tokens", UNFITTED_MAX_TOKENS)
+        if cap != UNFITTED_MAX_TOKENS:  # a cut elsewhere is another output (earlier entries were all made at 256)
+            instruction += f"\n[max_tokens] {cap}"
+        turn = prior_turn()
+        if turn is not None:  # a continued step's prompt also holds the prior step's instruction: another output
+            instruction += "\n" + turn.describe()
+        return instruction
+
+    @staticmethod
+    def _model(lm: dspy.BaseLM, config: dict) -> str:
+        """The model as the key names it: its DSPy string (in-process: with the weights' hash), the server
+        (two OpenAI-compatible servers may serve different weights under one name) and, when not greedy,
+        the temperature (every entry so far was made at 0, so greedy keys stay as they were)."""
+        model = lm.model + (f"@{redact(lm.kwargs['api_base'])}" if lm.kwargs.get("api_base") else "")
+        temperature = config.get("temperature", lm.kwargs.get("temperature", 0.0))
+        return model + (f"[temperature {temperature}]" if temperature else "")
