@@ -22,7 +22,9 @@ above the numbers it spoils.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import re
 import statistics
 import sys
 from collections.abc import Sequence
@@ -48,6 +50,7 @@ LABELS = {"dg-pc": "DG w/ PC", "gpg": "GPG"}
 # What a run config made before a setting was recorded ran with: digestion and profile under
 # programs.modules.STEP_MAX_TOKENS (256), the answer under the task's cap; no loop rule; no retrieval.
 OLD_STEP_CAP = 256
+NEAR_COPY = 0.9  # difflib ratio above which a history item counts as a copy of the gold text
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,25 @@ def input_mismatches(paired: list[tuple[dict, dict]]) -> list[str]:
     """Example ids whose recorded inputs or gold differ between the two runs (then they are not the same users'
     same questions: other data, another history budget, another option order)."""
     return [r["example_id"] for r, b in paired if (r["inputs"], r["gold"]) != (b["inputs"], b["gold"])]
+
+
+def gold_in_history(baseline: Run, method: str) -> list[str]:
+    """Example ids whose gold text, or a near copy of it (difflib ratio >= NEAR_COPY, with case, spacing and
+    @-mentions aside: a tweet sent again to another addressee is the same text), is an item of the person's own
+    history as the whole-history run kept it: a retriever that finds that item lets the model copy the answer,
+    a property of the data, not of the query."""
+    def plain(text: str) -> str:
+        return " ".join(re.sub(r"@\w+", "", text).lower().split())
+
+    found = []
+    for (m, example_id), record in baseline.records.items():
+        if m != method:
+            continue
+        gold = plain(record["gold"])
+        items = [plain(re.sub(r"^\d+\.\s*", "", line)) for line in record["inputs"]["history"].splitlines()]
+        if any(difflib.SequenceMatcher(None, gold, item).ratio() >= NEAR_COPY for item in items if item):
+            found.append(example_id)
+    return by_example_id(found)
 
 
 def metric_cell(paired: list[tuple[dict, dict]], metric: str) -> str:
@@ -297,6 +319,14 @@ def study_section(study: Study, results: Path) -> list[str]:
             checks.append(f"- `{folder.name}`: same settings as the whole-history run apart from the retrieval, "
                           f"and the same inputs and gold on every paired user; {origin(run.config)}.")
     lines += ["Pairing checks:", "", *checks, "", *table, ""]
+    if not get_task(study.task).has_options:
+        copies = gold_in_history(baseline, study.methods[0])
+        lines += [f"Gold in the history: {len(copies)} of {baseline.users(study.methods[0])} users have their gold "
+                  f"text, or a near copy (difflib ratio ≥ {NEAR_COPY} with case, spacing and @-mentions aside), "
+                  "among the items the whole-history run kept"
+                  + (f" (example ids {', '.join(copies)})" if copies else "") + ". A retriever that ranks that "
+                  "item first lets the model copy the answer; items beyond the kept 6,000 characters are not "
+                  "checked.", ""]
     if study.split == "dev":
         lines += dev_choice(study, baseline, runs, invalid)
     else:

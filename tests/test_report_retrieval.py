@@ -227,3 +227,15 @@ def test_the_test_section_reads_whether_the_dev_choice_held(report, tmp_path, us
     text = report.main(["--results", str(tmp_path)])
     assert expected in text[text.index("## preference, test users"):]
     assert "dev choice (dense" not in text
+
+
+def test_users_with_their_gold_text_in_their_own_history_are_counted(report, tmp_path):
+    results = tmp_path / "results"
+    history = "1. @ann PLEASE pass this on\n2. lunch was fine"
+    records = [record("gpg", "1", 0.4, tokens=1000, history=history) | {"gold": "@bob please pass  this on"},
+               record("gpg", "2", 0.4, tokens=1000, history=history) | {"gold": "a new tweet about lunch"}]
+    write_run(results / "paraphrase-four-methods-1.5b", config(), records)
+    retrieved(results, users=["1", "2"])
+    assert report.gold_in_history(report.Run.read(results / "paraphrase-four-methods-1.5b"), "gpg") == ["1"]
+    assert "Gold in the history: 1 of 2 users" in report.markdown(results) and "(example ids 1)" in report.markdown(
+        results)
