@@ -124,7 +124,8 @@ def test_thresholds_are_parameters(lcrec) -> None:
 @pytest.mark.parametrize("seed", range(8))
 def test_examples_are_well_formed(lcrec, seed: int) -> None:
     catalog, histories = lcrec
-    examples, _ = build_preference_examples(catalog, histories, seed=seed, source="mini")
+    examples, stats = build_preference_examples(catalog, histories, seed=seed, source="mini")
+    assert examples and len(examples) == stats["built"]  # the checks below run on every built user
     for ex in examples:
         original = histories[ex.user_id]
         user_categories = {catalog[i].category(1) for i in original} - {None}
@@ -138,7 +139,7 @@ def test_examples_are_well_formed(lcrec, seed: int) -> None:
         assert not any(line.startswith(gold_title) for line in ex.history)
         assert len(ex.history) == sum(catalog[i].title != gold_title for i in original)
         # distractors come from categories the user never bought from, with four distinct titles
-        assert len(set(ex.options)) == 4
+        assert len(set(ex.options)) == 4 and len(ex.meta["distractor_items"]) == 3
         for item_id in ex.meta["distractor_items"]:
             assert catalog[item_id].category(1) not in user_categories
             assert catalog[item_id].title in ex.options

@@ -122,9 +122,9 @@ def test_score_mode_needs_options():
     class NoOptions(type(TASK)):
         has_options = False
 
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="has no options to score"):
         build_program("gpg", NoOptions(), answer_mode="score")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="unknown answer mode 'guess'"):
         build_program("gpg", TASK, answer_mode="guess")
 
 

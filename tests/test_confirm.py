@@ -29,7 +29,7 @@ def test_confirm_split_is_by_user_stable_and_seeded():
     other, _ = split_for_confirm(examples, 0.3, seed=1)
     assert {e.user_id for e in other} != {e.user_id for e in search}
     assert split_for_confirm(examples, 0.0, seed=0) == (examples, [])
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"confirm fraction must be in \[0, 1\)"):
         split_for_confirm(examples, 1.0, seed=0)
 
 

@@ -171,9 +171,9 @@ def test_similarity_filter_keeps_replies_between_thresholds(tmp_path):
 
 
 def test_filter_options_are_checked():
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="similarity_filter must be true or false"):
         get_task("dialogue", similarity_filter="yes")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"similarity_low \(0.7\) must be a number <= similarity_high"):
         get_task("dialogue", similarity_low=0.7, similarity_high=0.6)
 
 

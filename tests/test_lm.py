@@ -41,7 +41,7 @@ def test_refuses_a_file_whose_hash_differs(monkeypatch, tmp_path):
     fake_parts(monkeypatch, tmp_path, [b"abc"], "0" * 64)
     with pytest.raises(ConfigError, match="expected 0000"):
         weights.ensure_model_file("fake-key")
-    assert not list((tmp_path / "cache" / "models").glob("*.gguf"))
+    assert not list((tmp_path / "cache" / "models").iterdir())  # neither the model nor its NAME.partial-PID
 
 
 def test_missing_weight_package_says_what_to_install(monkeypatch, tmp_path):

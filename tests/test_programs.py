@@ -46,11 +46,11 @@ def test_every_step_starts_with_the_same_history_prefix(fake_lm, example):
 def test_ablation_names():
     assert ablation_switches("gpg:pc+pp") == {"include_context": True, "include_guidance": False,
                                               "include_profile": True}
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="uses neither guidance nor profile"):
         ablation_switches("gpg:pc")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="parts must be some of pc"):
         build_program("gpg:xyz", TASK)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
         build_program("nope", TASK)
     assert canonical("gpg:pp+pc") == canonical("gpg: pc + pp") == "gpg:pc+pp"
     assert canonical("gpg:g+pp+pc") == "gpg:pc+g+pp" and canonical("dg-pc") == "dg-pc"

@@ -49,7 +49,9 @@ def test_options_last_states_the_instruction_before_the_options_and_rotations_di
 
 
 def test_the_default_layout_recomputes_the_instruction_in_every_rotation(example):
-    for user in prompts(example, INSTRUCTION_LAST):
+    rotations = prompts(example, INSTRUCTION_LAST)
+    assert len(rotations) == 4
+    for user in rotations:
         head, _, rest = user.partition(HEADER)
         assert TASK.answer_instruction not in head
         assert rest.endswith(f"\n\n{TASK.answer_instruction}\n{REQUEST}")

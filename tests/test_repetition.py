@@ -38,7 +38,8 @@ def test_the_first_stop_point_is_where_the_tail_check_fires_on_a_growing_text():
         slow = next((n for n in range(1, len(text) + 1) if loop_at_tail(text[:n], rule)), None)
         assert first_loop_end(text, rule) == slow
     end = first_loop_end(RUNAWAY)
-    assert end < len(RUNAWAY) and RUNAWAY.startswith(RUNAWAY[:end])  # what is kept is the text's own start
+    # the first point where the tail check fires: it fires there and on no shorter start of the text
+    assert end < len(RUNAWAY) and loop_at_tail(RUNAWAY[:end]) and not loop_at_tail(RUNAWAY[:end - 1])
 
 
 class StubServer:

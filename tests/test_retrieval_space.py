@@ -29,7 +29,9 @@ def test_bad_choices_fail_before_any_call(retrievers, ks, needle):
 def test_labels_round_trip_and_keep_the_base_switch(base):
     for label in retrieval_choices(["bm25", "recent"], [2, 8]):
         retrieval = retrieval_from_label(label, base)
-        assert label_of(retrieval, base) == label or retrieval == base
+        same_as_base = label == BASE or (base is not None and label == f"{base.retriever}:{base.k}")
+        assert (retrieval == base) == same_as_base
+        assert label_of(retrieval, base) == (BASE if same_as_base else label)
         if retrieval is not None:
             assert retrieval.steps == (base.steps if base else "all")
     assert retrieval_from_label(BASE, base) == base

@@ -49,9 +49,10 @@ def test_a_retrieving_program_changes_only_the_history_it_sees(fake_lm, method):
 @pytest.mark.parametrize("steps,digest,answer", [("digest", RETRIEVED, WHOLE), ("answer", WHOLE, RETRIEVED)])
 def test_the_switch_gives_the_digestion_and_the_final_step_different_items(fake_lm, steps, digest, answer):
     seen, _ = prompts("gpg", fake_lm, Retrieval("bm25", k=1, steps=steps))
-    assert digest in seen[0] and digest in seen[1]  # the digestion and the profile
-    assert f"{answer}\n" in seen[-1] + "\n"  # the final step
-    assert (RETRIEVED if answer == WHOLE else WHOLE) not in seen[-1].replace(WHOLE, "")
+    # Each history block ends with a blank line, so "ITEMS\n\n" is the whole block (RETRIEVED starts WHOLE).
+    for prompt, items in ((seen[0], digest), (seen[1], digest), (seen[-1], answer)):  # digestion, profile, answer
+        other = RETRIEVED if items == WHOLE else WHOLE
+        assert f"{items}\n\n" in prompt and f"{other}\n\n" not in prompt
 
 
 def test_the_character_cut_comes_after_retrieval(fake_lm):

@@ -82,7 +82,7 @@ def test_user_split_is_stable_and_seeded():
 
 
 def test_unknown_task_and_split():
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="unknown task 'nope'; registered tasks"):
         get_task("nope")
     with pytest.raises(ValueError):
         split_examples([], "validation")
