@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -100,14 +102,45 @@ def racing_lines(info: dict[str, Any]) -> list[str]:
             "and the rest reused from earlier trials (the same configuration on the same user).", ""]
 
 
-def confirm_lines(payload: dict[str, Any], searched: dict[str, optuna.trial.FrozenTrial]) -> list[str]:
-    """Each program's mean on the confirm users beside its search trial, and the verdict.  `searched`: the
-    complete trial of each guidance question that only one complete trial has (the confirm stage records a
-    finalist's instructions, not its trial)."""
+def reported_means(payload: dict[str, Any], run_dir: Path) -> tuple[dict[str, dict[str, float]], str]:
+    """Per confirm-stage program, the means of the metrics reported beside the objective (accuracy), and a note
+    on where they come from.  Exports made before the stage kept them (`confirm.reported`) are read from the run
+    folder's confirm.jsonl: each configuration's lines on the confirm users, named by the program whose recorded
+    objective mean they reproduce (one example per user only, and only a unique match)."""
+    stage = payload["confirm"]
+    if stage.get("reported"):
+        return stage["reported"], ""
+    path = run_dir / "confirm.jsonl"
+    if not path.exists() or stage.get("examples") != stage.get("n"):
+        return {}, ""
+    ids, lines = set(stage["example_ids"]), defaultdict(list)
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record.get("example_id") in ids and record.get("metrics"):
+            lines[record["configuration"]].append(record)
+    found: dict[str, dict[str, float]] = {}
+    for records in lines.values():
+        if len(records) != len(ids):
+            continue
+        mean = math.fsum(r["score"] for r in records) / len(records)
+        names = [name for name, value in stage["means"].items() if abs(value - mean) < 1e-9]
+        if len(names) == 1 and all("accuracy" in r["metrics"] for r in records):
+            found[names[0]] = {"accuracy": math.fsum(r["metrics"]["accuracy"] for r in records) / len(records)}
+    note = ("Accuracy on the confirm users is read from `confirm.jsonl` (this export predates the stage keeping it): "
+            "each program's lines are the configuration whose scores reproduce its recorded mean.")
+    return found, note if found else ""
+
+
+def confirm_lines(payload: dict[str, Any], searched: dict[str, optuna.trial.FrozenTrial],
+                  run_dir: Path) -> list[str]:
+    """Each program's mean on the confirm users beside its search trial (and its accuracy), and the verdict.
+    `searched`: the complete trial of each guidance question that only one complete trial has (the confirm
+    stage records a finalist's instructions, not its trial)."""
     stage = payload.get("confirm") or {}
     verdict = stage.get("verdict")
     if not verdict:
         return ["No confirm stage recorded.", ""]
+    reported, note = reported_means(payload, run_dir)
     rows = []
     for name, mean in stage["means"].items():
         digest = (payload.get("handwritten_instructions") if name == "handwritten" else stage["finalists"][name])
@@ -115,12 +148,15 @@ def confirm_lines(payload: dict[str, Any], searched: dict[str, optuna.trial.Froz
         trial = searched.get(question)
         found = ([f"{trial.number}: {str(trial.user_attrs.get('parts', '-')).upper()}",
                   f"{trial.values[0]:.4f}"] if trial else ["-", "-"])
-        rows.append([name + (" (winner)" if name == stage["winner"] else ""), question or "-", *found, f"{mean:.4f}"])
+        accuracy = (reported.get(name) or {}).get("accuracy")
+        rows.append([name + (" (winner)" if name == stage["winner"] else ""), question or "-", *found, f"{mean:.4f}",
+                     f"{accuracy:.1%}" if accuracy is not None else "-"])
     return [f"## Confirm stage: {stage['n']} dev users the search never saw", "",
             markdown_table(["program", "guidance question", "search trial: final step reads", "search mean",
-                            f"confirm mean ({verdict['objective']})"], rows), "",
+                            f"confirm mean ({verdict['objective']})", "confirm accuracy"], rows), "",
             "A program's search trial is the complete trial with its guidance question ('-' when several "
-            "complete trials share it).", "", f"**Verdict:** {verdict['line']}", ""]
+            "complete trials share it). Accuracy is reported, never used to decide." + (f" {note}" if note else ""),
+            "", f"**Verdict:** {verdict['line']}", ""]
 
 
 def markdown(compiled: Path, run_dir: Path) -> str:
@@ -146,7 +182,7 @@ def markdown(compiled: Path, run_dir: Path) -> str:
         "## Trials (every one the study holds)", "", markdown_table(header, trial_rows(study)), "",
         "*final step reads*: PC the history, G the guidance answer, PP the profile. A failed trial was "
         "interrupted by a stop (or some of its examples failed); its configuration ran again as a later trial.", "",
-        *racing_lines(info), *cost_lines(run_dir), *confirm_lines(payload, searched),
+        *racing_lines(info), *cost_lines(run_dir), *confirm_lines(payload, searched, run_dir),
         "## Guidance questions (the study's pool, whole)", "",
         *[f"{i}. {source(i, q, config)}: {q}" for i, q in enumerate(pool)], ""])
 

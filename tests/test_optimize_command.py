@@ -257,6 +257,10 @@ def test_export_unconfirmed_exports_the_best_candidate_flagged(many_users, tmp_p
     assert printed[-1] == verdict["line"] and "exported anyway, flagged as unconfirmed" in printed[-1]
     assert payload["confirm"]["settings"]["export_unconfirmed"] and payload["instructions"]["digest"] == NEW_Q
     assert confirm_estimate(payload)["exported"] == "candidate"
+    # accuracy beside the objective for every program the stage scored; the exported one's is the file's dev score
+    reported, winner = payload["confirm"]["reported"], payload["confirm"]["winner"]
+    assert payload["scores"]["objective"] == "gold_probability" and set(reported) == set(payload["confirm"]["means"])
+    assert reported[winner]["accuracy"] == payload["scores"]["accuracy"]["dev"]
 
 
 def test_the_search_says_what_racing_saved_and_compare_shows_it(many_users, tmp_path):

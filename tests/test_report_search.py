@@ -59,11 +59,18 @@ def search(tmp_path):
                "version": "0.1.0", "handwritten_instructions": {"digest": POOL[0]},
                "optimizer": {"info": {"racing": {"trials": 3, "pruned": 1, "dev_examples_scored": 24,
                                                  "full_evaluation": 30, "saved": 6, "paid": 24}}},
-               "confirm": {"n": 5, "means": {"handwritten": 0.26, "finalist 1": 0.25},
+               "confirm": {"n": 5, "examples": 5, "example_ids": [f"c{i}" for i in range(5)],
+                           "means": {"handwritten": 0.26, "finalist 1": 0.25},
                            "finalists": {"finalist 1": {"digest": POOL[1]}}, "winner": "finalist 1",
                            "verdict": verdict}}
     compiled = tmp_path / "x.json"
     compiled.write_text(json.dumps(payload))
+    lines = [{"configuration": "aaa", "example_id": f"c{i}", "score": 0.26, "metrics": {"accuracy": float(i < 2)}}
+             for i in range(5)]  # reproduces the hand-written program's mean: its accuracy is 2 of 5
+    lines += [{"configuration": "bbb", "example_id": f"c{i}", "score": 0.25, "metrics": {"accuracy": 1.0}}
+              for i in range(5)]
+    lines += [{"configuration": "ccc", "example_id": "c0", "score": 0.26, "metrics": {"accuracy": 0.0}}]  # one user
+    (run_dir / "confirm.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     return compiled, run_dir
 
 
@@ -103,3 +110,15 @@ def test_a_missing_study_is_one_line(report, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         report.main([str(compiled)])
     assert stop.value.code == 2 and "study.db not found" in capsys.readouterr().err
+
+
+def test_accuracy_beside_the_objective_comes_from_the_export_or_else_from_the_confirm_journal(report, tmp_path):
+    compiled, run_dir = search(tmp_path)
+    rows = {line.split("|")[1].strip(): line for line in report.markdown(compiled, run_dir).splitlines()
+            if line.startswith("| handwritten") or line.startswith("| finalist")}
+    assert rows["handwritten"].rstrip().endswith("| 40.0% |") and rows["finalist 1 (winner)"].endswith("| 100.0% |")
+    payload = json.loads(compiled.read_text())
+    payload["confirm"]["reported"] = {"handwritten": {"accuracy": 0.5}, "finalist 1": {"accuracy": 0.25}}
+    compiled.write_text(json.dumps(payload))
+    text = report.markdown(compiled, run_dir)
+    assert "| 50.0% |" in text and "| 25.0% |" in text and "read from `confirm.jsonl`" not in text

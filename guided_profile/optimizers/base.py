@@ -13,6 +13,7 @@ module: the metric (`metric.py`), plans (`plan.py`), the shape of a guidance que
 
 from __future__ import annotations
 
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -181,8 +182,22 @@ class Optimizer(ABC):
             program, self.info["confirm"] = confirm_stage(student.deepcopy(), self.ranked or [best], confirm,
                                                           score=self.scores, objective=self.metric.objective,
                                                           settings=self.confirm, written=written,
-                                                          progress=self._say)
+                                                          progress=self._say, reported=self._reported(confirm))
             return program
+
+    def _reported(self, examples: Sequence[Example]) -> Callable[[dspy.Module], dict[str, float]] | None:
+        """The task's reported metric's mean on the confirm `examples` for a program the stage scored (from
+        `confirm_metrics`), when it is not the objective: accuracy beside the gold option's probability."""
+        name = self.task.objective
+        if name == self.metric.objective:
+            return None
+
+        def means(program: dspy.Module) -> dict[str, float]:  # {} when a kept score predates kept metrics
+            key = configuration(program)
+            kept = [self.confirm_metrics.get((key, ex.example_id)) or {} for ex in examples]
+            values = [float(metrics[name]) for metrics in kept if name in metrics]
+            return {name: math.fsum(values) / len(values)} if values and len(values) == len(examples) else {}
+        return means
 
     def scores(self, program: dspy.Module, examples: Sequence[Example]) -> list[float]:
         """The objective of `program` on each example, through the one evaluation loop; its other metrics are

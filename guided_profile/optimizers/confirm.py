@@ -165,12 +165,16 @@ def configuration(program: dspy.Module) -> str:
 def confirm_stage(handwritten: dspy.Module, searched: Sequence[dspy.Module], examples: Sequence[Example], *,
                   score: Callable[[dspy.Module, Sequence[Example]], list[float]], objective: str,
                   settings: ConfirmSettings, written: Sequence[dspy.Module] = (),
-                  progress: Callable[[str], None] | None = None) -> tuple[dspy.Module, dict[str, Any]]:
+                  progress: Callable[[str], None] | None = None,
+                  reported: Callable[[dspy.Module], dict[str, float]] | None = None
+                  ) -> tuple[dspy.Module, dict[str, Any]]:
     """Score the hand-written program and the finalists on the confirm `examples` (`score` gives a program's
     per-example objective): the first `settings.top` distinct configurations of `searched` (the search's
     ranking, best first) other than the hand-written one, and every distinct one of `written` (a person's
     candidates).  Return the program to export and what the export records (per-user means, winner, verdict).
-    `progress(line)` hears which program is being scored: the stage can take an hour on a CPU."""
+    `progress(line)` hears which program is being scored: the stage can take an hour on a CPU.  `reported(program)`,
+    called after a program is scored, gives the means of the metrics reported beside the objective (accuracy when
+    the objective is the gold option's probability): kept per program as `reported`, never used to decide."""
     reference = configuration(handwritten)  # the hand-written program is the reference, not a candidate
     distinct: dict[str, dspy.Module] = {}
     for program in searched:
@@ -196,4 +200,6 @@ def confirm_stage(handwritten: dspy.Module, searched: Sequence[dspy.Module], exa
             "means": {name: math.fsum(values) / len(values) for name, values in scores.items()},
             "finalists": {name: instructions(program) for name, program in named.items()},
             "winner": winner, "verdict": verdict.to_dict()}
+    if reported is not None:
+        info["reported"] = {name: reported(program) for name, program in programs.items()}
     return (named[winner] if verdict.exported == "candidate" else handwritten), info

@@ -275,6 +275,9 @@ class ConfirmRecord(_Strict):
     means: dict[StrictStr, Number] = {}
     finalists: dict[StrictStr, dict[StepName, StrictStr]] = {}
     winner: StrictStr | None = None
+    # Per program, the means of the metrics reported beside the objective (accuracy beside the gold option's
+    # probability; absent in files made before it was kept): shown, never used to decide.
+    reported: dict[StrictStr, dict[StrictStr, Number]] = {}
 
     @model_validator(mode="after")
     def _verdict_has_its_means(self) -> ConfirmRecord:
