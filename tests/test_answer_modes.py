@@ -137,3 +137,12 @@ def test_the_run_summary_says_which_answer_path_was_taken(tmp_path):
     example = TASK.load(TASK_SAMPLE)[0][0]
     summary = evaluate({"dg-pc": build_program("dg-pc", TASK, answer_mode="score")}, TASK, [example], lm, run)
     assert summary["dg-pc"]["answer_paths"] == {"fallback-generate": 1}
+
+
+def test_the_gold_margin_is_above_zero_exactly_when_the_gold_letter_wins():
+    from guided_profile.tasks.base import gold_margin, gold_probability
+
+    probs = [0.25, 0.29, 0.23, 0.23]
+    assert gold_margin(probs, "B") == pytest.approx(0.04) and gold_probability(probs, "B") == 0.29
+    assert gold_margin(probs, "C") == pytest.approx(-0.06)  # a near-uniform miss: the probability alone says 0.23
+    assert gold_margin([0.5, 0.5], "A") == 0.0  # a tie is no win

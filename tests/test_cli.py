@@ -28,7 +28,8 @@ def test_preference_end_to_end_on_the_sample(tmp_path, capsys):
     gpg = next(r for r in records if r["method"] == "gpg")
     assert gpg["guidance"] and gpg["profile"] and gpg["reply"] == "A"
     # no log-probabilities: the generated letter carries all the mass, so score mode's objective still exists
-    assert set(gpg["metrics"]) == {"parsed", "parse", "outcome", "accuracy", "gold_probability"}
+    assert set(gpg["metrics"]) == {"parsed", "parse", "outcome", "accuracy", "gold_probability", "gold_margin"}
+    assert gpg["metrics"]["gold_margin"] == 2 * gpg["metrics"]["accuracy"] - 1  # all the mass on one letter
     assert gpg["metrics"]["gold_probability"] == gpg["metrics"]["accuracy"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["config"]["lm"]["model"] == "scripted-fake"

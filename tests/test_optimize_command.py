@@ -111,6 +111,7 @@ def test_optimize_gives_every_optimizer_the_objective_asked_for(name, tmp_path, 
     monkeypatch.setattr(optimizers, "run_optimizer", stop)
     base = ["optimize", "--lm", "fake", "--optimizer", name, "--out", tmp_path / "x.json", "--confirm-top", "2"]
     for extra, expected in (([], "gold_probability"), (["--objective", "accuracy"], "accuracy"),
+                            (["--objective", "gold_margin"], "gold_margin"),
                             (["--answer-mode", "generate"], "accuracy")):
         with pytest.raises(Seen):
             cli(*base, *extra)

@@ -101,7 +101,8 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--objective", default=None, metavar="NAME",
                        help="the per-example metric every optimizer maximises (default: the task's for the answer "
                             "mode: gold_probability in score mode and accuracy in generate mode for choice tasks, "
-                            "meteor for paraphrase, st (MiniLM similarity) for dialogue)")
+                            "meteor for paraphrase, st (MiniLM similarity) for dialogue); choice tasks in score "
+                            "mode also take gold_margin (the gold option's probability minus the best other's)")
     group.add_argument("--candidates", type=Path, default=None, metavar="FILE",
                        help="guidance questions you wrote, one per line (# comments), or a JSON list of questions "
                             "or {\"guidance_question\": ..., \"instructions\": {STEP: TEXT}}; searched beside the "

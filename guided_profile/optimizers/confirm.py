@@ -33,7 +33,7 @@ ALPHA = 0.05
 DEFAULT_FRACTION = 0.3  # of the dev users: of optimize's default 160 (real preference data), 44 confirm, 116 search
 DEFAULT_TOP = 3
 # Objectives on a 0-1 scale read better as points (x100); text metrics keep their own scale.
-POINT_OBJECTIVES = frozenset({"accuracy", "gold_probability"})
+POINT_OBJECTIVES = frozenset({"accuracy", "gold_probability", "gold_margin"})
 
 
 @dataclass(frozen=True)

@@ -250,6 +250,14 @@ def gold_probability(choice_probs: Sequence[float], gold: str) -> float:
     return choice_probs[option_letters(len(choice_probs)).index(gold)]
 
 
+def gold_margin(choice_probs: Sequence[float], gold: str) -> float:
+    """The gold option's probability minus the best other option's: above 0 exactly when the answer is right
+    (ties aside), so smooth like the probability yet measured where accuracy decides.  On the committed dev
+    runs it orders programs as accuracy does more often than the probability (experiments/objective_check.py)."""
+    index = option_letters(len(choice_probs)).index(gold)
+    return choice_probs[index] - max(p for i, p in enumerate(choice_probs) if i != index)
+
+
 class ChoiceTask(Task):
     """A task whose answer is one of a few lettered options (the paper's preference prediction)."""
 
@@ -313,14 +321,16 @@ class ChoiceTask(Task):
         probs = prediction.get("choice_probs")
         if probs:
             metrics["gold_probability"] = gold_probability(probs, example.gold)
+            metrics["gold_margin"] = gold_margin(probs, example.gold)
         elif prediction.get("answer_path") == "fallback-generate":
             # No log-probabilities (the fake model, some endpoints): the one letter generated carries all the
-            # mass, so score mode's default objective exists on every path instead of stopping a search midway.
+            # mass, so score mode's objectives exist on every path instead of stopping a search midway.
             metrics["gold_probability"] = metrics["accuracy"]
+            metrics["gold_margin"] = 2 * metrics["accuracy"] - 1
         return metrics
 
     def objectives(self, answer_mode: str) -> tuple[str, ...]:
-        return ("gold_probability", "accuracy") if answer_mode == "score" else ("accuracy",)
+        return ("gold_probability", "gold_margin", "accuracy") if answer_mode == "score" else ("accuracy",)
 
     def default_objective(self, answer_mode: str) -> str:
         """In score mode the gold option's probability (smooth), in generate mode accuracy (all there is)."""
