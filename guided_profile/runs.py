@@ -115,10 +115,10 @@ class RunSettings:
         try:
             return get_task(self.task, seed=self.seed, **self.task_options)
         except TypeError as exc:
-            known = ", ".join(TASKS[self.task].option_defaults())
-            unknown = sorted(set(self.task_options) - set(TASKS[self.task].option_defaults()))
-            raise ConfigError(f"--task-option {', '.join(unknown or sorted(self.task_options))}: the {self.task} task "
-                              f"takes {known}") from exc
+            known = TASKS[self.task].option_defaults()
+            unknown = sorted(set(self.task_options) - set(known)) or sorted(self.task_options)
+            raise ConfigError(f"--task-option {', '.join(unknown)}: the {self.task} task takes "
+                              f"{', '.join(known)}") from exc
 
     def make_lm(self) -> tuple[dspy.LM, LMSpec]:
         from guided_profile.lm import make_lm
