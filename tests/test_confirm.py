@@ -88,6 +88,21 @@ def test_the_confirm_stage_pairs_users_not_examples():
     assert info["verdict"]["p"] == pytest.approx(2 / 2**6)  # six users, all up: exact sign-flip test
 
 
+def test_the_verdict_line_shows_accuracy_beside_the_objective_without_deciding_on_it():
+    examples = [Example(f"e{i}", f"u{i}", ("item",), "q", "A", ("a", "b")) for i in range(8)]
+    handwritten, finalist = build_program("gpg", TASK), build_program("gpg", TASK)
+    set_instruction(finalist, "digest", "Which kinds of products did this person buy?")
+    scores = {id(handwritten): [0.25] * 8, id(finalist): [0.26] * 8}
+    accuracy = {id(handwritten): 0.625, id(finalist): 0.375}
+    _, info = confirm_stage(handwritten, [finalist], examples, objective="gold_probability",
+                            settings=ConfirmSettings(), score=lambda program, shown: scores[id(program)],
+                            reported=lambda program: {"accuracy": accuracy[id(program)]})
+    assert info["reported"] == {"handwritten": {"accuracy": 0.625}, "finalist 1": {"accuracy": 0.375}}
+    verdict = info["verdict"]
+    assert verdict["reported"] == {"accuracy": (0.375, 0.625)} and verdict["confirmed"]  # the objective decides
+    assert "; accuracy there 37.5% against 62.5%; the optimized program is exported" in verdict["line"]
+
+
 def test_pick_on_confirm_takes_the_best_mean_and_the_first_on_ties():
     assert pick_on_confirm({"t3": [1, 0], "t1": [1, 1], "t7": [0, 1]}) == "t1"
     assert pick_on_confirm({"t3": [1, 0], "t7": [0, 1]}) == "t3"

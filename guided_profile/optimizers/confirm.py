@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import dspy
@@ -95,6 +95,7 @@ class Verdict:
     exported: str
     confidence: float = 1 - ALPHA
     differing: int | None = None
+    reported: dict[str, tuple[float, float]] | None = None  # metric -> (candidate's mean, hand-written's)
 
     def line(self) -> str:
         """One line in plain words, e.g. "confirmed: +4.1 points [+1.0, +7.2], p = 0.010 on 60 confirm users"."""
@@ -112,6 +113,9 @@ class Verdict:
             # A bootstrap interval is too narrow when few pairs differ; the exact test is the one that decides.
             numbers += (f"; the bootstrap interval excludes 0, the exact paired test does not ({self.differing} of "
                         f"{self.n} users scored differently)")
+        for metric, (candidate, handwritten) in (self.reported or {}).items():  # shown beside, never deciding
+            numbers += (f"; {metric} there {candidate:.1%} against {handwritten:.1%}" if metric in POINT_OBJECTIVES
+                        else f"; {metric} there {candidate:.3f} against {handwritten:.3f}")
         if self.confirmed:
             return f"confirmed: {numbers}; the optimized program is exported"
         if self.exported == "candidate":
@@ -202,4 +206,8 @@ def confirm_stage(handwritten: dspy.Module, searched: Sequence[dspy.Module], exa
             "winner": winner, "verdict": verdict.to_dict()}
     if reported is not None:
         info["reported"] = {name: reported(program) for name, program in programs.items()}
+        beside = {metric: (value, info["reported"]["handwritten"][metric])
+                  for metric, value in info["reported"][winner].items() if metric in info["reported"]["handwritten"]}
+        if named and beside:
+            info["verdict"] = replace(verdict, reported=beside).to_dict()
     return (named[winner] if verdict.exported == "candidate" else handwritten), info

@@ -261,6 +261,8 @@ class VerdictRecord(_Strict):
     confidence: Annotated[int | float, BeforeValidator(_number), Field(gt=0, lt=1)] | None = None
     # Users whose two scores differ: the exact paired test's p can be no smaller than 2 / 2^differing.
     differing: Count | None = None
+    # The metrics reported beside the objective, [candidate's mean, hand-written's] on the confirm users.
+    reported: dict[StrictStr, Annotated[list[Number], Field(min_length=2, max_length=2)]] | None = None
 
 
 class ConfirmRecord(_Strict):
