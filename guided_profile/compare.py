@@ -77,8 +77,10 @@ def confirm_estimate(payload: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     candidate = verdict["exported"] == "candidate"
     diff = (means[stage["winner"]] if candidate else means["handwritten"]) - means["handwritten"]
+    beside = {metric: (candidate_mean - handwritten_mean if candidate else 0.0)  # accuracy beside the objective
+              for metric, (candidate_mean, handwritten_mean) in (verdict.get("reported") or {}).items()}
     return {"objective": verdict["objective"], "diff": diff, "n": verdict["n"], "confirmed": verdict["confirmed"],
-            "candidates": verdict["candidates"],
+            "candidates": verdict["candidates"], "reported": beside,
             "diff_ci": (verdict["low"], verdict["high"]) if candidate else (0.0, 0.0), "exported": verdict["exported"]}
 
 
@@ -111,8 +113,9 @@ def _predicted_and_realized(row: dict[str, Any]) -> tuple[str, str]:
     status = "confirmed" if estimate["confirmed"] else (
         "not confirmed, exported anyway" if estimate["exported"] == "candidate" else "not confirmed: hand-written")
     picked = f", best of {estimate['candidates']}" if estimate.get("candidates", 1) > 1 else ""
+    beside = "".join(f"; {metric} {diff:+.3f}" for metric, diff in estimate.get("reported", {}).items())
     predicted = (f"{estimate['diff']:+.3f} [{low:+.3f}, {high:+.3f}] {estimate['objective']}, "
-                 f"{estimate['n']} users{picked}, {status}")
+                 f"{estimate['n']} users{picked}, {status}{beside}")
     realized = row.get("realized")
     if not realized:
         return predicted, "-"

@@ -218,9 +218,11 @@ def test_the_estimate_is_the_exported_programs_confirm_mean_minus_the_handwritte
              "verdict": verdict}
     assert confirm_estimate({"confirm": stage}) == {"objective": "accuracy", "diff": pytest.approx(0.1), "n": 40,
                                                     "confirmed": True, "diff_ci": (0.02, 0.18),
-                                                    "exported": "candidate", "candidates": 2}
+                                                    "exported": "candidate", "candidates": 2, "reported": {}}
     kept = confirm_estimate({"confirm": stage | {"verdict": verdict | {"confirmed": False, "exported": "handwritten"}}})
     assert kept["diff"] == 0.0 and kept["diff_ci"] == (0.0, 0.0)  # the hand-written program itself was exported
+    beside = verdict | {"objective": "gold_probability", "reported": {"accuracy": [0.4, 0.65]}}
+    assert confirm_estimate({"confirm": stage | {"verdict": beside}})["reported"] == {"accuracy": pytest.approx(-0.25)}
     assert confirm_estimate({}) is None and confirm_estimate({"confirm": {"verdict": None}}) is None
     ex = examples(3, "x")
     done = {(m, e.example_id): {"metrics": {"accuracy": a}} for m, a in (("handwritten", 0.0), ("t", 1.0)) for e in ex}
@@ -231,6 +233,9 @@ def test_the_estimate_is_the_exported_programs_confirm_mean_minus_the_handwritte
     predicted, realized = header.index("confirm estimate (dev)"), header.index("realized on this split")
     assert body[0][predicted] == body[0][realized] == "-"
     assert body[1][predicted] == "+0.100 [+0.020, +0.180] accuracy, 40 users, best of 2, confirmed"
+    rows = comparison_rows(TASK, {"handwritten": summary, "t": summary}, done, ex,
+                           payloads={"t": {"confirm": stage | {"verdict": beside}}})
+    assert table(TASK, rows)[1][1][predicted].endswith("best of 2, confirmed; accuracy -0.250")
     assert body[1][realized].startswith("+1.000 [+1.000, +1.000] accuracy, 3 users, p = ")
 
 
