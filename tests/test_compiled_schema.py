@@ -76,6 +76,19 @@ FORGERIES = {
                                                 "low": 0.1, "high": 0.3, "p": 0.01, "confirmed": True,
                                                 "exported": "candidate", "line": "confirmed"}}),
         "field confirm: the verdict's program 'handwritten' has no mean in `means`"),
+    "accuracy of a program never scored": (
+        lambda d: d.update(confirm={"settings": {"fraction": 0.3, "top": 3}, "means": {"handwritten": 0.3},
+                                    "reported": {"nobody": {"accuracy": 0.5}}}),
+        "field confirm: `reported` names programs the stage did not score: nobody"),
+    "a verdict's accuracy that is not the programs' own": (
+        lambda d: d.update(confirm={"settings": {"fraction": 0.3, "top": 3}, "winner": "finalist 1",
+                                    "means": {"handwritten": 0.3, "finalist 1": 0.35},
+                                    "reported": {"handwritten": {"accuracy": 0.6}, "finalist 1": {"accuracy": 0.4}},
+                                    "verdict": {"objective": "gold_probability", "n": 5, "candidates": 1, "diff": 0.05,
+                                                "low": 0.01, "high": 0.1, "p": 0.03, "confirmed": True,
+                                                "exported": "candidate", "line": "confirmed",
+                                                "reported": {"accuracy": [0.9, 0.6]}}}),
+        "verdict.reported['accuracy'] is [0.9, 0.6], but `reported` holds [0.4, 0.6]"),
     "setting not a scalar": (lambda d: d["optimizer"]["settings"].update(trials=[8]),
                              "field optimizer.settings.trials: input should be text, a number, true, false or null"),
 }

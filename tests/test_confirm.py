@@ -8,7 +8,14 @@ from guided_profile.datasets.example import Example
 from guided_profile.errors import ConfigError, DataError
 from guided_profile.optimizers._guidance_shape import set_instruction
 from guided_profile.optimizers.candidates import Candidate, read_candidates
-from guided_profile.optimizers.confirm import ConfirmSettings, confirm_stage, judge, pick_on_confirm, split_for_confirm
+from guided_profile.optimizers.confirm import (
+    ConfirmSettings,
+    confirm_stage,
+    judge,
+    pick_on_confirm,
+    reported_mean,
+    split_for_confirm,
+)
 from guided_profile.programs import build_program
 from guided_profile.tasks import get_task
 
@@ -101,6 +108,13 @@ def test_the_verdict_line_shows_accuracy_beside_the_objective_without_deciding_o
     verdict = info["verdict"]
     assert verdict["reported"] == {"accuracy": (0.375, 0.625)} and verdict["confirmed"]  # the objective decides
     assert "; accuracy there 37.5% against 62.5%; the optimized program is exported" in verdict["line"]
+
+
+def test_the_reported_metric_is_averaged_per_user_like_the_objective():
+    examples = [Example(f"e{i}", user, ("item",), "q", "A", ("a", "b")) for i, user in enumerate("aaabcd")]
+    metrics = [{"accuracy": value} for value in (1.0, 1.0, 1.0, 0.0, 0.0, 0.0)]
+    assert reported_mean(examples, metrics, "accuracy") == 0.25  # four users; the example mean would be 0.5
+    assert reported_mean(examples, [*metrics[:5], None], "accuracy") is None  # a score kept without its metrics
 
 
 def test_pick_on_confirm_takes_the_best_mean_and_the_first_on_ties():

@@ -152,6 +152,25 @@ def test_each_optimizer_chooses_by_the_objective(name, objective, wins, tmp_path
     assert result.program.digest.signature.instructions == wins
 
 
+def test_the_confirm_stage_reports_accuracy_beside_the_objective_it_decides_on(tmp_path):
+    from guided_profile.optimizers.candidates import Candidate
+    from guided_profile.optimizers.confirm import ConfirmSettings
+
+    task_lm, _, prompt_lm, _ = lms(disagreeing_rule)
+    optimizer = get_optimizer("copro", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
+                              progress=None, metric=TaskMetric(TASK, objective="gold_probability"),
+                              confirm=ConfirmSettings(fraction=0.5), user_candidates=[Candidate(NEW_Q)],
+                              **SETTINGS["copro"])
+    result = run_optimizer(optimizer, build_program("gpg", TASK, answer_mode="score", rotations=4),
+                           trainset=examples(4, "t"), valset=examples(12, "d"), budget=100_000, log=lambda line: None)
+    confirm = result.info["confirm"]
+    mine = next(name for name, steps in confirm["finalists"].items() if steps["digest"] == NEW_Q)
+    assert confirm["means"]["handwritten"] > confirm["means"][mine]  # the objective prefers the hand-written
+    assert confirm["reported"]["handwritten"] == {"accuracy": 0.0} and confirm["reported"][mine] == {"accuracy": 1.0}
+    winner = confirm["reported"][confirm["winner"]]["accuracy"]
+    assert f"; accuracy there {winner:.1%} against 0.0%;" in confirm["verdict"]["line"]
+
+
 # ----------------------------------------------------------------------------- --candidates
 
 @pytest.mark.parametrize(("name", "content", "says"), [

@@ -13,7 +13,6 @@ module: the metric (`metric.py`), plans (`plan.py`), the shape of a guidance que
 
 from __future__ import annotations
 
-import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -29,7 +28,13 @@ from guided_profile.lm.accounting import attach_counter
 from guided_profile.optimizers._answer_journal import answers_kept_in
 from guided_profile.optimizers._confirm_journal import ConfirmJournal
 from guided_profile.optimizers.candidates import Candidate, with_candidate
-from guided_profile.optimizers.confirm import ConfirmSettings, configuration, confirm_stage, split_for_confirm
+from guided_profile.optimizers.confirm import (
+    ConfirmSettings,
+    configuration,
+    confirm_stage,
+    reported_mean,
+    split_for_confirm,
+)
 from guided_profile.optimizers.metric import TaskMetric
 from guided_profile.optimizers.plan import CONFIRM, FINAL, CallPlan, calls_per_example
 from guided_profile.programs.adapter import ProgramAdapter
@@ -192,11 +197,10 @@ class Optimizer(ABC):
         if name == self.metric.objective:
             return None
 
-        def means(program: dspy.Module) -> dict[str, float]:  # {} when a kept score predates kept metrics
+        def means(program: dspy.Module) -> dict[str, float]:
             key = configuration(program)
-            kept = [self.confirm_metrics.get((key, ex.example_id)) or {} for ex in examples]
-            values = [float(metrics[name]) for metrics in kept if name in metrics]
-            return {name: math.fsum(values) / len(values)} if values and len(values) == len(examples) else {}
+            mean = reported_mean(examples, [self.confirm_metrics.get((key, ex.example_id)) for ex in examples], name)
+            return {} if mean is None else {name: mean}
         return means
 
     def scores(self, program: dspy.Module, examples: Sequence[Example]) -> list[float]:

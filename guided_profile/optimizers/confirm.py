@@ -151,6 +151,16 @@ def nothing_to_confirm(objective: str, n: int) -> Verdict:
     return Verdict(objective, n, 0, 0.0, 0.0, 0.0, 1.0, False, "handwritten")
 
 
+def reported_mean(examples: Sequence[Example], metrics: Sequence[dict[str, Any] | None], name: str) -> float | None:
+    """The mean of metric `name` on the confirm `examples` (`metrics[i]` is example i's), on the objective's
+    footing: each user's examples averaged first.  None when an example lacks it (kept before metrics were)."""
+    values = [(m or {}).get(name) for m in metrics]
+    if not values or any(v is None for v in values):
+        return None
+    means = user_means([float(v) for v in values], [ex.user_id for ex in examples])
+    return math.fsum(means) / len(means)
+
+
 def pick_on_confirm(scores: dict[str, Sequence[float]]) -> str:
     """The candidate with the best mean on the confirm users (ties: the first given, i.e. the search's best)."""
     if not scores:

@@ -287,6 +287,15 @@ class ConfirmRecord(_Strict):
             for name in ("handwritten", self.winner):
                 if name is None or name not in self.means:
                     raise ValueError(f"the verdict's program {name!r} has no mean in `means`")
+        unknown = sorted(set(self.reported) - set(self.means))
+        if unknown:
+            raise ValueError(f"`reported` names programs the stage did not score: {', '.join(unknown)}")
+        beside = (self.verdict.reported or {}) if self.verdict is not None else {}
+        for metric, pair in beside.items():  # compare prints these: they must be the two programs' own
+            kept = [self.reported.get(name, {}).get(metric) for name in (self.winner, "handwritten")]
+            if kept != list(pair):
+                raise ValueError(f"verdict.reported[{metric!r}] is {list(pair)}, but `reported` holds {kept} for "
+                                 "the winner and the hand-written program")
         return self
 
 
