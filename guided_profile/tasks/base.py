@@ -253,7 +253,8 @@ def gold_probability(choice_probs: Sequence[float], gold: str) -> float:
 def gold_margin(choice_probs: Sequence[float], gold: str) -> float:
     """The gold option's probability minus the best other option's: above 0 exactly when the answer is right
     (ties aside), so smooth like the probability yet measured where accuracy decides.  On the committed dev
-    runs it orders programs as accuracy does more often than the probability (experiments/objective_check.py)."""
+    runs it orders programs as accuracy does somewhat more often than the probability, within the users' noise
+    (experiments/objective_check.py)."""
     index = option_letters(len(choice_probs)).index(gold)
     return choice_probs[index] - max(p for i, p in enumerate(choice_probs) if i != index)
 
