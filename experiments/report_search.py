@@ -126,8 +126,8 @@ def reported_means(payload: dict[str, Any], run_dir: Path) -> tuple[dict[str, di
         names = [name for name, value in stage["means"].items() if abs(value - mean) < 1e-9]
         if len(names) == 1 and all("accuracy" in r["metrics"] for r in records):
             found[names[0]] = {"accuracy": math.fsum(r["metrics"]["accuracy"] for r in records) / len(records)}
-    note = ("Accuracy on the confirm users is read from `confirm.jsonl` (this export predates the stage keeping it): "
-            "each program's lines are the configuration whose scores reproduce its recorded mean.")
+    note = ("Accuracy on the confirm users is read from `confirm.jsonl` (the export keeps none): each program's "
+            "lines are the configuration whose scores reproduce its recorded mean.")
     return found, note if found else ""
 
 
