@@ -53,37 +53,47 @@ def read_records(path: Path, repair: bool = False,
                  check: Callable[[dict[str, Any]], str | None] | None = None) -> list[dict[str, Any]]:
     """The records (JSON objects) of a JSON-lines file (none if it does not exist).  A line that is not one,
     or that `check` finds wrong (a kill cut it short, or it was edited), is skipped with a warning naming
-    the line and left in the file: its example is simply run again.  With `repair`, a last line a kill cut
-    short is ended, so the next appended record starts on a line of its own."""
+    the line and left in the file: its example is simply run again.  No warning once another line holds the
+    same method and example (it was run again: nothing is lost, nothing will run).  With `repair`, a last
+    line a kill cut short is ended, so the next appended record starts on a line of its own."""
     raw = _read_run_file(path)
     if raw is None:
         return []
     if repair and raw and not raw.endswith(b"\n"):
         append_line(path, "")
-    records = []
+    records, skipped = [], []
     for line_no, line in enumerate(raw.split(b"\n"), 1):
         if not line.strip():
             continue
-        record, problem = _parse_record(line, check)
+        parsed, problem = _parse_record(line, check)
         if problem:
+            skipped.append((line_no, problem, _identity(parsed)))
+        else:
+            records.append(parsed)
+    redone = {_identity(record) for record in records}
+    for line_no, problem, identity in skipped:
+        if identity is None or identity not in redone:
             warnings.warn(RunFolderWarning(f"{path}, line {line_no}: {problem}; skipped and left in the file, its "
                                            "example will be run again"), stacklevel=2)
-        else:
-            records.append(record)
     return records
 
 
-def _parse_record(line: bytes, check: Callable[[dict[str, Any]], str | None] | None
-                  ) -> tuple[dict[str, Any] | None, str | None]:
-    """(the record, None), or (None, what is wrong with the line)."""
+def _identity(parsed: Any) -> tuple[str, str] | None:
+    """(method, example id) of a parsed line that names both as text, else None."""
+    if isinstance(parsed, dict) and isinstance(parsed.get("method"), str) and isinstance(parsed.get("example_id"), str):
+        return parsed["method"], parsed["example_id"]
+    return None
+
+
+def _parse_record(line: bytes, check: Callable[[dict[str, Any]], str | None] | None) -> tuple[Any, str | None]:
+    """(the parsed line, None), or (the parsed line or None, what is wrong with it)."""
     try:
         record = json_text.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None, "incomplete or not JSON (cut short by a kill?)"
     if not isinstance(record, dict):
-        return None, f"{_json_kind(record)}, not a record"
-    problem = check(record) if check else None
-    return (None, problem) if problem else (record, None)
+        return record, f"{_json_kind(record)}, not a record"
+    return record, check(record) if check else None
 
 
 def record_problem(record: dict[str, Any]) -> str | None:

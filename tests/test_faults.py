@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from _http_stub import StubServer
 from _servers import free_port
 
 from guided_profile.cli import main
+from guided_profile.evaluation import read_records, record_problem
 from guided_profile.lm.fake import DELAY_ENV, FakeEngine, default_rule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -305,6 +307,11 @@ def test_records_a_summary_cannot_read_are_run_again_with_a_warning_naming_them(
     assert len(fake_calls) > calls and len(records.read_text().splitlines()) == 4 + 3  # run again, appended
     calls = len(fake_calls)
     assert run_fake(tmp_path) == 0 and len(fake_calls) == calls  # the new records are read: nothing is redone
+    with warnings.catch_warnings(record=True) as heard:  # the warnings module shows a repeated one only once
+        warnings.simplefilter("always")
+        read_records(records, check=record_problem)
+    said = [str(w.message) for w in heard]  # lines 1 and 2 were redone: no warning says they will run again
+    assert len(said) == 1 and "line 4: incomplete or not JSON" in said[0]
 
 
 def test_an_unreadable_record_of_a_method_not_run_now_counts_as_failed_not_as_rerun(tmp_path, capsys):
