@@ -1,27 +1,21 @@
 """experiments/cold_start_counts.py on a small LaMP-7 folder: cold-start users, lengths and what the option adds."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from _scripts import experiment_script
 
 from guided_profile.runs import DataSource
 from guided_profile.tasks import get_task
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "cold_start_counts.py"
 SPLITS = ("train", "dev", "test")
 
 
 @pytest.fixture(scope="module")
 def counts():
-    spec = importlib.util.spec_from_file_location("cold_start_counts", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with experiment_script("cold_start_counts") as module:
+        yield module
 
 
 def lamp_folder(tmp_path: Path) -> Path:

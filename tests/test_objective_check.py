@@ -1,20 +1,15 @@
 """experiments/objective_check.py on hand-made dev folders: objectives from letter probabilities, agreement."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "objective_check.py"
+from _scripts import experiment_script
 
 
 @pytest.fixture(scope="module")
 def check():
-    spec = importlib.util.spec_from_file_location("objective_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with experiment_script("objective_check") as module:
+        yield module
 
 
 def folder(results, name, probs_by_user, split="dev", sha="d" * 64):

@@ -1,15 +1,13 @@
 """experiments/report_cold_start.py on a hand-made run of the committed sample: who counts as short, and the numbers."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from _scripts import experiment_script
 
 from guided_profile.runs import RunSettings, load_data
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "report_cold_start.py"
 # The sample's preference users (split "all", seed 0) by history items: 7: 0; 8: 1, 2, 4; 9: 3, 5-10; 10: 11.
 SHORT = {"0", "1", "2", "4"}  # fewer than 9 items
 USERS = [str(i) for i in range(12)]
@@ -17,14 +15,10 @@ USERS = [str(i) for i in range(12)]
 
 @pytest.fixture
 def report(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("report_cold_start", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while it runs
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "RESULTS", tmp_path)
-    monkeypatch.setattr(module, "SOURCES", (module.Source("run", "accuracy", (9,)),))
-    yield module
-    del sys.modules[spec.name]
+    with experiment_script("report_cold_start") as module:
+        monkeypatch.setattr(module, "RESULTS", tmp_path)
+        monkeypatch.setattr(module, "SOURCES", (module.Source("run", "accuracy", (9,)),))
+        yield module
 
 
 def write_run(folder: Path, *, sha256: str, extra_user: bool = False) -> None:

@@ -1,13 +1,11 @@
 """experiments/report_retrieval.py on small hand-made run folders: the pairing checks and the paired numbers."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from _scripts import experiment_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "report_retrieval.py"
 LM = {"spec": "local", "model": "qwen-test", "sha256": "e" * 64, "api_base": None, "context": 8192}
 USERS = [str(i) for i in range(1, 7)]
 METEOR = {"1": 0.40, "2": 0.30, "3": 0.50, "4": 0.20, "5": 0.60, "6": 0.45}
@@ -16,12 +14,8 @@ RETRIEVAL = {"retriever": {"name": "bm25", "k1": 1.5, "b": 0.75}, "k": 4, "steps
 
 @pytest.fixture(scope="module")
 def report():
-    spec = importlib.util.spec_from_file_location("report_retrieval", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while it runs
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with experiment_script("report_retrieval") as module:
+        yield module
 
 
 def config(**changes):

@@ -1,15 +1,13 @@
 """experiments/report_search.py on a hand-made study: every trial's row, racing, cost and the confirm stage."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import optuna
 import pytest
+from _scripts import experiment_script
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "report_search.py"
 POOL = ["Provide the category of each item:", "Which kinds were bought twice?", "What is their primary interest?"]
 DISTRIBUTIONS = {"guidance": CategoricalDistribution([0, 1, 2]), "parts": CategoricalDistribution(["pc+pp", "g"]),
                  "profile_words": IntDistribution(20, 100, step=20)}
@@ -17,10 +15,8 @@ DISTRIBUTIONS = {"guidance": CategoricalDistribution([0, 1, 2]), "parts": Catego
 
 @pytest.fixture(scope="module")
 def report():
-    spec = importlib.util.spec_from_file_location("report_search", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with experiment_script("report_search") as module:
+        yield module
 
 
 def trial(state, guidance, parts="pc+pp", value=None, **attrs):
