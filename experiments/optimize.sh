@@ -11,8 +11,9 @@
 # unconfirmed (TASK-OPTIMIZER-raced-unconfirmed-1.5b.json, from the same run folder: nothing is searched or
 # confirmed again), and that file is what test compares: whether the refusal was right is the point of the run.
 # Our own guidance questions for TASK, if experiments/candidates/TASK.txt exists, are searched with the proposals.
-# Usage: experiments/optimize.sh TASK [N_TEST_USERS] [OPTIMIZER ...]   (default optimizers: optuna gepa)
-#   e.g. experiments/optimize.sh preference 200 optuna gepa;  experiments/optimize.sh paraphrase 200 optuna
+# Usage: [OBJECTIVE=NAME] experiments/optimize.sh TASK [N_TEST_USERS] [OPTIMIZER ...]   (default: optuna gepa)
+#   e.g. experiments/optimize.sh preference 200 optuna gepa;  experiments/optimize.sh paraphrase 200 optuna;
+#   OBJECTIVE=gold_margin experiments/optimize.sh preference 200 optuna
 # Cost (1.5B, 2 cores, score mode, ~40 s per user and configuration before racing): each guidance question
 # pays its digestions and profiles once per dev user (the answer cache makes final-step-only changes cheap),
 # so the optuna defaults (3 proposals + hand-written, 8 trials) are several hours; grow it across sessions:
@@ -32,6 +33,12 @@ shift 2 || shift $#
 optimizers=("$@")
 [ "${#optimizers[@]}" -gt 0 ] || optimizers=(optuna gepa)
 declare -A options=([optuna]="--option candidates=3 --option trials=8" [gepa]="--option max_metric_calls=600")
+# OBJECTIVE=NAME maximises another per-example metric than the task's default (e.g. OBJECTIVE=gold_margin for
+# preference); its files carry the name: TASK-OPTIMIZER-raced-NAME-1.5b.json, compare-TASK-raced-NAME-1.5b/.
+objective="${OBJECTIVE:-}"
+tag="raced${objective:+-$objective}"
+objective_option=()
+[ -n "$objective" ] && objective_option=(--objective "$objective")
 # Guidance questions of our own, where a task has them: searched with the proposals (see the file's header).
 candidates=()
 [ -f "experiments/candidates/${task}.txt" ] && candidates=(--candidates "experiments/candidates/${task}.txt")
@@ -43,11 +50,11 @@ tune() {  # tune OPTIMIZER OUT [OPTION ...]: one optimization into OUT, skipped 
   # shellcheck disable=SC2086
   guided-profile optimize --task "$task" --data real --optimizer "$optimizer" --lm local \
     --train-limit 20 --dev-limit 160 --confirm-fraction 0.3 --confirm-top 3 --parallel 4 --retriever recent \
-    ${options[$optimizer]:-} "${candidates[@]}" "$@" --out "$out"
+    ${options[$optimizer]:-} "${candidates[@]}" "${objective_option[@]}" "$@" --out "$out"
 }
 programs=handwritten
 for optimizer in "${optimizers[@]}"; do
-  out="experiments/results/compiled/${task}-${optimizer}-raced-1.5b.json"
+  out="experiments/results/compiled/${task}-${optimizer}-${tag}-1.5b.json"
   tune "$optimizer" "$out"
   if [ "$optimizer" = optuna ]; then  # every trial, racing, cost and the confirm stage: X.run/search.md
     python experiments/report_search.py "$out"
@@ -55,7 +62,7 @@ for optimizer in "${optimizers[@]}"; do
   refused=$(python -c 'import json, sys; stage = json.load(open(sys.argv[1]))["confirm"]
 print(int(stage["verdict"]["exported"] == "handwritten" and stage["winner"] != "handwritten"))' "$out")
   if [ "$refused" = 1 ]; then
-    unconfirmed="experiments/results/compiled/${task}-${optimizer}-raced-unconfirmed-1.5b.json"
+    unconfirmed="experiments/results/compiled/${task}-${optimizer}-${tag}-unconfirmed-1.5b.json"
     tune "$optimizer" "$unconfirmed" --export-unconfirmed --run-dir "${out%.json}.run"
     python - "$out" "$unconfirmed" <<'PY'
 import json, sys
@@ -69,4 +76,4 @@ PY
 done
 guided-profile compare --task "$task" --data real --split test --limit "$limit" --lm local --retriever recent \
   --no-progress \
-  --programs "$programs" --out "experiments/results/compare-${task}-raced-1.5b"
+  --programs "$programs" --out "experiments/results/compare-${task}-${tag}-1.5b"
