@@ -8,7 +8,7 @@ in score mode, each method a configuration: methods, prompt layouts, profile ste
 candidate objective agrees with accuracy across configurations:
 
 - `gold_probability`: the gold option's probability (the search's objective);
-- `margin`: the gold option's probability minus the best other option's (> 0 exactly when the answer is right);
+- `gold_margin`: the gold option's probability minus the best other option's (> 0 exactly when the answer is right);
 - `log_probability`: the log of the gold option's probability.
 
 Per objective: Kendall's tau between the configurations' mean objective and mean accuracy, and, over the pairs of
@@ -28,27 +28,34 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 
-from guided_profile.datasets.example import option_letters  # noqa: E402
 from guided_profile.evaluation import RECORDS, read_records  # noqa: E402
 from guided_profile.files import write_text  # noqa: E402
 from guided_profile.report import markdown_table, origin  # noqa: E402
+from guided_profile.tasks.base import gold_margin, gold_probability  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 REPORT = RESULTS / "objective-check-dev-preference.md"
-OBJECTIVES = ("gold_probability", "margin", "log_probability")
+OBJECTIVES = ("gold_probability", "gold_margin", "log_probability")
 RESAMPLES = 1000
 
 
 def objectives(probs: list[float], gold: str) -> dict[str, float]:
-    """Each candidate objective of one answer, from its letter probabilities (letter order)."""
-    index = option_letters(len(probs)).index(gold)
-    others = [p for i, p in enumerate(probs) if i != index]
-    return {"gold_probability": probs[index], "margin": probs[index] - max(others),
-            "log_probability": math.log(max(probs[index], 1e-12))}
+    """Each candidate objective of one answer, from its letter probabilities (letter order): the task's own
+    two, and the log of the gold option's probability."""
+    return {"gold_probability": gold_probability(probs, gold), "gold_margin": gold_margin(probs, gold),
+            "log_probability": math.log(max(gold_probability(probs, gold), 1e-12))}
+
+
+def config_means(found: dict[str, dict[str, dict[str, float]]], users: list[str],
+                 names: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Each configuration's mean accuracy and objectives over `users` (repeats count: a resample's draw)."""
+    return {name: {key: statistics.fmean(found[name][u][key] for u in users) for key in ("accuracy", *OBJECTIVES)}
+            for name in (names if names is not None else found)}
 
 
 def configurations(results: Path) -> tuple[dict[str, dict[str, dict[str, float]]], dict]:
@@ -87,9 +94,7 @@ def resampled(found: dict[str, dict[str, dict[str, float]]], users: list[str], n
     rng = random.Random(seed)
     taus: dict[str, list[float]] = {objective: [] for objective in OBJECTIVES}
     for _ in range(rounds):
-        drawn = [rng.choice(users) for _ in users]
-        means = {n: {k: statistics.fmean(found[n][u][k] for u in drawn) for k in ("accuracy", *OBJECTIVES)}
-                 for n in names}
+        means = config_means(found, [rng.choice(users) for _ in users], names)
         for objective in OBJECTIVES:
             taus[objective].append(agreement(means, objective)[0])
     return taus
@@ -97,9 +102,8 @@ def resampled(found: dict[str, dict[str, dict[str, float]]], users: list[str], n
 
 def markdown(results: Path) -> str:
     found, config = configurations(results)
-    users = set.intersection(*(set(scores) for scores in found.values())) if found else set()
-    means = {name: {key: statistics.fmean(scores[u][key] for u in users) for key in ("accuracy", *OBJECTIVES)}
-             for name, scores in found.items()}
+    users = sorted(set.intersection(*(set(scores) for scores in found.values()))) if found else []
+    means = config_means(found, users)
     rows = [[name, f"{m['accuracy']:.1%}", *(f"{m[o]:+.4f}" for o in OBJECTIVES)]
             for name, m in sorted(means.items(), key=lambda item: -item[1]["accuracy"])]
     reading = {name: m for name, m in means.items() if not name.endswith(":dg-no-pc")}
@@ -110,9 +114,10 @@ def markdown(results: Path) -> str:
             tau, same, pairs = agreement(chosen, objective)
             cells += [f"{tau:+.2f}", f"{same} of {pairs}"]
         summary.append([objective, *cells])
-    taus = resampled(found, sorted(users), sorted(reading))
-    diffs = sorted(m - g for m, g in zip(taus["margin"], taus["gold_probability"], strict=True) if m == m and g == g)
-    low, high = diffs[int(0.025 * len(diffs))], diffs[int(0.975 * len(diffs)) - 1]
+    taus = resampled(found, users, sorted(reading))
+    diffs = [m - g for m, g in zip(taus["gold_margin"], taus["gold_probability"], strict=True)
+             if not (math.isnan(m) or math.isnan(g))]  # a resample where a tau is undefined (all tied) is left out
+    low, high = np.quantile(diffs, [0.025, 0.975])
     share = sum(d > 0 for d in diffs) / len(diffs)
     return "\n".join([
         "# Which smooth objective ranks preference programs as accuracy does? (dev users)", "",
@@ -132,7 +137,8 @@ def markdown(results: Path) -> str:
         "conclusive.", "",
         "Per configuration (folder:method), means over those users:", "",
         markdown_table(["configuration", "accuracy", *OBJECTIVES], rows), "",
-        "Accuracy on 60 users is itself noisy (one user is 1.7 points), so this measures agreement, not which "
+        f"Accuracy on {len(users)} users is itself noisy (one user is {1 / max(1, len(users)):.1%}), so this "
+        "measures agreement, not which "
         "objective is right; ties in accuracy are left out of the pair count.", ""])
 
 

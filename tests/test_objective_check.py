@@ -27,7 +27,7 @@ def folder(results, name, probs_by_user, split="dev", sha="d" * 64):
 
 def test_objectives_are_read_from_the_letter_probabilities(check):
     found = check.objectives([0.25, 0.29, 0.23, 0.23], "B")
-    assert found["gold_probability"] == 0.29 and found["margin"] == pytest.approx(0.04)
+    assert found["gold_probability"] == 0.29 and found["gold_margin"] == pytest.approx(0.04)
 
 
 def test_agreement_counts_the_pairs_an_objective_orders_as_accuracy_does(check, tmp_path):
@@ -39,7 +39,6 @@ def test_agreement_counts_the_pairs_an_objective_orders_as_accuracy_does(check, 
     folder(results, "x-dev-preference-other-data", {"1": [1.0, 0, 0, 0], "2": [1.0, 0, 0, 0]}, sha="e" * 64)
     found, _ = check.configurations(results)
     assert sorted(found) == ["x-dev-preference-a:gpg", "x-dev-preference-b:gpg", "x-dev-preference-c:gpg"]
-    means = {name: {key: sum(s[key] for s in scores.values()) / 2 for key in ("accuracy", *check.OBJECTIVES)}
-             for name, scores in found.items()}
-    assert check.agreement(means, "margin")[1:] == (3, 3)  # the margin orders a > b > c, as accuracy does
+    means = check.config_means(found, ["1", "2"])
+    assert check.agreement(means, "gold_margin")[1:] == (3, 3)  # the margin orders a > b > c, as accuracy does
     assert check.agreement(means, "gold_probability")[1:] == (0, 3)  # the probability orders them c > b > a
