@@ -24,6 +24,7 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 
+from guided_profile.evaluation import read_records  # noqa: E402
 from guided_profile.files import write_text  # noqa: E402
 from guided_profile.report import markdown_table, origin  # noqa: E402
 
@@ -114,9 +115,8 @@ def reported_means(payload: dict[str, Any], run_dir: Path) -> tuple[dict[str, di
     if not path.exists() or stage.get("examples") != stage.get("n"):
         return {}, ""
     ids, lines = set(stage["example_ids"]), defaultdict(list)
-    for line in path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if record.get("example_id") in ids and record.get("metrics"):
+    for record in read_records(path):  # a line a kill cut short is skipped with a warning
+        if record.get("example_id") in ids and record.get("metrics") and "configuration" in record:
             lines[record["configuration"]].append(record)
     found: dict[str, dict[str, float]] = {}
     for records in lines.values():

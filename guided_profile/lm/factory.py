@@ -81,8 +81,8 @@ def check_api_base(api_base: str | None, option: str = "--api-base") -> None:
     parts = urlsplit(api_base)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{option} {redact(api_base)}: expected an http(s) URL such as http://127.0.0.1:8000/v1")
-    authority = api_base.split("//", 1)[-1].split("/", 1)[0]  # urlsplit misses a user part holding '?' or '#'
-    if parts.username is not None or parts.password is not None or "@" in authority:
+    authority = api_base.split("//", 1)[-1].split("/", 1)[0]  # not urlsplit's: it misses a user part with '?' or '#'
+    if "@" in authority:
         raise ConfigError(f"{option} {redact(api_base)}: credentials in the URL are not sent by the OpenAI "
                           f"client; remove them and put the key in ${API_KEY_ENV} (sent as a bearer token)")
 

@@ -73,8 +73,9 @@ class StoredStep(dspy.Predict):
         if use is None or lm is None:
             return super().forward(**kwargs)
         (output,) = self.signature.output_fields
-        key = (self.kind, kwargs["history"], self._instruction(kwargs), kwargs.get("guidance", ""),
-               self._model(lm, {**self.config, **kwargs.get("config", {})}))
+        config = {**self.config, **kwargs.get("config", {})}  # as DSPy merges them for the call
+        key = (self.kind, kwargs["history"], self._instruction(kwargs.get("demos", self.demos), config),
+               kwargs.get("guidance", ""), self._model(lm, config))
         text = use.store.lookup(*key)
         if text is not None:
             use.hits.append(self.kind)  # the runner reports these beside the calls actually made
@@ -90,13 +91,12 @@ class StoredStep(dspy.Predict):
                            seconds=round(time.perf_counter() - start, 3))
         return prediction
 
-    def _instruction(self, kwargs: dict) -> str:
+    def _instruction(self, demos: list, config: dict) -> str:
         """The step's instruction, plus whatever else of this step's prompt changes the output."""
         instruction = self.signature.instructions
-        demos = kwargs.get("demos", self.demos)
         if demos:  # a compiled step with demos answers differently from the same instruction without
             instruction += "\n[demos] " + json.dumps([dict(d) for d in demos], sort_keys=True, default=str)
-        cap = {**self.config, **kwargs.get("config", {})}.get("max_tokens", UNFITTED_MAX_TOKENS)
+        cap = config.get("max_tokens", UNFITTED_MAX_TOKENS)
         if cap != UNFITTED_MAX_TOKENS:  # a cut elsewhere is another output (earlier entries were all made at 256)
             instruction += f"\n[max_tokens] {cap}"
         turn = prior_turn()
