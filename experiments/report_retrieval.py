@@ -41,7 +41,7 @@ from guided_profile.programs.adapter import DEFAULT_LAYOUT  # noqa: E402
 from guided_profile.programs.conversation import DEFAULT_PROFILE_STEP  # noqa: E402
 from guided_profile.report import by_example_id, origin, p_clause  # noqa: E402
 from guided_profile.tasks import get_task  # noqa: E402
-from guided_profile.tasks.base import gold_probability  # noqa: E402
+from guided_profile.tasks.base import gold_probability, history_items  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 REPORT = "retrieval.md"
@@ -183,7 +183,7 @@ def gold_in_history(baseline: Run, method: str) -> list[str]:
         if m != method:
             continue
         gold = plain(record["gold"])
-        items = [plain(re.sub(r"^\d+\.\s*", "", line)) for line in record["inputs"]["history"].splitlines()]
+        items = [plain(item) for item in history_items(record["inputs"]["history"])]
         if any(difflib.SequenceMatcher(None, gold, item).ratio() >= NEAR_COPY for item in items if item):
             found.append(example_id)
     return by_example_id(found)

@@ -143,3 +143,10 @@ def test_preference_refuses_an_option_it_could_not_honour():
     with pytest.raises(ConfigError, match="include_empty_history does not apply to preference"):
         get_task("preference", include_empty_history=True)
     assert get_task("paraphrase", include_empty_history=True).include_empty_history
+
+
+def test_history_items_undo_the_numbering_every_step_reads():
+    from guided_profile.tasks.base import history_items, numbered_history
+
+    items = ["a. b", "12 monkeys", "3. is a title"]
+    assert history_items(numbered_history(items, 6000)[0]) == items

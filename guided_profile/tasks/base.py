@@ -77,6 +77,11 @@ def numbered_history(items: Iterable[str], max_chars: int) -> tuple[str, bool]:
     return "\n".join(f"{i}. {item}" for i, item in enumerate(kept, 1)), was_cut
 
 
+def history_items(text: str) -> list[str]:
+    """The items of a `numbered_history` text (as records keep it), without their numbers."""
+    return [re.sub(r"^\d+\. ", "", line, count=1) for line in text.splitlines()]
+
+
 def whole_number(name: str, value: object, minimum: int = 1) -> int:
     """A task option that must be a whole number >= `minimum` (e.g. from --task-option KEY=VALUE)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
