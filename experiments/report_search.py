@@ -78,18 +78,16 @@ def trial_rows(study: optuna.Study) -> list[list[str]]:
     return rows
 
 
-def cost_lines(run_dir: Path) -> list[str]:
-    """Wall time and model calls over every session of the search (the run folder's cost.json)."""
-    path = run_dir / "cost.json"
-    if not path.exists():
-        return ["No cost.json in the run folder: cost not recorded.", ""]
-    sessions = json.loads(path.read_text())["sessions"]
-    hours = sum(s["seconds"] for s in sessions) / 3600
-    calls = sum(s["model_calls"] for s in sessions)
-    tokens = sum(s["prompt_tokens"] + s["completion_tokens"] for s in sessions)
-    return [f"**Cost** (`cost.json`, {len(sessions)} sessions: every optimize session on this run folder, its "
-            "search, confirm stage and exports): "
-            f"{hours:.1f} h of wall time, {calls:,} model calls, {tokens:,} prompt + generated tokens.", ""]
+def cost_lines(payload: dict[str, Any]) -> list[str]:
+    """Wall time and model calls over every session of the search up to this export, as the export states them
+    (`usage.all_sessions`, the run folder's cost.json added up when it was written)."""
+    total = (payload.get("usage") or {}).get("all_sessions")
+    if not total:
+        return ["Cost over all sessions: not recorded in this export.", ""]
+    tokens = total.get("prompt_tokens", 0) + total.get("completion_tokens", 0)
+    return [f"**Cost** (the export's `usage.all_sessions`: {total['sessions']} sessions of search, confirm stage "
+            f"and export): {total['seconds'] / 3600:.1f} h of wall time, {total['model_calls']:,} model calls, "
+            f"{tokens:,} prompt + generated tokens.", ""]
 
 
 def racing_lines(info: dict[str, Any]) -> list[str]:
@@ -182,7 +180,7 @@ def markdown(compiled: Path, run_dir: Path) -> str:
         "## Trials (every one the study holds)", "", markdown_table(header, trial_rows(study)), "",
         "*final step reads*: PC the history, G the guidance answer, PP the profile. A failed trial was "
         "interrupted by a stop (or some of its examples failed); its configuration ran again as a later trial.", "",
-        *racing_lines(info), *cost_lines(run_dir), *confirm_lines(payload, searched, run_dir),
+        *racing_lines(info), *cost_lines(payload), *confirm_lines(payload, searched, run_dir),
         "## Guidance questions (the study's pool, whole)", "",
         *[f"{i}. {source(i, q, config)}: {q}" for i, q in enumerate(pool)], ""])
 

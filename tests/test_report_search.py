@@ -45,14 +45,13 @@ def search(tmp_path):
     study.add_trial(trial(TrialState.FAIL, 2))
     study.add_trial(trial(TrialState.COMPLETE, 1, parts="g", value=0.2777, **done))
     study.enqueue_trial({"guidance": 2, "parts": "g"})  # screened but never run: Optuna keeps no params for it
-    (run_dir / "cost.json").write_text(json.dumps({"sessions": [
-        {"seconds": 5400, "model_calls": 100, "prompt_tokens": 1000, "completion_tokens": 10},
-        {"seconds": 1800, "model_calls": 50, "prompt_tokens": 500, "completion_tokens": 5}]}))
     verdict = {"objective": "gold_probability", "n": 5, "candidates": 1, "diff": -0.01, "low": -0.03, "high": 0.01,
                "p": 0.5, "confirmed": False, "exported": "handwritten", "line": "not confirmed: -0.010 ..."}
     payload = {"command": "guided-profile optimize ...", "lm": {"model": "qwen-test", "sha256": "e" * 64},
                "data": {"sha256": "d" * 64, "train_ids": ["a", "b"]}, "git": {"commit": "c" * 40, "dirty": False},
                "version": "0.1.0", "handwritten_instructions": {"digest": POOL[0]},
+               "usage": {"all_sessions": {"sessions": 2, "seconds": 7200, "model_calls": 150, "prompt_tokens": 1500,
+                                          "completion_tokens": 15}},
                "optimizer": {"info": {"racing": {"trials": 3, "pruned": 1, "dev_examples_scored": 24,
                                                  "full_evaluation": 30, "saved": 6, "paid": 24}}},
                "confirm": {"n": 5, "examples": 5, "example_ids": [f"c{i}" for i in range(5)],
