@@ -91,6 +91,7 @@ def test_tasks_lists_the_guidance_question_and_columns(capsys):
     out = capsys.readouterr().out
     assert "  guidance question: Provide the product category of above one by one" in out
     assert "  columns: accuracy, correct, incorrect, abstain, unparseable" in out
+    assert "  --objective choices: score mode: gold_probability, gold_margin, accuracy; generate mode: accuracy" in out
 
 
 @pytest.mark.parametrize("extra,needle", [

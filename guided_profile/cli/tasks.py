@@ -15,8 +15,11 @@ def main(args: argparse.Namespace) -> int:
     for name, cls in sorted(TASKS.items()):
         options = ", ".join(f"{key}={value}" for key, value in cls.option_defaults().items())
         retriever, k = cls.default_retrieval
+        task = cls()
+        modes = ("score", "generate") if cls.has_options else ("generate",)
+        choices = "; ".join(f"{mode} mode: {', '.join(task.objectives(mode))}" for mode in modes)
         print(f"{name}: {cls.description}\n  guidance question: {cls.guidance_question}\n  objective: {cls.objective}\n"
-              f"  columns: {', '.join(cls.columns)}\n"
+              f"  columns: {', '.join(cls.columns)}\n  --objective choices: {choices}\n"
               f"  default retrieval (--retriever, --k): {retriever}, " + ("every item" if k is None else f"k {k}")
               + f"\n  settings (--task-option KEY=VALUE): {options}")
     return 0
