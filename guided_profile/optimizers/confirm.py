@@ -209,15 +209,16 @@ def confirm_stage(handwritten: dspy.Module, searched: Sequence[dspy.Module], exa
                         export_unconfirmed=settings.export_unconfirmed)
     else:
         winner, verdict = "handwritten", nothing_to_confirm(objective, len(scores["handwritten"]))
+    kept = {name: reported(program) for name, program in programs.items()} if reported is not None else None
+    beside = {metric: (value, kept["handwritten"][metric])
+              for metric, value in kept[winner].items() if metric in kept["handwritten"]} if kept and named else {}
+    if beside:  # the verdict line shows them beside the objective
+        verdict = replace(verdict, reported=beside)
     info = {"settings": asdict(settings), "n": len(scores["handwritten"]), "examples": len(examples),
             "example_ids": [ex.example_id for ex in examples],
             "means": {name: math.fsum(values) / len(values) for name, values in scores.items()},
             "finalists": {name: instructions(program) for name, program in named.items()},
             "winner": winner, "verdict": verdict.to_dict()}
-    if reported is not None:
-        info["reported"] = {name: reported(program) for name, program in programs.items()}
-        beside = {metric: (value, info["reported"]["handwritten"][metric])
-                  for metric, value in info["reported"][winner].items() if metric in info["reported"]["handwritten"]}
-        if named and beside:
-            info["verdict"] = replace(verdict, reported=beside).to_dict()
+    if kept is not None:
+        info["reported"] = kept
     return (named[winner] if verdict.exported == "candidate" else handwritten), info
