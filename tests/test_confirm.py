@@ -59,6 +59,14 @@ def test_a_lucky_or_worse_candidate_leaves_the_handwritten_program_exported():
     assert flagged.exported == "candidate" and not flagged.confirmed and "unconfirmed" in flagged.line()
 
 
+def test_a_tiny_difference_shows_its_digits_not_a_signed_zero():
+    """-0.04 points rounds to "-0.0" at one decimal: the sign alone would claim a direction the number hides."""
+    handwritten = [0.3, 0.2] * 25
+    candidate = [0.3, 0.2] * 24 + [0.3, 0.18]
+    line = judge(candidate, handwritten, objective="gold_probability").line()
+    assert line.startswith("not confirmed: -0.04 points [") and "-0.0 " not in line
+
+
 def test_choosing_among_more_candidates_needs_stronger_evidence():
     handwritten = [0.5] * 12
     candidate = [0.6] * 8 + [0.5] * 4
