@@ -18,10 +18,11 @@ def _user_part(match: re.Match) -> str:
     return f"{match.group(1)}{user}{colon}{MASK}@" if colon else f"{match.group(1)}{MASK}@"
 
 
+# A URL's user part runs to the last @ before the path: a raw @, ? or # in a password included (a query
+# holding an @ before any path is masked too, the safe side).
+_URL_USER_PART = re.compile(r"(\b[a-zA-Z][\w+.-]*://)([^/\s]*)@")
 _SHAPES = [
-    # A URL's user part runs to the last @ before the path: a raw @, ? or # in a password included (a query
-    # holding an @ before any path is masked too, the safe side).
-    (re.compile(r"(\b[a-zA-Z][\w+.-]*://)([^/\s]*)@"), _user_part),
+    (_URL_USER_PART, _user_part),
     (re.compile(r"([?&](?:api[_-]?key|key|token|access_token|password|secret)=)[^&\s\"']+", re.IGNORECASE),
      rf"\g<1>{MASK}"),
     (re.compile(r"(\bBearer\s+)[\w.~+/=-]{8,}"), rf"\g<1>{MASK}"),
@@ -29,6 +30,11 @@ _SHAPES = [
 ]
 _SECRET_NAMES = ("_API_KEY", "_TOKEN", "_SECRET", "PASSWORD", "API_KEY", "_KEY")
 _MIN_SECRET = 6  # shorter values ("1", "true") would mask ordinary words
+
+
+def has_user_part(url: str) -> bool:
+    """Whether the URL `url` carries a user part (credentials): exactly what `redact` would mask in it."""
+    return _URL_USER_PART.match(url.strip()) is not None
 
 
 def redact(text: str) -> str:

@@ -136,6 +136,20 @@ def test_credentials_in_the_server_url_are_refused_with_how_to_pass_a_key():
     assert redact(command) == command
 
 
+@pytest.mark.parametrize("url", ["http://me:s3cret@box/v1", "http://:pw@box/v1", "http://tok@box/v1",
+                                 "http://me:p@ss@box/v1", "http://me:p?ss@box/v1", "http://box:8000/v1",
+                                 "http://box/v1?user=me@home", "https://box/v1/a@b"])
+def test_the_server_url_is_refused_exactly_when_redaction_would_mask_it(url):
+    """One reading of a URL's user part: what is refused as credentials is what a file would show masked."""
+    masked = redact(url) != url
+    try:
+        resolve_spec("openai/served", api_base=url)
+        refused = False
+    except ConfigError as error:
+        refused = "credentials" in str(error)
+    assert refused == masked
+
+
 def test_the_prompt_models_url_is_checked_under_its_own_flag(tmp_path, capsys):
     from guided_profile.cli import main
 

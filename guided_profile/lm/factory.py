@@ -16,7 +16,7 @@ from guided_profile.lm.embedded import DEFAULT_CONTEXT, EmbeddedEngine
 from guided_profile.lm.repetition import DEFAULT_LOOP_RULE
 from guided_profile.lm.weights import EMBEDDED_MODELS, ensure_model_file, sha256_file
 from guided_profile.paths import cache_dir
-from guided_profile.redaction import redact
+from guided_profile.redaction import has_user_part, redact
 
 GGUF_MAGIC = b"GGUF"
 API_KEY_ENV = "OPENAI_API_KEY"
@@ -81,8 +81,7 @@ def check_api_base(api_base: str | None, option: str = "--api-base") -> None:
     parts = urlsplit(api_base)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{option} {redact(api_base)}: expected an http(s) URL such as http://127.0.0.1:8000/v1")
-    authority = api_base.split("//", 1)[-1].split("/", 1)[0]  # not urlsplit's: it misses a user part with '?' or '#'
-    if "@" in authority:
+    if has_user_part(api_base):  # not urlsplit's reading: it misses a user part holding '?' or '#'
         raise ConfigError(f"{option} {redact(api_base)}: credentials in the URL are not sent by the OpenAI "
                           f"client; remove them and put the key in ${API_KEY_ENV} (sent as a bearer token)")
 
