@@ -18,7 +18,7 @@ from guided_profile.files import write_bytes
 from guided_profile.metrics.stats import paired_bootstrap, paired_permutation_pvalue, user_means
 from guided_profile.programs.export import instructions
 from guided_profile.programs.retrieved import retrieval_of
-from guided_profile.report import fmt, fmt_p, markdown_table, p_clause, provenance_line
+from guided_profile.report import fmt, fmt_p, markdown_table, p_clause, provenance_line, signed
 from guided_profile.tasks.base import Task
 
 REFERENCE = "handwritten"
@@ -95,8 +95,8 @@ def table(task: Task, rows: list[dict[str, Any]], reference: str = REFERENCE) ->
         ci = r["ci95"]
         body.append([r["method"], *[fmt(s.get(k)) for k in metric_keys], str(r["n"]),
                      f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-", str(r.get("paired_n", "-")),
-                     f"{r['diff']:+.3f}" if "diff" in r else "-",
-                     f"[{r['diff_ci'][0]:+.3f}, {r['diff_ci'][1]:+.3f}]" if "diff" in r else "-",
+                     signed(r["diff"]) if "diff" in r else "-",
+                     f"[{signed(r['diff_ci'][0])}, {signed(r['diff_ci'][1])}]" if "diff" in r else "-",
                      fmt_p(r["p"]) if "p" in r else "-", *_predicted_and_realized(r), str(s["failed"]),
                      str(s["history_cut"]), f"{r['calls']:.1f}", f"{r['store_hits']:.1f}",
                      f"{r['tokens']:.0f}"])
@@ -113,14 +113,14 @@ def _predicted_and_realized(row: dict[str, Any]) -> tuple[str, str]:
     status = "confirmed" if estimate["confirmed"] else (
         "not confirmed, exported anyway" if estimate["exported"] == "candidate" else "not confirmed: hand-written")
     picked = f", best of {estimate['candidates']}" if estimate.get("candidates", 1) > 1 else ""
-    beside = "".join(f"; {metric} {diff:+.3f}" for metric, diff in estimate.get("reported", {}).items())
-    predicted = (f"{estimate['diff']:+.3f} [{low:+.3f}, {high:+.3f}] {estimate['objective']}, "
+    beside = "".join(f"; {metric} {signed(diff)}" for metric, diff in estimate.get("reported", {}).items())
+    predicted = (f"{signed(estimate['diff'])} [{signed(low)}, {signed(high)}] {estimate['objective']}, "
                  f"{estimate['n']} users{picked}, {status}{beside}")
     realized = row.get("realized")
     if not realized:
         return predicted, "-"
     low, high = realized["diff_ci"]
-    return predicted, (f"{realized['diff']:+.3f} [{low:+.3f}, {high:+.3f}] {estimate['objective']}, "
+    return predicted, (f"{signed(realized['diff'])} [{signed(low)}, {signed(high)}] {estimate['objective']}, "
                        f"{realized['paired_n']} users, {p_clause(realized['p'])}")
 
 

@@ -21,6 +21,16 @@ def fmt_p(p: float) -> str:
     return "<0.001" if p < 0.0005 else f"{p:.3f}"
 
 
+def signed(value: float, digits: int = 3) -> str:
+    """`value` with its sign and `digits` decimals, or up to two more when those would show a nonzero value
+    as 0: "-0.04", not "-0.0", whose sign alone would say more than its number."""
+    for shown in (digits, digits + 1, digits + 2):
+        text = f"{value:+.{shown}f}"
+        if text.strip("+-0."):
+            return text
+    return f"{0:+.{digits}f}"
+
+
 def p_clause(p: float) -> str:
     """'p = 0.039', or 'p < 0.001' (the threshold is fmt_p's)."""
     text = fmt_p(p)

@@ -8,7 +8,7 @@ from typing import Any
 
 from guided_profile.bench.tokens import CATEGORIES
 from guided_profile.files import write_json, write_text
-from guided_profile.report import markdown_table, origin, text_table
+from guided_profile.report import markdown_table, origin, signed, text_table
 
 STEPS = ("digest", "profile", "answer")
 
@@ -20,7 +20,7 @@ def _fmt(value: Any, spec: str = "") -> str:
 def _paired(vs: dict | None) -> str:
     if not vs or not vs.get("n"):
         return "-"
-    return f"{vs['diff']:+.3f} [{vs['ci95'][0]:+.3f}, {vs['ci95'][1]:+.3f}] p={vs['p']:.2f}"
+    return f"{signed(vs['diff'])} [{signed(vs['ci95'][0])}, {signed(vs['ci95'][1])}] p={vs['p']:.2f}"
 
 
 def mode_table(mode: dict, objective: str) -> tuple[list[str], list[list[str]]]:

@@ -27,7 +27,7 @@ from guided_profile.metrics.stats import differing, paired_bootstrap, paired_per
 from guided_profile.programs.answer import answer_config_of
 from guided_profile.programs.export import instructions
 from guided_profile.programs.retrieved import retrieval_of
-from guided_profile.report import p_clause
+from guided_profile.report import p_clause, signed
 
 ALPHA = 0.05
 DEFAULT_FRACTION = 0.3  # of the dev users: of optimize's default 160 (real preference data), 44 confirm, 116 search
@@ -104,7 +104,7 @@ class Verdict:
                     f"({self.n} confirm users); the hand-written program is exported")
         scale, unit = (100, " points") if self.objective in POINT_OBJECTIVES else (1, "")
         digits = 1 if scale == 100 else 3
-        diff, low, high = (_signed(scale * x, digits) for x in (self.diff, self.low, self.high))
+        diff, low, high = (signed(scale * x, digits) for x in (self.diff, self.low, self.high))
         numbers = f"{diff}{unit} [{low}, {high}] {self.objective}, {p_clause(self.p)} on {self.n} confirm users"
         if self.candidates > 1:
             numbers += (f" ({100 * self.confidence:.1f}% interval and p adjusted for the best of {self.candidates} "
@@ -124,16 +124,6 @@ class Verdict:
 
     def to_dict(self) -> dict:
         return asdict(self) | {"line": self.line()}
-
-
-def _signed(value: float, digits: int) -> str:
-    """`value` with its sign and `digits` decimals, or up to two more when those would show a nonzero value
-    as 0: "-0.04", not "-0.0", whose sign alone would say more than its number."""
-    for shown in (digits, digits + 1, digits + 2):
-        text = f"{value:+.{shown}f}"
-        if text.strip("+-0."):
-            return text
-    return f"{0:+.{digits}f}"
 
 
 def judge(candidate: Sequence[float], handwritten: Sequence[float], *, objective: str, candidates: int = 1,
