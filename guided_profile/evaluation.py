@@ -319,9 +319,9 @@ class RunFolder:
             self.failed.add(key)
 
 
-def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Example], lm: dspy.BaseLM,
-             run: RunFolder, *, workers: int = 1, adapter: dspy.Adapter | None = None,
-             store: ProfileStore | None = None,
+def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Example],
+             lm: dspy.BaseLM | Callable[[], dspy.BaseLM], run: RunFolder, *, workers: int = 1,
+             adapter: dspy.Adapter | None = None, store: ProfileStore | None = None,
              progress: Callable[[int], Any] | None = None) -> dict[str, dict]:
     """Every program on every example not yet in `run`; returns each method's summary (also of the
     methods the folder ran before on these examples).
@@ -329,7 +329,9 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     The unit of work is one example with all its pending methods, run back to back, so the model's
     prompt cache still holds that user's history and a run cut short has every method on the same
     users.  With `workers` > 1, that many examples run at once (one per server slot); each worker
-    has its own copy of `lm` (same engine, own history) so costs are still counted per example.
+    has its own copy of `lm` (same engine, own history) so costs are still counted per example.  `lm` may
+    be a function that makes it, called only when some example is left to run: a finished folder is
+    summarized again without loading a model.
     `adapter` defaults to `PersonalAdapter` (the benchmark also runs DSPy's default one); with a
     `store`, digestions and profiles are looked up there before any LM call and kept there after.
     Each method on each example is one `attempt`: a failed LM call is that record's error and the run
@@ -343,6 +345,8 @@ def evaluate(programs: dict[str, dspy.Module], task: Task, examples: list[Exampl
     run.forget_unscorable(task, programs)
     todo = [(ex, [m for m in _answering(programs, task, ex) if (m, ex.example_id) not in run.done]) for ex in examples]
     todo = [(ex, methods) for ex, methods in todo if methods]
+    if todo and not isinstance(lm, dspy.BaseLM):
+        lm = lm()  # a factory: the model is loaded only when something is left to run
     local = threading.local()
     saver = _Saver(run)
     watch = _EndpointWatch(min(len(todo), max(2, workers)), lm)

@@ -120,6 +120,12 @@ class RunSettings:
             raise ConfigError(f"--task-option {', '.join(unknown)}: the {self.task} task takes "
                               f"{', '.join(known)}") from exc
 
+    def describe_lm(self) -> LMSpec:
+        """`make_lm`'s identity, without loading the model."""
+        from guided_profile.lm.factory import describe_lm
+
+        return describe_lm(self.lm, api_base=self.api_base, context=self.context_window, draft_ngram=self.draft_ngram)
+
     def make_lm(self) -> tuple[dspy.LM, LMSpec]:
         from guided_profile.lm import make_lm
 
@@ -337,7 +343,7 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
     for name, relation in relations.items():
         log(f"{name}: {relation}")
     programs = programs | _cold_start_row(settings, task, examples, log)
-    lm, identity = settings.make_lm()
+    identity = settings.describe_lm()  # the model itself is loaded only if the folder has work left
     config = {"task": task.name, "task_options": dict(settings.task_options), "methods": list(programs),
               "data": source.name, "split": settings.split, "limit": settings.limit, "seed": settings.seed,
               "lm": identity.to_dict(), **settings.program_options,
@@ -354,7 +360,8 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
 
     try:
         store = open_store(settings.store) if settings.store else None
-        summaries = evaluate(programs, task, examples, lm, run, workers=settings.parallel, store=store, progress=bar)
+        summaries = evaluate(programs, task, examples, lambda: settings.make_lm()[0], run, workers=settings.parallel,
+                             store=store, progress=bar)
     except BaseException:
         run.close()
         raise

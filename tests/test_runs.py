@@ -122,3 +122,19 @@ def test_no_committed_result_names_a_folder_of_the_machine_that_made_it():
     assert len(files) > 20
     named = [str(p.relative_to(results)) for p in files if absolute.search(p.read_text(encoding="utf-8"))]
     assert named == []
+
+
+def test_a_finished_folder_is_summarized_again_without_loading_a_model(tmp_path, monkeypatch):
+    """Loading the 1.5B weights takes seconds: a rerun with nothing left to do must not pay for them."""
+    import guided_profile.lm
+
+    loaded = []
+    real = guided_profile.lm.make_lm
+    monkeypatch.setattr(guided_profile.lm, "make_lm", lambda *a, **k: loaded.append(1) or real(*a, **k))
+    command = ["run", "--task", "preference", "--data", "sample", "--split", "all", "--methods", "gpg", "--lm", "fake",
+               "--no-progress", "--out", str(tmp_path / "run")]
+    assert main([*command, "--limit", "2"]) == 0 and len(loaded) == 1
+    assert main([*command, "--limit", "2"]) == 0 and len(loaded) == 1  # finished: no model
+    assert len(records(tmp_path / "run")) == 2
+    assert main([*command, "--limit", "3"]) == 0 and len(loaded) == 2  # one example left: the model is loaded
+    assert len(records(tmp_path / "run")) == 3

@@ -132,6 +132,17 @@ def use_answer_cache() -> None:
         _answer_cache = folder
 
 
+def describe_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CONTEXT,
+                draft_ngram: int | None = None) -> LMSpec:
+    """The identity `make_lm` gives the model behind `spec`, without loading it: a run folder is checked
+    against it first, so a finished one is reopened without paying for the weights."""
+    check_draft_ngram(spec, draft_ngram)
+    if spec == "fake":
+        return LMSpec(spec, "scripted-fake")
+    identity, gguf = resolve_spec(spec, api_base, context)
+    return replace(identity, draft_ngram=draft_ngram) if gguf is not None else identity
+
+
 def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CONTEXT, n_parallel: int = 1,
             threads: int | None = None, max_tokens: int = 512, temperature: float = 0.0,
             cache: bool = True, prompt_cache: bool = True, num_retries: int = 3,
@@ -147,16 +158,15 @@ def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CO
     `draft_ngram`: an in-process model drafts from the last N tokens' earlier occurrence (lm/embedded.py).
     """
     use_answer_cache()
-    check_draft_ngram(spec, draft_ngram)
+    identity = describe_lm(spec, api_base=api_base, context=context, draft_ngram=draft_ngram)
     if spec == "fake":
         from guided_profile.lm.fake import FakeEngine
 
         lm = dspy.LM("fake/scripted", engine=FakeEngine(), temperature=temperature, max_tokens=max_tokens,
                      cache=False)
-        return lm, LMSpec(spec, "scripted-fake")
-    identity, gguf = resolve_spec(spec, api_base, context)
+        return lm, identity
+    _, gguf = resolve_spec(spec, api_base, context)
     if gguf is not None:
-        identity = replace(identity, draft_ngram=draft_ngram)
         engine = EmbeddedEngine(gguf, n_ctx=context, n_parallel=n_parallel, threads=threads,
                                 model_name=identity.model, cache_prompt=prompt_cache,
                                 loop_rule=DEFAULT_LOOP_RULE if stop_loops else None, draft_ngram=draft_ngram)
