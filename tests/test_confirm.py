@@ -193,6 +193,36 @@ def test_a_candidate_that_wins_on_users_the_search_never_saw_is_confirmed(tmp_pa
     assert result.usage["calls"] <= result.usage["expected_calls"]  # the plan counts the stage
 
 
+def test_the_exported_programs_dev_score_is_its_confirm_mean_per_user(tmp_path):
+    """A persona with three turns counts once, in the verdict and in the file's dev score alike."""
+    from test_optimizers import NEW_Q, SETTINGS, TASK, lms, rewarding_rule
+
+    from guided_profile.optimizers import get_optimizer, run_optimizer
+    from guided_profile.optimizers.confirm import ConfirmSettings
+    from guided_profile.programs import build_program
+
+    def dev_user(u: int) -> list[Example]:
+        turns = 3 if u % 2 else 1  # right only on the one-turn users
+        return [Example(f"d{u}-{t}", f"d{u}", (f"item d{u}-{t} {'solo' if turns == 1 else 'busy'}", "Beaker"),
+                        "Which next?", "B", ("Drill bit", "Pipette tips", "Hose", "Clock")) for t in range(turns)]
+
+    def solo_only(system, user):
+        reply = rewarding_rule(system, user)
+        return "A" if reply == "B" and "busy" in user else reply
+
+    task_lm, _, prompt_lm, _ = lms(solo_only)
+    optimizer = get_optimizer("copro", task=TASK, task_lm=task_lm, prompt_lm=prompt_lm, workdir=tmp_path,
+                              progress=None, confirm=ConfirmSettings(fraction=0.5), **SETTINGS["copro"])
+    valset = [ex for u in range(40) for ex in dev_user(u)]
+    result = run_optimizer(optimizer, build_program("gpg", TASK), trainset=dev_user(100) + dev_user(102),
+                           valset=valset, budget=100_000, log=lambda line: None)
+    confirm = result.info["confirm"]
+    assert result.program.digest.signature.instructions == NEW_Q and confirm["verdict"]["confirmed"]
+    per_example = sum("solo" in ex.history[0] for ex in valset if ex.example_id in confirm["example_ids"]) / len(
+        confirm["example_ids"])
+    assert result.scores["dev"] == pytest.approx(confirm["means"][confirm["winner"]]) != pytest.approx(per_example)
+
+
 def test_when_nothing_beats_the_handwritten_program_it_is_exported_with_the_verdict(tmp_path):
     from test_optimizers import TASK
 

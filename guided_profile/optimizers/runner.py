@@ -10,6 +10,7 @@ from typing import Any
 import dspy
 
 from guided_profile.datasets.example import Example
+from guided_profile.metrics.stats import user_means
 from guided_profile.optimizers._ledger import CostLedger
 from guided_profile.optimizers.base import Optimizer
 from guided_profile.optimizers.confirm import configuration
@@ -44,8 +45,16 @@ def mean_metrics(optimizer: Optimizer, program: dspy.Module, examples: Sequence[
     return _means(runs, names)
 
 
-def _means(runs: Sequence[dict[str, Any] | None], names: Sequence[str]) -> dict[str, float]:
-    return {name: math.fsum(float((m or {}).get(name, 0.0)) for m in runs) / len(runs) for name in names}
+def _means(runs: Sequence[dict[str, Any] | None], names: Sequence[str],
+           users: Sequence[str] | None = None) -> dict[str, float]:
+    """Each metric's mean over `runs` (a failed one scores 0); with `users`, over user means, as the confirm
+    stage averages (a dialogue persona's turns count once)."""
+    means = {}
+    for name in names:
+        values = [float((m or {}).get(name, 0.0)) for m in runs]
+        values = user_means(values, users) if users is not None else values
+        means[name] = math.fsum(values) / len(values)
+    return means
 
 
 def final_scores(optimizer: Optimizer, program: dspy.Module, trainset: list[Example],
@@ -62,8 +71,9 @@ def final_scores(optimizer: Optimizer, program: dspy.Module, trainset: list[Exam
     train = mean_metrics(optimizer, program, trainset, names)
     stage = optimizer.info.get("confirm")
     if stage:
-        key = configuration(program)
-        dev = _means([optimizer.confirm_metrics.get((key, i)) for i in stage["example_ids"]], names)
+        key, user_of = configuration(program), {ex.example_id: ex.user_id for ex in valset}
+        dev = _means([optimizer.confirm_metrics.get((key, i)) for i in stage["example_ids"]], names,
+                     users=[user_of[i] for i in stage["example_ids"]])
         dev_on = f"the {stage['n']} confirm users"
     elif optimizer.known_dev_score is not None:
         dev = {name: optimizer.known_dev_score if name == objective else None for name in names}
