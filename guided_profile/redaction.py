@@ -34,7 +34,7 @@ _MIN_SECRET = 6  # shorter values ("1", "true") would mask ordinary words
 
 def has_user_part(url: str) -> bool:
     """Whether the URL `url` carries a user part (credentials): exactly what `redact` would mask in it."""
-    return _URL_USER_PART.match(url.strip()) is not None
+    return _URL_USER_PART.match(url) is not None
 
 
 def redact(text: str) -> str:

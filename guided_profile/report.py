@@ -24,11 +24,13 @@ def fmt_p(p: float) -> str:
 def signed(value: float, digits: int = 3) -> str:
     """`value` with its sign and `digits` decimals, or up to two more when those would show a nonzero value
     as 0: "-0.04", not "-0.0", whose sign alone would say more than its number."""
-    for shown in (digits, digits + 1, digits + 2):
+    if value == 0:
+        return f"{0.0:+.{digits}f}"  # -0.0 too
+    for shown in (digits, digits + 1):
         text = f"{value:+.{shown}f}"
         if text.strip("+-0."):
             return text
-    return f"{0:+.{digits}f}"
+    return f"{value:+.{digits + 2}f}"
 
 
 def p_clause(p: float) -> str:

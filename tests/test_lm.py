@@ -150,6 +150,17 @@ def test_the_server_url_is_refused_exactly_when_redaction_would_mask_it(url):
     assert refused == masked
 
 
+@pytest.mark.parametrize("url", ["http://me:p w@box/v1", "http://me:p\tw@box/v1", "http://me:pw\n@box/v1",
+                                 "\x01http://me:pw@box/v1", "http://box/v1 extra"])
+def test_a_server_url_with_spaces_or_control_characters_is_refused_without_echoing_it(url):
+    """Redaction's reading of a user part stops at a space, urlsplit's does not: such a URL could carry a
+    password neither refused nor masked, so it is refused whole, and not quoted."""
+    with pytest.raises(ConfigError, match="without spaces or control characters") as refused:
+        resolve_spec("openai/served", api_base=url)
+    assert "pw" not in str(refused.value) and "p w" not in str(refused.value)
+    resolve_spec("openai/served", api_base=" http://box:8000/v1\n")  # a pasted URL's surrounding blanks are fine
+
+
 def test_the_prompt_models_url_is_checked_under_its_own_flag(tmp_path, capsys):
     from guided_profile.cli import main
 

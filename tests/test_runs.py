@@ -132,9 +132,30 @@ def test_a_finished_folder_is_summarized_again_without_loading_a_model(tmp_path,
     real = guided_profile.lm.make_lm
     monkeypatch.setattr(guided_profile.lm, "make_lm", lambda *a, **k: loaded.append(1) or real(*a, **k))
     command = ["run", "--task", "preference", "--data", "sample", "--split", "all", "--methods", "gpg", "--lm", "fake",
-               "--no-progress", "--out", str(tmp_path / "run")]
+               "--limit", "2", "--no-progress", "--out", str(tmp_path / "run")]
     assert main([*command, "--limit", "2"]) == 0 and len(loaded) == 1
     assert main([*command, "--limit", "2"]) == 0 and len(loaded) == 1  # finished: no model
     assert len(records(tmp_path / "run")) == 2
     assert main([*command, "--limit", "3"]) == 0 and len(loaded) == 2  # one example left: the model is loaded
     assert len(records(tmp_path / "run")) == 3
+
+
+def test_a_folder_whose_model_failed_to_load_takes_the_corrected_rerun(tmp_path, monkeypatch, capsys):
+    """The folder is opened before the model loads: a load that fails leaves a config and no record, and a rerun
+    with other settings (a smaller context window, say) must not be refused for a run that never happened."""
+    import guided_profile.lm
+    from guided_profile.errors import ConfigError
+
+    real = guided_profile.lm.make_lm
+
+    def fails(*args, **kwargs):
+        raise ConfigError("the model does not fit in memory")
+    command = ["run", "--task", "preference", "--data", "sample", "--split", "all", "--methods", "gpg", "--lm", "fake",
+               "--limit", "2", "--no-progress", "--out", str(tmp_path / "run")]
+    monkeypatch.setattr(guided_profile.lm, "make_lm", fails)
+    assert main([*command, "--seed", "0"]) == 2 and "does not fit" in capsys.readouterr().err
+    monkeypatch.setattr(guided_profile.lm, "make_lm", real)
+    assert main([*command, "--seed", "1"]) == 0 and len(records(tmp_path / "run")) == 2
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 1
+    assert main([*command, "--seed", "0"]) == 2  # now it holds records of seed 1
+    assert "holds a run with different seed" in capsys.readouterr().err

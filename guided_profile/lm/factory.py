@@ -79,9 +79,13 @@ def check_api_base(api_base: str | None, option: str = "--api-base") -> None:
     if not api_base:
         return
     parts = urlsplit(api_base)
+    # urlsplit drops tabs and newlines and keeps spaces, where redaction's reading of a user part stops: a URL
+    # holding any of them is refused whole, so the two readings never disagree.
+    if any(ch.isspace() or not ch.isprintable() for ch in api_base.strip()):  # not echoed: redact may miss a part
+        raise ConfigError(f"{option}: expected an http(s) URL without spaces or control characters")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{option} {redact(api_base)}: expected an http(s) URL such as http://127.0.0.1:8000/v1")
-    if has_user_part(api_base):  # not urlsplit's reading: it misses a user part holding '?' or '#'
+    if has_user_part(api_base.strip()):  # not urlsplit's reading: it misses a user part holding '?' or '#'
         raise ConfigError(f"{option} {redact(api_base)}: credentials in the URL are not sent by the OpenAI "
                           f"client; remove them and put the key in ${API_KEY_ENV} (sent as a bearer token)")
 
