@@ -203,8 +203,6 @@ def _merged_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     with other settings; config.json is written when new or when it gains methods or programs."""
     config_file = path / "config.json"
     old = read_config(config_file)
-    if old and not _recorded_anything(path):
-        old = {}  # e.g. its model failed to load: no experiment to protect, so a corrected rerun may start here
     if old:
         if isinstance(old.get("data"), str):  # runs made before data was named portably stated a path
             old["data"] = portable(old["data"])
@@ -229,11 +227,6 @@ def _merged_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     if not old or gains:
         write_json(config_file, config)
     return config
-
-
-def _recorded_anything(path: Path) -> bool:
-    records = path / RECORDS
-    return records.exists() and records.stat().st_size > 0
 
 
 @dataclass

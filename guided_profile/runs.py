@@ -343,7 +343,10 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
     for name, relation in relations.items():
         log(f"{name}: {relation}")
     programs = programs | _cold_start_row(settings, task, examples, log)
-    identity = settings.describe_lm()  # the model itself is loaded only if the folder has work left
+    identity = settings.describe_lm()
+    # A new folder's model is loaded before the folder is made, so a load that fails leaves nothing behind; an
+    # existing folder's only if it has examples left to run (evaluate calls the function then).
+    lm = (lambda: settings.make_lm()[0]) if (out / "config.json").exists() else settings.make_lm()[0]
     config = {"task": task.name, "task_options": dict(settings.task_options), "methods": list(programs),
               "data": source.name, "split": settings.split, "limit": settings.limit, "seed": settings.seed,
               "lm": identity.to_dict(), **settings.program_options,
@@ -360,8 +363,7 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
 
     try:
         store = open_store(settings.store) if settings.store else None
-        summaries = evaluate(programs, task, examples, lambda: settings.make_lm()[0], run, workers=settings.parallel,
-                             store=store, progress=bar)
+        summaries = evaluate(programs, task, examples, lm, run, workers=settings.parallel, store=store, progress=bar)
     except BaseException:
         run.close()
         raise

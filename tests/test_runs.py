@@ -141,8 +141,8 @@ def test_a_finished_folder_is_summarized_again_without_loading_a_model(tmp_path,
 
 
 def test_a_folder_whose_model_failed_to_load_takes_the_corrected_rerun(tmp_path, monkeypatch, capsys):
-    """The folder is opened before the model loads: a load that fails leaves a config and no record, and a rerun
-    with other settings (a smaller context window, say) must not be refused for a run that never happened."""
+    """A load that fails must leave no folder whose config would refuse the rerun with other settings (a smaller
+    context window, say) for a run that never happened."""
     import guided_profile.lm
     from guided_profile.errors import ConfigError
 
