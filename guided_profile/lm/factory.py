@@ -78,14 +78,14 @@ def check_api_base(api_base: str | None, option: str = "--api-base") -> None:
     `option` is the flag the URL came from, for the message."""
     if not api_base:
         return
-    parts = urlsplit(api_base)
+    parts, url = urlsplit(api_base), api_base.strip()  # surrounding blanks, as a paste leaves them, are fine
     # urlsplit drops tabs and newlines and keeps spaces, where redaction's reading of a user part stops: a URL
     # holding any of them is refused whole, so the two readings never disagree.
-    if any(ch.isspace() or not ch.isprintable() for ch in api_base.strip()):  # not echoed: redact may miss a part
+    if any(ch.isspace() or not ch.isprintable() for ch in url):  # not echoed: redact may miss a part
         raise ConfigError(f"{option}: expected an http(s) URL without spaces or control characters")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{option} {redact(api_base)}: expected an http(s) URL such as http://127.0.0.1:8000/v1")
-    if has_user_part(api_base.strip()):  # not urlsplit's reading: it misses a user part holding '?' or '#'
+    if has_user_part(url):  # not urlsplit's reading: it misses a user part holding '?' or '#'
         raise ConfigError(f"{option} {redact(api_base)}: credentials in the URL are not sent by the OpenAI "
                           f"client; remove them and put the key in ${API_KEY_ENV} (sent as a bearer token)")
 
@@ -140,11 +140,17 @@ def describe_lm(spec: str, *, api_base: str | None = None, context: int = DEFAUL
                 draft_ngram: int | None = None) -> LMSpec:
     """The identity `make_lm` gives the model behind `spec`, without loading it: a run folder is checked
     against it first, so a finished one is reopened without paying for the weights."""
+    return _identity_and_weights(spec, api_base, context, draft_ngram)[0]
+
+
+def _identity_and_weights(spec: str, api_base: str | None, context: int,
+                          draft_ngram: int | None) -> tuple[LMSpec, Path | None]:
+    """`spec`'s identity as runs record it, and the GGUF path when it runs in process (None otherwise)."""
     check_draft_ngram(spec, draft_ngram)
     if spec == "fake":
-        return LMSpec(spec, "scripted-fake")
+        return LMSpec(spec, "scripted-fake"), None
     identity, gguf = resolve_spec(spec, api_base, context)
-    return replace(identity, draft_ngram=draft_ngram) if gguf is not None else identity
+    return (replace(identity, draft_ngram=draft_ngram) if gguf is not None else identity), gguf
 
 
 def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CONTEXT, n_parallel: int = 1,
@@ -162,14 +168,13 @@ def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CO
     `draft_ngram`: an in-process model drafts from the last N tokens' earlier occurrence (lm/embedded.py).
     """
     use_answer_cache()
-    identity = describe_lm(spec, api_base=api_base, context=context, draft_ngram=draft_ngram)
+    identity, gguf = _identity_and_weights(spec, api_base, context, draft_ngram)
     if spec == "fake":
         from guided_profile.lm.fake import FakeEngine
 
         lm = dspy.LM("fake/scripted", engine=FakeEngine(), temperature=temperature, max_tokens=max_tokens,
                      cache=False)
         return lm, identity
-    _, gguf = resolve_spec(spec, api_base, context)
     if gguf is not None:
         engine = EmbeddedEngine(gguf, n_ctx=context, n_parallel=n_parallel, threads=threads,
                                 model_name=identity.model, cache_prompt=prompt_cache,
