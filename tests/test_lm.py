@@ -161,6 +161,28 @@ def test_a_server_url_with_spaces_or_control_characters_is_refused_without_echoi
     resolve_spec("openai/served", api_base=" http://box:8000/v1\n")  # a pasted URL's surrounding blanks are fine
 
 
+def test_a_server_from_the_environment_is_the_one_recorded_and_keyed(monkeypatch):
+    """LiteLLM sends an openai/ model to $OPENAI_BASE_URL (else $OPENAI_API_BASE) when no --api-base is given:
+    the identity, and so records and the profile store's key, must name that server, and check it as a flag."""
+    from guided_profile.lm.factory import make_lm
+    from guided_profile.programs.stored import StoredStep
+
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    assert resolve_spec("openai/served")[0].api_base is None
+    monkeypatch.setenv("OPENAI_API_BASE", "http://second:8000/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://first:8000/v1")
+    assert resolve_spec("openai/served")[0].api_base == "http://first:8000/v1"  # LiteLLM's order
+    assert resolve_spec("openai/served", api_base="http://flag:8000/v1")[0].api_base == "http://flag:8000/v1"
+    assert resolve_spec("anthropic/claude")[0].api_base is None  # another provider reads its own variables
+    lm, identity = make_lm("openai/served")
+    assert lm.kwargs["api_base"] == identity.api_base == "http://first:8000/v1"
+    assert "first:8000" in StoredStep._model(lm, {})
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://me:s3cret@first:8000/v1")
+    with pytest.raises(ConfigError, match=r"\$OPENAI_BASE_URL http://me:\*\*\*@first:8000/v1: credentials"):
+        resolve_spec("openai/served")
+
+
 def test_the_prompt_models_url_is_checked_under_its_own_flag(tmp_path, capsys):
     from guided_profile.cli import main
 

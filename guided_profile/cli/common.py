@@ -74,7 +74,8 @@ def add_lm_options(parser: argparse.ArgumentParser, *, parallel: bool = True, in
     if not in_process:
         group.add_argument("--api-base", default=None,
                            help="base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp) for --lm "
-                                "openai/NAME (default: none); the key is read from $OPENAI_API_KEY and never written")
+                                "openai/NAME (default: $OPENAI_BASE_URL, else $OPENAI_API_BASE, as LiteLLM reads them; "
+                                "else none); the key is read from $OPENAI_API_KEY and never written")
     group.add_argument("--context-window", type=positive_int, default=8192,
                        help="the model's context window per request, in tokens, for in-process models (default "
                             "8192); a window under 4,000 tokens also shortens the default history to fit (see "

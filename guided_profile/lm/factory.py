@@ -20,6 +20,8 @@ from guided_profile.redaction import has_user_part, redact
 
 GGUF_MAGIC = b"GGUF"
 API_KEY_ENV = "OPENAI_API_KEY"
+# Where LiteLLM sends an openai/ model given no api_base, in the order it reads them (litellm/main.py).
+ENDPOINT_ENVS = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
 
 
 @dataclass(frozen=True)
@@ -108,11 +110,24 @@ def resolve_spec(spec: str, api_base: str | None = None, context: int = DEFAULT_
         path = Path(spec[len("gguf:"):]).expanduser()
         _check_gguf(spec, path)
         return LMSpec(spec, path.stem, _cached_sha256(path), context=context), path
-    check_api_base(api_base)
+    api_base, option = _endpoint(spec, api_base)
+    check_api_base(api_base, option)
     if "/" not in spec:
         choices = ", ".join([*EMBEDDED_MODELS, "fake", "gguf:PATH", "provider/model (e.g. openai/gpt-4o-mini)"])
         raise ConfigError(f"--lm {spec!r} is not a model I know; use one of: {choices}")
     return LMSpec(spec, spec, None, api_base=api_base, context=context), None
+
+
+def _endpoint(spec: str, api_base: str | None) -> tuple[str | None, str]:
+    """The server `spec` is sent to, and where that came from: --api-base, else for an openai/ model the
+    variable LiteLLM would read.  Made explicit so records, the profile store and the endpoint check see the
+    server a run really used, not a bare model name two servers can share."""
+    if api_base or not spec.startswith("openai/"):
+        return api_base, "--api-base"
+    for name in ENDPOINT_ENVS:
+        if os.environ.get(name):
+            return os.environ[name], f"${name}"
+    return None, "--api-base"
 
 
 def check_draft_ngram(spec: str, draft_ngram: int | None) -> None:
@@ -184,6 +199,7 @@ def make_lm(spec: str, *, api_base: str | None = None, context: int = DEFAULT_CO
         model_string = f"embedded/{identity.model}@{identity.sha256[:16]}" + ("+loop-stop" if stop_loops else "")
         lm = dspy.LM(model_string, engine=engine, temperature=temperature, max_tokens=max_tokens, cache=cache)
     else:
-        lm = dspy.LM(spec, api_base=api_base, api_key=_api_key(spec, api_base), temperature=temperature,
+        server = identity.api_base  # --api-base, or the variable LiteLLM would read (`_endpoint`)
+        lm = dspy.LM(spec, api_base=server, api_key=_api_key(spec, server), temperature=temperature,
                      max_tokens=max_tokens, cache=cache, num_retries=num_retries)
     return lm, identity
