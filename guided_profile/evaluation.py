@@ -42,6 +42,7 @@ from guided_profile.store import ProfileStore
 from guided_profile.tasks.base import Task
 
 RECORDS = "records.jsonl"
+CONFIG = "config.json"
 # What a config made before a setting existed did without it: such a run resumes under today's default.
 ASSUMED = {"retrieval": TODAY.to_dict(), "prompt_layout": DEFAULT_LAYOUT, "profile_step": DEFAULT_PROFILE_STEP}
 RECORD_TYPES = {"method": str, "example_id": str, "inputs": dict, "usage": dict, "seconds": (int, float),
@@ -201,7 +202,7 @@ def _check_writable(path: Path) -> None:
 def _merged_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     """`config` joined with the folder's own (methods and programs run before), after refusing a folder made
     with other settings; config.json is written when new or when it gains methods or programs."""
-    config_file = path / "config.json"
+    config_file = path / CONFIG
     old = read_config(config_file)
     if old:
         if isinstance(old.get("data"), str):  # runs made before data was named portably stated a path
@@ -277,7 +278,7 @@ class RunFolder:
 
     def save_summary(self, summaries: dict[str, dict]) -> None:
         """summary.json, with config.json rewritten beside it so both state the same command."""
-        write_json(self.path / "config.json", self.config)
+        write_json(self.path / CONFIG, self.config)
         write_json(self.path / "summary.json", {"config": self.config, "methods": summaries})
 
     def check_matches(self, task: Task, examples: list[Example]) -> None:

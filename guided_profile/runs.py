@@ -333,7 +333,7 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
     """The programs on the examples in the run folder `out`, after the held-out check; (folder, summaries)."""
     from tqdm import tqdm
 
-    from guided_profile.evaluation import RunFolder, evaluate
+    from guided_profile.evaluation import CONFIG, RunFolder, evaluate
     from guided_profile.held_out import check_held_out
     from guided_profile.lm.repetition import DEFAULT_LOOP_RULE
 
@@ -346,7 +346,7 @@ def _evaluate(settings: RunSettings, task: Task, programs: dict[str, dspy.Module
     identity = settings.describe_lm()
     # A new folder's model is loaded before the folder is made, so a load that fails leaves nothing behind; an
     # existing folder's only if it has examples left to run (evaluate calls the function then).
-    lm = (lambda: settings.make_lm()[0]) if (out / "config.json").exists() else settings.make_lm()[0]
+    lm = (lambda: settings.make_lm()[0]) if (out / CONFIG).exists() else settings.make_lm()[0]
     config = {"task": task.name, "task_options": dict(settings.task_options), "methods": list(programs),
               "data": source.name, "split": settings.split, "limit": settings.limit, "seed": settings.seed,
               "lm": identity.to_dict(), **settings.program_options,
