@@ -111,9 +111,6 @@ class Optimizer(ABC):
         self.task_calls = attach_counter(self.task_lm)
         self.prompt_calls = attach_counter(self.prompt_lm)
         self.info: dict[str, Any] = {}  # what the search found worth keeping (candidates, fronts, ...)
-        # (configuration, example id) -> every metric of the confirm stage's runs: the exported program's
-        # accuracy on the confirm users is reported beside the objective without running it again
-        self.confirm_metrics: dict[tuple[str, str], dict[str, Any]] = {}
         self._confirm_journal: ConfirmJournal | None = None  # made when the confirm stage first scores
         self._best_score: float | None = None
         # The search's programs by dev score, best first: the confirm stage scores the first `top` distinct ones.
@@ -198,14 +195,19 @@ class Optimizer(ABC):
             return None
 
         def means(program: dspy.Module) -> dict[str, float]:
-            key = configuration(program)
-            mean = reported_mean(examples, [self.confirm_metrics.get((key, ex.example_id)) for ex in examples], name)
+            mean = reported_mean(examples, self.confirm_metrics(program, examples), name)
             return {} if mean is None else {name: mean}
         return means
 
+    def confirm_metrics(self, program: dspy.Module, examples: Sequence[Example]) -> list[dict[str, Any] | None]:
+        """Every metric of `program`'s confirm-stage run on each example, as kept by `scores` (None where it
+        has none): the exported program's accuracy is reported beside the objective without running it again."""
+        journal, key = self._journal(), configuration(program)
+        return [kept[1] if (kept := journal.get(key, example)) is not None else None for example in examples]
+
     def scores(self, program: dspy.Module, examples: Sequence[Example]) -> list[float]:
         """The objective of `program` on each example, through the one evaluation loop; its other metrics are
-        kept in `confirm_metrics` (the export reports accuracy beside the objective).  Each score is kept in
+        kept too (`confirm_metrics`: the export reports accuracy beside the objective).  Each score is kept in
         the run folder as it arrives (`_confirm_journal.py`), so a rerun pays only for the rest.  A failed
         example stops the stage: scored 0 for one program only, it would make the others look better."""
         journal, key = self._journal(), configuration(program)
@@ -229,11 +231,7 @@ class Optimizer(ABC):
             raise IncompleteScores(f"{len(failed)} of {len(examples)} confirm examples failed (first: "
                                    f"{failed[0].error}); rerun the same command to retry them (the scored ones "
                                    "are kept in the run folder)")
-        kept = [journal.get(key, example) for example in examples]
-        for example, (_, metrics) in zip(examples, kept, strict=True):
-            if metrics is not None:
-                self.confirm_metrics[(key, example.example_id)] = metrics
-        return [score for score, _ in kept]
+        return [journal.get(key, example)[0] for example in examples]
 
     def _journal(self) -> ConfirmJournal:
         if self._confirm_journal is None:

@@ -13,7 +13,6 @@ from guided_profile.datasets.example import Example
 from guided_profile.metrics.stats import user_means
 from guided_profile.optimizers._ledger import CostLedger
 from guided_profile.optimizers.base import Optimizer
-from guided_profile.optimizers.confirm import configuration
 from guided_profile.optimizers.plan import CallPlan
 from guided_profile.programs.adapter import ProgramAdapter
 from guided_profile.programs.attempt import attempt
@@ -71,9 +70,9 @@ def final_scores(optimizer: Optimizer, program: dspy.Module, trainset: list[Exam
     train = mean_metrics(optimizer, program, trainset, names)
     stage = optimizer.info.get("confirm")
     if stage:
-        key, user_of = configuration(program), {ex.example_id: ex.user_id for ex in valset}
-        dev = _means([optimizer.confirm_metrics.get((key, i)) for i in stage["example_ids"]], names,
-                     users=[user_of[i] for i in stage["example_ids"]])
+        by_id = {ex.example_id: ex for ex in valset}
+        confirm = [by_id[i] for i in stage["example_ids"]]
+        dev = _means(optimizer.confirm_metrics(program, confirm), names, users=[ex.user_id for ex in confirm])
         dev_on = f"the {stage['n']} confirm users"
     elif optimizer.known_dev_score is not None:
         dev = {name: optimizer.known_dev_score if name == objective else None for name in names}
