@@ -62,6 +62,13 @@ def test_bm25_ranks_the_item_sharing_a_rare_word_first():
     assert bm25.select(HISTORY, "a run then baking sourdough", 1) == [3]
 
 
+def test_bm25_writes_no_debug_lines_to_a_configured_root_logger(caplog):
+    """bm25s sets its logger to DEBUG; a run whose root logger has a handler printed a line per example."""
+    # caplog's handler sits on the root logger and takes every level, as one logging.basicConfig leaves does
+    get_retriever("bm25").scores(["the cat sat", "a dog barked"], "cat")
+    assert not [r for r in caplog.records if r.name.startswith("bm25s")]
+
+
 def test_selection_comes_back_in_original_order():
     chosen = get_retriever("bm25").select(HISTORY, "sourdough run", 3)
     assert chosen == [0, 3, 4]  # 3 scores highest, but the kept history still reads oldest first

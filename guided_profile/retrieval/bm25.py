@@ -7,6 +7,7 @@ person*.  Words are lowercased, English stop words dropped, no stemming (`bm25s.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from guided_profile.errors import ConfigError
@@ -39,6 +40,9 @@ class BM25Retriever(Retriever):
     def scores(self, items: Sequence[str], query: str) -> list[float]:
         import bm25s
 
+        # bm25s sets its own logger to DEBUG on import: once anything gives the root logger a handler, every
+        # index built (one per example) would print a line to the run's output.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         corpus = bm25s.tokenize(list(items), stopwords=STOPWORDS, show_progress=False)
         terms = bm25s.tokenize([query], stopwords=STOPWORDS, return_ids=False, show_progress=False)[0]
         if not corpus.vocab or not terms:
