@@ -230,6 +230,18 @@ def _merged_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def records_at(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """How many of `records` each commit made ("+dirty" when the checkout had changes), most first."""
+    counts = Counter(_made_at(record.get("git")) for record in records)
+    return dict(counts.most_common())
+
+
+def _made_at(git: dict[str, Any] | None) -> str:
+    if not git or not git.get("commit"):
+        return "unstated"
+    return git["commit"] + ("+dirty" if git.get("dirty") else "")
+
+
 @dataclass
 class RunFolder:
     """A run's folder: the configuration it was made with, and its records by (method, example id).
@@ -277,7 +289,9 @@ class RunFolder:
         self.close()
 
     def save_summary(self, summaries: dict[str, dict]) -> None:
-        """summary.json, with config.json rewritten beside it so both state the same command."""
+        """summary.json, with config.json rewritten beside it so both state the same command, and how many
+        of the records each commit made (`records_at`; "unstated" for records made before they said)."""
+        self.config["records_at"] = records_at(self.done.values())
         write_json(self.path / CONFIG, self.config)
         write_json(self.path / "summary.json", {"config": self.config, "methods": summaries})
 
@@ -308,6 +322,10 @@ class RunFolder:
                 self.failed.add((method, example_id))
 
     def append(self, record: dict[str, Any]) -> None:
+        """Keep `record`, stamped with the code that made it: a folder grown across sessions states each
+        record's commit, where config.json states only the latest command's."""
+        if self.config.get("git"):
+            record = record | {"git": self.config["git"]}
         append_line(self.path / RECORDS, json.dumps(record, ensure_ascii=False))
         self._remember(record)
 

@@ -236,3 +236,21 @@ def test_answer_step_count_says_which_last_steps_are_the_answer():
     assert answer_step_count({"answer_mode": "score", "rotations": 2}, four) == 2
     assert answer_step_count({"answer_mode": "score", "rotations": 4}, four | {"answer_path": "fallback-generate"}) == 2
     assert answer_step_count({"answer_mode": "generate", "rotations": None}, four) == 1
+
+
+def test_a_folder_grown_across_commits_states_each_records_commit(tmp_path):
+    """config.json's `git` is the latest command's; `records_at` counts the records each commit made, and a
+    rerun that adds none (it only summarizes again) leaves those counts as they were."""
+    def at(commit, dirty=False):
+        return config(["dg-pc"]) | {"git": {"commit": commit, "dirty": dirty}}
+
+    program = {"dg-pc": build_program("dg-pc", TASK)}
+    evaluate(program, TASK, examples(1), make_lm(lambda s, u: "A")[0], RunFolder.open(tmp_path, config(["dg-pc"])))
+    evaluate(program, TASK, examples(3), make_lm(lambda s, u: "A")[0], RunFolder.open(tmp_path, at("aaa")))
+    evaluate(program, TASK, examples(4), make_lm(lambda s, u: "A")[0], RunFolder.open(tmp_path, at("bbb", True)))
+    evaluate(program, TASK, examples(4), make_lm(lambda s, u: "A")[0], RunFolder.open(tmp_path, at("ccc")))
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["git"]["commit"] == "ccc"
+    assert saved["records_at"] == {"aaa": 2, "unstated": 1, "bbb+dirty": 1}
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert [r.get("git", {}).get("commit") for r in records] == [None, "aaa", "aaa", "bbb"]
