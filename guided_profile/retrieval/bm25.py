@@ -7,13 +7,25 @@ person*.  Words are lowercased, English stop words dropped, no stemming (`bm25s.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
+from types import ModuleType
 
 from guided_profile.errors import ConfigError
 from guided_profile.retrieval.base import Retriever, register_retriever
 
 STOPWORDS = "en"
+
+
+@functools.cache
+def _bm25s() -> ModuleType:
+    """bm25s, imported on first use, with its logger quieted once: bm25s sets it to DEBUG on import, so once
+    anything gives the root logger a handler, every index built (one per example) would print a line."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
 
 
 @register_retriever
@@ -38,11 +50,7 @@ class BM25Retriever(Retriever):
         return {"k1": self.k1, "b": self.b}
 
     def scores(self, items: Sequence[str], query: str) -> list[float]:
-        import bm25s
-
-        # bm25s sets its own logger to DEBUG on import: once anything gives the root logger a handler, every
-        # index built (one per example) would print a line to the run's output.
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
+        bm25s = _bm25s()
         corpus = bm25s.tokenize(list(items), stopwords=STOPWORDS, show_progress=False)
         terms = bm25s.tokenize([query], stopwords=STOPWORDS, return_ids=False, show_progress=False)[0]
         if not corpus.vocab or not terms:
