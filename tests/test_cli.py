@@ -150,6 +150,21 @@ def test_context_is_the_old_name_of_context_window(tmp_path, capsys):
     assert "--context " not in build_parser().format_help() + _run_help()  # hidden: the old name is not taught
 
 
+def test_help_states_each_retrievers_default_settings(monkeypatch):
+    """--retriever-option's default is read from the retrievers' constructors, so a new one is stated too."""
+    from guided_profile.retrieval import RETRIEVERS, Retriever
+
+    class Deep(Retriever):
+        name = "deep"
+
+        def __init__(self, depth: int = 7, cache_path=None):
+            self.depth = depth
+
+    monkeypatch.setitem(RETRIEVERS, "deep", Deep)
+    help_text = " ".join(_run_help().split())
+    assert "bm25 k1=1.5, b=0.75" in help_text and "deep depth=7)" in help_text  # where a cache lives is no setting
+
+
 def _run_help() -> str:
     from guided_profile.cli import build_parser
 

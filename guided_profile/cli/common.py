@@ -205,10 +205,21 @@ def add_retrieval_options(parser: argparse.ArgumentParser) -> None:
                        help="history items to keep (needed by bm25 and dense; default: the task's k with its "
                             "retriever, else every item), before the max_history_chars cut")
     group.add_argument("--retriever-option", action="append", default=[], metavar="KEY=VALUE",
-                       help="a retriever setting (repeatable), e.g. k1=1.2 for bm25")
+                       help="a retriever setting (repeatable), e.g. k1=1.2 for bm25 (default: the retriever's "
+                            f"own: {_retriever_defaults()})")
     group.add_argument("--retrieval-steps", default="all", choices=["all", "digest", "answer"],
                        help="which steps see the retrieved items: all (default), digest (digestion and profile; "
                             "the final step reads the recent history), answer (the reverse)")
+
+
+def _retriever_defaults() -> str:
+    """'bm25 k1=1.5, b=0.75; dense model=all-MiniLM-L6-v2': the registered retrievers' settings when none is given."""
+    from guided_profile.programs.retrieved import default_settings
+    from guided_profile.retrieval import RETRIEVERS
+
+    settings = {name: default_settings(name) for name in RETRIEVERS}
+    return "; ".join(f"{name} " + ", ".join(f"{key}={value}" for key, value in given.items())
+                     for name, given in settings.items() if given)
 
 
 def add_evaluation_command(sub, name: str, *, summary: str, doc: str | None, epilog: str,

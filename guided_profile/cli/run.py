@@ -24,7 +24,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                              "with PARTS from pc+g+pp (default: the paper's four methods, none with --program)")
     parser.add_argument("--program", action="append", default=[], type=Path, metavar="COMPILED.json",
                         help="also run a compiled program from `guided-profile optimize` (repeatable); its "
-                             "table row is named after the file stem")
+                             "table row is named after the file stem (default: none)")
     return parser
 
 

@@ -181,11 +181,16 @@ def _retriever(retrieval: Retrieval) -> Retriever:
 
 
 def _with_defaults(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings given plus the retriever's defaults for the rest (not where a cache lives, nor a test's
-    stand-in model), so a record states the k1 and b a bm25 run used even when nobody gave them."""
-    defaults = {p.name: p.default for p in inspect.signature(retriever_class(name).__init__).parameters.values()
-                if p.default is not p.empty and p.name not in MACHINE_SETTINGS}
-    return defaults | dict(settings)
+    """The settings given plus the retriever's defaults for the rest, so a record states the k1 and b a bm25
+    run used even when nobody gave them."""
+    return default_settings(name) | dict(settings)
+
+
+def default_settings(name: str) -> dict[str, Any]:
+    """Retriever `name`'s settings when none is given (not where a cache lives, nor a test's stand-in model),
+    read from its constructor without building one (dense would load its model)."""
+    return {p.name: p.default for p in inspect.signature(retriever_class(name).__init__).parameters.values()
+            if p.default is not p.empty and p.name not in MACHINE_SETTINGS}
 
 
 def _params(cls: type) -> set[str]:
