@@ -111,7 +111,20 @@ def origin(config: dict[str, Any]) -> str:
     dirty = {True: " with uncommitted changes", False: " (clean)"}.get(git.get("dirty"), "")
     return (f"data sha256 {_short(config.get('data_sha256'))}, guided-profile "
             f"{config.get('version') or '(version not recorded)'} at commit "
-            f"{_short(git.get('commit'))}{dirty}")
+            f"{_short(git.get('commit'))}{dirty}{_records_made_at(config)}")
+
+
+def _records_made_at(config: dict[str, Any]) -> str:
+    """'; its records: 80 at 5395477a1b2c, 120 at a commit not recorded': where a folder grown across commits
+    got its records, said only when they are not all the latest command's (its commit is what `origin` names)."""
+    made = config.get("records_at") or {}
+    git = config.get("git") or {}
+    latest = f"{git.get('commit')}{'+dirty' if git.get('dirty') else ''}"
+    if not made or list(made) == [latest]:
+        return ""
+    counts = [f"{n} at {'a commit not recorded' if at == 'unstated' else _short(at.removesuffix('+dirty'))}"
+              f"{' with uncommitted changes' if at.endswith('+dirty') else ''}" for at, n in made.items()]
+    return f"; its records: {', '.join(counts)}"
 
 
 def provenance_line(config: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from guided_profile.errors import ConfigError, RunFolderWarning
 from guided_profile.evaluation import RunFolder, evaluate
 from guided_profile.lm.fake import FakeEngine
 from guided_profile.programs import build_program
+from guided_profile.report import origin
 from guided_profile.tasks import get_task
 
 TASK = get_task("preference")
@@ -254,3 +255,7 @@ def test_a_folder_grown_across_commits_states_each_records_commit(tmp_path):
     assert saved["records_at"] == {"aaa": 2, "unstated": 1, "bbb+dirty": 1}
     records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert [r.get("git", {}).get("commit") for r in records] == [None, "aaa", "aaa", "bbb"]
+    # a report's provenance names the latest command's commit and, as they differ, where the records came from
+    assert origin(saved).endswith("at commit ccc (clean); its records: 2 at aaa, 1 at a commit not recorded, "
+                                  "1 at bbb with uncommitted changes")
+    assert "its records" not in origin(saved | {"records_at": {"ccc": 4}})
