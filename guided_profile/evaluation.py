@@ -37,7 +37,7 @@ from guided_profile.programs.attempt import attempt
 from guided_profile.programs.conversation import DEFAULT_PROFILE_STEP
 from guided_profile.programs.methods import is_cold_start
 from guided_profile.programs.retrieved import TODAY
-from guided_profile.provenance import portable
+from guided_profile.provenance import made_at, portable
 from guided_profile.store import ProfileStore
 from guided_profile.tasks.base import Task
 
@@ -232,14 +232,8 @@ def _merged_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
 
 def records_at(records: Iterable[dict[str, Any]]) -> dict[str, int]:
     """How many of `records` each commit made ("+dirty" when the checkout had changes), most first."""
-    counts = Counter(_made_at(record.get("git")) for record in records)
+    counts = Counter(made_at(record.get("git")) for record in records)
     return dict(counts.most_common())
-
-
-def _made_at(git: dict[str, Any] | None) -> str:
-    if not git or not git.get("commit"):
-        return "unstated"
-    return git["commit"] + ("+dirty" if git.get("dirty") else "")
 
 
 @dataclass

@@ -108,3 +108,15 @@ def git_state(repo: Path = CHECKOUT) -> dict[str, str | bool | None]:
         return {"commit": None, "dirty": None}
     status = git("status", "--porcelain", "--untracked-files=normal", "--", ".", f":(exclude){RESULTS}")
     return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
+
+
+UNSTATED = "unstated"  # records made before each record stated its commit
+DIRTY = "+dirty"
+
+
+def made_at(git: dict[str, str | bool | None] | None) -> str:
+    """A `git_state` as one key, how config.json's `records_at` counts records: the commit, with DIRTY when the
+    checkout had changes, or UNSTATED when none was recorded."""
+    if not git or not git.get("commit"):
+        return UNSTATED
+    return git["commit"] + (DIRTY if git.get("dirty") else "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from guided_profile.provenance import DIRTY, UNSTATED, made_at
 from guided_profile.tasks.base import Task
 
 
@@ -118,12 +119,10 @@ def _records_made_at(config: dict[str, Any]) -> str:
     """'; its records: 80 at 5395477a1b2c, 120 at a commit not recorded': where a folder grown across commits
     got its records, said only when they are not all the latest command's (its commit is what `origin` names)."""
     made = config.get("records_at") or {}
-    git = config.get("git") or {}
-    latest = f"{git.get('commit')}{'+dirty' if git.get('dirty') else ''}"
-    if not made or list(made) == [latest]:
+    if not made or list(made) == [made_at(config.get("git"))]:
         return ""
-    counts = [f"{n} at {'a commit not recorded' if at == 'unstated' else _short(at.removesuffix('+dirty'))}"
-              f"{' with uncommitted changes' if at.endswith('+dirty') else ''}" for at, n in made.items()]
+    counts = [f"{n} at {'a commit not recorded' if at == UNSTATED else _short(at.removesuffix(DIRTY))}"
+              f"{' with uncommitted changes' if at.endswith(DIRTY) else ''}" for at, n in made.items()]
     return f"; its records: {', '.join(counts)}"
 
 

@@ -259,3 +259,4 @@ def test_a_folder_grown_across_commits_states_each_records_commit(tmp_path):
     assert origin(saved).endswith("at commit ccc (clean); its records: 2 at aaa, 1 at a commit not recorded, "
                                   "1 at bbb with uncommitted changes")
     assert "its records" not in origin(saved | {"records_at": {"ccc": 4}})
+    assert "its records" not in origin({"records_at": {"unstated": 4}})  # no commit anywhere: said once, not twice

@@ -76,7 +76,8 @@ class Retrieval:
             raise ConfigError(f"retrieval steps must be one of {', '.join(STEPS)}, got {self.steps!r}")
         if self.k is None:
             object.__setattr__(self, "steps", "all")  # every step reads every item: one spelling of today's history
-        object.__setattr__(self, "settings", _with_defaults(self.retriever, self.settings))
+        # the defaults too, so a record states the k1 and b a bm25 run used even when nobody gave them
+        object.__setattr__(self, "settings", default_settings(self.retriever) | dict(self.settings))
 
     @property
     def active(self) -> bool:
@@ -178,12 +179,6 @@ def _retriever(retrieval: Retrieval) -> Retriever:
         if key not in _built:
             _built[key] = cls(**retrieval.settings, **cache)
         return _built[key]
-
-
-def _with_defaults(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings given plus the retriever's defaults for the rest, so a record states the k1 and b a bm25
-    run used even when nobody gave them."""
-    return default_settings(name) | dict(settings)
 
 
 def default_settings(name: str) -> dict[str, Any]:
