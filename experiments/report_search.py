@@ -129,11 +129,22 @@ def reported_means(payload: dict[str, Any], run_dir: Path) -> tuple[dict[str, di
     return found, note if found else ""
 
 
+def search_trials(payload: dict[str, Any], study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial] | None:
+    """The search trial of each program the confirm stage scored, as the export records it (its place in the
+    search's ranking, and the ranking's trials); None for exports made before it was recorded."""
+    ranks = (payload.get("confirm") or {}).get("search_ranks")
+    order = payload["optimizer"].get("info", {}).get("ranked_trials")
+    if ranks is None or order is None:
+        return None
+    by_number = {t.number: t for t in study.trials}
+    return {name: by_number[order[rank]] for name, rank in ranks.items() if rank is not None}
+
+
 def confirm_lines(payload: dict[str, Any], searched: dict[str, optuna.trial.FrozenTrial],
-                  run_dir: Path) -> list[str]:
+                  recorded: dict[str, optuna.trial.FrozenTrial] | None, run_dir: Path) -> list[str]:
     """Each program's mean on the confirm users beside its search trial (and its accuracy), and the verdict.
-    `searched`: the complete trial of each guidance question that only one complete trial has (the confirm
-    stage records a finalist's instructions, not its trial)."""
+    `recorded`: each program's trial as the export records it; `searched`, for older exports: the complete trial
+    of each guidance question that only one complete trial has."""
     stage = payload.get("confirm") or {}
     verdict = stage.get("verdict")
     if not verdict:
@@ -143,7 +154,7 @@ def confirm_lines(payload: dict[str, Any], searched: dict[str, optuna.trial.Froz
     for name, mean in stage["means"].items():
         digest = (payload.get("handwritten_instructions") if name == "handwritten" else stage["finalists"][name])
         question = (digest or {}).get("digest")
-        trial = searched.get(question)
+        trial = recorded.get(name) if recorded is not None else searched.get(question)
         found = ([f"{trial.number}: {str(trial.user_attrs.get('parts', '-')).upper()}",
                   f"{trial.values[0]:.4f}"] if trial else ["-", "-"])
         accuracy = (reported.get(name) or {}).get("accuracy")
@@ -152,8 +163,11 @@ def confirm_lines(payload: dict[str, Any], searched: dict[str, optuna.trial.Froz
     return [f"## Confirm stage: {stage['n']} dev users the search never saw", "",
             markdown_table(["program", "guidance question", "search trial: final step reads", "search mean",
                             f"confirm mean ({verdict['objective']})", "confirm accuracy"], rows), "",
-            "A program's search trial is the complete trial with its guidance question ('-' when several "
-            "complete trials share it). Accuracy is reported, never used to decide." + (f" {note}" if note else ""),
+            "A program's search trial is " + ("the trial its configuration came from ('-': none scored it)."
+                                              if recorded is not None else "the complete trial with its guidance "
+                                              "question ('-' when several share it: this export does not record "
+                                              "which).") + " Accuracy is reported, never used to decide."
+            + (f" {note}" if note else ""),
             "", f"**Verdict:** {verdict['line']}", ""]
 
 
@@ -165,6 +179,7 @@ def markdown(compiled: Path, run_dir: Path) -> str:
     pool = study.user_attrs["guidance_question_pool"]
     questions = [pool[t.params.get("guidance", 0)] for t in complete]
     searched = {q: t for q, t in zip(questions, complete, strict=True) if questions.count(q) == 1}
+    recorded = search_trials(payload, study)
     lm = payload.get("lm") or {}
     data = payload.get("data") or {}
     header = ["trial", "state", "guidance question", "final step reads", "profile words",
@@ -180,7 +195,7 @@ def markdown(compiled: Path, run_dir: Path) -> str:
         "## Trials (every one the study holds)", "", markdown_table(header, trial_rows(study)), "",
         "*final step reads*: PC the history, G the guidance answer, PP the profile. A failed trial was "
         "interrupted by a stop (or some of its examples failed); its configuration ran again as a later trial.", "",
-        *racing_lines(info), *cost_lines(payload), *confirm_lines(payload, searched, run_dir),
+        *racing_lines(info), *cost_lines(payload), *confirm_lines(payload, searched, recorded, run_dir),
         "## Guidance questions (the study's pool, whole)", "",
         *[f"{i}. {source(i, q, config)}: {q}" for i, q in enumerate(pool)], ""])
 

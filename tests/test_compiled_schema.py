@@ -79,7 +79,15 @@ FORGERIES = {
     "accuracy of a program never scored": (
         lambda d: d.update(confirm={"settings": {"fraction": 0.3, "top": 3}, "means": {"handwritten": 0.3},
                                     "reported": {"nobody": {"accuracy": 0.5}}}),
-        "field confirm: `reported` names programs the stage did not score: nobody"),
+        "field confirm: `reported` or `search_ranks` names programs the stage did not score: nobody"),
+    "a search rank of a program never scored": (
+        lambda d: d.update(confirm={"settings": {"fraction": 0.3, "top": 3}, "means": {"handwritten": 0.3},
+                                    "search_ranks": {"handwritten": 0, "nobody": 1}}),
+        "field confirm: `reported` or `search_ranks` names programs the stage did not score: nobody"),
+    "a negative search rank": (
+        lambda d: d.update(confirm={"settings": {"fraction": 0.3, "top": 3}, "means": {"handwritten": 0.3},
+                                    "search_ranks": {"handwritten": -1}}),
+        "field confirm.search_ranks.handwritten: input should be greater than or equal to 0"),
     "a verdict's accuracy that is not the programs' own": (
         lambda d: d.update(confirm={"settings": {"fraction": 0.3, "top": 3}, "winner": "finalist 1",
                                     "means": {"handwritten": 0.3, "finalist 1": 0.35},

@@ -125,6 +125,20 @@ def test_the_reported_metric_is_averaged_per_user_like_the_objective():
     assert reported_mean(examples, [*metrics[:5], None], "accuracy") is None  # a score kept without its metrics
 
 
+def test_each_confirmed_program_records_its_place_in_the_search_ranking():
+    """Two trials can share a guidance question: the rank, not the question, says which one a finalist was."""
+    examples = _users(6)
+    handwritten, mine = build_program("gpg", TASK), build_program("gpg", TASK)
+    searched = [build_program("gpg", TASK) for _ in range(4)]
+    for program, question in zip([*searched, mine], ["Which brands?", None, "Which brands?", "Which tools?", "Mine?"],
+                                 strict=True):
+        if question:
+            set_instruction(program, "digest", question)
+    _, info = confirm_stage(handwritten, searched, examples, objective="accuracy", settings=ConfirmSettings(),
+                            score=lambda program, shown: [0.0] * len(shown), written=[mine])
+    assert info["search_ranks"] == {"handwritten": 1, "finalist 1": 0, "finalist 2": 3, "finalist 3": None}
+
+
 def test_pick_on_confirm_takes_the_best_mean_and_the_first_on_ties():
     assert pick_on_confirm({"t3": [1, 0], "t1": [1, 1], "t7": [0, 1]}) == "t1"
     assert pick_on_confirm({"t3": [1, 0], "t7": [0, 1]}) == "t3"
@@ -191,6 +205,17 @@ def test_a_candidate_that_wins_on_users_the_search_never_saw_is_confirmed(tmp_pa
     assert confirm["verdict"]["confirmed"] and confirm["verdict"]["line"].startswith("confirmed: +100.0 points")
     assert confirm["means"]["handwritten"] == 0.0 and confirm["n"] == len(confirm["example_ids"]) >= 6
     assert result.usage["calls"] <= result.usage["expected_calls"]  # the plan counts the stage
+
+
+def test_an_optuna_export_names_the_search_trial_of_each_confirmed_program(tmp_path):
+    result, _ = _tune(tmp_path, "optuna")
+    info, confirm = result.info, result.info["confirm"]
+    trials = {t["trial"]: t for t in info["trials"]}
+    for name, rank in confirm["search_ranks"].items():
+        trial = trials[info["ranked_trials"][rank]]
+        question = (confirm["finalists"].get(name) or {}).get("digest", TASK.guidance_question)
+        assert trial["guidance_question"] == question
+    assert info["ranked_trials"][0] == info["best_trial"]["trial"]
 
 
 def test_the_exported_programs_dev_score_is_its_confirm_mean_per_user(tmp_path):

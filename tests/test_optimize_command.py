@@ -73,6 +73,7 @@ def test_the_verdict_is_printed_last_and_recorded_at_the_top_of_the_export(tuned
     assert stage["settings"] == {"fraction": 0.5, "top": 3, "export_unconfirmed": False}
     assert set(stage["example_ids"]) <= set(payload["data"]["dev_ids"]) and stage["n"] == len(stage["example_ids"])
     assert "handwritten" in stage["means"] and "finalist 1" in stage["finalists"]  # the user's candidate met it
+    assert set(stage["search_ranks"]) == set(stage["means"])  # each scored program's place in the search, kept
     assert "confirm" not in payload["optimizer"]["info"]  # one place for it
     assert payload["user_candidates"] == {"file": "mine.txt", "candidates": [{"guidance_question": NEW_Q,
                                                                               "instructions": {}}]}

@@ -117,3 +117,19 @@ def test_accuracy_beside_the_objective_comes_from_the_export_or_else_from_the_co
     compiled.write_text(json.dumps(payload))
     text = report.markdown(compiled, run_dir)
     assert "| 50.0% |" in text and "| 25.0% |" in text and "read from `confirm.jsonl`" not in text
+
+
+def test_the_recorded_ranking_names_each_finalists_trial_even_when_trials_share_its_question(report, tmp_path):
+    compiled, run_dir = search(tmp_path)
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{run_dir / 'study.db'}")
+    study.add_trial(trial(TrialState.COMPLETE, 1, value=0.2650, dev_examples=10, paid_examples=10, calls=60))  # 5
+    old = report.markdown(compiled, run_dir)
+    assert "| finalist 1 (winner) | Which kinds were bought twice? | - | - |" in old  # two complete trials ask it
+    payload = json.loads(compiled.read_text())
+    payload["optimizer"]["info"]["ranked_trials"] = [3, 0, 5]
+    payload["confirm"]["search_ranks"] = {"handwritten": 1, "finalist 1": 2}
+    compiled.write_text(json.dumps(payload))
+    text = report.markdown(compiled, run_dir)
+    assert "| finalist 1 (winner) | Which kinds were bought twice? | 5: PC+PP | 0.2650 |" in text
+    assert "| handwritten | Provide the category of each item: | 0: PC+PP | 0.2700 |" in text
+    assert "the trial its configuration came from" in text and "does not record which" in old

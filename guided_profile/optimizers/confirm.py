@@ -176,6 +176,16 @@ def configuration(program: dspy.Module) -> str:
                        retrieval.to_dict() if retrieval is not None else None], sort_keys=True)
 
 
+def search_ranks(programs: dict[str, dspy.Module], searched: Sequence[dspy.Module]) -> dict[str, int | None]:
+    """Each confirmed program's place in the search's ranking (0: the search's best; None: the search never
+    scored its configuration), so a report can name the trial a finalist came from: several trials can share
+    a guidance question, and the finalists' instructions alone cannot tell them apart."""
+    first: dict[str, int] = {}
+    for i, program in enumerate(searched):
+        first.setdefault(configuration(program), i)
+    return {name: first.get(configuration(program)) for name, program in programs.items()}
+
+
 def confirm_stage(handwritten: dspy.Module, searched: Sequence[dspy.Module], examples: Sequence[Example], *,
                   score: Callable[[dspy.Module, Sequence[Example]], list[float]], objective: str,
                   settings: ConfirmSettings, written: Sequence[dspy.Module] = (),
@@ -218,7 +228,7 @@ def confirm_stage(handwritten: dspy.Module, searched: Sequence[dspy.Module], exa
             "example_ids": [ex.example_id for ex in examples],
             "means": {name: math.fsum(values) / len(values) for name, values in scores.items()},
             "finalists": {name: instructions(program) for name, program in named.items()},
-            "winner": winner, "verdict": verdict.to_dict()}
+            "search_ranks": search_ranks(programs, searched), "winner": winner, "verdict": verdict.to_dict()}
     if kept is not None:
         info["reported"] = kept
     return (named[winner] if verdict.exported == "candidate" else handwritten), info

@@ -523,8 +523,9 @@ class OptunaSearch(Optimizer):
         self.info["guidance_question_pool"] = pool
         self.info["racing"] = self._racing_savings(study)
         self.known_dev_score = best.values[0]
-        ranked = sorted(complete, key=lambda t: (-t.values[0], t.number))
-        self.ranked = [self._from_trial(base, pool, t) for t in [best, *(t for t in ranked if t is not best)]]
+        ranked = [best, *(t for t in sorted(complete, key=lambda t: (-t.values[0], t.number)) if t is not best)]
+        self.info["ranked_trials"] = [t.number for t in ranked]  # the confirm stage's search_ranks index this
+        self.ranked = [self._from_trial(base, pool, t) for t in ranked]
         return self.ranked[0]
 
     def _from_trial(self, base: dspy.Module, pool: list[str], trial: optuna.trial.FrozenTrial) -> GuidedProfile:

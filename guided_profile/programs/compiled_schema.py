@@ -277,6 +277,9 @@ class ConfirmRecord(_Strict):
     means: dict[StrictStr, Number] = {}
     finalists: dict[StrictStr, dict[StepName, StrictStr]] = {}
     winner: StrictStr | None = None
+    # Per program, its place in the search's ranking (0: the search's best; null: never searched), absent in
+    # files made before it was kept: with the optimizer's `info.ranked_trials` it names a finalist's trial.
+    search_ranks: dict[StrictStr, Count | None] = {}
     # Per program, the means of the metrics reported beside the objective (accuracy beside the gold option's
     # probability; absent in files made before it was kept): shown, never used to decide.
     reported: dict[StrictStr, dict[StrictStr, Number]] = {}
@@ -287,9 +290,10 @@ class ConfirmRecord(_Strict):
             for name in ("handwritten", self.winner):
                 if name is None or name not in self.means:
                     raise ValueError(f"the verdict's program {name!r} has no mean in `means`")
-        unknown = sorted(set(self.reported) - set(self.means))
+        unknown = sorted((set(self.reported) | set(self.search_ranks)) - set(self.means))
         if unknown:
-            raise ValueError(f"`reported` names programs the stage did not score: {', '.join(unknown)}")
+            raise ValueError(f"`reported` or `search_ranks` names programs the stage did not score: "
+                             f"{', '.join(unknown)}")
         beside = (self.verdict.reported or {}) if self.verdict is not None else {}
         for metric, pair in beside.items():  # compare prints these: they must be the two programs' own
             kept = [self.reported.get(name, {}).get(metric) for name in (self.winner, "handwritten")]
