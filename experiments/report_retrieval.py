@@ -1,14 +1,14 @@
 """Report of the retrieval runs (issue 21): each (retriever, k) folder against the whole-history run, same users.
 
 Reads the folders written by experiments/retrieval_paraphrase.sh and experiments/retrieval_preference.sh (test:
-`retrieval-TASK-RETRIEVER-kK-1.5b`; the dev choice: `retrieval-dev-preference-RETRIEVER-kK-1.5b`) and pairs each
+`retrieval-TASK-RETRIEVER-kK-1.5b`; the dev choice: `retrieval-dev-TASK-RETRIEVER-kK-1.5b`) and pairs each
 method's records with the same method's records in the committed whole-history run of that task and split
 (`paraphrase-four-methods-1.5b`, `table1-preference-titles-score-1.5b`; on dev
-`answer-mode-dev-preference-score-1.5b`), on the users both finished.  Per folder and method: each metric's paired
-difference (retrieved − whole history, in points, with a 95% paired bootstrap interval and a paired permutation
-p-value: `metrics.stats`), how often the reply is the same, how many items were kept, and the prompt tokens per
-example.  On dev, the pre-registered rule chooses the default retriever; on test, the same rule reads whether
-that choice held.
+`paraphrase-dev-whole-history-1.5b`, `answer-mode-dev-preference-score-1.5b`), on the users both finished.
+Per folder and method: each metric's paired difference (retrieved − whole history, in points, with a 95% paired
+bootstrap interval and a paired permutation p-value: `metrics.stats`), how often the reply is the same, how many
+items were kept, and the prompt tokens per example.  On dev, the pre-registered rule chooses the default
+retriever; on test, the same rule reads whether that choice held.
 
 A pairing is only as good as the settings the two runs share, so each folder is first checked against its
 whole-history run: task, data and its hash, split, seed, model and weights, answer mode and rotations, task
@@ -47,6 +47,7 @@ RESULTS = Path(__file__).parent / "results"
 REPORT = "retrieval.md"
 RETRIEVERS = ("recent", "bm25", "dense")  # the report's row order; other retrievers follow by name
 LABELS = {"dg-pc": "DG w/ PC", "gpg": "GPG"}
+METRIC_WORDS = {"gold_probability": "gold-option probability", "meteor": "METEOR", "rougeL": "ROUGE-L"}
 # What a run config made before a setting was recorded ran with: digestion and profile under
 # programs.modules.STEP_MAX_TOKENS (256), the answer under the task's cap; no loop rule; no retrieval.
 OLD_STEP_CAP = 256
@@ -64,15 +65,18 @@ class Study:
     methods: tuple[str, ...]
     metrics: tuple[str, ...]     # per-example metrics, each a 0-1 score, reported in points
     script: str
+    choose_by: str               # the dev rule's ranking of the runs that pass it (one of `metrics`)
 
 
 STUDIES = (
+    Study("paraphrase", "dev", "paraphrase-dev-whole-history-1.5b", "retrieval-dev-paraphrase", ("gpg", "dg-pc"),
+          ("meteor", "rougeL"), "experiments/retrieval_paraphrase.sh 60 dev", "meteor"),
     Study("paraphrase", "test", "paraphrase-four-methods-1.5b", "retrieval-paraphrase", ("gpg", "dg-pc"),
-          ("meteor", "rougeL"), "experiments/retrieval_paraphrase.sh"),
+          ("meteor", "rougeL"), "experiments/retrieval_paraphrase.sh", "meteor"),
     Study("preference", "dev", "answer-mode-dev-preference-score-1.5b", "retrieval-dev-preference", ("gpg",),
-          ("accuracy", "gold_probability"), "experiments/retrieval_preference.sh 60 dev"),
+          ("accuracy", "gold_probability"), "experiments/retrieval_preference.sh 60 dev", "gold_probability"),
     Study("preference", "test", "table1-preference-titles-score-1.5b", "retrieval-preference", ("gpg",),
-          ("accuracy", "gold_probability"), "experiments/retrieval_preference.sh"),
+          ("accuracy", "gold_probability"), "experiments/retrieval_preference.sh", "gold_probability"),
 )
 
 
@@ -334,29 +338,35 @@ def study_section(study: Study, results: Path) -> list[str]:
     return lines
 
 
-def passing_gold_probability(run: Run, baseline: Run, method: str) -> float | None:
-    """The run's mean gold-option probability if it passes the dev rule against the whole history, else None."""
-    paired = pairs(run, baseline, method)
+def passing_score(study: Study, run: Run, baseline: Run) -> float | None:
+    """The run's mean `study.choose_by` if it passes the dev rule against the whole history, else None: on the
+    study's first method, every one of its metrics at least the whole history's, and fewer answer-step tokens."""
+    paired = pairs(run, baseline, study.methods[0])
 
     def mean(side: int, metric: str) -> float:
         return statistics.fmean(p[side]["metrics"][metric] for p in paired)
 
     tokens = answer_token_pairs(run, baseline, paired)
     fewer = bool(tokens) and statistics.fmean(r for r, _ in tokens) < statistics.fmean(b for _, b in tokens)
-    at_least = all(mean(0, metric) >= mean(1, metric) for metric in ("accuracy", "gold_probability"))
-    return mean(0, "gold_probability") if at_least and fewer else None
+    at_least = all(mean(0, metric) >= mean(1, metric) for metric in study.metrics)
+    return mean(0, study.choose_by) if at_least and fewer else None
+
+
+def rule_metrics(study: Study) -> str:
+    """'accuracy and gold-option probability' (the study's metrics as the rule names them)."""
+    return " and ".join(METRIC_WORDS.get(metric, metric) for metric in study.metrics)
 
 
 def dev_choice(study: Study, baseline: Run, runs: list[Run], invalid: list[str]) -> list[str]:
-    """The rule `retrieval_preference.sh` fixed before the dev runs (`passing_gold_probability`), applied once
-    every folder is a valid pairing with every user of the whole-history run."""
+    """The rule the study's script fixed before the dev runs (`passing_score`), applied once every folder is a
+    valid pairing with every user of the whole-history run."""
     method = study.methods[0]
     users = baseline.users(method)
     rule = (f"**The rule** (fixed in `{study.script}` before the runs): a (retriever, k) becomes the default only "
-            f"if, on all {users} users, its accuracy and its gold-option probability are both at least the whole "
-            "history's and its answer steps read fewer prompt tokens; of several, the highest gold-option "
-            "probability (on a tie, the first in the table); otherwise `recent` with the whole kept history stays "
-            "the default.")
+            f"if, on all {users} users, its {LABELS.get(method, method)} {rule_metrics(study)} are each at least "
+            "the whole history's and its answer steps read fewer prompt tokens; of several, the highest "
+            f"{METRIC_WORDS.get(study.choose_by, study.choose_by)} (on a tie, the first in the table); otherwise "
+            "`recent` with the whole kept history stays the default.")
     short = [run.folder.name for run in runs if len(pairs(run, baseline, method)) < users]
     if invalid:
         outcome = f"Not applied: {', '.join(invalid)} not a valid pairing (above)."
@@ -364,8 +374,8 @@ def dev_choice(study: Study, baseline: Run, runs: list[Run], invalid: list[str])
         outcome = (f"Not applied yet: {len(short)} folders have fewer than {users} paired users "
                    f"({', '.join(short)}); rerun `{study.script}`.")
     else:
-        outcome = outcome_sentence([(gold, run) for run in runs
-                                    if (gold := passing_gold_probability(run, baseline, method)) is not None])
+        outcome = outcome_sentence([(score, run) for run in runs
+                                    if (score := passing_score(study, run, baseline)) is not None])
     return [rule, "", outcome, ""]
 
 
@@ -381,12 +391,12 @@ def test_reading(study: Study, baseline: Run, runs: list[Run], invalid: list[str
     if run.folder.name in invalid:
         return [f"The dev choice ({name}) is not read: its folder is not a valid pairing (above).", ""]
     paired, users = pairs(run, baseline, method), baseline.users(method)
-    held = "held" if passing_gold_probability(run, baseline, method) is not None else "did not hold"
+    held = "held" if passing_score(study, run, baseline) is not None else "did not hold"
     if len(paired) < users:
         return [f"The dev choice ({name}) under the dev rule, so far: it {held} on the first {len(paired)} of "
                 f"{users} users.  Partial: what counts is the reading on all {users}.", ""]
-    return [f"**The dev choice ({name}) {held} on all {users} test users** under the dev rule (accuracy and "
-            "gold-option probability at least the whole history's, fewer answer-step tokens; its row above).", ""]
+    return [f"**The dev choice ({name}) {held} on all {users} test users** under the dev rule ({rule_metrics(study)} "
+            "at least the whole history's, fewer answer-step tokens; its row above).", ""]
 
 
 def outcome_sentence(passing: list[tuple[float, Run]]) -> str:

@@ -194,6 +194,24 @@ def test_the_dev_rule_picks_the_best_passing_retriever_once_every_user_is_in(rep
         assert "2 pass (recent k = 4, dense k = 4)" in outcome
 
 
+def test_paraphrase_s_dev_rule_needs_meteor_and_rouge_l_and_picks_the_highest_meteor(report, tmp_path):
+    write_run(tmp_path / "paraphrase-dev-whole-history-1.5b", config(split="dev"),
+              [record(m, u, METEOR[u], tokens=1000) for m in ("dg-pc", "gpg") for u in USERS])
+    for name, meteor_gain, rouge in [("recent", 0.01, 0.50), ("bm25", 0.20, 0.49), ("dense", 0.05, 0.60)]:
+        retrieval = {"retriever": {"name": name}, "k": 4, "steps": "all"}
+        cfg = config(split="dev", retrieval=retrieval, loop_rule=None,
+                     step_max_tokens={"digest": 256, "profile": 256, "answer": 96})
+        write_run(tmp_path / f"retrieval-dev-paraphrase-{name}-k4-1.5b", cfg, [
+            record(m, u, 0, tokens=400, retrieval=retrieval | {"kept": [1, 2, 3, 4], "cut": False},
+                   metrics={"meteor": METEOR[u] + meteor_gain, "rougeL": rouge})
+            for m in ("dg-pc", "gpg") for u in USERS])
+    text = report.main(["--results", str(tmp_path)])
+    dev = text[text.index("## paraphrase, dev users"):text.index("## paraphrase, test users")]
+    assert "its GPG METEOR and ROUGE-L are each at least the whole history's" in dev
+    # bm25 has the best METEOR but a lower ROUGE-L: it fails
+    assert "**Outcome: 2 pass (recent k = 4, dense k = 4); the default becomes dense with k = 4.**" in dev
+
+
 def test_the_dev_rule_is_not_applied_over_an_invalid_pairing(report, tmp_path):
     whole = {u: 0.0 for u in USERS}
     dev_run(tmp_path / "answer-mode-dev-preference-score-1.5b", whole, 0.30, tokens=900)
